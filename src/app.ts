@@ -1,0 +1,111 @@
+/**
+ * Builds the Fastify application around a Hub: plugins (WebSocket, OpenAPI at /docs), the error
+ * mapping to `{"error":{"code","message"}}`, health and metrics, the public auth routes, and every
+ * other `/api` route behind access-token authentication.
+ */
+import crypto from 'node:crypto';
+import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import fastifySwagger from '@fastify/swagger';
+import fastifySwaggerUi from '@fastify/swagger-ui';
+import fastifyWebsocket from '@fastify/websocket';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { AppError, errorBody } from './errors.js';
+import { closeHub, type Hub } from './hub.js';
+import type { AuthContext } from './modules/auth/auth.service.js';
+import { authRoutes, publicAuthRoutes } from './modules/auth/auth.routes.js';
+import { messagesRoutes } from './modules/messages/messages.routes.js';
+import { roomsRoutes } from './modules/rooms/rooms.routes.js';
+import { searchRoutes } from './modules/search/search.routes.js';
+import { usersRoutes } from './modules/users/users.routes.js';
+import { closeAllSockets, gatewayRoutes } from './realtime/gateway.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    hub: Hub;
+  }
+  interface FastifyRequest {
+    auth: AuthContext;
+  }
+}
+
+export const VERSION = '0.1.0';
+
+/** The app; `app.close()` closes sockets (1001), the hub and its database. */
+export async function buildApp(hub: Hub): Promise<FastifyInstance> {
+  const { config } = hub;
+  const app = Fastify({
+    loggerInstance: hub.log,
+    bodyLimit: config.limits.max_request_bytes,
+    trustProxy: config.server.trust_proxy,
+    requestIdHeader: 'x-request-id',
+    genReqId: () => crypto.randomUUID(),
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.decorate('hub', hub);
+  app.decorateRequest('auth', null as unknown as AuthContext);
+  app.addHook('onSend', async (req, reply) => {
+    reply.header('x-request-id', req.id);
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    hub.metrics.httpDuration.observe({ method: req.method, route: req.routeOptions.url ?? 'unmatched', status: reply.statusCode }, reply.elapsedTime / 1000);
+  });
+  app.addHook('preClose', async () => closeAllSockets(hub));
+  app.addHook('onClose', async () => closeHub(hub));
+
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    if (err instanceof AppError) return reply.code(err.status).send(errorBody(err.code, err.message));
+    if (err.validation) return reply.code(400).send(errorBody('VALIDATION_FAILED', err.message));
+    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.code(413).send(errorBody('PAYLOAD_TOO_LARGE', err.message));
+    if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
+      return reply.code(err.statusCode).send(errorBody(err.statusCode === 429 ? 'RATE_LIMITED' : 'BAD_REQUEST', err.message));
+    }
+    req.log.error({ err }, 'request failed');
+    return reply.code(500).send(errorBody('INTERNAL', 'Internal error'));
+  });
+  app.setNotFoundHandler((req, reply) => reply.code(404).send(errorBody('NOT_FOUND', `No route ${req.method} ${req.url.split('?')[0]}`)));
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      info: { title: 'Switchboard', version: VERSION, description: 'Chat hub REST API. The WebSocket protocol is in docs/WEBSOCKET_API.md.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
+  await app.register(fastifyWebsocket, { options: { maxPayload: config.limits.max_ws_frame_bytes } });
+
+  /** Liveness: the process answers. */
+  app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
+  /** Readiness: the database answers (503 UNAVAILABLE otherwise). */
+  app.get('/readyz', { schema: { hide: true } }, async (req, reply) => {
+    try {
+      await hub.db.query('SELECT 1');
+      return { status: 'ready' };
+    } catch (err) {
+      req.log.warn({ err }, 'database not reachable');
+      return reply.code(503).send(errorBody('UNAVAILABLE', 'Database not reachable'));
+    }
+  });
+  /** Prometheus metrics, text exposition format. */
+  app.get('/metrics', { schema: { hide: true } }, async (req, reply) => {
+    reply.type(hub.metrics.registry.contentType);
+    return hub.metrics.registry.metrics();
+  });
+
+  await app.register(publicAuthRoutes);
+  await app.register(gatewayRoutes);
+  await app.register(async (api) => {
+    api.addHook('onRequest', async (req) => {
+      const header = req.headers.authorization;
+      if (!header?.startsWith('Bearer ')) throw new AppError('UNAUTHORIZED', 'Missing access token (Authorization: Bearer <token>)');
+      req.auth = await hub.auth.authenticate(header.slice(7));
+    });
+    await api.register(authRoutes);
+    await api.register(usersRoutes);
+    await api.register(roomsRoutes);
+    await api.register(messagesRoutes);
+    await api.register(searchRoutes);
+  });
+  return app as unknown as FastifyInstance;
+}

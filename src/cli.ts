@@ -1,0 +1,142 @@
+/**
+ * The `switchboard` command: serve (default), migrate, generate-config, validate-config, show-config.
+ * Global flags override environment and config file (see `config/load.ts`).
+ */
+import { realpathSync, writeFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import { Command } from 'commander';
+import { ConfigError, configToToml, loadConfig, redactConfig } from './config/load.js';
+import type { Config } from './config/schema.js';
+
+interface Hub {
+  url: string;
+  close(): Promise<void>;
+}
+interface ServerModule {
+  startHub(config: Config): Promise<Hub>;
+}
+interface DatabaseModule {
+  runMigrations(config: Config): Promise<string[]>;
+}
+
+// Held in variables so the type checker does not require the modules to exist yet.
+const SERVER_MODULE: string = './server.js';
+const DATABASE_MODULE: string = './db/database.js';
+
+/** Global flag (commander's camelCase name) → dotted config key. */
+const FLAG_KEYS: Record<string, string> = {
+  host: 'server.host',
+  port: 'server.port',
+  dataDir: 'data_dir',
+  databaseUrl: 'database.url',
+  redisUrl: 'redis.url',
+  logLevel: 'log.level',
+  dev: 'log.pretty',
+};
+
+/** Loads the effective config from the global flags of `cmd` (`--config` plus the overrides). */
+function configFrom(cmd: Command): Config {
+  const flags = cmd.optsWithGlobals<Record<string, unknown>>();
+  const cli: Record<string, unknown> = {};
+  for (const [flag, key] of Object.entries(FLAG_KEYS)) {
+    if (flags[flag] !== undefined) cli[key] = flags[flag];
+  }
+  return loadConfig({ configPath: flags.config as string | undefined, cli });
+}
+
+/** Builds the commander program; actions throw `ConfigError` for bad configuration (see `main`). */
+export function buildProgram(): Command {
+  const program = new Command('switchboard')
+    .description('Switchboard chat hub')
+    .option('-c, --config <path>', 'TOML config file')
+    .option('--host <host>', 'address to listen on (server.host)')
+    .option('--port <n>', 'TCP port (server.port)')
+    .option('--data-dir <dir>', 'data directory (data_dir)')
+    .option('--database-url <url>', 'PostgreSQL URL (database.url)')
+    .option('--redis-url <url>', 'Redis URL (redis.url)')
+    .option('--log-level <level>', 'log level (log.level)')
+    .option('--dev', 'human-readable logs (log.pretty = true)');
+
+  program
+    .command('serve', { isDefault: true })
+    .description('run the hub (default command)')
+    .action(async (_opts, cmd: Command) => {
+      const config = configFrom(cmd);
+      const { startHub } = (await import(SERVER_MODULE)) as ServerModule;
+      const hub = await startHub(config);
+      const stop = async () => {
+        await hub.close();
+        process.exit(0);
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+
+  program
+    .command('migrate')
+    .description('apply pending database migrations')
+    .action(async (_opts, cmd: Command) => {
+      const config = configFrom(cmd);
+      const { runMigrations } = (await import(DATABASE_MODULE)) as DatabaseModule;
+      const applied = await runMigrations(config);
+      console.log(applied.length ? applied.map((m) => `applied ${m}`).join('\n') : 'no pending migrations');
+      process.exit(0);
+    });
+
+  program
+    .command('generate-config [path]')
+    .description('write a commented config file with all defaults (stdout when no path)')
+    .option('--force', 'overwrite an existing file')
+    .action((path: string | undefined, opts: { force?: boolean }) => {
+      const text = configToToml(loadConfig({ env: {}, loadDotEnv: false }), { comments: true });
+      if (!path) {
+        process.stdout.write(text);
+        return;
+      }
+      try {
+        writeFileSync(path, text, { flag: opts.force ? 'w' : 'wx' });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        console.error(`${path} already exists (use --force to overwrite)`);
+        process.exitCode = 1;
+        return;
+      }
+      console.log(`wrote ${path}`);
+    });
+
+  program
+    .command('validate-config')
+    .description('check the effective config and print ok')
+    .action((_opts, cmd: Command) => {
+      configFrom(cmd);
+      console.log('ok');
+    });
+
+  program
+    .command('show-config')
+    .description('print the effective config as TOML, secrets redacted')
+    .action((_opts, cmd: Command) => {
+      process.stdout.write(configToToml(redactConfig(configFrom(cmd))));
+    });
+
+  return program;
+}
+
+/**
+ * Runs the CLI on a full `process.argv`-style array. A `ConfigError` prints
+ * `config error: <message>` to stderr and sets exit code 2; other errors propagate.
+ */
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    console.error(`config error: ${err.message}`);
+    process.exitCode = 2;
+  }
+}
+
+// Run when executed directly (`tsx src/cli.ts`); bin/switchboard.js imports this file and calls main itself.
+if (process.argv[1] && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href) {
+  await main(process.argv);
+}

@@ -1,0 +1,100 @@
+/**
+ * The configuration schema: one TypeBox schema gives the shape, the defaults and the validation of
+ * every key. Sources are merged with precedence CLI flags > environment > TOML file > defaults
+ * (see `load.ts`). Units are part of key names (`_ms`, `_s`, `_bytes`).
+ */
+import { Type, type Static } from 'typebox';
+
+const Strict = { additionalProperties: false } as const;
+
+export const ServerSchema = Type.Object(
+  {
+    host: Type.String({ default: '127.0.0.1', description: 'Address to listen on.' }),
+    port: Type.Integer({ minimum: 0, maximum: 65535, default: 8081, description: 'TCP port (0 picks a free one).' }),
+    public_url: Type.String({ default: '', description: 'Base URL clients reach the hub at; empty derives it from host and port.' }),
+    trust_proxy: Type.Boolean({ default: false, description: 'Trust X-Forwarded-* headers (behind a reverse proxy).' }),
+    cors_origins: Type.Array(Type.String(), { default: [], description: 'Origins allowed by CORS; empty disables CORS.' }),
+  },
+  Strict,
+);
+
+export const DatabaseSchema = Type.Object(
+  {
+    url: Type.String({ default: '', description: 'PostgreSQL URL (env DATABASE_URL). Empty starts the embedded PGlite server under data_dir.' }),
+    pool_max: Type.Integer({ minimum: 1, maximum: 200, default: 10, description: 'Pool size for an external database (the embedded one always uses 1).' }),
+  },
+  Strict,
+);
+
+export const RedisSchema = Type.Object(
+  {
+    url: Type.String({ default: '', description: 'Redis URL (env REDIS_URL) for multi-node fan-out. Empty uses the in-process pub/sub.' }),
+  },
+  Strict,
+);
+
+export const AuthSchema = Type.Object(
+  {
+    jwt_secret: Type.String({ default: '', description: 'HS256 secret for access tokens (at least 32 bytes). Empty generates one into data_dir/signing-key on first run.' }),
+    access_token_ttl_s: Type.Integer({ minimum: 30, default: 900, description: 'Access token lifetime, seconds.' }),
+    refresh_token_ttl_s: Type.Integer({ minimum: 60, default: 2592000, description: 'Refresh token lifetime, seconds (default 30 days).' }),
+  },
+  Strict,
+);
+
+export const LimitsSchema = Type.Object(
+  {
+    max_message_bytes: Type.Integer({ minimum: 1, default: 65536, description: 'Largest message content, UTF-8 bytes; larger sends get 413 / MESSAGE_TOO_LARGE.' }),
+    max_request_bytes: Type.Integer({ minimum: 1024, default: 1048576, description: 'Largest REST request body, bytes.' }),
+    max_ws_frame_bytes: Type.Integer({ minimum: 1024, default: 262144, description: 'Largest WebSocket frame a client may send, bytes.' }),
+    max_send_queue_bytes: Type.Integer({ minimum: 1024, default: 4194304, description: 'Bytes queued to one socket before it is closed with 4408 (slow consumer).' }),
+    history_page_max: Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'Largest page of GET .../messages.' }),
+  },
+  Strict,
+);
+
+export const RealtimeSchema = Type.Object(
+  {
+    typing_timeout_ms: Type.Integer({ minimum: 100, default: 10000, description: 'Typing expires after this long without a refresh, ms.' }),
+    presence_grace_ms: Type.Integer({ minimum: 0, default: 5000, description: 'Delay before a user whose last socket closed goes offline, ms.' }),
+  },
+  Strict,
+);
+
+export const SearchSchema = Type.Object(
+  {
+    backend: Type.Union([Type.Literal('postgres')], { default: 'postgres', description: 'Full-text search backend.' }),
+  },
+  Strict,
+);
+
+export const LogSchema = Type.Object(
+  {
+    level: Type.Union(
+      ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+      { default: 'info', description: 'pino log level.' },
+    ),
+    pretty: Type.Boolean({ default: false, description: 'Human-readable logs (also set by --dev).' }),
+  },
+  Strict,
+);
+
+export const ConfigSchema = Type.Object(
+  {
+    data_dir: Type.String({ default: './data', description: 'Where the embedded database, signing key and local files live.' }),
+    server: ServerSchema,
+    database: DatabaseSchema,
+    redis: RedisSchema,
+    auth: AuthSchema,
+    limits: LimitsSchema,
+    realtime: RealtimeSchema,
+    search: SearchSchema,
+    log: LogSchema,
+  },
+  Strict,
+);
+
+export type Config = Static<typeof ConfigSchema>;
+
+/** Keys whose values are secrets: redacted by `show-config` and never logged. Dotted paths. */
+export const SECRET_KEYS = ['auth.jwt_secret', 'database.url', 'redis.url'] as const;

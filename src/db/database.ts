@@ -1,0 +1,125 @@
+/**
+ * PostgreSQL access. One `pg` code path serves both an external PostgreSQL (`database.url`) and the
+ * embedded default: PGlite under `<data_dir>/pgdata`, served over the Postgres wire protocol on a
+ * loopback port by `@electric-sql/pglite-socket`.
+ *
+ * PGlite is a single-session database; its socket server multiplexes connections onto that one session,
+ * so two transactions on two connections would interleave. The embedded pool therefore has exactly one
+ * connection: statements and transactions queue in order. Code running inside `transaction()` must
+ * use the client it was handed, never the pool, or it would wait for itself.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { runner } from 'node-pg-migrate';
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.js';
+
+/** Anything that runs a query: the pool or a client inside a transaction. */
+export interface Queryable {
+  query<R extends pg.QueryResultRow = any>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
+}
+
+export interface Database extends Queryable {
+  readonly pool: pg.Pool;
+  /** True when served by the embedded PGlite. */
+  readonly embedded: boolean;
+  /** The URL the pool connects to (the embedded server's loopback URL when embedded). */
+  readonly url: string;
+  /**
+   * Runs `fn` in one transaction (BEGIN … COMMIT; ROLLBACK and rethrow on any error).
+   * @returns what `fn` returns.
+   */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+export const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../migrations');
+
+// 64-bit integers (bigserial stream positions, counts) come back as JS numbers: positions stay far below 2^53.
+pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
+
+/**
+ * Opens the configured database: `database.url` when set, otherwise the embedded PGlite under
+ * `<data_dir>/pgdata` (created on first run, about 4 s).
+ */
+export async function openDatabase(config: Config, log?: Logger): Promise<Database> {
+  if (config.database.url) {
+    const pool = new pg.Pool({ connectionString: config.database.url, max: config.database.pool_max });
+    pool.on('error', (err) => log?.error({ err }, 'idle database client error'));
+    return wrap(pool, false, config.database.url, async () => pool.end());
+  }
+  const { PGlite } = await import('@electric-sql/pglite');
+  const { PGLiteSocketServer } = await import('@electric-sql/pglite-socket');
+  const dir = path.resolve(config.data_dir, 'pgdata');
+  fs.mkdirSync(dir, { recursive: true });
+  const started = Date.now();
+  const pglite = await PGlite.create(dir);
+  const server = new PGLiteSocketServer({ db: pglite, host: '127.0.0.1', port: 0 });
+  await server.start();
+  const url = `postgres://postgres@${server.getServerConn()}/postgres?sslmode=disable`;
+  log?.info({ dir, ms: Date.now() - started }, 'embedded PostgreSQL (PGlite) started');
+  const pool = new pg.Pool({ connectionString: url, max: 1 });
+  pool.on('error', (err) => log?.error({ err }, 'idle database client error'));
+  return wrap(pool, true, url, async () => {
+    await pool.end();
+    await server.stop();
+    await pglite.close();
+  });
+}
+
+function wrap(pool: pg.Pool, embedded: boolean, url: string, close: () => Promise<void>): Database {
+  return {
+    pool,
+    embedded,
+    url,
+    query: (text, values) => pool.query(text, values as any[]),
+    async transaction(fn) {
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN');
+        const result = await fn(client);
+        await client.query('COMMIT');
+        return result;
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw err;
+      } finally {
+        client.release();
+      }
+    },
+    close,
+  };
+}
+
+/**
+ * Applies pending SQL migrations from `migrations/` (node-pg-migrate, one transaction, with its lock).
+ * @returns the names of the migrations applied now (empty when up to date).
+ */
+export async function migrate(db: Database): Promise<string[]> {
+  const client = await db.pool.connect();
+  try {
+    const applied = await runner({
+      dbClient: client,
+      dir: MIGRATIONS_DIR,
+      direction: 'up',
+      migrationsTable: 'pgmigrations',
+      singleTransaction: true,
+      log: () => undefined,
+    });
+    return applied.map((m) => m.name);
+  } finally {
+    client.release();
+  }
+}
+
+/** `switchboard migrate`: opens the configured database, migrates it, closes it. */
+export async function runMigrations(config: Config): Promise<string[]> {
+  const db = await openDatabase(config);
+  try {
+    return await migrate(db);
+  } finally {
+    await db.close();
+  }
+}

@@ -1,0 +1,47 @@
+/**
+ * One catalog of error codes. REST answers `{"error":{"code","message"}}` with the catalog's HTTP
+ * status; the WebSocket gateway sends `{"type":"error","code","message","txn_id"?}`. Codes are stable:
+ * clients switch on them, so never rename one, only add.
+ */
+export const ERROR_CATALOG = {
+  BAD_REQUEST: 400,
+  VALIDATION_FAILED: 400,
+  INVALID_FRAME: 400,
+  UNAUTHORIZED: 401,
+  TOKEN_EXPIRED: 401,
+  INVALID_CREDENTIALS: 401,
+  INVALID_REFRESH_TOKEN: 401,
+  REFRESH_TOKEN_REUSED: 401,
+  FORBIDDEN: 403,
+  NOT_A_MEMBER: 403,
+  NOT_FOUND: 404,
+  INVALID_ROOM: 404,
+  INVALID_MESSAGE: 404,
+  INVALID_USER: 404,
+  INVALID_DEVICE: 404,
+  EMAIL_TAKEN: 409,
+  CONFLICT: 409,
+  MESSAGE_TOO_LARGE: 413,
+  PAYLOAD_TOO_LARGE: 413,
+  RATE_LIMITED: 429,
+  INTERNAL: 500,
+  UNAVAILABLE: 503,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CATALOG;
+
+/** An error a client caused or may see; carries a stable code and its HTTP status. */
+export class AppError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  constructor(code: ErrorCode, message: string) {
+    super(message);
+    this.code = code;
+    this.status = ERROR_CATALOG[code];
+  }
+}
+
+/** The JSON body of an error response. */
+export function errorBody(code: ErrorCode | string, message: string) {
+  return { error: { code, message } };
+}

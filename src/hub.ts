@@ -1,0 +1,71 @@
+/**
+ * The composition root: builds every service once, in dependency order, around one database and one
+ * pub/sub. `app.hub` exposes it to routes and the gateway.
+ */
+import type { Logger } from 'pino';
+import type { Config } from './config/schema.js';
+import type { Database } from './db/database.js';
+import { AuthService } from './modules/auth/auth.service.js';
+import { TokenIssuer, loadSigningSecret } from './modules/auth/tokens.js';
+import { MessagesService } from './modules/messages/messages.service.js';
+import { PresenceService } from './modules/presence/presence.service.js';
+import { RoomsService } from './modules/rooms/rooms.service.js';
+import { PostgresSearchIndex } from './modules/search/postgres-search.js';
+import type { SearchIndex } from './modules/search/search-index.js';
+import { UsersService } from './modules/users/users.service.js';
+import { createMetrics, type Metrics } from './plugins/metrics.js';
+import { Fanout } from './realtime/fanout.js';
+import { LocalPubSub, type PubSub } from './realtime/pubsub.js';
+import { EventStream } from './realtime/stream.js';
+import { TypingService } from './realtime/typing.js';
+
+export interface Hub {
+  config: Config;
+  db: Database;
+  log: Logger;
+  metrics: Metrics;
+  pubsub: PubSub;
+  stream: EventStream;
+  fanout: Fanout;
+  auth: AuthService;
+  users: UsersService;
+  rooms: RoomsService;
+  messages: MessagesService;
+  presence: PresenceService;
+  typing: TypingService;
+  search: SearchIndex;
+}
+
+/** Builds the services and starts following the event stream. */
+export async function createHub(config: Config, db: Database, log: Logger): Promise<Hub> {
+  const pubsub: PubSub = new LocalPubSub();
+  const stream = new EventStream(db, pubsub, log);
+  await stream.start();
+  const tokens = new TokenIssuer(loadSigningSecret(config, log), config.auth.access_token_ttl_s);
+  const rooms = new RoomsService(db, stream);
+  return {
+    config,
+    db,
+    log,
+    metrics: createMetrics(),
+    pubsub,
+    stream,
+    fanout: new Fanout(pubsub, stream, log),
+    auth: new AuthService(db, tokens, pubsub, config.auth.refresh_token_ttl_s),
+    users: new UsersService(db),
+    rooms,
+    messages: new MessagesService(db, stream, pubsub, rooms, config.limits.max_message_bytes),
+    presence: new PresenceService(db, pubsub, config.realtime.presence_grace_ms, log),
+    typing: new TypingService(pubsub, config.realtime.typing_timeout_ms),
+    search: new PostgresSearchIndex(db),
+  };
+}
+
+/** Stops timers and subscriptions, then closes the pub/sub and the database. */
+export async function closeHub(hub: Hub): Promise<void> {
+  hub.typing.close();
+  hub.fanout.close();
+  hub.stream.stop();
+  await hub.pubsub.close();
+  await hub.db.close();
+}

@@ -1,0 +1,44 @@
+import { Type } from 'typebox';
+import { SelfUser, Uuid } from '../users/users.schemas.js';
+
+export const RegisterBody = Type.Object(
+  {
+    email: Type.String({ format: 'email', maxLength: 254 }),
+    name: Type.String({ minLength: 1, maxLength: 100 }),
+    password: Type.String({ minLength: 8, maxLength: 1024 }),
+    device_name: Type.Optional(Type.String({ maxLength: 100 })),
+  },
+  { additionalProperties: false },
+);
+
+export const LoginBody = Type.Object(
+  {
+    email: Type.String({ maxLength: 254 }),
+    password: Type.String({ maxLength: 1024 }),
+    device_name: Type.Optional(Type.String({ maxLength: 100 })),
+  },
+  { additionalProperties: false },
+);
+
+export const RefreshBody = Type.Object({ refresh_token: Type.String({ minLength: 1, maxLength: 200 }) }, { additionalProperties: false });
+
+/** What register, login and refresh return. `expires_in` is the access token's lifetime in seconds. */
+export const SessionResponse = Type.Object({
+  token: Type.String(),
+  refresh_token: Type.String(),
+  expires_in: Type.Integer(),
+  device_id: Uuid,
+  user: SelfUser,
+});
+
+export const Device = Type.Object({
+  id: Uuid,
+  name: Type.String(),
+  user_agent: Type.String(),
+  ip: Type.String(),
+  created_at: Type.String({ format: 'date-time' }),
+  last_seen_at: Type.String({ format: 'date-time' }),
+  current: Type.Boolean(),
+});
+
+export const DeviceParams = Type.Object({ id: Uuid });

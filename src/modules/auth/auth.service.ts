@@ -1,0 +1,170 @@
+/**
+ * Accounts and device sessions: registration, login, refresh-token rotation with reuse detection,
+ * device listing and revocation, and access-token authentication.
+ *
+ * Rotation follows the OAuth 2.0 Security BCP (RFC 9700 §4.14.2): each refresh returns a new refresh
+ * token and retires the old one; presenting a retired token again revokes the whole family (the device
+ * session), so a stolen token is useful at most once.
+ */
+import argon2 from 'argon2';
+import type { Database } from '../../db/database.js';
+import { AppError } from '../../errors.js';
+import type { PubSub } from '../../realtime/pubsub.js';
+import { authRepository as repo, type DeviceRow, type UserRow } from './auth.repository.js';
+import { hashToken, newRefreshToken, type TokenIssuer } from './tokens.js';
+import { selfUser } from '../users/users.view.js';
+
+export interface DeviceInfo {
+  name?: string;
+  userAgent: string;
+  ip: string;
+}
+
+/** Who a request or socket acts as. */
+export interface AuthContext {
+  userId: string;
+  deviceId: string;
+  userName: string;
+}
+
+/** A control message on `user:<id>` telling gateways to close sockets of a device (or all of the user's). */
+export interface CloseSocketsControl {
+  type: '_control.close';
+  device_id?: string;
+  code: number;
+  reason: string;
+}
+
+// Verified against when the email is unknown, so a failed login takes as long either way.
+const DUMMY_HASH = argon2.hash('switchboard-dummy-password', { type: argon2.argon2id });
+
+export class AuthService {
+  constructor(
+    private readonly db: Database,
+    private readonly tokens: TokenIssuer,
+    private readonly pubsub: PubSub,
+    private readonly refreshTtlS: number,
+  ) {}
+
+  /**
+   * Creates an account (argon2id password hash) and its first device session.
+   * @throws AppError EMAIL_TAKEN (409).
+   */
+  async register(body: { email: string; name: string; password: string; device_name?: string }, device: DeviceInfo) {
+    const passwordHash = await argon2.hash(body.password, { type: argon2.argon2id });
+    return this.db.transaction(async (tx) => {
+      const user = await repo.insertUser(tx, { email: normaliseEmail(body.email), name: body.name.trim(), passwordHash });
+      if (!user) throw new AppError('EMAIL_TAKEN', 'An account with this email exists');
+      return this.openSession(tx, user, { ...device, name: body.device_name ?? device.name });
+    });
+  }
+
+  /**
+   * Opens a device session for a password login.
+   * @throws AppError INVALID_CREDENTIALS (401) for an unknown email, wrong password or deactivated account.
+   */
+  async login(body: { email: string; password: string; device_name?: string }, device: DeviceInfo) {
+    const user = await repo.findUserByEmail(this.db, normaliseEmail(body.email));
+    const ok = user?.password_hash
+      ? await argon2.verify(user.password_hash, body.password)
+      : (await argon2.verify(await DUMMY_HASH, body.password), false);
+    if (!user || !ok || user.deactivated_at) throw new AppError('INVALID_CREDENTIALS', 'Wrong email or password');
+    return this.db.transaction((tx) => this.openSession(tx, user, { ...device, name: body.device_name ?? device.name }));
+  }
+
+  /**
+   * Rotates a refresh token.
+   * @throws AppError REFRESH_TOKEN_REUSED (401, the device session is revoked) or INVALID_REFRESH_TOKEN (401).
+   */
+  async refresh(refreshToken: string) {
+    const hash = hashToken(refreshToken);
+    const outcome = await this.db.transaction(async (tx) => {
+      const row = await repo.findRefreshToken(tx, hash);
+      if (!row || row.revoked_at || row.deactivated_at || row.expires_at.getTime() < Date.now()) return { kind: 'invalid' as const };
+      if (row.used_at || !(await repo.markRefreshTokenUsed(tx, hash))) {
+        await repo.revokeDevice(tx, row.device_id);
+        return { kind: 'reused' as const, deviceId: row.device_id, userId: row.user_id };
+      }
+      const next = newRefreshToken();
+      await repo.insertRefreshToken(tx, { hash: next.hash, deviceId: row.device_id, ttlS: this.refreshTtlS });
+      const { rows } = await tx.query<UserRow>('SELECT * FROM users WHERE id = $1', [row.user_id]);
+      return { kind: 'ok' as const, user: rows[0], deviceId: row.device_id, refreshToken: next.token };
+    });
+    if (outcome.kind === 'invalid') throw new AppError('INVALID_REFRESH_TOKEN', 'Unknown, expired or revoked refresh token');
+    if (outcome.kind === 'reused') {
+      await this.closeSockets(outcome.userId, outcome.deviceId, 'refresh token reused; session revoked');
+      throw new AppError('REFRESH_TOKEN_REUSED', 'Refresh token already used; this session has been revoked');
+    }
+    return {
+      token: await this.tokens.sign({ userId: outcome.user.id, deviceId: outcome.deviceId }),
+      refresh_token: outcome.refreshToken,
+      expires_in: this.tokens.ttlS,
+      device_id: outcome.deviceId,
+      user: selfUser(outcome.user),
+    };
+  }
+
+  /** Ends the caller's device session (its refresh tokens stop working, its sockets close). */
+  async logout(auth: AuthContext): Promise<void> {
+    await this.revokeDevice(auth.userId, auth.deviceId);
+  }
+
+  async listDevices(auth: AuthContext) {
+    const devices = await repo.listDevices(this.db, auth.userId);
+    return devices.map((d: DeviceRow) => ({
+      id: d.id,
+      name: d.name,
+      user_agent: d.user_agent,
+      ip: d.ip,
+      created_at: d.created_at.toISOString(),
+      last_seen_at: d.last_seen_at.toISOString(),
+      current: d.id === auth.deviceId,
+    }));
+  }
+
+  /**
+   * Revokes one of the user's device sessions and closes its sockets at once.
+   * @throws AppError INVALID_DEVICE (404) when it is not an active device of this user.
+   */
+  async revokeDevice(userId: string, deviceId: string): Promise<void> {
+    const owner = await this.db.transaction((tx) => repo.revokeDevice(tx, deviceId, userId));
+    if (!owner) throw new AppError('INVALID_DEVICE', 'No such active device');
+    await this.closeSockets(userId, deviceId, 'device session revoked');
+  }
+
+  /**
+   * Resolves an access token to its user and device; the device must not be revoked nor the user
+   * deactivated.
+   * @throws AppError UNAUTHORIZED or TOKEN_EXPIRED (401).
+   */
+  async authenticate(token: string): Promise<AuthContext> {
+    const claims = await this.tokens.verify(token);
+    const state = await repo.deviceState(this.db, claims.deviceId);
+    if (!state || state.user_id !== claims.userId || state.revoked_at || state.deactivated_at) {
+      throw new AppError('UNAUTHORIZED', 'Session revoked');
+    }
+    return { userId: claims.userId, deviceId: claims.deviceId, userName: state.name };
+  }
+
+  private async openSession(tx: Parameters<typeof repo.insertDevice>[0], user: UserRow, device: DeviceInfo) {
+    const d = await repo.insertDevice(tx, { userId: user.id, name: device.name ?? '', userAgent: device.userAgent, ip: device.ip });
+    const refresh = newRefreshToken();
+    await repo.insertRefreshToken(tx, { hash: refresh.hash, deviceId: d.id, ttlS: this.refreshTtlS });
+    return {
+      token: await this.tokens.sign({ userId: user.id, deviceId: d.id }),
+      refresh_token: refresh.token,
+      expires_in: this.tokens.ttlS,
+      device_id: d.id,
+      user: selfUser(user),
+    };
+  }
+
+  private async closeSockets(userId: string, deviceId: string, reason: string): Promise<void> {
+    const control: CloseSocketsControl = { type: '_control.close', device_id: deviceId, code: 4401, reason };
+    await this.pubsub.publish(`user:${userId}`, control);
+  }
+}
+
+export function normaliseEmail(email: string): string {
+  return email.trim().toLowerCase();
+}

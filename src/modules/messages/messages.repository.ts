@@ -1,0 +1,125 @@
+/** SQL for messages, reactions and receipts. */
+import type { Queryable } from '../../db/database.js';
+
+export interface MessageRow {
+  id: string;
+  room_id: string;
+  user_id: string;
+  user_name: string;
+  content: string;
+  reply_to: string | null;
+  mentions: string[];
+  txn_id: string | null;
+  stream_position: number;
+  created_at: Date;
+  delivered_at: Date | null;
+  deleted_at: Date | null;
+  deleted_by: string | null;
+  reactions: { key: string; count: number; user_ids: string[] }[];
+}
+
+const SELECT_MESSAGE = `
+  SELECT m.id, m.room_id, m.user_id, u.name AS user_name, m.content, m.reply_to, m.mentions, m.txn_id,
+         m.stream_position, m.created_at, m.delivered_at, m.deleted_at, m.deleted_by,
+         COALESCE((SELECT json_agg(json_build_object('key', r.key, 'count', r.count, 'user_ids', r.user_ids) ORDER BY r.first)
+                   FROM (SELECT key, count(*)::int AS count, array_agg(user_id ORDER BY created_at) AS user_ids, min(created_at) AS first
+                         FROM reactions WHERE message_id = m.id GROUP BY key) r), '[]'::json) AS reactions
+  FROM messages m JOIN users u ON u.id = m.user_id`;
+
+export const messagesRepository = {
+  async insertMessage(
+    q: Queryable,
+    m: { id: string; roomId: string; userId: string; content: string; replyTo: string | null; mentions: string[]; txnId: string | null; streamPosition: number; createdAt: Date },
+  ): Promise<void> {
+    await q.query(
+      `INSERT INTO messages (id, room_id, user_id, content, reply_to, mentions, txn_id, stream_position, created_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+      [m.id, m.roomId, m.userId, m.content, m.replyTo, m.mentions, m.txnId, m.streamPosition, m.createdAt],
+    );
+  },
+
+  async findById(q: Queryable, id: string): Promise<MessageRow | null> {
+    const { rows } = await q.query<MessageRow>(`${SELECT_MESSAGE} WHERE m.id = $1`, [id]);
+    return rows[0] ?? null;
+  },
+
+  async findByTxn(q: Queryable, userId: string, txnId: string): Promise<MessageRow | null> {
+    const { rows } = await q.query<MessageRow>(`${SELECT_MESSAGE} WHERE m.user_id = $1 AND m.txn_id = $2`, [userId, txnId]);
+    return rows[0] ?? null;
+  },
+
+  /**
+   * A page of a room's history in stream order. `before`/`after` are stream positions (exclusive).
+   * With `after` the page starts right after it; otherwise it ends right before `before` (or at the end).
+   */
+  async page(q: Queryable, roomId: string, opts: { before?: number; after?: number; limit: number }): Promise<MessageRow[]> {
+    const ascending = opts.after !== undefined;
+    const { rows } = await q.query<MessageRow>(
+      `${SELECT_MESSAGE}
+       WHERE m.room_id = $1 AND ($2::bigint IS NULL OR m.stream_position < $2) AND ($3::bigint IS NULL OR m.stream_position > $3)
+       ORDER BY m.stream_position ${ascending ? 'ASC' : 'DESC'} LIMIT $4`,
+      [roomId, opts.before ?? null, opts.after ?? null, opts.limit],
+    );
+    return ascending ? rows : rows.reverse();
+  },
+
+  async redact(q: Queryable, id: string, by: string): Promise<void> {
+    await q.query(`UPDATE messages SET content = '', mentions = '{}', deleted_at = now(), deleted_by = $2 WHERE id = $1`, [id, by]);
+    await q.query('DELETE FROM reactions WHERE message_id = $1', [id]);
+  },
+
+  /** Scrubs the content from the stored `message.new` event so a resume never replays it. */
+  async redactStoredEvent(q: Queryable, streamPosition: number): Promise<void> {
+    await q.query(
+      `UPDATE room_events SET payload = jsonb_set(jsonb_set(payload, '{message,content}', '""'), '{message,deleted}', 'true')
+       WHERE stream_position = $1`,
+      [streamPosition],
+    );
+  },
+
+  /** @returns true when the reaction was added (false: it was already there). */
+  async addReaction(q: Queryable, messageId: string, userId: string, key: string): Promise<boolean> {
+    const { rowCount } = await q.query('INSERT INTO reactions (message_id, user_id, key) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING', [messageId, userId, key]);
+    return rowCount === 1;
+  },
+
+  /** @returns true when a reaction was removed. */
+  async removeReaction(q: Queryable, messageId: string, userId: string, key: string): Promise<boolean> {
+    const { rowCount } = await q.query('DELETE FROM reactions WHERE message_id = $1 AND user_id = $2 AND key = $3', [messageId, userId, key]);
+    return rowCount === 1;
+  },
+
+  async reactionCount(q: Queryable, messageId: string, key: string): Promise<number> {
+    const { rows } = await q.query<{ n: number }>('SELECT count(*)::int AS n FROM reactions WHERE message_id = $1 AND key = $2', [messageId, key]);
+    return rows[0].n;
+  },
+
+  /** Marks the first delivery. @returns the sender and time when this call was the first, else null. */
+  async markDelivered(q: Queryable, messageId: string): Promise<{ user_id: string; room_id: string; delivered_at: Date } | null> {
+    const { rows } = await q.query(
+      'UPDATE messages SET delivered_at = now() WHERE id = $1 AND delivered_at IS NULL RETURNING user_id, room_id, delivered_at',
+      [messageId],
+    );
+    return rows[0] ?? null;
+  },
+
+  /** Moves a member's read receipt forward to `position`. @returns the time when it moved, null when it was already there. */
+  async advanceReadReceipt(q: Queryable, roomId: string, userId: string, messageId: string, position: number): Promise<Date | null> {
+    const { rows } = await q.query<{ read_at: Date }>(
+      `UPDATE room_members SET read_position = $4, read_message_id = $3, read_at = now()
+       WHERE room_id = $1 AND user_id = $2 AND read_position < $4 RETURNING read_at`,
+      [roomId, userId, messageId, position],
+    );
+    return rows[0]?.read_at ?? null;
+  },
+
+  async latestMessage(q: Queryable, roomId: string): Promise<{ id: string; stream_position: number } | null> {
+    const { rows } = await q.query('SELECT id, stream_position FROM messages WHERE room_id = $1 ORDER BY stream_position DESC LIMIT 1', [roomId]);
+    return rows[0] ?? null;
+  },
+
+  async memberIds(q: Queryable, roomId: string): Promise<string[]> {
+    const { rows } = await q.query<{ user_id: string }>('SELECT user_id FROM room_members WHERE room_id = $1', [roomId]);
+    return rows.map((r) => r.user_id);
+  },
+};

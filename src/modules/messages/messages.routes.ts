@@ -1,0 +1,60 @@
+/** Messages, reactions, read receipts and history. */
+import type { FastifyInstance } from 'fastify';
+import { AppError } from '../../errors.js';
+import { HistoryQuery, MarkReadBody, MessageIdParams, ReactionParams, RoomIdParams, SendMessageBody } from './messages.schemas.js';
+
+const tags = ['messages'];
+
+export async function messagesRoutes(app: FastifyInstance): Promise<void> {
+  const { messages, config, metrics } = app.hub;
+
+  /**
+   * A page of history, oldest first: `{messages, has_more}`. `?limit=` (default 50, max
+   * `limits.history_page_max`), `?before=<message_id>` for older, `?after=<message_id>` for newer.
+   */
+  app.get('/api/rooms/:room_id/messages', { schema: { tags, params: RoomIdParams, querystring: HistoryQuery } }, async (req) => {
+    const q = req.query as { limit: number; before?: string; after?: string };
+    if (q.before && q.after) throw new AppError('VALIDATION_FAILED', 'Use before or after, not both');
+    return messages.history(req.auth.userId, (req.params as { room_id: string }).room_id, { ...q, limit: Math.min(q.limit, config.limits.history_page_max) });
+  });
+
+  /**
+   * Send a message: 201 `{id, created_at, stream_position}`; with a `txn_id` already used by the
+   * caller, 200 with the first message and nothing stored. 413 MESSAGE_TOO_LARGE.
+   */
+  app.post('/api/rooms/:room_id/messages', { schema: { tags, params: RoomIdParams, body: SendMessageBody } }, async (req, reply) => {
+    const { message, created } = await messages.send(req.auth.userId, (req.params as { room_id: string }).room_id, req.body as any);
+    if (created) metrics.messagesSent.inc();
+    reply.code(created ? 201 : 200);
+    return { id: message.id, created_at: message.created_at, stream_position: message.stream_position, duplicate: !created };
+  });
+
+  /** One message. */
+  app.get('/api/messages/:id', { schema: { tags, params: MessageIdParams } }, async (req) => messages.get(req.auth.userId, (req.params as { id: string }).id));
+
+  /** Redact a message (sender or room admin): content removed, tombstone kept, `message.deleted` sent. 204. */
+  app.delete('/api/messages/:id', { schema: { tags, params: MessageIdParams } }, async (req, reply) => {
+    await messages.redact(req.auth.userId, (req.params as { id: string }).id);
+    reply.code(204).send();
+  });
+
+  /** Add the caller's reaction (URL-encoded emoji or short text). `{key, count}`. Idempotent. */
+  app.put('/api/messages/:id/reactions/:key', { schema: { tags, params: ReactionParams } }, async (req) => {
+    const p = req.params as { id: string; key: string };
+    return messages.react(req.auth.userId, p.id, p.key, true);
+  });
+
+  /** Remove the caller's reaction. `{key, count}`. Idempotent. */
+  app.delete('/api/messages/:id/reactions/:key', { schema: { tags, params: ReactionParams } }, async (req) => {
+    const p = req.params as { id: string; key: string };
+    return messages.react(req.auth.userId, p.id, p.key, false);
+  });
+
+  /**
+   * Batch mark-read: everything in the room up to `message_id` (default: the latest message) is read.
+   * `{room_id, message_id, read_at, moved}`.
+   */
+  app.post('/api/rooms/:room_id/read', { schema: { tags, params: RoomIdParams, body: MarkReadBody } }, async (req) =>
+    messages.markRead(req.auth.userId, (req.params as { room_id: string }).room_id, (req.body as { message_id?: string }).message_id),
+  );
+}

@@ -1,0 +1,23 @@
+import { Type } from 'typebox';
+import { Uuid } from '../users/users.schemas.js';
+
+export const RoomIdParams = Type.Object({ room_id: Uuid });
+export const MessageIdParams = Type.Object({ id: Uuid });
+export const ReactionParams = Type.Object({ id: Uuid, key: Type.String({ minLength: 1, maxLength: 64 }) });
+
+export const SendMessageBody = Type.Object(
+  {
+    content: Type.String(),
+    reply_to: Type.Optional(Uuid),
+    txn_id: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+  },
+  { additionalProperties: false },
+);
+
+export const HistoryQuery = Type.Object({
+  limit: Type.Optional(Type.Integer({ minimum: 1, default: 50 })),
+  before: Type.Optional(Uuid),
+  after: Type.Optional(Uuid),
+});
+
+export const MarkReadBody = Type.Object({ message_id: Type.Optional(Uuid) }, { additionalProperties: false });

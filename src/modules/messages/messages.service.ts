@@ -1,0 +1,249 @@
+/**
+ * Messages: send (idempotent per (user, txn_id)), history paging, redaction, reactions, and receipts
+ * (delivered: first write to a recipient's socket; read: cumulative per member and room).
+ */
+import crypto from 'node:crypto';
+import type { Database, Queryable } from '../../db/database.js';
+import { AppError } from '../../errors.js';
+import type { PubSub } from '../../realtime/pubsub.js';
+import { appendRoomEvent, type EventStream } from '../../realtime/stream.js';
+import type { RoomsService } from '../rooms/rooms.service.js';
+import { assertCanRedact } from '../rooms/rooms.policy.js';
+import { messagesRepository as repo, type MessageRow } from './messages.repository.js';
+
+/** The wire shape of a message (`message.new`, history, search hits). */
+export function messageView(m: MessageRow) {
+  return {
+    id: m.id,
+    room_id: m.room_id,
+    user_id: m.user_id,
+    user_name: m.user_name,
+    content: m.content,
+    created_at: m.created_at.toISOString(),
+    reply_to: m.reply_to,
+    attachments: [] as unknown[],
+    mentions: m.mentions,
+    reactions: m.reactions,
+    stream_position: m.stream_position,
+    delivered_at: m.delivered_at?.toISOString() ?? null,
+    deleted: m.deleted_at !== null,
+  };
+}
+
+export type MessageView = ReturnType<typeof messageView>;
+
+/** Mentions are written `<@user_id>` in content; only members of the room count. */
+export function parseMentions(content: string, memberIds: string[]): string[] {
+  const found = new Set<string>();
+  for (const match of content.matchAll(/<@([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})>/gi)) {
+    const id = match[1].toLowerCase();
+    if (memberIds.includes(id)) found.add(id);
+  }
+  return [...found];
+}
+
+export interface SendInput {
+  content: string;
+  reply_to?: string;
+  txn_id?: string;
+}
+
+/** The delivery receipt sent to a message's sender, once, on `user:<sender>`. */
+export interface DeliveredEvent {
+  type: 'message.delivered';
+  message_id: string;
+  room_id: string;
+  delivered_at: string;
+}
+
+export class MessagesService {
+  /** Message ids known to be delivered already, so sockets do not ask the database again (bounded). */
+  private readonly delivered = new Set<string>();
+
+  constructor(
+    private readonly db: Database,
+    private readonly stream: EventStream,
+    private readonly pubsub: PubSub,
+    private readonly rooms: RoomsService,
+    private readonly maxMessageBytes: number,
+  ) {}
+
+  /**
+   * Sends a message. With `txn_id`, repeating the call returns the first message and stores nothing.
+   * @returns the message and whether it was created now.
+   * @throws AppError MESSAGE_TOO_LARGE (413), VALIDATION_FAILED (400), INVALID_ROOM (404),
+   *   NOT_A_MEMBER (403), INVALID_MESSAGE (404, `reply_to` not in this room).
+   */
+  async send(userId: string, roomId: string, input: SendInput): Promise<{ message: MessageView; created: boolean }> {
+    if (Buffer.byteLength(input.content, 'utf8') > this.maxMessageBytes) {
+      throw new AppError('MESSAGE_TOO_LARGE', `Message content exceeds ${this.maxMessageBytes} bytes`);
+    }
+    if (input.content.trim() === '') throw new AppError('VALIDATION_FAILED', 'Message content is empty');
+    if (input.txn_id) {
+      const earlier = await repo.findByTxn(this.db, userId, input.txn_id);
+      if (earlier) return { message: messageView(earlier), created: false };
+    }
+    try {
+      const message = await this.stream.write(async (tx) => {
+        await this.rooms.requireMember(tx, roomId, userId);
+        if (input.reply_to) {
+          const parent = await repo.findById(tx, input.reply_to);
+          if (!parent || parent.room_id !== roomId) throw new AppError('INVALID_MESSAGE', 'reply_to is not a message of this room');
+        }
+        const { rows } = await tx.query<{ name: string }>('SELECT name FROM users WHERE id = $1', [userId]);
+        const mentions = parseMentions(input.content, await repo.memberIds(tx, roomId));
+        const view: MessageView = {
+          id: crypto.randomUUID(),
+          room_id: roomId,
+          user_id: userId,
+          user_name: rows[0].name,
+          content: input.content,
+          created_at: new Date().toISOString(),
+          reply_to: input.reply_to ?? null,
+          attachments: [],
+          mentions,
+          reactions: [],
+          stream_position: 0,
+          delivered_at: null,
+          deleted: false,
+        };
+        const { stream_position: _unset, ...eventMessage } = view;
+        view.stream_position = await appendRoomEvent(tx, { room_id: roomId, type: 'message.new', payload: { type: 'message.new', message: eventMessage } });
+        await repo.insertMessage(tx, {
+          id: view.id,
+          roomId,
+          userId,
+          content: view.content,
+          replyTo: view.reply_to,
+          mentions,
+          txnId: input.txn_id ?? null,
+          streamPosition: view.stream_position,
+          createdAt: new Date(view.created_at),
+        });
+        return view;
+      });
+      return { message, created: true };
+    } catch (err: any) {
+      // A concurrent send with the same txn_id committed first: answer with that one.
+      if (err?.code === '23505' && input.txn_id) {
+        const earlier = await repo.findByTxn(this.db, userId, input.txn_id);
+        if (earlier) return { message: messageView(earlier), created: false };
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * A page of history, oldest first. `before`/`after` are message ids of this room.
+   * @returns `{messages, has_more}`: has_more tells whether older (or, with `after`, newer) messages exist.
+   * @throws AppError INVALID_ROOM, NOT_A_MEMBER, INVALID_MESSAGE.
+   */
+  async history(userId: string, roomId: string, opts: { before?: string; after?: string; limit: number }) {
+    await this.rooms.requireMember(this.db, roomId, userId);
+    const anchor = async (id?: string) => {
+      if (!id) return undefined;
+      const m = await repo.findById(this.db, id);
+      if (!m || m.room_id !== roomId) throw new AppError('INVALID_MESSAGE', 'Paging anchor is not a message of this room');
+      return m.stream_position;
+    };
+    const rows = await repo.page(this.db, roomId, { before: await anchor(opts.before), after: await anchor(opts.after), limit: opts.limit + 1 });
+    const hasMore = rows.length > opts.limit;
+    const page = hasMore ? (opts.after ? rows.slice(0, opts.limit) : rows.slice(1)) : rows;
+    return { messages: page.map(messageView), has_more: hasMore };
+  }
+
+  /**
+   * One message, for members of its room.
+   * @throws AppError INVALID_MESSAGE (404), NOT_A_MEMBER (403).
+   */
+  async get(userId: string, messageId: string): Promise<MessageView> {
+    const m = await repo.findById(this.db, messageId);
+    if (!m) throw new AppError('INVALID_MESSAGE', 'Message not found');
+    await this.rooms.requireMember(this.db, m.room_id, userId);
+    return messageView(m);
+  }
+
+  /**
+   * Redacts a message: content, mentions and reactions removed, a tombstone kept, `message.deleted`
+   * emitted, and the stored `message.new` scrubbed. Sender or room admin. Redacting twice is a no-op.
+   * @throws AppError INVALID_MESSAGE, NOT_A_MEMBER, FORBIDDEN.
+   */
+  async redact(userId: string, messageId: string): Promise<void> {
+    await this.stream.write(async (tx) => {
+      const m = await repo.findById(tx, messageId);
+      if (!m) throw new AppError('INVALID_MESSAGE', 'Message not found');
+      const { role } = await this.rooms.requireMember(tx, m.room_id, userId);
+      assertCanRedact(userId, m.user_id, role);
+      if (m.deleted_at) return;
+      await repo.redact(tx, messageId, userId);
+      await repo.redactStoredEvent(tx, m.stream_position);
+      await appendRoomEvent(tx, {
+        room_id: m.room_id,
+        type: 'message.deleted',
+        payload: { type: 'message.deleted', message_id: messageId, deleted_by: userId },
+      });
+    });
+  }
+
+  /**
+   * Adds or removes the caller's reaction `key` (an emoji or short text) on a message. Emits
+   * `reaction.added` / `reaction.removed` with the new count only when something changed.
+   * @returns the message's reaction count for that key.
+   */
+  async react(userId: string, messageId: string, key: string, add: boolean): Promise<{ key: string; count: number }> {
+    return this.stream.write(async (tx) => {
+      const m = await repo.findById(tx, messageId);
+      if (!m) throw new AppError('INVALID_MESSAGE', 'Message not found');
+      await this.rooms.requireMember(tx, m.room_id, userId);
+      if (m.deleted_at) throw new AppError('INVALID_MESSAGE', 'Message was deleted');
+      const changed = add ? await repo.addReaction(tx, messageId, userId, key) : await repo.removeReaction(tx, messageId, userId, key);
+      const count = await repo.reactionCount(tx, messageId, key);
+      if (changed) {
+        const type = add ? 'reaction.added' : 'reaction.removed';
+        await appendRoomEvent(tx, { room_id: m.room_id, type, payload: { type, message_id: messageId, user_id: userId, key, count } });
+      }
+      return { key, count };
+    });
+  }
+
+  /**
+   * Read receipt, cumulative: marks `messageId` (default: the room's latest message) and everything
+   * before it read. Emits `message.read` only when the receipt moves forward.
+   * @returns the receipt now in force.
+   */
+  async markRead(userId: string, roomId: string, messageId?: string) {
+    return this.stream.write(async (tx) => {
+      await this.rooms.requireMember(tx, roomId, userId);
+      const target = messageId ? await repo.findById(tx, messageId) : await repo.latestMessage(tx, roomId);
+      if (!target) {
+        if (messageId) throw new AppError('INVALID_MESSAGE', 'Message not found');
+        return { room_id: roomId, message_id: null, read_at: null, moved: false };
+      }
+      if ('room_id' in target && target.room_id !== roomId) throw new AppError('INVALID_MESSAGE', 'Message is not in this room');
+      const readAt = await repo.advanceReadReceipt(tx, roomId, userId, target.id, target.stream_position);
+      if (readAt) {
+        await appendRoomEvent(tx, {
+          room_id: roomId,
+          type: 'message.read',
+          payload: { type: 'message.read', message_id: target.id, user_id: userId, read_at: readAt.toISOString() },
+        });
+      }
+      return { room_id: roomId, message_id: target.id, read_at: readAt?.toISOString() ?? null, moved: readAt !== null };
+    });
+  }
+
+  /**
+   * Records that a message reached a recipient's socket. The first time only, tells the sender with
+   * `message.delivered` on `user:<sender>`.
+   */
+  async markDelivered(messageId: string): Promise<void> {
+    if (this.delivered.has(messageId)) return;
+    const first = await repo.markDelivered(this.db, messageId);
+    if (this.delivered.size >= 10_000) this.delivered.clear();
+    this.delivered.add(messageId);
+    if (!first) return;
+    const event: DeliveredEvent = { type: 'message.delivered', message_id: messageId, room_id: first.room_id, delivered_at: first.delivered_at.toISOString() };
+    await this.pubsub.publish(`user:${first.user_id}`, event);
+  }
+}
+

@@ -1,0 +1,112 @@
+/**
+ * Presence: a user is online from their first open socket until `presence_grace_ms` after their last
+ * one closes; they may set `online | away | busy | offline` and a status text themselves. `last_seen`
+ * is kept. Presence is only visible to users who share a room with the user (and to the user), and
+ * changes are pushed as `presence` events on the `user:<id>` topic of each such user.
+ *
+ * Socket counts are per node; a Redis-backed count is needed before several nodes serve one user.
+ */
+import type { Logger } from 'pino';
+import type { Database } from '../../db/database.js';
+import { AppError } from '../../errors.js';
+import type { PubSub } from '../../realtime/pubsub.js';
+
+export type PresenceStatus = 'online' | 'away' | 'busy' | 'offline';
+
+export interface PresenceView {
+  user_id: string;
+  status: PresenceStatus;
+  status_text: string;
+  last_seen: string | null;
+}
+
+export class PresenceService {
+  private readonly sockets = new Map<string, number>();
+  private readonly offlineTimers = new Map<string, NodeJS.Timeout>();
+
+  constructor(
+    private readonly db: Database,
+    private readonly pubsub: PubSub,
+    private readonly graceMs: number,
+    private readonly log: Logger,
+  ) {}
+
+  /** A socket of the user opened. The first one sets them online. */
+  async connected(userId: string): Promise<void> {
+    const n = (this.sockets.get(userId) ?? 0) + 1;
+    this.sockets.set(userId, n);
+    const timer = this.offlineTimers.get(userId);
+    if (timer) {
+      clearTimeout(timer);
+      this.offlineTimers.delete(userId);
+      return; // never went offline
+    }
+    if (n === 1) await this.set(userId, 'online', undefined, { onlyIfOffline: true });
+  }
+
+  /** A socket closed. After the last one, and the grace period, the user goes offline. */
+  disconnected(userId: string): void {
+    const n = (this.sockets.get(userId) ?? 1) - 1;
+    if (n > 0) {
+      this.sockets.set(userId, n);
+      return;
+    }
+    this.sockets.delete(userId);
+    const goOffline = () => {
+      this.offlineTimers.delete(userId);
+      this.set(userId, 'offline').catch((err) => this.log.error({ err, userId }, 'presence update failed'));
+    };
+    if (this.graceMs === 0) return goOffline();
+    this.offlineTimers.set(userId, setTimeout(goOffline, this.graceMs).unref());
+  }
+
+  /** Sets the caller's status (and optionally status text). */
+  async update(userId: string, status: PresenceStatus, statusText?: string): Promise<PresenceView> {
+    return (await this.set(userId, status, statusText))!;
+  }
+
+  /**
+   * A user's presence, when the viewer shares a room with them (or is them).
+   * @throws AppError INVALID_USER (404) otherwise, so presence does not reveal who exists.
+   */
+  async get(viewerId: string, userId: string): Promise<PresenceView> {
+    const [found] = await this.query(viewerId, [userId]);
+    if (!found) throw new AppError('INVALID_USER', 'No such user among your rooms');
+    return found;
+  }
+
+  /** Presence of those of `userIds` the viewer may see; the others are left out. */
+  async query(viewerId: string, userIds: string[]): Promise<PresenceView[]> {
+    const { rows } = await this.db.query(
+      `SELECT u.id AS user_id, COALESCE(p.status, 'offline') AS status, COALESCE(p.status_text, '') AS status_text, p.last_seen
+       FROM users u LEFT JOIN presence p ON p.user_id = u.id
+       WHERE u.id = ANY($2::uuid[]) AND (u.id = $1 OR EXISTS (
+         SELECT 1 FROM room_members a JOIN room_members b ON a.room_id = b.room_id WHERE a.user_id = $1 AND b.user_id = u.id))`,
+      [viewerId, userIds],
+    );
+    return rows.map(view);
+  }
+
+  private async set(userId: string, status: PresenceStatus, statusText?: string, opts: { onlyIfOffline?: boolean } = {}) {
+    const { rows } = await this.db.query(
+      `INSERT INTO presence (user_id, status, status_text, last_seen) VALUES ($1, $2, COALESCE($3, ''), now())
+       ON CONFLICT (user_id) DO UPDATE SET status = $2, status_text = COALESCE($3, presence.status_text), last_seen = now()
+         WHERE NOT $4 OR presence.status = 'offline'
+       RETURNING user_id, status, status_text, last_seen`,
+      [userId, status, statusText ?? null, opts.onlyIfOffline ?? false],
+    );
+    if (!rows[0]) return null;
+    const event = { type: 'presence', ...view(rows[0]) };
+    const { rows: watchers } = await this.db.query<{ user_id: string }>(
+      `SELECT DISTINCT b.user_id FROM room_members a JOIN room_members b ON a.room_id = b.room_id WHERE a.user_id = $1
+       UNION SELECT $1::uuid`,
+      [userId],
+    );
+    await Promise.all(watchers.map((w) => this.pubsub.publish(`user:${w.user_id}`, event)));
+    return view(rows[0]);
+  }
+}
+
+function view(r: any): PresenceView {
+  return { user_id: r.user_id, status: r.status, status_text: r.status_text, last_seen: r.last_seen ? new Date(r.last_seen).toISOString() : null };
+}

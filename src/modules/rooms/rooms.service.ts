@@ -1,0 +1,245 @@
+/**
+ * Rooms: direct (one per pair), group and channel (public channels can be joined). Every change is
+ * checked against `rooms.policy` and emits a `room.updated` stream event to the members (and to anyone
+ * just removed, through `notify_user_ids`).
+ */
+import type { Database, Queryable } from '../../db/database.js';
+import { AppError } from '../../errors.js';
+import { appendRoomEvent, type EventStream } from '../../realtime/stream.js';
+import {
+  assertCanAddMember, assertCanDeleteRoom, assertCanEditRoom, assertCanRemoveMember, assertCanSetRole,
+  directKey, nextOwner, type Role, type RoomType,
+} from './rooms.policy.js';
+import { roomsRepository as repo, type MemberRow, type RoomRow } from './rooms.repository.js';
+
+export function roomView(room: RoomRow, members: MemberRow[]) {
+  return {
+    id: room.id,
+    type: room.type,
+    name: room.name,
+    topic: room.topic,
+    visibility: room.visibility,
+    created_by: room.created_by,
+    created_at: room.created_at.toISOString(),
+    members: members.map((m) => ({ user_id: m.user_id, name: m.name, avatar_url: m.avatar_url, role: m.role, joined_at: m.joined_at.toISOString() })),
+  };
+}
+
+export type RoomView = ReturnType<typeof roomView>;
+
+export class RoomsService {
+  constructor(
+    private readonly db: Database,
+    private readonly stream: EventStream,
+  ) {}
+
+  /**
+   * Creates a room with the caller as owner. A direct room takes exactly one other member and is
+   * unique per pair: creating it again returns the existing one with `created: false`.
+   * @throws AppError VALIDATION_FAILED (400), INVALID_USER (404).
+   */
+  async create(
+    userId: string,
+    body: { type: RoomType; name?: string; topic?: string; members?: string[]; visibility?: 'public' | 'private' },
+  ): Promise<{ room: RoomView; created: boolean }> {
+    const others = [...new Set((body.members ?? []).filter((id) => id !== userId))];
+    if (body.type === 'direct') {
+      if (others.length !== 1) throw new AppError('VALIDATION_FAILED', 'A direct room needs exactly one other member');
+      if (body.visibility === 'public') throw new AppError('VALIDATION_FAILED', 'Direct rooms are private');
+    }
+    if (body.visibility === 'public' && body.type !== 'channel') throw new AppError('VALIDATION_FAILED', 'Only channels can be public');
+    const existing = await repo.existingUserIds(this.db, others);
+    const missing = others.filter((id) => !existing.includes(id));
+    if (missing.length) throw new AppError('INVALID_USER', `Unknown user: ${missing[0]}`);
+
+    const key = body.type === 'direct' ? directKey(userId, others[0]) : null;
+    if (key) {
+      const found = await repo.findDirect(this.db, key);
+      if (found) return { room: roomView(found, await repo.listMembers(this.db, found.id)), created: false };
+    }
+    const result = await this.stream.write(async (tx) => {
+      const room = await repo.insertRoom(tx, {
+        type: body.type,
+        name: body.name?.trim() ?? '',
+        topic: body.topic ?? '',
+        visibility: body.visibility ?? 'private',
+        directKey: key,
+        createdBy: userId,
+      });
+      if (!room) return null; // a concurrent create of the same direct room won
+      await repo.insertMember(tx, room.id, userId, body.type === 'direct' ? 'member' : 'owner');
+      for (const id of others) await repo.insertMember(tx, room.id, id, 'member');
+      return this.emitUpdated(tx, room);
+    });
+    if (result) return { room: result, created: true };
+    const found = await repo.findDirect(this.db, key!);
+    return { room: roomView(found!, await repo.listMembers(this.db, found!.id)), created: false };
+  }
+
+  /** The caller's rooms: `[{id,type,name,topic,visibility,role,member_count,unread_count,last_message,...}]`. */
+  async list(userId: string) {
+    const rows = await repo.listRoomsForUser(this.db, userId);
+    return rows.map((r: any) => ({
+      id: r.id,
+      type: r.type,
+      name: r.name,
+      topic: r.topic,
+      visibility: r.visibility,
+      created_at: r.created_at.toISOString(),
+      role: r.role,
+      member_count: r.member_count,
+      unread_count: r.unread_count,
+      last_message: r.lm_id
+        ? {
+            id: r.lm_id,
+            user_id: r.lm_user_id,
+            user_name: r.lm_user_name,
+            content: r.lm_content,
+            created_at: r.lm_created_at.toISOString(),
+            stream_position: r.lm_stream_position,
+            deleted: r.lm_deleted_at !== null,
+          }
+        : null,
+    }));
+  }
+
+  /**
+   * A room with its members. Members see any room they are in; anyone sees a public channel.
+   * @throws AppError INVALID_ROOM (404), NOT_A_MEMBER (403).
+   */
+  async get(userId: string, roomId: string): Promise<RoomView> {
+    const room = await this.requireRoom(this.db, roomId);
+    const role = await repo.getRole(this.db, roomId, userId);
+    if (!role && !(room.type === 'channel' && room.visibility === 'public')) throw notMember();
+    return roomView(room, await repo.listMembers(this.db, roomId));
+  }
+
+  /** Ids of the rooms a user is a member of. */
+  roomIdsFor(userId: string): Promise<string[]> {
+    return repo.roomIdsForUser(this.db, userId);
+  }
+
+  /** Public channels anyone may join (a directory). */
+  async listPublic(limit: number) {
+    const rows = await repo.listPublicChannels(this.db, limit);
+    return rows.map((r) => ({ id: r.id, name: r.name, topic: r.topic, member_count: r.member_count, created_at: r.created_at.toISOString() }));
+  }
+
+  /**
+   * The caller's role in a room.
+   * @throws AppError INVALID_ROOM (404), NOT_A_MEMBER (403).
+   */
+  async requireMember(q: Queryable, roomId: string, userId: string): Promise<{ room: RoomRow; role: Role }> {
+    const room = await this.requireRoom(q, roomId);
+    const role = await repo.getRole(q, roomId, userId);
+    if (!role) throw notMember();
+    return { room, role };
+  }
+
+  /** Changes name, topic or visibility (admins). */
+  async update(userId: string, roomId: string, patch: { name?: string; topic?: string; visibility?: 'public' | 'private' }) {
+    return this.stream.write(async (tx) => {
+      const { room, role } = await this.requireMember(tx, roomId, userId);
+      assertCanEditRoom(room.type, role);
+      if (patch.visibility === 'public' && room.type !== 'channel') throw new AppError('VALIDATION_FAILED', 'Only channels can be public');
+      await repo.updateRoom(tx, roomId, { ...patch, name: patch.name?.trim() });
+      return this.emitUpdated(tx, (await repo.findRoom(tx, roomId))!);
+    });
+  }
+
+  /** Deletes a room (owner): members are removed and get `room.deleted`; messages are kept. */
+  async delete(userId: string, roomId: string): Promise<void> {
+    await this.stream.write(async (tx) => {
+      const { role } = await this.requireMember(tx, roomId, userId);
+      assertCanDeleteRoom(role);
+      const members = await repo.listMembers(tx, roomId);
+      await repo.softDeleteRoom(tx, roomId);
+      await appendRoomEvent(tx, {
+        room_id: roomId,
+        type: 'room.deleted',
+        payload: { type: 'room.deleted', room_id: roomId, deleted_by: userId },
+        notify_user_ids: members.map((m) => m.user_id),
+      });
+    });
+  }
+
+  /** Adds members (admins; group and channel rooms). Already-present users are ignored. */
+  async addMembers(userId: string, roomId: string, userIds: string[]) {
+    const existing = await repo.existingUserIds(this.db, userIds);
+    const missing = userIds.filter((id) => !existing.includes(id));
+    if (missing.length) throw new AppError('INVALID_USER', `Unknown user: ${missing[0]}`);
+    return this.stream.write(async (tx) => {
+      const { room, role } = await this.requireMember(tx, roomId, userId);
+      assertCanAddMember(room.type, role);
+      for (const id of userIds) await repo.insertMember(tx, roomId, id, 'member');
+      return this.emitUpdated(tx, room);
+    });
+  }
+
+  /** Removes another member (owner: anyone; admin: plain members). */
+  async removeMember(userId: string, roomId: string, targetId: string) {
+    if (targetId === userId) return this.leave(userId, roomId);
+    return this.stream.write(async (tx) => {
+      const { room, role } = await this.requireMember(tx, roomId, userId);
+      const target = await repo.getRole(tx, roomId, targetId);
+      if (!target) throw new AppError('INVALID_USER', 'That user is not a member of this room');
+      assertCanRemoveMember(room.type, role, target);
+      await repo.deleteMember(tx, roomId, targetId);
+      return this.emitUpdated(tx, room, [targetId]);
+    });
+  }
+
+  /** Sets a member's role (owner). Setting `owner` hands ownership over; the caller becomes admin. */
+  async setRole(userId: string, roomId: string, targetId: string, newRole: Role) {
+    return this.stream.write(async (tx) => {
+      const { room, role } = await this.requireMember(tx, roomId, userId);
+      assertCanSetRole(room.type, role);
+      if (!(await repo.getRole(tx, roomId, targetId))) throw new AppError('INVALID_USER', 'That user is not a member of this room');
+      if (targetId === userId) throw new AppError('FORBIDDEN', 'Hand ownership to someone else instead');
+      await repo.setRole(tx, roomId, targetId, newRole);
+      if (newRole === 'owner') await repo.setRole(tx, roomId, userId, 'admin');
+      return this.emitUpdated(tx, room);
+    });
+  }
+
+  /** Joins a public channel. Joining a room one is already in is a no-op. */
+  async join(userId: string, roomId: string) {
+    return this.stream.write(async (tx) => {
+      const room = await this.requireRoom(tx, roomId);
+      if (await repo.getRole(tx, roomId, userId)) return roomView(room, await repo.listMembers(tx, roomId));
+      if (room.type !== 'channel' || room.visibility !== 'public') throw new AppError('FORBIDDEN', 'Only public channels can be joined');
+      await repo.insertMember(tx, roomId, userId, 'member');
+      return this.emitUpdated(tx, room);
+    });
+  }
+
+  /** Leaves a room. An owner who leaves hands ownership to the longest-standing admin (else member). */
+  async leave(userId: string, roomId: string) {
+    return this.stream.write(async (tx) => {
+      const { room, role } = await this.requireMember(tx, roomId, userId);
+      await repo.deleteMember(tx, roomId, userId);
+      if (role === 'owner') {
+        const heir = nextOwner(await repo.listMembers(tx, roomId));
+        if (heir) await repo.setRole(tx, roomId, heir, 'owner');
+      }
+      return this.emitUpdated(tx, room, [userId]);
+    });
+  }
+
+  private async requireRoom(q: Queryable, roomId: string): Promise<RoomRow> {
+    const room = await repo.findRoom(q, roomId);
+    if (!room) throw new AppError('INVALID_ROOM', 'Room not found');
+    return room;
+  }
+
+  /** Appends `room.updated` with the room as it now is. `removed`: users who must still hear of it. */
+  private async emitUpdated(tx: Queryable, room: RoomRow, removed: string[] = []): Promise<RoomView> {
+    const view = roomView(room, await repo.listMembers(tx, room.id));
+    await appendRoomEvent(tx, { room_id: room.id, type: 'room.updated', payload: { type: 'room.updated', room: view }, notify_user_ids: removed });
+    return view;
+  }
+}
+
+function notMember(): AppError {
+  return new AppError('NOT_A_MEMBER', 'You are not a member of this room');
+}

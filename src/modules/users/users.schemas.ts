@@ -1,0 +1,34 @@
+import { Type } from 'typebox';
+
+export const Uuid = Type.String({ format: 'uuid' });
+
+/** A user as other users see them. */
+export const PublicUser = Type.Object({
+  id: Uuid,
+  name: Type.String(),
+  avatar_url: Type.Union([Type.String(), Type.Null()]),
+  created_at: Type.String({ format: 'date-time' }),
+});
+
+/** A user as they see themselves (`GET /api/me`). */
+export const SelfUser = Type.Object({
+  id: Uuid,
+  email: Type.Union([Type.String(), Type.Null()]),
+  name: Type.String(),
+  avatar_url: Type.Union([Type.String(), Type.Null()]),
+  is_admin: Type.Boolean(),
+  created_at: Type.String({ format: 'date-time' }),
+});
+
+export const UpdateMeBody = Type.Object(
+  {
+    name: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
+    avatar_url: Type.Optional(Type.Union([Type.String({ maxLength: 2048 }), Type.Null()])),
+  },
+  { additionalProperties: false },
+);
+
+export const UserSearchQuery = Type.Object({
+  q: Type.String({ minLength: 1, maxLength: 100 }),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 50, default: 20 })),
+});

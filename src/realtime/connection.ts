@@ -1,0 +1,119 @@
+/**
+ * One client socket. Room events reach it in stream order, exactly once: while it catches up from
+ * `since` it buffers live events, then replays the backlog from the database, then flushes the buffer
+ * skipping what the backlog already covered (`lastPosition`). Its send queue is bounded: a socket
+ * whose unsent bytes pass `max_send_queue_bytes` is closed with 4408 and should resume with `since`.
+ */
+import crypto from 'node:crypto';
+import type { WebSocket } from 'ws';
+import type { AuthContext } from '../modules/auth/auth.service.js';
+import { toWire, type StreamEvent } from './stream.js';
+
+/** WebSocket close codes used by the hub (documented in docs/WEBSOCKET_API.md). */
+export const CLOSE = {
+  /** Session revoked, logged out, or user deactivated. Do not reconnect with the same token. */
+  UNAUTHORIZED: 4401,
+  /** The client did not read fast enough; reconnect with `?since=<last stream_position>`. */
+  SLOW_CONSUMER: 4408,
+  /** The server is shutting down; reconnect with `since`. */
+  GOING_AWAY: 1001,
+} as const;
+
+/** Live events buffered during catch-up before the socket is treated as a slow consumer. */
+const MAX_PENDING_EVENTS = 10_000;
+
+export type StreamWriteHook = (conn: Connection, event: StreamEvent) => void;
+
+export class Connection {
+  readonly id = crypto.randomUUID();
+  /** Rooms whose events this socket receives (kept current by room.updated events). */
+  readonly rooms = new Set<string>();
+  /** Stream position of the last room event written to this socket. */
+  lastPosition: number;
+  private live = false;
+  private pending: StreamEvent[] = [];
+
+  constructor(
+    readonly socket: WebSocket,
+    readonly auth: AuthContext,
+    startPosition: number,
+    private readonly maxQueueBytes: number,
+    private readonly onStreamWrite: StreamWriteHook,
+  ) {
+    this.lastPosition = startPosition;
+  }
+
+  get userId(): string {
+    return this.auth.userId;
+  }
+
+  get open(): boolean {
+    return this.socket.readyState === this.socket.OPEN;
+  }
+
+  /**
+   * Queues one JSON event. @returns false when the socket is closed or was just closed for being
+   * too slow.
+   */
+  send(event: unknown, callback?: (err?: Error) => void): boolean {
+    if (!this.open) return false;
+    const data = JSON.stringify(event);
+    if (this.socket.bufferedAmount + data.length > this.maxQueueBytes) {
+      this.close(CLOSE.SLOW_CONSUMER, 'send queue full; reconnect with since');
+      return false;
+    }
+    this.socket.send(data, callback);
+    return true;
+  }
+
+  /** A room event for this socket: written now when live, buffered while catching up. */
+  deliver(event: StreamEvent): void {
+    if (this.live) {
+      this.write(event);
+      return;
+    }
+    this.pending.push(event);
+    if (this.pending.length > MAX_PENDING_EVENTS) this.close(CLOSE.SLOW_CONSUMER, 'too far behind; reconnect with since');
+  }
+
+  /**
+   * Replays the backlog after `since` page by page, waiting for each page to be flushed to the
+   * kernel before reading the next (so memory stays bounded), then goes live.
+   * @param readPage events after a position, in stream order (empty when done).
+   * @returns how many backlog events were written.
+   */
+  async catchUp(since: number, readPage: (after: number) => Promise<StreamEvent[]>): Promise<number> {
+    let after = since;
+    let written = 0;
+    this.lastPosition = since;
+    for (;;) {
+      const page = await readPage(after);
+      if (page.length === 0 || !this.open) break;
+      const last = page.pop()!;
+      for (const event of page) this.write(event);
+      await new Promise<void>((resolve) => {
+        if (!this.write(last, () => resolve())) resolve();
+      });
+      written += page.length + 1;
+      after = last.stream_position;
+    }
+    const buffered = this.pending;
+    this.pending = [];
+    this.live = true;
+    for (const event of buffered) this.write(event);
+    return written;
+  }
+
+  close(code: number, reason: string): void {
+    if (this.socket.readyState === this.socket.OPEN || this.socket.readyState === this.socket.CONNECTING) this.socket.close(code, reason);
+  }
+
+  /** @returns true when written (the callback then fires once it is flushed to the kernel). */
+  private write(event: StreamEvent, flushed?: () => void): boolean {
+    if (event.stream_position <= this.lastPosition) return false;
+    if (!this.send(toWire(event), flushed)) return false;
+    this.lastPosition = event.stream_position;
+    this.onStreamWrite(this, event);
+    return true;
+  }
+}

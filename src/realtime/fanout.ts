@@ -1,0 +1,131 @@
+/**
+ * The node-local router: which of this node's sockets get which event. Room events come from the
+ * EventStream reader (already in stream order); ephemeral events come from the pub/sub topics
+ * `room:<id>` and `user:<id>`, subscribed while at least one local socket needs them.
+ *
+ * Membership is tracked from the stream itself: a `room.updated` carries the full member list, so a
+ * socket starts receiving a room's events from the event that added its user, and gets the event that
+ * removed its user, then no more.
+ */
+import type { Logger } from 'pino';
+import type { CloseSocketsControl } from '../modules/auth/auth.service.js';
+import type { Connection } from './connection.js';
+import type { PubSub } from './pubsub.js';
+import type { EventStream, StreamEvent } from './stream.js';
+
+export class Fanout {
+  private readonly byUser = new Map<string, Set<Connection>>();
+  private readonly byRoom = new Map<string, Set<Connection>>();
+  private readonly topicSubs = new Map<string, () => void>();
+  private readonly stopReading: () => void;
+
+  constructor(
+    private readonly pubsub: PubSub,
+    stream: EventStream,
+    private readonly log: Logger,
+  ) {
+    this.stopReading = stream.onEvents((events) => this.dispatch(events));
+  }
+
+  /** Registers a socket with its user's rooms. It receives room events from now on (buffered until live). */
+  add(conn: Connection, roomIds: string[]): void {
+    this.index(this.byUser, conn.userId, conn, `user:${conn.userId}`, (m) => this.onUserTopic(conn.userId, m));
+    for (const roomId of roomIds) this.joinRoom(conn, roomId);
+  }
+
+  remove(conn: Connection): void {
+    this.unindex(this.byUser, conn.userId, conn, `user:${conn.userId}`);
+    for (const roomId of [...conn.rooms]) this.leaveRoom(conn, roomId);
+  }
+
+  /** Number of open sockets of a user on this node. */
+  socketCount(userId: string): number {
+    return this.byUser.get(userId)?.size ?? 0;
+  }
+
+  get connectionCount(): number {
+    let n = 0;
+    for (const set of this.byUser.values()) n += set.size;
+    return n;
+  }
+
+  /** Every local socket (shutdown). */
+  all(): Connection[] {
+    return [...this.byUser.values()].flatMap((s) => [...s]);
+  }
+
+  close(): void {
+    this.stopReading();
+    for (const unsubscribe of this.topicSubs.values()) unsubscribe();
+    this.topicSubs.clear();
+  }
+
+  private dispatch(events: StreamEvent[]): void {
+    for (const event of events) {
+      const recipients = new Set(this.byRoom.get(event.room_id) ?? []);
+      for (const userId of event.notify_user_ids) for (const c of this.byUser.get(userId) ?? []) recipients.add(c);
+      let members: Set<string> | null = null;
+      if (event.type === 'room.updated') {
+        members = new Set((event.payload.room as { members: { user_id: string }[] }).members.map((m) => m.user_id));
+        for (const userId of members) {
+          for (const c of this.byUser.get(userId) ?? []) {
+            if (!c.rooms.has(event.room_id)) this.joinRoom(c, event.room_id);
+            recipients.add(c);
+          }
+        }
+      } else if (event.type === 'room.deleted') {
+        members = new Set();
+      }
+      for (const c of recipients) c.deliver(event);
+      if (members) for (const c of recipients) if (!members.has(c.userId)) this.leaveRoom(c, event.room_id);
+    }
+  }
+
+  private onUserTopic(userId: string, message: any): void {
+    const conns = [...(this.byUser.get(userId) ?? [])];
+    if (message?.type === '_control.close') {
+      const control = message as CloseSocketsControl;
+      for (const c of conns) if (!control.device_id || c.auth.deviceId === control.device_id) c.close(control.code, control.reason);
+      return;
+    }
+    for (const c of conns) c.send(message);
+  }
+
+  private joinRoom(conn: Connection, roomId: string): void {
+    conn.rooms.add(roomId);
+    this.index(this.byRoom, roomId, conn, `room:${roomId}`, (m) => {
+      for (const c of this.byRoom.get(roomId) ?? []) c.send(m);
+    });
+  }
+
+  private leaveRoom(conn: Connection, roomId: string): void {
+    conn.rooms.delete(roomId);
+    this.unindex(this.byRoom, roomId, conn, `room:${roomId}`);
+  }
+
+  private index(map: Map<string, Set<Connection>>, key: string, conn: Connection, topic: string, handler: (m: unknown) => void): void {
+    let set = map.get(key);
+    if (!set) {
+      map.set(key, (set = new Set()));
+      this.topicSubs.set(topic, this.pubsub.subscribe(topic, (m) => {
+        try {
+          handler(m);
+        } catch (err) {
+          this.log.error({ err, topic }, 'fan-out handler failed');
+        }
+      }));
+    }
+    set.add(conn);
+  }
+
+  private unindex(map: Map<string, Set<Connection>>, key: string, conn: Connection, topic: string): void {
+    const set = map.get(key);
+    if (!set) return;
+    set.delete(conn);
+    if (set.size === 0) {
+      map.delete(key);
+      this.topicSubs.get(topic)?.();
+      this.topicSubs.delete(topic);
+    }
+  }
+}

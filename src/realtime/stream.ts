@@ -1,0 +1,166 @@
+/**
+ * The room event stream: every persisted room event (message.new, message.deleted, message.read,
+ * reaction.added/removed, room.updated, room.deleted) gets a `stream_position` that only grows.
+ *
+ * Writers append inside their own transaction through `appendRoomEvent`, which first takes one
+ * transaction-scoped advisory lock: positions are therefore committed, and become visible, in
+ * increasing order, so a reader that has seen position N can never later find a committed event below
+ * N. That is what makes `GET /ws?since=N` lossless. (The price is that event writes are serialised
+ * across the cluster; each holds the lock only for its short transaction.)
+ *
+ * After commit the writer calls `notify()`, which publishes a poke on the `stream` topic. Each node's
+ * reader then reads everything past its cursor, in order, and hands it to its listeners. The same
+ * read serves resume (`readSince`), so live and resumed delivery see identical events.
+ */
+import type { Logger } from 'pino';
+import type { Database, Queryable } from '../db/database.js';
+import type { PubSub } from './pubsub.js';
+
+/** Any constant shared by all writers: the advisory lock that orders stream positions. */
+const STREAM_LOCK_KEY = 0x53574244;
+const READ_BATCH = 500;
+
+export interface StreamEvent {
+  stream_position: number;
+  room_id: string;
+  type: string;
+  /** The event as sent to clients, minus `stream_position`. */
+  payload: Record<string, unknown>;
+  /** Users to reach besides the room's current members (those just removed or who left). */
+  notify_user_ids: string[];
+}
+
+export interface NewRoomEvent {
+  room_id: string;
+  type: string;
+  payload: Record<string, unknown>;
+  notify_user_ids?: string[];
+}
+
+/**
+ * Appends one event inside the caller's transaction. The caller must `notify()` after commit.
+ * @returns the event's stream position.
+ */
+export async function appendRoomEvent(tx: Queryable, event: NewRoomEvent): Promise<number> {
+  await tx.query('SELECT pg_advisory_xact_lock($1)', [STREAM_LOCK_KEY]);
+  const { rows } = await tx.query<{ stream_position: number }>(
+    `INSERT INTO room_events (room_id, type, payload, notify_user_ids)
+     VALUES ($1, $2, $3, $4) RETURNING stream_position`,
+    [event.room_id, event.type, event.payload, event.notify_user_ids ?? []],
+  );
+  return rows[0].stream_position;
+}
+
+/** The wire form of a stream event: its payload plus `stream_position` (and `room_id`). */
+export function toWire(event: StreamEvent): Record<string, unknown> {
+  return { ...event.payload, room_id: event.room_id, stream_position: event.stream_position };
+}
+
+export type StreamListener = (events: StreamEvent[]) => void;
+
+export class EventStream {
+  private cursor = 0;
+  private reading = false;
+  private again = false;
+  private unsubscribe?: () => void;
+  private readonly listeners = new Set<StreamListener>();
+
+  constructor(
+    private readonly db: Database,
+    private readonly pubsub: PubSub,
+    private readonly log: Logger,
+  ) {}
+
+  /** Starts following the stream from its current end. */
+  async start(): Promise<void> {
+    this.cursor = await this.maxPosition();
+    this.unsubscribe = this.pubsub.subscribe('stream', () => this.wake());
+  }
+
+  stop(): void {
+    this.unsubscribe?.();
+  }
+
+  /** The highest position this node has read (and dispatched). */
+  get position(): number {
+    return this.cursor;
+  }
+
+  onEvents(listener: StreamListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /**
+   * Runs `fn` in a transaction and pokes the stream readers after commit: the one way services write
+   * room events.
+   */
+  async write<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    const result = await this.db.transaction(fn);
+    this.notify();
+    return result;
+  }
+
+  /** Tells every node's reader that new events are committed. */
+  notify(): void {
+    this.pubsub.publish('stream', { at: Date.now() }).catch((err) => this.log.error({ err }, 'stream poke failed'));
+  }
+
+  /**
+   * Events after `since` in rooms `roomIds`, or addressed to `userId`, in stream order.
+   * @param limit at most this many (default 500).
+   */
+  async readSince(since: number, roomIds: string[], userId: string, limit = READ_BATCH): Promise<StreamEvent[]> {
+    const { rows } = await this.db.query<StreamEvent>(
+      `SELECT stream_position, room_id, type, payload, notify_user_ids FROM room_events
+       WHERE stream_position > $1 AND (room_id = ANY($2::uuid[]) OR $3::uuid = ANY(notify_user_ids))
+       ORDER BY stream_position LIMIT $4`,
+      [since, roomIds, userId, limit],
+    );
+    return rows;
+  }
+
+  async maxPosition(): Promise<number> {
+    const { rows } = await this.db.query<{ max: number | null }>('SELECT max(stream_position) AS max FROM room_events');
+    return rows[0].max ?? 0;
+  }
+
+  private wake(): void {
+    if (this.reading) {
+      this.again = true;
+      return;
+    }
+    this.reading = true;
+    void this.drain();
+  }
+
+  private async drain(): Promise<void> {
+    try {
+      do {
+        this.again = false;
+        for (;;) {
+          const { rows } = await this.db.query<StreamEvent>(
+            `SELECT stream_position, room_id, type, payload, notify_user_ids FROM room_events
+             WHERE stream_position > $1 ORDER BY stream_position LIMIT $2`,
+            [this.cursor, READ_BATCH],
+          );
+          if (rows.length === 0) break;
+          this.cursor = rows[rows.length - 1].stream_position;
+          for (const listener of this.listeners) {
+            try {
+              listener(rows);
+            } catch (err) {
+              this.log.error({ err }, 'stream listener failed');
+            }
+          }
+          if (rows.length < READ_BATCH) break;
+        }
+      } while (this.again);
+    } catch (err) {
+      this.log.error({ err }, 'stream read failed; retrying in 1 s');
+      setTimeout(() => this.wake(), 1000).unref();
+    } finally {
+      this.reading = false;
+    }
+  }
+}
