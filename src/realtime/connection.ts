@@ -58,7 +58,8 @@ export class Connection {
   send(event: unknown, callback?: (err?: Error) => void): boolean {
     if (!this.open) return false;
     const data = JSON.stringify(event);
-    if (this.socket.bufferedAmount + data.length > this.maxQueueBytes) {
+    // An event larger than the whole bound still goes out when nothing else is queued.
+    if (this.socket.bufferedAmount > 0 && this.socket.bufferedAmount + data.length > this.maxQueueBytes) {
       this.close(CLOSE.SLOW_CONSUMER, 'send queue full; reconnect with since');
       return false;
     }
@@ -85,17 +86,20 @@ export class Connection {
   async catchUp(since: number, readPage: (after: number) => Promise<StreamEvent[]>): Promise<number> {
     let after = since;
     let written = 0;
+    let lastFlush: Promise<void> = Promise.resolve();
     this.lastPosition = since;
     for (;;) {
       const page = await readPage(after);
       if (page.length === 0 || !this.open) break;
-      const last = page.pop()!;
-      for (const event of page) this.write(event);
-      await new Promise<void>((resolve) => {
-        if (!this.write(last, () => resolve())) resolve();
-      });
-      written += page.length + 1;
-      after = last.stream_position;
+      for (const event of page) {
+        // Backpressure: past half the queue bound, wait until the last write reaches the kernel.
+        if (this.socket.bufferedAmount > this.maxQueueBytes / 2) await lastFlush;
+        lastFlush = new Promise((resolve) => {
+          if (this.write(event, () => resolve())) written++;
+          else resolve();
+        });
+      }
+      after = page[page.length - 1].stream_position;
     }
     const buffered = this.pending;
     this.pending = [];
@@ -108,7 +112,7 @@ export class Connection {
     if (this.socket.readyState === this.socket.OPEN || this.socket.readyState === this.socket.CONNECTING) this.socket.close(code, reason);
   }
 
-  /** @returns true when written (the callback then fires once it is flushed to the kernel). */
+  /** @returns true when written; `flushed` then fires once the frame reaches the kernel (or the socket closes). */
   private write(event: StreamEvent, flushed?: () => void): boolean {
     if (event.stream_position <= this.lastPosition) return false;
     if (!this.send(toWire(event), flushed)) return false;
