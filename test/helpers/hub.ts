@@ -57,15 +57,19 @@ function merge(base: any, over: any): any {
   return base;
 }
 
-/** Starts a hub listening on a free loopback port, on a fresh database. */
-export async function startTestHub(overrides: DeepPartial<Config> = {}): Promise<TestHub> {
+/**
+ * Starts a hub listening on a free loopback port, on a fresh database, with Redis pub/sub when REDIS_URL
+ * is set (on its own channel prefix). `shareWith`: a second node on the same database and channels.
+ */
+export async function startTestHub(overrides: DeepPartial<Config> = {}, opts: { shareWith?: TestHub } = {}): Promise<TestHub> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-test-'));
-  const scratch = process.env.DATABASE_URL ? await createScratchDatabase(process.env.DATABASE_URL) : null;
+  const scratch = opts.shareWith || !process.env.DATABASE_URL ? null : await createScratchDatabase(process.env.DATABASE_URL);
   const config = merge(loadConfig({ env: {}, loadDotEnv: false }), {
     data_dir: dataDir,
     server: { port: 0 },
-    database: { url: scratch?.url ?? '', pool_max: 5 },
-    auth: { jwt_secret: crypto.randomBytes(32).toString('hex') },
+    database: { url: opts.shareWith?.config.database.url ?? scratch?.url ?? '', pool_max: 5 },
+    redis: { url: process.env.REDIS_URL ?? '', channel_prefix: opts.shareWith?.config.redis.channel_prefix ?? `sbtest:${crypto.randomBytes(4).toString('hex')}:` },
+    auth: { jwt_secret: opts.shareWith?.config.auth.jwt_secret ?? crypto.randomBytes(32).toString('hex') },
     log: { level: process.env.TEST_LOG_LEVEL ?? 'silent' },
     realtime: { presence_grace_ms: 0 },
   });

@@ -1,0 +1,69 @@
+/**
+ * Two hub nodes on one PostgreSQL database fanning out through Redis. Needs DATABASE_URL and REDIS_URL
+ * (CI sets both); skipped, and says so, otherwise.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WsClient, api, register, startTestHub, type Session, type TestHub } from '../helpers/hub.js';
+
+const ready = Boolean(process.env.DATABASE_URL && process.env.REDIS_URL);
+if (!ready) console.log('SKIPPED multinode tests: they need both DATABASE_URL and REDIS_URL (a shared database and Redis).');
+
+describe.skipIf(!ready)('two nodes through Redis', () => {
+  let n1: TestHub;
+  let n2: TestHub;
+  let alice: Session;
+  let bob: Session;
+  let roomId: string;
+
+  beforeAll(async () => {
+    n1 = await startTestHub();
+    n2 = await startTestHub({}, { shareWith: n1 });
+    alice = await register(n1.url, 'Alice');
+    bob = await register(n2.url, 'Bob');
+    roomId = (await api(n1.url, 'POST', '/api/rooms', { token: alice.token, body: { type: 'direct', members: [bob.user.id] } })).body.id;
+  });
+  afterAll(async () => {
+    await n2?.close();
+    await n1?.close();
+  });
+
+  it('delivers messages, receipts and typing across nodes', async () => {
+    const a = await WsClient.connect(n1.wsUrl, alice.token);
+    const b = await WsClient.connect(n2.wsUrl, bob.token);
+    a.send({ type: 'message.send', room_id: roomId, content: 'across nodes', txn_id: 'm1' });
+    const ack = await a.next('message.sent');
+    expect((await b.next('message.new')).message.id).toBe(ack.message_id);
+    expect((await a.next('message.delivered')).message_id).toBe(ack.message_id);
+    a.send({ type: 'typing.start', room_id: roomId });
+    expect(await b.next('typing')).toMatchObject({ user_id: alice.user.id, typing: true });
+    b.send({ type: 'message.read', room_id: roomId, message_id: ack.message_id });
+    expect(await a.next('message.read')).toMatchObject({ user_id: bob.user.id, message_id: ack.message_id });
+    a.close();
+    b.close();
+  });
+
+  it('keeps order across writers on both nodes', async () => {
+    const b = await WsClient.connect(n2.wsUrl, bob.token);
+    await Promise.all(
+      [
+        [n1, alice],
+        [n2, bob],
+      ].map(async ([node, who]: any) => {
+        for (let i = 0; i < 30; i++) await api(node.url, 'POST', `/api/rooms/${roomId}/messages`, { token: who.token, body: { content: `${i}` } });
+      }),
+    );
+    const { rows } = await n1.hub.db.query('SELECT id FROM messages WHERE room_id = $1 ORDER BY stream_position DESC LIMIT 60', [roomId]);
+    const expected = rows.map((r) => r.id).reverse();
+    await b.next('message.new', (e) => e.message.id === expected[59], 10_000);
+    expect(b.all('message.new').map((e) => e.message.id)).toEqual(expected);
+    b.close();
+  });
+
+  it('closes a revoked device socket on the other node at once', async () => {
+    const second = await api(n1.url, 'POST', '/api/auth/login', { body: { email: bob.user.email, password: 'correct horse battery' } });
+    const s = await WsClient.connect(n2.wsUrl, second.body.token);
+    const res = await api(n1.url, 'DELETE', `/api/devices/${second.body.device_id}`, { token: bob.token });
+    expect(res.status).toBe(204);
+    expect((await s.waitClosed()).code).toBe(4401);
+  });
+});
