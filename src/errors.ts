@@ -26,6 +26,8 @@ export const ERROR_CATALOG = {
   RATE_LIMITED: 429,
   INTERNAL: 500,
   UNAVAILABLE: 503,
+  REGISTRATION_CLOSED: 403,
+  INVALID_INVITE: 403,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CATALOG;

@@ -38,6 +38,23 @@ export const AuthSchema = Type.Object(
     jwt_secret: Type.String({ default: '', description: 'HS256 secret for access tokens (at least 32 bytes). Empty generates one into data_dir/signing-key on first run.' }),
     access_token_ttl_s: Type.Integer({ minimum: 30, default: 900, description: 'Access token lifetime, seconds.' }),
     refresh_token_ttl_s: Type.Integer({ minimum: 60, default: 2592000, description: 'Refresh token lifetime, seconds (default 30 days).' }),
+    registration: Type.Union([Type.Literal('open'), Type.Literal('invite'), Type.Literal('closed')], {
+      default: 'open',
+      description: 'Who may register: "open" (anyone), "invite" (with an admin-issued invite code), "closed" (nobody; admins create users with the CLI).',
+    }),
+    admin_emails: Type.Array(Type.String(), { default: [], description: 'Emails of users treated as server admins (besides users with is_admin set).' }),
+  },
+  Strict,
+);
+
+export const RateLimitsSchema = Type.Object(
+  {
+    login_per_ip_per_min: Type.Integer({ minimum: 0, default: 30, description: 'Login attempts per client IP per minute; 0 disables.' }),
+    login_per_account_per_min: Type.Integer({ minimum: 0, default: 10, description: 'Login attempts per account (email) per minute, from any IP; 0 disables.' }),
+    register_per_ip_per_hour: Type.Integer({ minimum: 0, default: 100, description: 'Registrations per client IP per hour; 0 disables.' }),
+    messages_per_user_per_min: Type.Integer({ minimum: 0, default: 600, description: 'Message sends per user per minute, REST and WebSocket together; 0 disables.' }),
+    ws_frames_per_s: Type.Integer({ minimum: 0, default: 50, description: 'WebSocket frames per connection per second, sustained; 0 disables.' }),
+    ws_burst: Type.Integer({ minimum: 1, default: 200, description: 'WebSocket frames a connection may send at once above the sustained rate.' }),
   },
   Strict,
 );
@@ -87,6 +104,7 @@ export const ConfigSchema = Type.Object(
     redis: RedisSchema,
     auth: AuthSchema,
     limits: LimitsSchema,
+    rate_limits: RateLimitsSchema,
     realtime: RealtimeSchema,
     search: SearchSchema,
     log: LogSchema,
