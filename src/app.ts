@@ -11,6 +11,7 @@ import fastifyWebsocket from '@fastify/websocket';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { AppError, errorBody } from './errors.js';
 import { closeHub, type Hub } from './hub.js';
+import { adminRoutes } from './modules/admin/admin.routes.js';
 import type { AuthContext } from './modules/auth/auth.service.js';
 import { authRoutes, publicAuthRoutes } from './modules/auth/auth.routes.js';
 import { messagesRoutes } from './modules/messages/messages.routes.js';
@@ -106,6 +107,7 @@ export async function buildApp(hub: Hub): Promise<FastifyInstance> {
     await api.register(roomsRoutes);
     await api.register(messagesRoutes);
     await api.register(searchRoutes);
+    await api.register(adminRoutes);
   });
   return app as unknown as FastifyInstance;
 }

@@ -1,5 +1,6 @@
 /**
- * The `switchboard` command: serve (default), migrate, generate-config, validate-config, show-config.
+ * The `switchboard` command: serve (default), migrate, generate-config, validate-config, show-config,
+ * user create, search reindex.
  * Global flags override environment and config file (see `config/load.ts`).
  */
 import { realpathSync, writeFileSync } from 'node:fs';
@@ -7,6 +8,7 @@ import { pathToFileURL } from 'node:url';
 import { Command } from 'commander';
 import { ConfigError, configToToml, loadConfig, redactConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
+import { AppError } from './errors.js';
 
 interface Hub {
   url: string;
@@ -18,6 +20,9 @@ interface ServerModule {
 interface DatabaseModule {
   runMigrations(config: Config): Promise<string[]>;
 }
+
+/** Environment variable `user create` reads the password from when --password is not given. */
+const PASSWORD_ENV = 'NEW_USER_PASSWORD';
 
 // Held in variables so the type checker does not require the modules to exist yet.
 const SERVER_MODULE: string = './server.js';
@@ -117,6 +122,71 @@ export function buildProgram(): Command {
     .description('print the effective config as TOML, secrets redacted')
     .action((_opts, cmd: Command) => {
       process.stdout.write(configToToml(redactConfig(configFrom(cmd))));
+    });
+
+  program
+    .command('mcp')
+    .description("run an MCP server on stdio for desktop agents, relaying to a running hub's /mcp (see docs/AGENTS.md)")
+    .requiredOption('--url <url>', "the hub's base URL, e.g. http://127.0.0.1:8081")
+    .requiredOption('--token <token>', 'an agent token (sbat_…) from POST /api/agent-tokens')
+    .action(async (opts: { url: string; token: string }) => {
+      const { runStdioProxy } = await import('./mcp/stdio.js');
+      await runStdioProxy(opts);
+    });
+
+  const user = program.command('user').description('manage user accounts');
+  user
+    .command('create')
+    .description(`create a user with a password whatever auth.registration says (migrates the database first); prints the user id`)
+    .requiredOption('--email <email>', 'email address, used to log in')
+    .requiredOption('--name <name>', 'display name')
+    .option('--password <password>', `password, at least 8 characters (default: env ${PASSWORD_ENV})`)
+    .option('--admin', 'make the user a server admin (users.is_admin)')
+    .action(async (opts: { email: string; name: string; password?: string; admin?: boolean }, cmd: Command) => {
+      const config = configFrom(cmd);
+      const password = opts.password ?? process.env[PASSWORD_ENV] ?? '';
+      if (password.length < 8) {
+        console.error(`a password of at least 8 characters is required (--password or env ${PASSWORD_ENV})`);
+        process.exitCode = 1;
+        return;
+      }
+      const { migrate, openDatabase } = await import('./db/database.js');
+      const { createUser } = await import('./modules/admin/admin.service.js');
+      const db = await openDatabase(config);
+      try {
+        await migrate(db);
+        const created = await createUser(db, { email: opts.email, name: opts.name, password, admin: opts.admin === true });
+        console.log(`created user ${created.id} <${created.email}>${created.is_admin ? ' (admin)' : ''}`);
+      } catch (err) {
+        if (!(err instanceof AppError)) throw err;
+        console.error(`${err.code}: ${err.message}`);
+        process.exitCode = 1;
+      } finally {
+        await db.close();
+      }
+    });
+
+  const search = program.command('search').description('search index maintenance');
+  search
+    .command('reindex')
+    .description('rebuild the Meilisearch index from the database: clear it, reset the indexing cursor, replay every message (migrates first)')
+    .action(async (_opts, cmd: Command) => {
+      const config = configFrom(cmd);
+      if (config.search.backend !== 'meilisearch') {
+        console.log('search.backend is "postgres": nothing to reindex (PostgreSQL search reads the messages table directly)');
+        return;
+      }
+      const { migrate, openDatabase } = await import('./db/database.js');
+      const { reindex } = await import('./modules/search/indexer.js');
+      const { pino } = await import('pino');
+      const db = await openDatabase(config);
+      try {
+        await migrate(db);
+        const position = await reindex(config, db, pino({ level: config.log.level }));
+        console.log(`reindexed "${config.search.index_name}" up to stream position ${position}`);
+      } finally {
+        await db.close();
+      }
     });
 
   return program;

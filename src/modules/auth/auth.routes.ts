@@ -15,10 +15,13 @@ function deviceInfo(req: FastifyRequest) {
 export async function publicAuthRoutes(app: FastifyInstance): Promise<void> {
   const { auth } = app.hub;
 
-  /** Create an account. 201 `{token, refresh_token, expires_in, device_id, user}`; 409 EMAIL_TAKEN. */
+  /**
+   * Create an account. 201 `{token, refresh_token, expires_in, device_id, user}`; 409 EMAIL_TAKEN;
+   * 403 REGISTRATION_CLOSED or INVALID_INVITE depending on `auth.registration` (docs/OPERATIONS.md).
+   */
   app.post('/api/auth/register', { schema: { tags, body: RegisterBody, response: { 201: SessionResponse } } }, async (req, reply) => {
     reply.code(201);
-    return auth.register(req.body as any, deviceInfo(req));
+    return auth.register(req.body as any, deviceInfo(req), app.hub.config.auth.registration);
   });
 
   /** Log in with email and password: a new device session. 401 INVALID_CREDENTIALS. */

@@ -4,9 +4,10 @@ import { SelfUser, Uuid } from '../users/users.schemas.js';
 export const RegisterBody = Type.Object(
   {
     email: Type.String({ format: 'email', maxLength: 254 }),
-    name: Type.String({ minLength: 1, maxLength: 100 }),
+    name: Type.String({ minLength: 1, maxLength: 100, pattern: '\\S', description: 'Display name; must not be blank.' }),
     password: Type.String({ minLength: 8, maxLength: 1024 }),
     device_name: Type.Optional(Type.String({ maxLength: 100 })),
+    invite_code: Type.Optional(Type.String({ maxLength: 100, description: 'Required when auth.registration is "invite".' })),
   },
   { additionalProperties: false },
 );

@@ -10,6 +10,8 @@ import argon2 from 'argon2';
 import type { Database } from '../../db/database.js';
 import { AppError } from '../../errors.js';
 import type { PubSub } from '../../realtime/pubsub.js';
+import type { Config } from '../../config/schema.js';
+import { adminRepository } from '../admin/admin.repository.js';
 import { authRepository as repo, type DeviceRow, type UserRow } from './auth.repository.js';
 import { hashToken, newRefreshToken, type TokenIssuer } from './tokens.js';
 import { selfUser } from '../users/users.view.js';
@@ -47,14 +49,25 @@ export class AuthService {
   ) {}
 
   /**
-   * Creates an account (argon2id password hash) and its first device session.
-   * @throws AppError EMAIL_TAKEN (409).
+   * Creates an account (argon2id password hash) and its first device session, as `policy`
+   * (`auth.registration`) allows: "closed" refuses everyone; "invite" needs a valid `invite_code`,
+   * one use of which is consumed in the same transaction (not when the registration fails).
+   * @throws AppError REGISTRATION_CLOSED (403), INVALID_INVITE (403: missing, unknown, used up or expired), EMAIL_TAKEN (409).
    */
-  async register(body: { email: string; name: string; password: string; device_name?: string }, device: DeviceInfo) {
+  async register(
+    body: { email: string; name: string; password: string; device_name?: string; invite_code?: string },
+    device: DeviceInfo,
+    policy: Config['auth']['registration'],
+  ) {
+    if (policy === 'closed') throw new AppError('REGISTRATION_CLOSED', 'Registration is closed on this server');
+    if (policy === 'invite' && !body.invite_code) throw new AppError('INVALID_INVITE', 'Registration needs an invite code');
     const passwordHash = await argon2.hash(body.password, { type: argon2.argon2id });
     return this.db.transaction(async (tx) => {
       const user = await repo.insertUser(tx, { email: normaliseEmail(body.email), name: body.name.trim(), passwordHash });
       if (!user) throw new AppError('EMAIL_TAKEN', 'An account with this email exists');
+      if (policy === 'invite' && !(await adminRepository.consumeInvite(tx, body.invite_code!))) {
+        throw new AppError('INVALID_INVITE', 'Unknown, used up or expired invite code');
+      }
       return this.openSession(tx, user, { ...device, name: body.device_name ?? device.name });
     });
   }

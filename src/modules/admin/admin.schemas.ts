@@ -1,0 +1,62 @@
+import { Type } from 'typebox';
+import { SelfUser, Uuid } from '../users/users.schemas.js';
+
+const DateTime = Type.String({ format: 'date-time' });
+
+export const PageQuery = Type.Object(
+  {
+    q: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
+    limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
+    offset: Type.Integer({ minimum: 0, default: 0 }),
+  },
+  { additionalProperties: false },
+);
+
+export const IdParams = Type.Object({ id: Uuid });
+
+/** A user as admins see them. */
+export const AdminUser = Type.Object({ ...SelfUser.properties, deactivated_at: Type.Union([DateTime, Type.Null()]) });
+
+export const UserPage = Type.Object({ users: Type.Array(AdminUser), total: Type.Integer() });
+
+export const AdminRoom = Type.Object({
+  id: Uuid,
+  type: Type.String(),
+  name: Type.String(),
+  topic: Type.String(),
+  visibility: Type.String(),
+  created_by: Type.Union([Uuid, Type.Null()]),
+  created_at: DateTime,
+  member_count: Type.Integer(),
+  message_count: Type.Integer(),
+});
+
+export const RoomPage = Type.Object({ rooms: Type.Array(AdminRoom), total: Type.Integer() });
+
+export const Stats = Type.Object({
+  users: Type.Integer({ description: 'All accounts, deactivated included.' }),
+  deactivated_users: Type.Integer(),
+  rooms: Type.Integer({ description: 'Rooms not deleted.' }),
+  messages: Type.Integer({ description: 'All messages, redacted included.' }),
+  sockets: Type.Integer({ description: 'WebSockets open on the node that answered.' }),
+  stream_position: Type.Integer({ description: 'Position of the latest room event.' }),
+});
+
+export const CreateInviteBody = Type.Object(
+  {
+    max_uses: Type.Integer({ minimum: 1, maximum: 10000, default: 1, description: 'Registrations the code allows.' }),
+    expires_in_s: Type.Optional(Type.Integer({ minimum: 1, maximum: 31536000, description: 'Lifetime, seconds; never expires when omitted.' })),
+  },
+  { additionalProperties: false },
+);
+
+export const Invite = Type.Object({
+  code: Type.String(),
+  created_by: Type.Union([Uuid, Type.Null()]),
+  max_uses: Type.Integer(),
+  uses: Type.Integer(),
+  expires_at: Type.Union([DateTime, Type.Null()]),
+  created_at: DateTime,
+});
+
+export const InviteParams = Type.Object({ code: Type.String({ minLength: 1, maxLength: 100 }) });
