@@ -5,6 +5,7 @@
  */
 import crypto from 'node:crypto';
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import fastifyCors from '@fastify/cors';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import fastifyWebsocket from '@fastify/websocket';
@@ -12,12 +13,14 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { AppError, errorBody } from './errors.js';
 import { closeHub, type Hub } from './hub.js';
 import { adminRoutes } from './modules/admin/admin.routes.js';
+import { adminRoutes } from './modules/admin/admin.routes.js';
 import type { AuthContext } from './modules/auth/auth.service.js';
 import { authRoutes, publicAuthRoutes } from './modules/auth/auth.routes.js';
 import { messagesRoutes } from './modules/messages/messages.routes.js';
 import { roomsRoutes } from './modules/rooms/rooms.routes.js';
 import { searchRoutes } from './modules/search/search.routes.js';
 import { usersRoutes } from './modules/users/users.routes.js';
+import { rateLimitPlugin } from './plugins/rate-limit.js';
 import { closeAllSockets, gatewayRoutes } from './realtime/gateway.js';
 
 declare module 'fastify' {
@@ -75,6 +78,16 @@ export async function buildApp(hub: Hub): Promise<FastifyInstance> {
   });
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
   await app.register(fastifyWebsocket, { options: { maxPayload: config.limits.max_ws_frame_bytes } });
+  if (config.server.cors_origins.length > 0) {
+    // Bearer tokens, no cookies: no credentials. Preflights are answered before authentication.
+    await app.register(fastifyCors, {
+      origin: config.server.cors_origins,
+      methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
+      exposedHeaders: ['retry-after', 'x-request-id'],
+      maxAge: 600,
+    });
+  }
+  await app.register(rateLimitPlugin);
 
   /** Liveness: the process answers. */
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
@@ -107,6 +120,7 @@ export async function buildApp(hub: Hub): Promise<FastifyInstance> {
     await api.register(roomsRoutes);
     await api.register(messagesRoutes);
     await api.register(searchRoutes);
+    await api.register(adminRoutes);
     await api.register(adminRoutes);
   });
   return app as unknown as FastifyInstance;

@@ -11,6 +11,7 @@ import type { WebSocket } from 'ws';
 import { AppError } from '../errors.js';
 import type { Hub } from '../hub.js';
 import type { AuthContext } from '../modules/auth/auth.service.js';
+import type { SocketLimits } from '../plugins/rate-limit.js';
 import { CLOSE, Connection } from './connection.js';
 import type { StreamEvent } from './stream.js';
 import { parseFrame, type AnyFrame } from './ws.schemas.js';
@@ -37,12 +38,12 @@ export async function gatewayRoutes(app: FastifyInstance): Promise<void> {
     },
     async (socket: WebSocket, req) => {
       const since = (req.query as { since?: number }).since;
-      await serveSocket(hub, socket, req.auth, since);
+      await serveSocket(hub, socket, req.auth, since, app.socketLimits(req));
     },
   );
 }
 
-async function serveSocket(hub: Hub, socket: WebSocket, auth: AuthContext, since: number | undefined): Promise<void> {
+async function serveSocket(hub: Hub, socket: WebSocket, auth: AuthContext, since: number | undefined, limits: SocketLimits): Promise<void> {
   const onStreamWrite = (conn: Connection, event: StreamEvent) => {
     hub.metrics.eventsDelivered.inc();
     if (event.type !== 'message.new') return;
@@ -58,7 +59,7 @@ async function serveSocket(hub: Hub, socket: WebSocket, auth: AuthContext, since
   let ready!: () => void;
   const setUp = new Promise<void>((resolve) => (ready = resolve));
   socket.on('message', (data, isBinary) => {
-    queue = queue.then(() => setUp).then(() => handleFrame(hub, conn, isBinary ? null : data.toString()));
+    queue = queue.then(() => setUp).then(() => handleFrame(hub, conn, isBinary ? null : data.toString(), limits));
   });
   socket.on('close', () => {
     hub.fanout.remove(conn);
@@ -78,8 +79,13 @@ async function serveSocket(hub: Hub, socket: WebSocket, auth: AuthContext, since
   ready();
 }
 
-async function handleFrame(hub: Hub, conn: Connection, text: string | null): Promise<void> {
+async function handleFrame(hub: Hub, conn: Connection, text: string | null, limits: SocketLimits): Promise<void> {
   if (!conn.open) return;
+  const frameWaitMs = limits.frame();
+  if (frameWaitMs > 0) {
+    const parsed = text === null ? null : parseFrame(text);
+    return sendRateLimited(conn, frameWaitMs, parsed?.ok ? (parsed.frame as { txn_id?: string }).txn_id : parsed?.txn_id);
+  }
   if (text === null) {
     conn.send({ type: 'error', code: 'INVALID_FRAME', message: 'Binary frames are not supported; send JSON text' });
     return;
@@ -90,6 +96,10 @@ async function handleFrame(hub: Hub, conn: Connection, text: string | null): Pro
     return;
   }
   const frame = parsed.frame;
+  if (frame.type === 'message.send') {
+    const sendWaitMs = await limits.send();
+    if (sendWaitMs > 0) return sendRateLimited(conn, sendWaitMs, frame.txn_id);
+  }
   try {
     await dispatch(hub, conn, frame);
   } catch (err) {
@@ -101,6 +111,11 @@ async function handleFrame(hub: Hub, conn: Connection, text: string | null): Pro
       conn.send({ type: 'error', code: 'INTERNAL', message: 'Internal error', ...txn });
     }
   }
+}
+
+/** The frame was not processed: `{"type":"error","code":"RATE_LIMITED","retry_after_ms","txn_id"?}`. */
+function sendRateLimited(conn: Connection, retryAfterMs: number, txnId: string | undefined): void {
+  conn.send({ type: 'error', code: 'RATE_LIMITED', message: `Rate limited; retry in ${retryAfterMs} ms`, retry_after_ms: retryAfterMs, ...(txnId ? { txn_id: txnId } : {}) });
 }
 
 async function dispatch(hub: Hub, conn: Connection, frame: AnyFrame): Promise<void> {

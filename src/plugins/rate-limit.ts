@@ -1,0 +1,121 @@
+/**
+ * Abuse limits (`[rate_limits]` in the config; 0 disables one). Operator's guide: docs/OPERATIONS.md.
+ *
+ * REST, through `@fastify/rate-limit` (fixed windows, counters in this node's memory):
+ * - `POST /api/auth/login`: per client IP and per account (lower-case email from the body);
+ * - `POST /api/auth/register`: per client IP;
+ * - `POST /api/rooms/:room_id/messages`: per user.
+ * The routes are listed here, in one place, and get a preHandler (after body validation, before the
+ * handler, so a refused request changes nothing). Over a limit: 429 `RATE_LIMITED` with
+ * `Retry-After` (seconds until the window resets).
+ *
+ * WebSocket (`socketLimits`, used by the gateway):
+ * - `message.send` frames count against the same per-user send counter as REST (one limiter, keyed
+ *   by user id, called with the socket's authenticated upgrade request);
+ * - every frame takes a token from a per-connection bucket (`ws_frames_per_s` refill, `ws_burst`
+ *   size). A bucket rather than the plugin's store: it belongs to one socket (no key, nothing to
+ *   evict, gone with the socket) and, unlike a fixed window, gives `ws_burst` its meaning.
+ * Over a limit the frame is not processed and the socket gets an `error` event `RATE_LIMITED` with
+ * `retry_after_ms`; it stays open. Frames larger than `limits.max_ws_frame_bytes` close the socket
+ * with 1009 (the `ws` maxPayload, set in app.ts).
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
+import fastifyRateLimit, { normalizeIP, type RateLimitOptions } from '@fastify/rate-limit';
+import fp from 'fastify-plugin';
+import { AppError } from '../errors.js';
+import { normaliseEmail } from '../modules/auth/auth.service.js';
+
+/** The limits of one WebSocket connection. */
+export interface SocketLimits {
+  /** Takes a token for one incoming frame. @returns 0 when allowed, else ms until a token is available. */
+  frame(): number;
+  /** Counts one message send against the user's send limit. @returns 0 when allowed, else ms until the window resets. */
+  send(): Promise<number>;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Limits for a new socket; `req` is its upgrade request, already authenticated (`req.auth`). */
+    socketLimits(req: FastifyRequest): SocketLimits;
+  }
+}
+
+/** Counts one request. @returns 0 when allowed, else ms until the window resets. */
+type Limiter = (req: FastifyRequest) => Promise<number>;
+
+/** Keys a limiter may hold at once (per limit, per node); the least recently used are forgotten beyond it. */
+const KEYS_PER_LIMIT = 50_000;
+
+/** A token bucket: holds up to `burst` tokens, refilled at `perSecond` tokens a second. */
+class TokenBucket {
+  private tokens: number;
+  private last = performance.now();
+
+  constructor(
+    private readonly perSecond: number,
+    private readonly burst: number,
+  ) {
+    this.tokens = burst;
+  }
+
+  /** @returns 0 when a token was taken, else ms until one is available. */
+  take(): number {
+    const now = performance.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) * this.perSecond) / 1000);
+    this.last = now;
+    if (this.tokens >= 1) {
+      this.tokens -= 1;
+      return 0;
+    }
+    return Math.ceil(((1 - this.tokens) * 1000) / this.perSecond);
+  }
+}
+
+async function rateLimits(app: FastifyInstance): Promise<void> {
+  const cfg = app.hub.config.rate_limits;
+  await app.register(fastifyRateLimit, { global: false });
+
+  const limiter = (max: number, timeWindow: number, keyGenerator: (req: FastifyRequest) => string): Limiter => {
+    if (max === 0) return async () => 0;
+    const options: RateLimitOptions = { max, timeWindow, keyGenerator, cache: KEYS_PER_LIMIT };
+    const check = app.createRateLimit(options);
+    return async (req) => {
+      const result = await check(req);
+      return !result.isAllowed && result.isExceeded ? Math.max(1, result.ttl) : 0;
+    };
+  };
+  const byIp = (req: FastifyRequest) => normalizeIP(req.ip);
+  const sendsPerUser = limiter(cfg.messages_per_user_per_min, 60_000, (req) => req.auth.userId);
+
+  const limitedRoutes: Record<string, Limiter[]> = {
+    'POST /api/auth/login': [
+      limiter(cfg.login_per_ip_per_min, 60_000, byIp),
+      limiter(cfg.login_per_account_per_min, 60_000, (req) => normaliseEmail((req.body as { email: string }).email)),
+    ],
+    'POST /api/auth/register': [limiter(cfg.register_per_ip_per_hour, 3_600_000, byIp)],
+    'POST /api/rooms/:room_id/messages': [sendsPerUser],
+  };
+
+  app.addHook('onRoute', (route) => {
+    const limiters = limitedRoutes[`${route.method} ${route.url}`];
+    if (!limiters) return;
+    const enforce: preHandlerAsyncHookHandler = async (req: FastifyRequest, reply: FastifyReply) => {
+      for (const take of limiters) {
+        const retryMs = await take(req);
+        if (retryMs === 0) continue;
+        const retryS = Math.ceil(retryMs / 1000);
+        reply.header('retry-after', retryS);
+        throw new AppError('RATE_LIMITED', `Too many requests; retry in ${retryS} s`);
+      }
+    };
+    route.preHandler = [...[route.preHandler ?? []].flat(), enforce];
+  });
+
+  app.decorate('socketLimits', (req: FastifyRequest): SocketLimits => {
+    const bucket = cfg.ws_frames_per_s > 0 ? new TokenBucket(cfg.ws_frames_per_s, cfg.ws_burst) : null;
+    return { frame: () => bucket?.take() ?? 0, send: () => sendsPerUser(req) };
+  });
+}
+
+/** Registers `@fastify/rate-limit`, the REST limits and `app.socketLimits`. Register before the routes. */
+export const rateLimitPlugin = fp(rateLimits, { name: 'switchboard-rate-limits' });
