@@ -13,7 +13,6 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { AppError, errorBody } from './errors.js';
 import { closeHub, type Hub } from './hub.js';
 import { adminRoutes } from './modules/admin/admin.routes.js';
-import { adminRoutes } from './modules/admin/admin.routes.js';
 import type { AuthContext } from './modules/auth/auth.service.js';
 import { authRoutes, publicAuthRoutes } from './modules/auth/auth.routes.js';
 import { messagesRoutes } from './modules/messages/messages.routes.js';
@@ -120,7 +119,6 @@ export async function buildApp(hub: Hub): Promise<FastifyInstance> {
     await api.register(roomsRoutes);
     await api.register(messagesRoutes);
     await api.register(searchRoutes);
-    await api.register(adminRoutes);
     await api.register(adminRoutes);
   });
   return app as unknown as FastifyInstance;
