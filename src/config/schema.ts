@@ -52,9 +52,9 @@ export const RateLimitsSchema = Type.Object(
     login_per_ip_per_min: Type.Integer({ minimum: 0, default: 30, description: 'Login attempts per client IP per minute; 0 disables.' }),
     login_per_account_per_min: Type.Integer({ minimum: 0, default: 10, description: 'Login attempts per account (email) per minute, from any IP; 0 disables.' }),
     register_per_ip_per_hour: Type.Integer({ minimum: 0, default: 100, description: 'Registrations per client IP per hour; 0 disables.' }),
-    messages_per_user_per_min: Type.Integer({ minimum: 0, default: 600, description: 'Message sends per user per minute, REST and WebSocket together; 0 disables.' }),
-    ws_frames_per_s: Type.Integer({ minimum: 0, default: 50, description: 'WebSocket frames per connection per second, sustained; 0 disables.' }),
-    ws_burst: Type.Integer({ minimum: 1, default: 200, description: 'WebSocket frames a connection may send at once above the sustained rate.' }),
+    messages_per_user_per_min: Type.Integer({ minimum: 0, default: 1200, description: 'Message sends per user per minute, REST and WebSocket together; 0 disables.' }),
+    ws_frames_per_s: Type.Integer({ minimum: 0, default: 100, description: 'WebSocket frames per connection per second, sustained; 0 disables.' }),
+    ws_burst: Type.Integer({ minimum: 1, default: 1000, description: 'WebSocket frames a connection may send at once above the sustained rate.' }),
   },
   Strict,
 );
