@@ -22,8 +22,9 @@ export const SelfUser = Type.Object({
 
 export const UpdateMeBody = Type.Object(
   {
-    name: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
-    avatar_url: Type.Optional(Type.Union([Type.String({ maxLength: 2048 }), Type.Null()])),
+    name: Type.Optional(Type.String({ minLength: 1, maxLength: 100, pattern: '\\S', description: 'Display name; must not be blank.' })),
+    // Null first: the app's Ajv coerces types, and with the string branch first `null` became "".
+    avatar_url: Type.Optional(Type.Union([Type.Null(), Type.String({ maxLength: 2048 })], { description: 'null clears the avatar.' })),
   },
   { additionalProperties: false },
 );
