@@ -28,6 +28,7 @@ export const ERROR_CATALOG = {
   UNAVAILABLE: 503,
   REGISTRATION_CLOSED: 403,
   INVALID_INVITE: 403,
+  SEARCH_UNAVAILABLE: 503,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CATALOG;

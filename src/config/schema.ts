@@ -80,7 +80,14 @@ export const RealtimeSchema = Type.Object(
 
 export const SearchSchema = Type.Object(
   {
-    backend: Type.Union([Type.Literal('postgres')], { default: 'postgres', description: 'Full-text search backend.' }),
+    backend: Type.Union([Type.Literal('postgres'), Type.Literal('meilisearch')], { default: 'postgres', description: 'Full-text search backend.' }),
+    url: Type.String({ default: '', description: 'Meilisearch URL the hub indexes into and queries (backend "meilisearch").' }),
+    public_url: Type.String({ default: '', description: 'Meilisearch URL web clients use with a tenant token; empty uses url.' }),
+    api_key: Type.String({ default: '', description: 'Meilisearch key for indexing and searching (master or admin key). Secret.' }),
+    token_api_key: Type.String({ default: '', description: 'Meilisearch key that signs tenant tokens (e.g. the Default Search API Key); empty disables GET /api/search/token. Secret.' }),
+    token_api_key_uid: Type.String({ default: '', description: 'The uid of token_api_key (GET /keys on Meilisearch shows it).' }),
+    index_name: Type.String({ default: 'messages', pattern: '^[A-Za-z0-9_-]{1,400}$', description: 'Meilisearch index uid.' }),
+    tenant_token_ttl_s: Type.Integer({ minimum: 10, maximum: 86400, default: 600, description: 'Lifetime of a tenant token from GET /api/search/token, seconds.' }),
   },
   Strict,
 );
@@ -115,4 +122,4 @@ export const ConfigSchema = Type.Object(
 export type Config = Static<typeof ConfigSchema>;
 
 /** Keys whose values are secrets: redacted by `show-config` and never logged. Dotted paths. */
-export const SECRET_KEYS = ['auth.jwt_secret', 'database.url', 'redis.url'] as const;
+export const SECRET_KEYS = ['auth.jwt_secret', 'database.url', 'redis.url', 'search.api_key', 'search.token_api_key'] as const;

@@ -38,6 +38,11 @@ export function assertCanSetRole(type: RoomType, actor: Role): void {
   if (actor !== 'owner') throw new AppError('FORBIDDEN', 'Only the room owner can change roles');
 }
 
+/** Direct rooms keep both members for good (they are unique per pair); other rooms can be left. */
+export function assertCanLeave(type: RoomType): void {
+  if (type === 'direct') throw new AppError('FORBIDDEN', 'Direct rooms cannot be left');
+}
+
 export function assertCanDeleteRoom(role: Role): void {
   if (role !== 'owner') throw new AppError('FORBIDDEN', 'Only the room owner can delete the room');
 }

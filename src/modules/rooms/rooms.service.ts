@@ -7,7 +7,7 @@ import type { Database, Queryable } from '../../db/database.js';
 import { AppError } from '../../errors.js';
 import { appendRoomEvent, type EventStream } from '../../realtime/stream.js';
 import {
-  assertCanAddMember, assertCanDeleteRoom, assertCanEditRoom, assertCanRemoveMember, assertCanSetRole,
+  assertCanAddMember, assertCanDeleteRoom, assertCanEditRoom, assertCanLeave, assertCanRemoveMember, assertCanSetRole,
   directKey, nextOwner, type Role, type RoomType,
 } from './rooms.policy.js';
 import { roomsRepository as repo, type MemberRow, type RoomRow } from './rooms.repository.js';
@@ -213,10 +213,14 @@ export class RoomsService {
     });
   }
 
-  /** Leaves a room. An owner who leaves hands ownership to the longest-standing admin (else member). */
+  /**
+   * Leaves a room. An owner who leaves hands ownership to the longest-standing admin (else member).
+   * @throws AppError FORBIDDEN (direct rooms cannot be left), INVALID_ROOM, NOT_A_MEMBER.
+   */
   async leave(userId: string, roomId: string) {
     return this.stream.write(async (tx) => {
       const { room, role } = await this.requireMember(tx, roomId, userId);
+      assertCanLeave(room.type);
       await repo.deleteMember(tx, roomId, userId);
       if (role === 'owner') {
         const heir = nextOwner(await repo.listMembers(tx, roomId));
