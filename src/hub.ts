@@ -10,8 +10,9 @@ import { TokenIssuer, loadSigningSecret } from './modules/auth/tokens.js';
 import { MessagesService } from './modules/messages/messages.service.js';
 import { PresenceService } from './modules/presence/presence.service.js';
 import { RoomsService } from './modules/rooms/rooms.service.js';
-import { PostgresSearchIndex } from './modules/search/postgres-search.js';
+import type { SearchIndexer } from './modules/search/indexer.js';
 import type { SearchIndex } from './modules/search/search-index.js';
+import { createSearch } from './modules/search/search.service.js';
 import { UsersService } from './modules/users/users.service.js';
 import { createMetrics, type Metrics } from './plugins/metrics.js';
 import { Fanout } from './realtime/fanout.js';
@@ -34,6 +35,8 @@ export interface Hub {
   presence: PresenceService;
   typing: TypingService;
   search: SearchIndex;
+  /** Feeds Meilisearch from the event stream; absent with the PostgreSQL backend. */
+  searchIndexer?: SearchIndexer;
 }
 
 /** Builds the services and starts following the event stream. */
@@ -43,6 +46,7 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
   await stream.start();
   const tokens = new TokenIssuer(loadSigningSecret(config, log), config.auth.access_token_ttl_s);
   const rooms = new RoomsService(db, stream);
+  const search = await createSearch(config, db, stream, log);
   return {
     config,
     db,
@@ -57,7 +61,8 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
     messages: new MessagesService(db, stream, pubsub, rooms, config.limits.max_message_bytes),
     presence: new PresenceService(db, pubsub, config.realtime.presence_grace_ms, log),
     typing: new TypingService(pubsub, config.realtime.typing_timeout_ms),
-    search: new PostgresSearchIndex(db),
+    search: search.index,
+    searchIndexer: search.indexer,
   };
 }
 
@@ -66,6 +71,7 @@ export async function closeHub(hub: Hub): Promise<void> {
   hub.typing.close();
   hub.fanout.close();
   hub.stream.stop();
+  await hub.searchIndexer?.stop();
   await hub.pubsub.close();
   await hub.db.close();
 }

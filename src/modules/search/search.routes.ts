@@ -1,28 +1,31 @@
-/** Message search, limited to the caller's rooms. */
+/** Message search, limited to the caller's rooms, and tenant tokens for searching Meilisearch directly. */
 import type { FastifyInstance } from 'fastify';
-import { Type } from 'typebox';
-import { Uuid } from '../users/users.schemas.js';
+import { SearchQuerystring } from './search.schemas.js';
+import { SearchService, type SearchParams } from './search.service.js';
 
-const SearchQuerystring = Type.Object({
-  q: Type.String({ minLength: 1, maxLength: 500 }),
-  room_id: Type.Optional(Uuid),
-  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20 })),
-  offset: Type.Optional(Type.Integer({ minimum: 0, maximum: 10000, default: 0 })),
-});
+const tags = ['search'];
 
 export async function searchRoutes(app: FastifyInstance): Promise<void> {
-  const { search, rooms } = app.hub;
+  const { db, rooms, search, config } = app.hub;
+  const service = new SearchService(db, rooms, search, config.search.tenant_token_ttl_s);
 
   /**
-   * `{results:[{message, highlight, rank}]}`, best first; highlights wrap matches in `<mark>`.
-   * Only rooms the caller belongs to are searched; `room_id` narrows to one of them (403 otherwise).
+   * `{results: [{message, highlight, rank}], has_more}`, best first (or newest first with
+   * `order=newest`); highlights wrap matches in `<mark>`. Only rooms the caller belongs to are searched;
+   * `room_id` narrows to one of them (403 NOT_A_MEMBER otherwise). Filters: `user_id` (sender),
+   * `from`/`to` (ISO 8601, inclusive), `has_attachment`. Pages: `limit` (1-100, default 20), `offset`.
+   * 503 SEARCH_UNAVAILABLE when the search backend cannot answer.
    */
-  app.get('/api/search/messages', { schema: { tags: ['search'], querystring: SearchQuerystring } }, async (req) => {
-    const q = req.query as { q: string; room_id?: string; limit: number; offset: number };
-    const userId = req.auth.userId;
-    if (q.room_id) await rooms.requireMember(app.hub.db, q.room_id, userId);
-    const roomIds = q.room_id ? [q.room_id] : await rooms.roomIdsFor(userId);
-    if (roomIds.length === 0) return { results: [] };
-    return { results: await search.search({ q: q.q, roomIds, limit: q.limit, offset: q.offset }) };
-  });
+  app.get('/api/search/messages', { schema: { tags, querystring: SearchQuerystring } }, async (req) =>
+    service.search(req.auth.userId, req.query as SearchParams),
+  );
+
+  /**
+   * A Meilisearch tenant token for the caller's current rooms: `{token, host, index_uid, expires_at}`.
+   * A web client searches with it at `POST {host}/indexes/{index_uid}/search` (Authorization: Bearer
+   * token); Meilisearch adds `room_id IN [...]` to every query. Expires after
+   * `search.tenant_token_ttl_s`. 404 NOT_FOUND unless the backend is Meilisearch with token keys set.
+   * https://www.meilisearch.com/docs/learn/security/tenant_tokens
+   */
+  app.get('/api/search/token', { schema: { tags } }, async (req) => service.token(req.auth.userId));
 }
