@@ -113,6 +113,12 @@ export const messagesRepository = {
     return rows[0]?.read_at ?? null;
   },
 
+  /** A member's read receipt as it stands; both null when nothing was marked read yet. */
+  async readReceipt(q: Queryable, roomId: string, userId: string): Promise<{ read_message_id: string | null; read_at: Date | null }> {
+    const { rows } = await q.query('SELECT read_message_id, read_at FROM room_members WHERE room_id = $1 AND user_id = $2', [roomId, userId]);
+    return rows[0];
+  },
+
   async latestMessage(q: Queryable, roomId: string): Promise<{ id: string; stream_position: number } | null> {
     const { rows } = await q.query('SELECT id, stream_position FROM messages WHERE room_id = $1 ORDER BY stream_position DESC LIMIT 1', [roomId]);
     return rows[0] ?? null;

@@ -20,7 +20,8 @@ export async function messagesRoutes(app: FastifyInstance): Promise<void> {
 
   /**
    * Send a message: 201 `{id, created_at, stream_position}`; with a `txn_id` already used by the
-   * caller, 200 with the first message and nothing stored. 413 MESSAGE_TOO_LARGE.
+   * caller, 200 with the first message and nothing stored (409 CONFLICT if that message is in another
+   * room). 413 MESSAGE_TOO_LARGE.
    */
   app.post('/api/rooms/:room_id/messages', { schema: { tags, params: RoomIdParams, body: SendMessageBody } }, async (req, reply) => {
     const { message, created } = await messages.send(req.auth.userId, (req.params as { room_id: string }).room_id, req.body as any);

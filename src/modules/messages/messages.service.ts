@@ -42,6 +42,15 @@ export function parseMentions(content: string, memberIds: string[]): string[] {
   return [...found];
 }
 
+/**
+ * The answer to a send whose `txn_id` the user already used: that message, if it went to this room.
+ * @throws AppError CONFLICT (409) when the txn_id belongs to a message in another room.
+ */
+function replayed(earlier: MessageRow, roomId: string): { message: MessageView; created: false } {
+  if (earlier.room_id !== roomId) throw new AppError('CONFLICT', 'txn_id was already used for a message in another room');
+  return { message: messageView(earlier), created: false };
+}
+
 export interface SendInput {
   content: string;
   reply_to?: string;
@@ -72,7 +81,8 @@ export class MessagesService {
    * Sends a message. With `txn_id`, repeating the call returns the first message and stores nothing.
    * @returns the message and whether it was created now.
    * @throws AppError MESSAGE_TOO_LARGE (413), VALIDATION_FAILED (400), INVALID_ROOM (404),
-   *   NOT_A_MEMBER (403), INVALID_MESSAGE (404, `reply_to` not in this room).
+   *   NOT_A_MEMBER (403), INVALID_MESSAGE (404, `reply_to` not in this room), CONFLICT (409, `txn_id`
+   *   already used in another room).
    */
   async send(userId: string, roomId: string, input: SendInput): Promise<{ message: MessageView; created: boolean }> {
     if (Buffer.byteLength(input.content, 'utf8') > this.maxMessageBytes) {
@@ -81,7 +91,7 @@ export class MessagesService {
     if (input.content.trim() === '') throw new AppError('VALIDATION_FAILED', 'Message content is empty');
     if (input.txn_id) {
       const earlier = await repo.findByTxn(this.db, userId, input.txn_id);
-      if (earlier) return { message: messageView(earlier), created: false };
+      if (earlier) return replayed(earlier, roomId);
     }
     try {
       const message = await this.stream.write(async (tx) => {
@@ -127,7 +137,7 @@ export class MessagesService {
       // A concurrent send with the same txn_id committed first: answer with that one.
       if (err?.code === '23505' && input.txn_id) {
         const earlier = await repo.findByTxn(this.db, userId, input.txn_id);
-        if (earlier) return { message: messageView(earlier), created: false };
+        if (earlier) return replayed(earlier, roomId);
       }
       throw err;
     }
@@ -209,7 +219,9 @@ export class MessagesService {
   /**
    * Read receipt, cumulative: marks `messageId` (default: the room's latest message) and everything
    * before it read. Emits `message.read` only when the receipt moves forward.
-   * @returns the receipt now in force.
+   * @returns the receipt now in force: `{room_id, message_id, read_at, moved}`; when it did not move,
+   *   the earlier (newer) receipt, whose `message_id` may be null if the member only joined after it.
+   * @throws AppError INVALID_ROOM, NOT_A_MEMBER, INVALID_MESSAGE (404, unknown or in another room).
    */
   async markRead(userId: string, roomId: string, messageId?: string) {
     return this.stream.write(async (tx) => {
@@ -221,14 +233,17 @@ export class MessagesService {
       }
       if ('room_id' in target && target.room_id !== roomId) throw new AppError('INVALID_MESSAGE', 'Message is not in this room');
       const readAt = await repo.advanceReadReceipt(tx, roomId, userId, target.id, target.stream_position);
-      if (readAt) {
-        await appendRoomEvent(tx, {
-          room_id: roomId,
-          type: 'message.read',
-          payload: { type: 'message.read', message_id: target.id, user_id: userId, read_at: readAt.toISOString() },
-        });
+      if (!readAt) {
+        // Already read up to there or further: answer with the receipt that stays in force.
+        const current = await repo.readReceipt(tx, roomId, userId);
+        return { room_id: roomId, message_id: current.read_message_id, read_at: current.read_at?.toISOString() ?? null, moved: false };
       }
-      return { room_id: roomId, message_id: target.id, read_at: readAt?.toISOString() ?? null, moved: readAt !== null };
+      await appendRoomEvent(tx, {
+        room_id: roomId,
+        type: 'message.read',
+        payload: { type: 'message.read', message_id: target.id, user_id: userId, read_at: readAt.toISOString() },
+      });
+      return { room_id: roomId, message_id: target.id, read_at: readAt.toISOString(), moved: true };
     });
   }
 
