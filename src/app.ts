@@ -13,6 +13,8 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { AppError, errorBody } from './errors.js';
 import { closeHub, type Hub } from './hub.js';
 import { adminRoutes } from './modules/admin/admin.routes.js';
+import { agentTokenRoutes } from './modules/agents/agents.routes.js';
+import { agentToolRoutes } from './modules/agents/tools.routes.js';
 import type { AuthContext } from './modules/auth/auth.service.js';
 import { authRoutes, publicAuthRoutes } from './modules/auth/auth.routes.js';
 import { messagesRoutes } from './modules/messages/messages.routes.js';
@@ -120,6 +122,9 @@ export async function buildApp(hub: Hub): Promise<FastifyInstance> {
     await api.register(messagesRoutes);
     await api.register(searchRoutes);
     await api.register(adminRoutes);
+    await api.register(agentTokenRoutes);
   });
+  // The agent API: agent tokens (not access tokens) authenticate here, and only here.
+  await app.register(agentToolRoutes);
   return app as unknown as FastifyInstance;
 }

@@ -5,6 +5,7 @@
 import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
 import type { Database } from './db/database.js';
+import { AgentsService } from './modules/agents/agents.service.js';
 import { AuthService } from './modules/auth/auth.service.js';
 import { TokenIssuer, loadSigningSecret } from './modules/auth/tokens.js';
 import { MessagesService } from './modules/messages/messages.service.js';
@@ -37,6 +38,8 @@ export interface Hub {
   search: SearchIndex;
   /** Feeds Meilisearch from the event stream; absent with the PostgreSQL backend. */
   searchIndexer?: SearchIndexer;
+  /** Agent tokens and bot users (the agent API: /api/mcp/*, /mcp). */
+  agents: AgentsService;
 }
 
 /** Builds the services and starts following the event stream. */
@@ -63,6 +66,7 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
     typing: new TypingService(pubsub, config.realtime.typing_timeout_ms),
     search: search.index,
     searchIndexer: search.indexer,
+    agents: new AgentsService(db),
   };
 }
 

@@ -1,0 +1,38 @@
+/** Agent tokens and bot users: request and response shapes. */
+import { Type } from 'typebox';
+import { Uuid } from '../users/users.schemas.js';
+
+/** What a token may do; each tool needs one scope. */
+export const SCOPES = ['rooms:read', 'messages:read', 'messages:write', 'search', 'presence:read'] as const;
+export type Scope = (typeof SCOPES)[number];
+
+export const ScopeSchema = Type.Union(SCOPES.map((s) => Type.Literal(s)));
+
+const NewToken = {
+  scopes: Type.Array(ScopeSchema, { minItems: 1, maxItems: SCOPES.length, uniqueItems: true }),
+  expires_in_s: Type.Optional(Type.Integer({ minimum: 60, maximum: 31_536_000, description: 'Lifetime, seconds (at most 365 days); omit for a token that does not expire.' })),
+};
+
+export const CreateAgentTokenBody = Type.Object({ name: Type.String({ minLength: 1, maxLength: 100 }), ...NewToken }, { additionalProperties: false });
+
+export const CreateBotBody = Type.Object(
+  { name: Type.String({ minLength: 1, maxLength: 100, description: 'The bot user\'s display name; also the first token\'s name.' }), ...NewToken },
+  { additionalProperties: false },
+);
+
+export const AgentTokenParams = Type.Object({ id: Uuid });
+
+export const AgentToken = Type.Object({
+  id: Uuid,
+  user_id: Uuid,
+  name: Type.String(),
+  scopes: Type.Array(ScopeSchema),
+  created_at: Type.String({ format: 'date-time' }),
+  expires_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  last_used_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+});
+
+/** A token as returned once, at creation: the listing fields plus the secret. */
+export const CreatedAgentToken = Type.Object({ ...AgentToken.properties, token: Type.String({ description: 'The bearer token (`sbat_…`). Shown only now.' }) });
+
+export const CreatedBot = Type.Object({ user: Type.Object({ id: Uuid, name: Type.String() }), token: CreatedAgentToken });

@@ -1,0 +1,102 @@
+/**
+ * `wait_for_messages`: a long poll on the room event stream. It subscribes to `hub.stream.onEvents`
+ * before each read with `hub.stream.readSince`, so an event committed between the read and the wait
+ * still wakes it; and it rereads when the user's room set changed during a read, so a cursor never
+ * skips past a message of a room the user just joined (nor returns one of a room just left).
+ */
+import type { Hub } from '../../hub.js';
+import type { StreamEvent } from '../../realtime/stream.js';
+import type { MessageView } from '../messages/messages.service.js';
+
+const READ_BATCH = 500;
+
+export interface WaitOptions {
+  /** Stream position to wait after; none: the current end of the stream (only new messages). */
+  since?: number;
+  /** Only this room (the caller must be a member). */
+  roomId?: string;
+  /** Longest wait, ms. */
+  timeoutMs: number;
+  /** Most messages returned. */
+  limit: number;
+  /** Include the user's own messages (default: only other users'). */
+  includeOwn: boolean;
+  /** Ends the wait early (client gone). */
+  signal: AbortSignal;
+}
+
+export interface WaitResult {
+  messages: MessageView[];
+  /** Pass as `since` next time: everything up to here has been looked at. */
+  next_since: number;
+  timed_out: boolean;
+}
+
+/**
+ * New messages in the user's rooms after `since`, oldest first, as soon as there is at least one, or
+ * none once `timeoutMs` has passed. Redacted messages are skipped.
+ * @throws AppError INVALID_ROOM (404), NOT_A_MEMBER (403) for `roomId`.
+ */
+export async function waitForMessages(hub: Hub, userId: string, opts: WaitOptions): Promise<WaitResult> {
+  if (opts.roomId) await hub.rooms.requireMember(hub.db, opts.roomId, userId);
+  const roomIdsNow = async () => (await hub.rooms.roomIdsFor(userId)).filter((id) => !opts.roomId || id === opts.roomId);
+  const deadline = Date.now() + opts.timeoutMs;
+  let since = opts.since ?? (await hub.stream.maxPosition());
+  let roomIds = await roomIdsNow();
+  let wake = () => {};
+  const stopListening = hub.stream.onEvents((events) => {
+    if (events.some((e) => e.type === 'room.updated' || (e.type === 'message.new' && roomIds.includes(e.room_id)))) wake();
+  });
+  try {
+    for (;;) {
+      const woken = new Promise<void>((resolve) => (wake = resolve));
+      const events = await hub.stream.readSince(since, roomIds, userId, READ_BATCH);
+      const after = await roomIdsNow();
+      if (!sameSet(after, roomIds)) {
+        roomIds = after;
+        continue;
+      }
+      const messages: MessageView[] = [];
+      for (const event of events) {
+        since = event.stream_position;
+        const message = newMessage(event);
+        if (message && !message.deleted && (opts.includeOwn || message.user_id !== userId)) {
+          messages.push(message);
+          if (messages.length === opts.limit) break;
+        }
+      }
+      if (messages.length > 0) return { messages, next_since: since, timed_out: false };
+      if (events.length === READ_BATCH) continue;
+      const left = deadline - Date.now();
+      if (left <= 0 || opts.signal.aborted) return { messages, next_since: since, timed_out: true };
+      await wakeOrTimeout(woken, left, opts.signal);
+    }
+  } finally {
+    stopListening();
+  }
+}
+
+function newMessage(event: StreamEvent): MessageView | null {
+  if (event.type !== 'message.new') return null;
+  return { ...(event.payload.message as Omit<MessageView, 'stream_position'>), stream_position: event.stream_position };
+}
+
+function sameSet(a: string[], b: string[]): boolean {
+  return a.length === b.length && a.every((id) => b.includes(id));
+}
+
+/** Resolves on the first of: a wake-up, `ms` elapsed, the signal aborting. */
+async function wakeOrTimeout(woken: Promise<void>, ms: number, signal: AbortSignal): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort = () => {};
+  try {
+    await Promise.race([
+      woken,
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, ms))),
+      new Promise<void>((resolve) => signal.addEventListener('abort', (onAbort = () => resolve()), { once: true })),
+    ]);
+  } finally {
+    clearTimeout(timer);
+    signal.removeEventListener('abort', onAbort);
+  }
+}
