@@ -12,6 +12,7 @@ import fastifyWebsocket from '@fastify/websocket';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { AppError, errorBody } from './errors.js';
 import { closeHub, type Hub } from './hub.js';
+import { mcpRoutes } from './mcp/server.js';
 import { adminRoutes } from './modules/admin/admin.routes.js';
 import { agentTokenRoutes } from './modules/agents/agents.routes.js';
 import { agentToolRoutes } from './modules/agents/tools.routes.js';
@@ -126,5 +127,6 @@ export async function buildApp(hub: Hub): Promise<FastifyInstance> {
   });
   // The agent API: agent tokens (not access tokens) authenticate here, and only here.
   await app.register(agentToolRoutes);
+  await app.register(mcpRoutes, { version: VERSION });
   return app as unknown as FastifyInstance;
 }
