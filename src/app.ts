@@ -18,6 +18,7 @@ import { agentTokenRoutes } from './modules/agents/agents.routes.js';
 import { agentToolRoutes } from './modules/agents/tools.routes.js';
 import type { AuthContext } from './modules/auth/auth.service.js';
 import { authRoutes, publicAuthRoutes } from './modules/auth/auth.routes.js';
+import { bridgesRoutes } from './modules/bridges/bridges.routes.js';
 import { messagesRoutes } from './modules/messages/messages.routes.js';
 import { roomsRoutes } from './modules/rooms/rooms.routes.js';
 import { searchRoutes } from './modules/search/search.routes.js';
@@ -115,7 +116,9 @@ export async function buildApp(hub: Hub): Promise<FastifyInstance> {
     api.addHook('onRequest', async (req) => {
       const header = req.headers.authorization;
       if (!header?.startsWith('Bearer ')) throw new AppError('UNAUTHORIZED', 'Missing access token (Authorization: Bearer <token>)');
-      req.auth = await hub.auth.authenticate(header.slice(7));
+      // A bridge's as_token acts as its bot or, with ?user_id=, as one of its ghosts (docs/BRIDGES.md).
+      const bridged = await hub.bridges.authenticate(header.slice(7), (req.query as { user_id?: string }).user_id);
+      req.auth = bridged ?? (await hub.auth.authenticate(header.slice(7)));
     });
     await api.register(authRoutes);
     await api.register(usersRoutes);
@@ -124,6 +127,7 @@ export async function buildApp(hub: Hub): Promise<FastifyInstance> {
     await api.register(searchRoutes);
     await api.register(adminRoutes);
     await api.register(agentTokenRoutes);
+    await api.register(bridgesRoutes);
   });
   // The agent API: agent tokens (not access tokens) authenticate here, and only here.
   await app.register(agentToolRoutes);

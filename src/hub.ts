@@ -7,6 +7,7 @@ import type { Config } from './config/schema.js';
 import type { Database } from './db/database.js';
 import { AgentsService } from './modules/agents/agents.service.js';
 import { AuthService } from './modules/auth/auth.service.js';
+import { BridgesService } from './modules/bridges/bridges.service.js';
 import { TokenIssuer, loadSigningSecret } from './modules/auth/tokens.js';
 import { MessagesService } from './modules/messages/messages.service.js';
 import { PresenceService } from './modules/presence/presence.service.js';
@@ -40,6 +41,8 @@ export interface Hub {
   searchIndexer?: SearchIndexer;
   /** Agent tokens and bot users (the agent API: /api/mcp/*, /mcp). */
   agents: AgentsService;
+  /** Registered bridges: as_token auth, ghosts, portals and the transaction pushers. */
+  bridges: BridgesService;
 }
 
 /** Builds the services and starts following the event stream. */
@@ -50,6 +53,8 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
   const tokens = new TokenIssuer(loadSigningSecret(config, log), config.auth.access_token_ttl_s);
   const rooms = new RoomsService(db, stream);
   const search = await createSearch(config, db, stream, log);
+  const bridges = new BridgesService(db, stream, pubsub, config, log);
+  await bridges.start();
   return {
     config,
     db,
@@ -67,11 +72,13 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
     search: search.index,
     searchIndexer: search.indexer,
     agents: new AgentsService(db),
+    bridges,
   };
 }
 
 /** Stops timers and subscriptions, then closes the pub/sub and the database. */
 export async function closeHub(hub: Hub): Promise<void> {
+  hub.bridges.close();
   hub.typing.close();
   hub.fanout.close();
   hub.stream.stop();

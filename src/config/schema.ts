@@ -103,6 +103,48 @@ export const LogSchema = Type.Object(
   Strict,
 );
 
+/** Settings of the WhatsApp bridge (Meta's WhatsApp Cloud API); see docs/BRIDGES.md. */
+export const WhatsAppSettingsSchema = Type.Object(
+  {
+    api_base_url: Type.String({ default: 'https://graph.facebook.com/v23.0', description: 'Graph API base URL, with its version.' }),
+    phone_number_id: Type.String({ default: '', description: 'The business phone number id (WhatsApp Manager > API setup).' }),
+    access_token: Type.String({ default: '', description: 'System-user access token with whatsapp_business_messaging. Secret.' }),
+    app_secret: Type.String({ default: '', description: 'The Meta app secret: webhooks are checked against X-Hub-Signature-256 with it. Secret.' }),
+    verify_token: Type.String({ default: '', description: 'The token typed into the webhook setup, echoed back by the GET verification. Secret.' }),
+    webhook_path: Type.String({ default: '/whatsapp/webhook', description: 'Path of the webhook on the bridge.' }),
+    relay_format: Type.String({ default: '{name}: {body}', description: 'How a hub user\'s message is sent from the one business number; {name} and {body} are replaced. Empty sends the body alone.' }),
+    portal_members: Type.Array(Type.String({ format: 'uuid' }), { default: [], description: 'Hub user ids put into every WhatsApp chat room.' }),
+    send_rate_per_s: Type.Number({ exclusiveMinimum: 0, default: 20, description: 'Messages per second sent from the business number (Cloud API throughput).' }),
+  },
+  Strict,
+);
+
+/**
+ * One bridge (the Matrix Application Service model): the hub pushes the events of rooms its users are
+ * in to `url` (`PUT {url}/transactions/{txn_id}` with `hs_token`); the bridge calls the REST API with
+ * `as_token`, acting as its ghosts (users whose localpart starts with `namespace`).
+ */
+export const BridgeSchema = Type.Object(
+  {
+    id: Type.String({ pattern: '^[a-z][a-z0-9_]{0,31}$', description: 'Bridge id, e.g. "whatsapp"; `switchboard bridge <id>` runs it.' }),
+    network: Type.Union([Type.Literal('whatsapp')], { description: 'Which connector runs it; its settings are the table of the same name.' }),
+    url: Type.String({ default: 'http://127.0.0.1:8090', description: 'Where the hub reaches the bridge; the bridge listens on its host and port.' }),
+    hub_url: Type.String({ default: '', description: 'Where the bridge reaches the hub; empty derives it from server.public_url or host and port.' }),
+    as_token: Type.String({ minLength: 32, description: 'Bearer token the bridge calls the hub with. Secret.' }),
+    hs_token: Type.String({ minLength: 32, description: 'Bearer token the hub pushes transactions with. Secret.' }),
+    namespace: Type.String({ default: '', pattern: '^([a-z0-9_.-]+)?$', description: 'Exclusive localpart prefix of its ghost users; empty means "<id>_".' }),
+    bot_name: Type.String({ default: '', description: 'Display name of the bridge bot; empty means "<id> bridge".' }),
+    in_process: Type.Boolean({ default: false, description: 'Run the bridge inside `switchboard serve` instead of as `switchboard bridge <id>`.' }),
+    data_dir: Type.String({ default: '', description: 'Where the bridge keeps its state file; empty means <data_dir>/bridges/<id>.' }),
+    retry_max_ms: Type.Integer({ minimum: 10, default: 60000, description: 'Longest wait between retries (exponential backoff from 250 ms), both ways, ms.' }),
+    max_attempts: Type.Integer({ minimum: 1, default: 10, description: 'Tries of a failing send to the remote network before it is dead-lettered (a notice in the room).' }),
+    whatsapp: Type.Optional(WhatsAppSettingsSchema),
+  },
+  Strict,
+);
+
+export type BridgeConfig = Static<typeof BridgeSchema>;
+
 export const ConfigSchema = Type.Object(
   {
     data_dir: Type.String({ default: './data', description: 'Where the embedded database, signing key and local files live.' }),
@@ -115,6 +157,7 @@ export const ConfigSchema = Type.Object(
     realtime: RealtimeSchema,
     search: SearchSchema,
     log: LogSchema,
+    bridges: Type.Array(BridgeSchema, { default: [], description: 'Bridges to other networks (`[[bridges]]` tables); see docs/BRIDGES.md.' }),
   },
   Strict,
 );

@@ -29,12 +29,15 @@ const SELECT_MESSAGE = `
 export const messagesRepository = {
   async insertMessage(
     q: Queryable,
-    m: { id: string; roomId: string; userId: string; content: string; replyTo: string | null; mentions: string[]; txnId: string | null; streamPosition: number; createdAt: Date },
+    m: {
+      id: string; roomId: string; userId: string; content: string; replyTo: string | null; mentions: string[]; txnId: string | null;
+      streamPosition: number; createdAt: Date; remoteId?: string | null;
+    },
   ): Promise<void> {
     await q.query(
-      `INSERT INTO messages (id, room_id, user_id, content, reply_to, mentions, txn_id, stream_position, created_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-      [m.id, m.roomId, m.userId, m.content, m.replyTo, m.mentions, m.txnId, m.streamPosition, m.createdAt],
+      `INSERT INTO messages (id, room_id, user_id, content, reply_to, mentions, txn_id, stream_position, created_at, remote_id)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+      [m.id, m.roomId, m.userId, m.content, m.replyTo, m.mentions, m.txnId, m.streamPosition, m.createdAt, m.remoteId ?? null],
     );
   },
 
@@ -45,6 +48,18 @@ export const messagesRepository = {
 
   async findByTxn(q: Queryable, userId: string, txnId: string): Promise<MessageRow | null> {
     const { rows } = await q.query<MessageRow>(`${SELECT_MESSAGE} WHERE m.user_id = $1 AND m.txn_id = $2`, [userId, txnId]);
+    return rows[0] ?? null;
+  },
+
+  /** The message a bridge user posted with this remote id (see migrations/0006_bridges.sql). */
+  async findByRemoteId(q: Queryable, userId: string, remoteId: string): Promise<MessageRow | null> {
+    const { rows } = await q.query<MessageRow>(`${SELECT_MESSAGE} WHERE m.user_id = $1 AND m.remote_id = $2`, [userId, remoteId]);
+    return rows[0] ?? null;
+  },
+
+  /** A message posted by any user (bot or ghost) of bridge `bridgeId` with this remote id. */
+  async findBridgedByRemoteId(q: Queryable, bridgeId: string, remoteId: string): Promise<MessageRow | null> {
+    const { rows } = await q.query<MessageRow>(`${SELECT_MESSAGE} WHERE u.bridge_id = $1 AND m.remote_id = $2 ORDER BY m.stream_position LIMIT 1`, [bridgeId, remoteId]);
     return rows[0] ?? null;
   },
 

@@ -1,6 +1,7 @@
 /** Messages, reactions, read receipts and history. */
 import type { FastifyInstance } from 'fastify';
 import { AppError } from '../../errors.js';
+import { bridgeIdOf } from '../bridges/bridges.service.js';
 import { HistoryQuery, MarkReadBody, MessageIdParams, ReactionParams, RoomIdParams, SendMessageBody } from './messages.schemas.js';
 
 const tags = ['messages'];
@@ -22,8 +23,12 @@ export async function messagesRoutes(app: FastifyInstance): Promise<void> {
    * Send a message: 201 `{id, created_at, stream_position}`; with a `txn_id` already used by the
    * caller, 200 with the first message and nothing stored (409 CONFLICT if that message is in another
    * room). 413 MESSAGE_TOO_LARGE.
+   * Bridges (as_token) may add `ts` (original time, ms since the epoch) and `remote_id` (a repeat with
+   * the same remote_id returns the first message, 200); anyone else gets 403 FORBIDDEN for them.
    */
   app.post('/api/rooms/:room_id/messages', { schema: { tags, params: RoomIdParams, body: SendMessageBody } }, async (req, reply) => {
+    const body = req.body as { ts?: number; remote_id?: string };
+    if ((body.ts !== undefined || body.remote_id !== undefined) && !bridgeIdOf(req.auth)) throw new AppError('FORBIDDEN', 'ts and remote_id are for bridges');
     const { message, created } = await messages.send(req.auth.userId, (req.params as { room_id: string }).room_id, req.body as any);
     if (created) metrics.messagesSent.inc();
     reply.code(created ? 201 : 200);

@@ -10,6 +10,8 @@ export const SendMessageBody = Type.Object(
     content: Type.String(),
     reply_to: Type.Optional(Uuid),
     txn_id: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+    ts: Type.Optional(Type.Integer({ minimum: 0, description: 'Bridges only: original time on the remote network, ms since the epoch.' })),
+    remote_id: Type.Optional(Type.String({ minLength: 1, maxLength: 255, description: 'Bridges only: the remote message id; a repeat returns the first message.' })),
   },
   { additionalProperties: false },
 );

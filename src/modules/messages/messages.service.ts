@@ -55,6 +55,10 @@ export interface SendInput {
   content: string;
   reply_to?: string;
   txn_id?: string;
+  /** Bridges only: the original time on the remote network, ms since the epoch (becomes `created_at`). */
+  ts?: number;
+  /** Bridges only: the remote network's message id; repeating a send with it returns the first message. */
+  remote_id?: string;
 }
 
 /** The delivery receipt sent to a message's sender, once, on `user:<sender>`. */
@@ -93,6 +97,10 @@ export class MessagesService {
       const earlier = await repo.findByTxn(this.db, userId, input.txn_id);
       if (earlier) return replayed(earlier, roomId);
     }
+    if (input.remote_id) {
+      const earlier = await repo.findByRemoteId(this.db, userId, input.remote_id);
+      if (earlier) return replayed(earlier, roomId);
+    }
     try {
       const message = await this.stream.write(async (tx) => {
         await this.rooms.requireMember(tx, roomId, userId);
@@ -108,7 +116,7 @@ export class MessagesService {
           user_id: userId,
           user_name: rows[0].name,
           content: input.content,
-          created_at: new Date().toISOString(),
+          created_at: new Date(input.ts ?? Date.now()).toISOString(),
           reply_to: input.reply_to ?? null,
           attachments: [],
           mentions,
@@ -129,14 +137,15 @@ export class MessagesService {
           txnId: input.txn_id ?? null,
           streamPosition: view.stream_position,
           createdAt: new Date(view.created_at),
+          remoteId: input.remote_id ?? null,
         });
         return view;
       });
       return { message, created: true };
     } catch (err: any) {
-      // A concurrent send with the same txn_id committed first: answer with that one.
-      if (err?.code === '23505' && input.txn_id) {
-        const earlier = await repo.findByTxn(this.db, userId, input.txn_id);
+      // A concurrent send with the same txn_id (or remote_id) committed first: answer with that one.
+      if (err?.code === '23505' && (input.txn_id || input.remote_id)) {
+        const earlier = input.txn_id ? await repo.findByTxn(this.db, userId, input.txn_id) : await repo.findByRemoteId(this.db, userId, input.remote_id!);
         if (earlier) return replayed(earlier, roomId);
       }
       throw err;
@@ -170,6 +179,16 @@ export class MessagesService {
     const m = await repo.findById(this.db, messageId);
     if (!m) throw new AppError('INVALID_MESSAGE', 'Message not found');
     await this.rooms.requireMember(this.db, m.room_id, userId);
+    return messageView(m);
+  }
+
+  /**
+   * The message a user of bridge `bridgeId` (its bot or a ghost) posted with `remoteId`.
+   * @throws AppError INVALID_MESSAGE (404) when there is none.
+   */
+  async getByRemoteId(bridgeId: string, remoteId: string): Promise<MessageView> {
+    const m = await repo.findBridgedByRemoteId(this.db, bridgeId, remoteId);
+    if (!m) throw new AppError('INVALID_MESSAGE', 'No message with that remote id');
     return messageView(m);
   }
 
