@@ -52,7 +52,7 @@ export function parseFrame(text: string): ParseResult {
   if (typeof data !== 'object' || data === null || Array.isArray(data) || typeof data.type !== 'string') {
     return { ok: false, code: 'INVALID_FRAME', message: 'Frame must be a JSON object with a string "type"', txn_id: txnId };
   }
-  const validator = validators[data.type as FrameType];
+  const validator = Object.hasOwn(validators, data.type) ? validators[data.type as FrameType] : undefined;
   if (!validator) return { ok: false, code: 'INVALID_FRAME', message: `Unknown frame type "${data.type}"`, txn_id: txnId };
   if (!validator.Check(data)) {
     const [first] = validator.Errors(data);
