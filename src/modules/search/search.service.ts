@@ -87,6 +87,6 @@ export class SearchService {
    */
   async token(userId: string) {
     if (!(this.index instanceof MeilisearchIndex)) throw new AppError('NOT_FOUND', 'Search tokens need search.backend = "meilisearch"');
-    return this.index.tenantToken(await this.rooms.roomIdsFor(userId), new Date(Date.now() + this.tokenTtlS * 1000));
+    return this.index.tenantToken(await this.rooms.roomIdsFor(userId), new Date((Math.floor(Date.now() / 1000) + this.tokenTtlS) * 1000));
   }
 }
