@@ -1,6 +1,6 @@
 /**
  * The `switchboard` command: serve (default), migrate, generate-config, validate-config, show-config,
- * user create, search reindex.
+ * user create, search reindex, mcp (stdio relay for agents).
  * Global flags override environment and config file (see `config/load.ts`).
  */
 import { realpathSync, writeFileSync } from 'node:fs';

@@ -16,8 +16,7 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 import type { Logger } from 'pino';
 import { AppError, errorBody } from '../errors.js';
-import type { Hub } from '../hub.js';
-import type { AgentContext } from '../modules/agents/agents.service.js';
+import { agentAuth, type AgentContext } from '../modules/agents/agents.service.js';
 import { callTool, listTools, type ToolContext } from '../modules/agents/tools.js';
 
 export const ROOM_MESSAGES_TEMPLATE = 'switchboard://rooms/{room_id}/messages';
@@ -43,10 +42,11 @@ function protocolError(err: unknown, log: Logger): McpError {
   return new McpError(ErrorCode.InternalError, 'INTERNAL: Internal error', { code: 'INTERNAL' });
 }
 
-/** An MCP server acting as `agent`. `version`: the hub's version, reported as serverInfo. */
-export function createMcpServer(hub: Hub, agent: AgentContext, version: string): Server {
+/** An MCP server acting as `ctx.agent`. `version`: the hub's version, reported as serverInfo. */
+export function createMcpServer(ctx: Omit<ToolContext, 'signal'>, version: string): Server {
+  const { hub } = ctx;
   const server = new Server({ name: 'switchboard', version }, { capabilities: { tools: {}, resources: {} }, instructions: INSTRUCTIONS });
-  const run = (name: string, args: unknown, signal: AbortSignal) => callTool({ hub, agent, signal } satisfies ToolContext, name, args);
+  const run = (name: string, args: unknown, signal: AbortSignal) => callTool({ ...ctx, signal }, name, args);
 
   server.setRequestHandler(ListToolsRequestSchema, async () => ({
     tools: listTools().map(({ scope, ...tool }) => ({ ...tool, _meta: { 'switchboard/scope': scope } })),
@@ -124,7 +124,8 @@ export async function mcpRoutes(app: FastifyInstance, opts: { version: string })
       reply.header('www-authenticate', 'Bearer realm="switchboard"');
       throw err;
     }
-    const server = createMcpServer(hub, agent, opts.version);
+    req.auth = agentAuth(agent);
+    const server = createMcpServer({ hub, agent, limitSend: app.socketLimits(req).send }, opts.version);
     const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
     reply.raw.once('close', () => void server.close());
     await server.connect(transport);

@@ -306,3 +306,24 @@ describe('REST tool endpoints', () => {
     expect(woke.body.messages.map((m: any) => m.id)).toEqual([hello.body.id]);
   });
 });
+
+describe('send rate limit', () => {
+  it('counts agent sends against the user\'s limit, shared with REST', async () => {
+    const limited = await startTestHub({ rate_limits: { messages_per_user_per_min: 2 } });
+    try {
+      const owner = await register(limited.url, 'Dana');
+      const room = (await api(limited.url, 'POST', '/api/rooms', { token: owner.token, body: { type: 'group', name: 'Busy' } })).body.id;
+      const { token } = (await api(limited.url, 'POST', '/api/agent-tokens', { token: owner.token, body: { name: 'a', scopes: ALL_SCOPES } })).body;
+      expect((await api(limited.url, 'POST', `/api/rooms/${room}/messages`, { token: owner.token, body: { content: 'one (REST)' } })).status).toBe(201);
+      const send = (content: string) => api(limited.url, 'POST', '/api/mcp/tools/send_message', { token, body: { room_id: room, content } });
+      expect((await send('two (agent)')).status).toBe(200);
+      const refused = await send('three (agent)');
+      expect(refused.status).toBe(429);
+      expect(refused.body.error.code).toBe('RATE_LIMITED');
+      const { rows } = await limited.hub.db.query('SELECT count(*)::int AS n FROM messages WHERE room_id = $1', [room]);
+      expect(rows[0].n).toBe(2);
+    } finally {
+      await limited.close();
+    }
+  });
+});

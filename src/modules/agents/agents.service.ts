@@ -7,6 +7,7 @@
 import crypto from 'node:crypto';
 import type { Database } from '../../db/database.js';
 import { AppError } from '../../errors.js';
+import type { AuthContext } from '../auth/auth.service.js';
 import { hashToken } from '../auth/tokens.js';
 import { agentsRepository as repo, type AgentTokenRow } from './agents.repository.js';
 import type { Scope } from './agents.schemas.js';
@@ -19,6 +20,14 @@ export interface AgentContext {
   userName: string;
   tokenId: string;
   scopes: Scope[];
+}
+
+/**
+ * `req.auth` for an agent request, so per-user limits (the send rate limit) count the agent as its
+ * user. Agent requests have no device session: `deviceId` is the token's id.
+ */
+export function agentAuth(agent: AgentContext): AuthContext {
+  return { userId: agent.userId, deviceId: agent.tokenId, userName: agent.userName };
 }
 
 export interface NewTokenInput {

@@ -5,7 +5,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
-import type { AgentContext } from './agents.service.js';
+import { agentAuth, type AgentContext } from './agents.service.js';
 import { callTool, listTools } from './tools.js';
 
 declare module 'fastify' {
@@ -21,6 +21,7 @@ export async function agentToolRoutes(app: FastifyInstance): Promise<void> {
   app.decorateRequest('agent', null as unknown as AgentContext);
   app.addHook('onRequest', async (req) => {
     req.agent = await hub.agents.authenticateHeader(req.headers.authorization);
+    req.auth = agentAuth(req.agent);
   });
 
   /** The tools: `{tools: [{name, description, inputSchema, outputSchema, scope}]}` (JSON Schema, as MCP `tools/list`). */
@@ -30,12 +31,13 @@ export async function agentToolRoutes(app: FastifyInstance): Promise<void> {
    * Call a tool with its arguments as the JSON body (`{}` or no body when it takes none). 200 with the
    * result (it matches the tool's output schema), or an error `{error: {code, message}}`: 400
    * VALIDATION_FAILED (arguments against the input schema), 403 INSUFFICIENT_SCOPE or NOT_A_MEMBER,
-   * 404 INVALID_TOOL, INVALID_ROOM, INVALID_MESSAGE, 413 MESSAGE_TOO_LARGE. `wait_for_messages` holds
-   * the request up to its `timeout_ms`.
+   * 404 INVALID_TOOL, INVALID_ROOM, INVALID_MESSAGE, 413 MESSAGE_TOO_LARGE, 429 RATE_LIMITED (sends
+   * count against the user's send limit). `wait_for_messages` holds the request up to its `timeout_ms`.
    */
   app.post('/api/mcp/tools/:name', { schema: { tags, params: Type.Object({ name: Type.String({ maxLength: 100 }) }) } }, async (req, reply) => {
     const controller = new AbortController();
     reply.raw.once('close', () => controller.abort());
-    return callTool({ hub, agent: req.agent, signal: controller.signal }, (req.params as { name: string }).name, req.body);
+    const limitSend = app.socketLimits(req).send;
+    return callTool({ hub, agent: req.agent, signal: controller.signal, limitSend }, (req.params as { name: string }).name, req.body);
   });
 }

@@ -25,6 +25,11 @@ export interface ToolContext {
   agent: AgentContext;
   /** Aborted when the caller goes away (ends `wait_for_messages` early). */
   signal: AbortSignal;
+  /**
+   * Counts one message send against the user's send rate limit (`rate_limits.messages_per_user_per_min`,
+   * shared with REST and the WebSocket). @returns 0 when allowed, else ms until allowed.
+   */
+  limitSend(): Promise<number>;
 }
 
 export interface Tool<I extends TSchema = TSchema, O extends TSchema = TSchema> {
@@ -112,7 +117,7 @@ export const TOOLS: Tool[] = [
     description:
       'Sends a message to a room as the user. Mention someone with <@user_id>. Pass a unique `txn_id` to make retries safe: ' +
       'repeating it returns the first message with `duplicate: true` and sends nothing. ' +
-      'Errors: INVALID_ROOM, NOT_A_MEMBER, INVALID_MESSAGE (reply_to), MESSAGE_TOO_LARGE, VALIDATION_FAILED.',
+      'Errors: INVALID_ROOM, NOT_A_MEMBER, INVALID_MESSAGE (reply_to), MESSAGE_TOO_LARGE, VALIDATION_FAILED, RATE_LIMITED.',
     scope: 'messages:write',
     input: Type.Object(
       {
@@ -124,7 +129,9 @@ export const TOOLS: Tool[] = [
       Strict,
     ),
     output: Type.Object({ message: Message, duplicate: Type.Boolean() }),
-    handler: async ({ hub, agent }, { room_id, ...input }) => {
+    handler: async ({ hub, agent, limitSend }, { room_id, ...input }) => {
+      const retryMs = await limitSend();
+      if (retryMs > 0) throw new AppError('RATE_LIMITED', `Too many messages; retry in ${Math.ceil(retryMs / 1000)} s`);
       const { message, created } = await hub.messages.send(agent.userId, room_id, input);
       if (created) hub.metrics.messagesSent.inc();
       return { message, duplicate: !created };
