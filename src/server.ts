@@ -8,10 +8,24 @@ import type { Config } from './config/schema.js';
 import { migrate, openDatabase } from './db/database.js';
 import { createHub } from './hub.js';
 
+/** A URL for the logs: the value of an `access_token` query parameter is replaced. */
+export function redactUrl(url: string): string {
+  return url.replace(/([?&]access_token=)[^&]*/g, '$1<redacted>');
+}
+
+/** The hub's pino logger. Request lines carry method, URL (tokens redacted), host and peer address. */
 export function createLogger(config: Config): Logger {
   return pino({
     level: config.log.level,
-    redact: ['req.headers.authorization', 'req.headers.cookie'],
+    serializers: {
+      req: (req: { method: string; url: string; host?: string; ip?: string; socket?: { remotePort?: number } }) => ({
+        method: req.method,
+        url: redactUrl(req.url),
+        host: req.host,
+        remoteAddress: req.ip,
+        remotePort: req.socket?.remotePort,
+      }),
+    },
     ...(config.log.pretty ? { transport: { target: 'pino-pretty', options: { translateTime: 'HH:MM:ss.l' } } } : {}),
   });
 }

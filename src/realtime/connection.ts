@@ -17,6 +17,8 @@ export const CLOSE = {
   SLOW_CONSUMER: 4408,
   /** The server is shutting down; reconnect with `since`. */
   GOING_AWAY: 1001,
+  /** The server failed to set the socket up; reconnect with `since`. */
+  INTERNAL_ERROR: 1011,
 } as const;
 
 /** Live events buffered during catch-up before the socket is treated as a slow consumer. */
@@ -45,6 +47,11 @@ export class Connection {
 
   get userId(): string {
     return this.auth.userId;
+  }
+
+  /** False while catching up (live events are buffered then). */
+  get isLive(): boolean {
+    return this.live;
   }
 
   get open(): boolean {

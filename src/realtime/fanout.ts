@@ -27,9 +27,16 @@ export class Fanout {
     this.stopReading = stream.onEvents((events) => this.dispatch(events));
   }
 
-  /** Registers a socket with its user's rooms. It receives room events from now on (buffered until live). */
-  add(conn: Connection, roomIds: string[]): void {
+  /**
+   * Registers a socket under its user: from now on it gets the user's events and any room.updated that
+   * adds the user (buffered until the socket is live).
+   */
+  add(conn: Connection): void {
     this.index(this.byUser, conn.userId, conn, `user:${conn.userId}`, (m) => this.onUserTopic(conn.userId, m));
+  }
+
+  /** Subscribes a registered socket to rooms' events. */
+  joinRooms(conn: Connection, roomIds: string[]): void {
     for (const roomId of roomIds) this.joinRoom(conn, roomId);
   }
 

@@ -49,7 +49,7 @@ async function serveSocket(hub: Hub, socket: WebSocket, auth: AuthContext, since
     if (event.type !== 'message.new') return;
     const message = event.payload.message as { id: string; user_id: string; created_at: string };
     if (message.user_id === conn.userId) return;
-    hub.metrics.deliveryLatency.observe((Date.now() - Date.parse(message.created_at)) / 1000);
+    if (conn.isLive) hub.metrics.deliveryLatency.observe((Date.now() - Date.parse(message.created_at)) / 1000);
     hub.messages.markDelivered(message.id).catch((err) => hub.log.error({ err }, 'delivery receipt failed'));
   };
   const conn = new Connection(socket, auth, hub.stream.position, hub.config.limits.max_send_queue_bytes, onStreamWrite);
@@ -59,7 +59,10 @@ async function serveSocket(hub: Hub, socket: WebSocket, auth: AuthContext, since
   let ready!: () => void;
   const setUp = new Promise<void>((resolve) => (ready = resolve));
   socket.on('message', (data, isBinary) => {
-    queue = queue.then(() => setUp).then(() => handleFrame(hub, conn, isBinary ? null : data.toString(), limits));
+    queue = queue
+      .then(() => setUp)
+      .then(() => handleFrame(hub, conn, isBinary ? null : data.toString(), limits))
+      .catch((err) => hub.log.error({ err }, 'WebSocket frame handling failed'));
   });
   socket.on('close', () => {
     hub.fanout.remove(conn);
@@ -69,14 +72,22 @@ async function serveSocket(hub: Hub, socket: WebSocket, auth: AuthContext, since
   });
 
   hub.metrics.wsConnections.inc();
-  const roomIds = await hub.rooms.roomIdsFor(auth.userId);
-  hub.fanout.add(conn, roomIds);
-  await hub.presence.connected(auth.userId).catch((err) => hub.log.error({ err }, 'presence update failed'));
-  const resumed =
-    since === undefined ? (await conn.catchUp(conn.lastPosition, async () => []), 0)
-      : await conn.catchUp(since, (after) => hub.stream.readSince(after, [...conn.rooms], auth.userId));
-  conn.send({ type: 'ready', user_id: auth.userId, device_id: auth.deviceId, stream_position: conn.lastPosition, resumed });
-  ready();
+  // Register first, read the rooms second: a room.updated that adds the user from now on reaches this
+  // socket through the user index, and every event after `startPosition` that was dispatched before
+  // the registration is read back from the database by the catch-up (duplicates dropped by position).
+  const startPosition = conn.lastPosition;
+  hub.fanout.add(conn);
+  try {
+    hub.fanout.joinRooms(conn, await hub.rooms.roomIdsFor(auth.userId));
+    await hub.presence.connected(auth.userId).catch((err) => hub.log.error({ err }, 'presence update failed'));
+    const written = await conn.catchUp(since ?? startPosition, (after) => hub.stream.readSince(after, [...conn.rooms], auth.userId));
+    conn.send({ type: 'ready', user_id: auth.userId, device_id: auth.deviceId, stream_position: conn.lastPosition, resumed: since === undefined ? 0 : written });
+  } catch (err) {
+    hub.log.error({ err }, 'WebSocket set-up failed');
+    conn.close(CLOSE.INTERNAL_ERROR, 'set-up failed; reconnect with since');
+  } finally {
+    ready();
+  }
 }
 
 async function handleFrame(hub: Hub, conn: Connection, text: string | null, limits: SocketLimits): Promise<void> {
