@@ -42,7 +42,7 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
 
 /**
  * Opens the configured database: `database.url` when set, otherwise the embedded PGlite under
- * `<data_dir>/pgdata` (created on first run, about 4 s).
+ * `<data_dir>/pgdata` (created on first run: 4–20 s measured here, depending on load; later starts reuse it).
  */
 export async function openDatabase(config: Config, log?: Logger): Promise<Database> {
   if (config.database.url) {
