@@ -242,6 +242,13 @@ describe('users', () => {
     expectError(await api(t.url, 'GET', '/api/users/search?q=', { token: alice.token }), 400, 'VALIDATION_FAILED');
   });
 
+  it('finds a user by their whole email address, never by a fragment of it', async () => {
+    const whole = await api(t.url, 'GET', `/api/users/search?q=${encodeURIComponent(bob.user.email.toUpperCase())}`, { token: alice.token });
+    expect(whole.body.map((u: any) => u.id)).toEqual([bob.user.id]);
+    const fragment = await api(t.url, 'GET', `/api/users/search?q=${encodeURIComponent(bob.user.email.slice(0, 8))}`, { token: alice.token });
+    expect(fragment.body.map((u: any) => u.id)).not.toContain(bob.user.id);
+  });
+
   it('PATCH /api/me changes name and avatar, and clears the avatar with null', async () => {
     const s = await register(t.url, 'Patchy');
     const res = await api(t.url, 'PATCH', '/api/me', { token: s.token, body: { name: ' Patricia ', avatar_url: 'https://example.test/a.png' } });

@@ -171,8 +171,9 @@ export class RoomsService {
     return this.stream.write(async (tx) => {
       const { room, role } = await this.requireMember(tx, roomId, userId);
       assertCanAddMember(room.type, role);
-      for (const id of userIds) await repo.insertMember(tx, roomId, id, 'member');
-      return this.emitUpdated(tx, room);
+      let added = 0;
+      for (const id of userIds) if (await repo.insertMember(tx, roomId, id, 'member')) added++;
+      return added ? this.emitUpdated(tx, room) : roomView(room, await repo.listMembers(tx, roomId));
     });
   }
 

@@ -29,14 +29,17 @@ export class UsersService {
     return selfUser(rows[0]);
   }
 
-  /** Users whose name or email starts with (or whose name contains a word starting with) `q`, case-insensitive. */
+  /**
+   * Users whose name starts with `q` or has a word starting with it (case-insensitive), or whose email
+   * is exactly `q`: a whole address finds its owner, a fragment never probes which addresses exist.
+   */
   async search(q: string, limit: number) {
     const pattern = q.replace(/[\\%_]/g, (c) => `\\${c}`).toLowerCase();
     const { rows } = await this.db.query<UserRow>(
       `SELECT * FROM users WHERE deactivated_at IS NULL
-         AND (lower(name) LIKE $1 || '%' OR lower(name) LIKE '% ' || $1 || '%' OR email LIKE $1 || '%')
+         AND (lower(name) LIKE $1 || '%' OR lower(name) LIKE '% ' || $1 || '%' OR email = lower($3))
        ORDER BY name LIMIT $2`,
-      [pattern, limit],
+      [pattern, limit, q.trim()],
     );
     return rows.map(publicUser);
   }
