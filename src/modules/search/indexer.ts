@@ -126,6 +126,7 @@ export class SearchIndexer extends EventEmitter {
     }
     this.running = this.run().finally(() => {
       this.running = undefined;
+      if (this.again) this.wake(); // woken after the last check of `again`
     });
   }
 
