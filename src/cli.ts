@@ -1,6 +1,6 @@
 /**
  * The `switchboard` command: serve (default), migrate, generate-config, validate-config, show-config,
- * user create, search reindex, mcp (stdio relay for agents).
+ * user create, search reindex, mcp (stdio relay for agents), bridge <id> (a bridge worker).
  * Global flags override environment and config file (see `config/load.ts`).
  */
 import { realpathSync, writeFileSync } from 'node:fs';
@@ -16,6 +16,15 @@ interface Hub {
 }
 interface ServerModule {
   startHub(config: Config): Promise<Hub>;
+  createLogger(config: Config): import('pino').Logger;
+}
+interface RunningBridge {
+  start(): Promise<string>;
+  stop(): Promise<void>;
+}
+interface BridgesModule {
+  createBridge(config: Config, id: string, log: import('pino').Logger): RunningBridge;
+  startInProcessBridges(config: Config, hubUrl: string, log: import('pino').Logger): Promise<RunningBridge[]>;
 }
 interface DatabaseModule {
   runMigrations(config: Config): Promise<string[]>;
@@ -27,6 +36,7 @@ const PASSWORD_ENV = 'NEW_USER_PASSWORD';
 // Held in variables so the type checker does not require the modules to exist yet.
 const SERVER_MODULE: string = './server.js';
 const DATABASE_MODULE: string = './db/database.js';
+const BRIDGES_MODULE: string = '../bridges/run.js';
 
 /** Global flag (commander's camelCase name) → dotted config key. */
 const FLAG_KEYS: Record<string, string> = {
@@ -67,10 +77,31 @@ export function buildProgram(): Command {
     .description('run the hub (default command)')
     .action(async (_opts, cmd: Command) => {
       const config = configFrom(cmd);
-      const { startHub } = (await import(SERVER_MODULE)) as ServerModule;
+      const { startHub, createLogger } = (await import(SERVER_MODULE)) as ServerModule;
       const hub = await startHub(config);
+      const { startInProcessBridges } = (await import(BRIDGES_MODULE)) as BridgesModule;
+      const bridges = await startInProcessBridges(config, hub.url, createLogger(config));
       const stop = async () => {
+        for (const bridge of bridges) await bridge.stop();
         await hub.close();
+        process.exit(0);
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+
+  program
+    .command('bridge <id>')
+    .description('run the bridge worker configured as [[bridges]] id = <id>, e.g. `switchboard bridge whatsapp` (see docs/BRIDGES.md)')
+    .action(async (id: string, _opts, cmd: Command) => {
+      const config = configFrom(cmd);
+      const { createBridge } = (await import(BRIDGES_MODULE)) as BridgesModule;
+      const { createLogger } = (await import(SERVER_MODULE)) as ServerModule;
+      const bridge = createBridge(config, id, createLogger(config));
+      const url = await bridge.start();
+      console.log(`bridge ${id} listening on ${url}`);
+      const stop = async () => {
+        await bridge.stop();
         process.exit(0);
       };
       process.once('SIGINT', stop);

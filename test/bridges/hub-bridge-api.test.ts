@@ -4,6 +4,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BridgesService } from '../../src/modules/bridges/bridges.service.js';
 import { WsClient, api, register, startTestHub, type Session, type TestHub } from '../helpers/hub.js';
+import { bridgeConfig } from './bridge-config.js';
 import { FakeBridge } from './fake-bridge.js';
 
 const token = () => crypto.randomBytes(24).toString('hex');
@@ -27,9 +28,9 @@ beforeAll(async () => {
   await other.start();
   t = await startTestHub({
     bridges: [
-      { id: 'whatsapp', network: 'whatsapp', url: bridge.url, as_token: WA.as, hs_token: WA.hs, retry_max_ms: 200, whatsapp: {} },
-      { id: 'gchat', network: 'whatsapp', url: other.url, as_token: GC.as, hs_token: GC.hs, namespace: 'gchat_', retry_max_ms: 200, whatsapp: {} },
-    ] as any,
+      bridgeConfig({ id: 'whatsapp', network: 'whatsapp', url: bridge.url, as_token: WA.as, hs_token: WA.hs, retry_max_ms: 200, whatsapp: {} }),
+      bridgeConfig({ id: 'gchat', network: 'whatsapp', url: other.url, as_token: GC.as, hs_token: GC.hs, namespace: 'gchat_', retry_max_ms: 200, whatsapp: {} }),
+    ],
   });
   alice = await register(t.url, 'Alice');
   bob = await register(t.url, 'Bob');

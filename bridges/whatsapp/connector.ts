@@ -1,0 +1,121 @@
+/**
+ * The WhatsApp connector (Meta's WhatsApp Cloud API; one business number, so hub users' messages are
+ * relayed with their name: `relay_format`). Webhook:
+ * - `GET {webhook_path}`: verification (`hub.mode=subscribe`, `hub.verify_token`, answer `hub.challenge`).
+ * - `POST {webhook_path}`: `X-Hub-Signature-256: sha256=<HMAC-SHA256 of the raw body with the app
+ *   secret>` checked in constant time (401 otherwise); the events are persisted, then 200 is answered,
+ *   then they are handled. Redeliveries of the same wamid are dropped by the kit.
+ * https://developers.facebook.com/docs/graph-api/webhooks/getting-started
+ */
+import crypto from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import type { WhatsAppSettingsSchema } from '../../src/config/schema.js';
+import { safeEqual } from '../kit/bridge.js';
+import type { BridgeContext, Connector, OutboundMessage, RemoteMedia } from '../kit/types.js';
+import { CloudApi } from './cloud-api.js';
+import { parseWebhook } from './convert.js';
+import type { Static } from 'typebox';
+
+export type WhatsAppSettings = Static<typeof WhatsAppSettingsSchema>;
+
+/** `sha256=<hex>` of the body with the app secret, as Meta sends in X-Hub-Signature-256. */
+export function signBody(raw: Buffer | string, appSecret: string): string {
+  return `sha256=${crypto.createHmac('sha256', appSecret).update(raw).digest('hex')}`;
+}
+
+/** True when `header` is the body's signature (constant-time compare). */
+export function verifySignature(raw: Buffer, header: string | undefined, appSecret: string): boolean {
+  return typeof header === 'string' && appSecret !== '' && safeEqual(header, signBody(raw, appSecret));
+}
+
+/** Which Cloud API message type a file goes out as. */
+function mediaType(mimeType: string): 'image' | 'video' | 'audio' | 'document' {
+  if (mimeType === 'image/jpeg' || mimeType === 'image/png') return 'image';
+  if (mimeType.startsWith('video/')) return 'video';
+  if (mimeType.startsWith('audio/')) return 'audio';
+  return 'document';
+}
+
+export class WhatsAppConnector implements Connector {
+  readonly network = 'whatsapp';
+  private readonly api: CloudApi;
+
+  constructor(private readonly settings: WhatsAppSettings) {
+    this.api = new CloudApi({
+      baseUrl: settings.api_base_url,
+      phoneNumberId: settings.phone_number_id,
+      accessToken: settings.access_token,
+      ratePerS: settings.send_rate_per_s,
+    });
+  }
+
+  routes(app: FastifyInstance, ctx: BridgeContext): void {
+    const path = this.settings.webhook_path;
+    app.get(path, async (req, reply) => {
+      const q = req.query as Record<string, string | undefined>;
+      if (q['hub.mode'] === 'subscribe' && this.settings.verify_token && safeEqual(q['hub.verify_token'] ?? '', this.settings.verify_token)) {
+        return reply.type('text/plain').send(q['hub.challenge'] ?? '');
+      }
+      return reply.code(403).send({ error: 'verification failed' });
+    });
+    app.post(path, async (req, reply) => {
+      if (!req.rawBody || !verifySignature(req.rawBody, req.headers['x-hub-signature-256'] as string | undefined, this.settings.app_secret)) {
+        ctx.log.warn({ ip: req.ip }, 'webhook with a bad signature refused');
+        return reply.code(401).send({ error: 'bad signature' });
+      }
+      await ctx.receive(parseWebhook(req.body, this.settings.phone_number_id));
+      return reply.code(200).send({});
+    });
+  }
+
+  async start(): Promise<void> {}
+
+  async stop(): Promise<void> {}
+
+  portalMembers(): string[] {
+    return this.settings.portal_members;
+  }
+
+  /** Sends text (relay-formatted) and files; a reply quotes the original. @returns the first wamid. */
+  async sendMessage(to: string, msg: OutboundMessage): Promise<string> {
+    const text = this.relay(msg.senderName, msg.text);
+    const context = msg.replyTo ? { context: { message_id: msg.replyTo } } : {};
+    let first: string | undefined;
+    let captioned = false;
+    for (const file of msg.media) {
+      const id = await this.api.upload(file);
+      const type = mediaType(file.mimeType);
+      const caption = !captioned && type !== 'audio' && text ? { caption: text } : {};
+      if ('caption' in caption) captioned = true;
+      const wamid = await this.api.send(to, { type, [type]: { id, ...caption, ...(type === 'document' ? { filename: file.fileName } : {}) }, ...(first ? {} : context) });
+      first ??= wamid;
+    }
+    if (!captioned && msg.text.trim() !== '') {
+      const wamid = await this.api.send(to, { type: 'text', text: { body: text, preview_url: false }, ...(first ? {} : context) });
+      first ??= wamid;
+    }
+    return first ?? (await this.api.send(to, { type: 'text', text: { body: this.relay(msg.senderName, '(empty message)'), preview_url: false } }));
+  }
+
+  async sendReaction(to: string, targetId: string, emoji: string): Promise<void> {
+    await this.api.send(to, { type: 'reaction', reaction: { message_id: targetId, emoji } });
+  }
+
+  async sendReadReceipt(_to: string, targetId: string): Promise<void> {
+    await this.api.markRead(targetId);
+  }
+
+  async sendTyping(_to: string, lastRemoteId: string): Promise<void> {
+    await this.api.markRead(lastRemoteId, true);
+  }
+
+  async downloadMedia(media: RemoteMedia): Promise<{ data: Buffer; mimeType: string; fileName: string }> {
+    const { data, mimeType } = await this.api.download(media.id);
+    return { data, mimeType: mimeType || media.mimeType, fileName: media.fileName ?? 'file' };
+  }
+
+  private relay(name: string, body: string): string {
+    if (!this.settings.relay_format) return body;
+    return this.settings.relay_format.replace(/\{name\}|\{body\}/g, (t) => (t === '{name}' ? name : body));
+  }
+}
