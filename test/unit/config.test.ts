@@ -43,7 +43,7 @@ describe('loadConfig', () => {
     expect(cfg.server).toEqual({ host: '127.0.0.1', port: 8081, public_url: '', trust_proxy: false, cors_origins: [] });
     expect(cfg.database).toEqual({ url: '', pool_max: 10 });
     expect(cfg.redis.url).toBe('');
-    expect(cfg.auth).toEqual({ jwt_secret: '', access_token_ttl_s: 900, refresh_token_ttl_s: 2592000 });
+    expect(cfg.auth).toEqual({ jwt_secret: '', access_token_ttl_s: 900, refresh_token_ttl_s: 2592000, registration: 'open', admin_emails: [] });
     expect(cfg.limits.max_message_bytes).toBe(65536);
     expect(cfg.realtime.typing_timeout_ms).toBe(10000);
     expect(cfg.search.backend).toBe('postgres');
