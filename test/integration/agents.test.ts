@@ -282,6 +282,29 @@ describe('REST tool endpoints', () => {
     expect(unknown.body.error.code).toBe('INVALID_TOOL');
   });
 
+  it('miss nothing and repeat nothing when an agent follows a burst with next_since', async () => {
+    let since = (await tool(agent, 'wait_for_messages', { timeout_ms: 0 })).body.next_since;
+    const ids: string[] = [];
+    const sendSome = async (from: number, to: number) => {
+      for (let i = from; i < to; i++) {
+        ids.push((await api(t.url, 'POST', `/api/rooms/${roomId}/messages`, { token: alice.token, body: { content: `burst ${i}` } })).body.id);
+      }
+    };
+    await sendSome(0, 15); // a backlog larger than one page
+    const sending = sendSome(15, 30); // and more while the agent reads
+    const received: { id: string; stream_position: number }[] = [];
+    while (received.length < 30) {
+      const res = await tool(agent, 'wait_for_messages', { since, limit: 7, timeout_ms: 5000 });
+      expect(res.body.timed_out).toBe(false);
+      expect(res.body.messages.length).toBeLessThanOrEqual(7);
+      received.push(...res.body.messages);
+      since = res.body.next_since;
+    }
+    await sending;
+    expect(received.map((m) => m.id)).toEqual(ids);
+    expect((await tool(agent, 'wait_for_messages', { since, timeout_ms: 0 })).body.messages).toEqual([]);
+  });
+
   it('time out a wait with nothing new, with a cursor to continue from', async () => {
     const started = Date.now();
     const res = await tool(agent, 'wait_for_messages', { room_id: roomId, timeout_ms: 300 });
