@@ -11,10 +11,8 @@ import type { Database } from '../../db/database.js';
 import { AppError } from '../../errors.js';
 import type { Hub } from '../../hub.js';
 import { CLOSE } from '../../realtime/connection.js';
-import { appendRoomEvent } from '../../realtime/stream.js';
 import { authRepository, type UserRow } from '../auth/auth.repository.js';
 import { normaliseEmail, type CloseSocketsControl } from '../auth/auth.service.js';
-import { roomsRepository } from '../rooms/rooms.repository.js';
 import { selfUser } from '../users/users.view.js';
 import { adminRepository as repo, type AdminRoomRow, type InviteRow } from './admin.repository.js';
 
@@ -51,7 +49,7 @@ function inviteView(i: InviteRow) {
 export class AdminService {
   private readonly adminEmails: Set<string>;
 
-  constructor(private readonly hub: Pick<Hub, 'db' | 'stream' | 'pubsub' | 'fanout' | 'config'>) {
+  constructor(private readonly hub: Pick<Hub, 'db' | 'stream' | 'pubsub' | 'fanout' | 'config' | 'rooms'>) {
     this.adminEmails = new Set(hub.config.auth.admin_emails.map(normaliseEmail));
   }
 
@@ -98,17 +96,7 @@ export class AdminService {
    * @throws AppError INVALID_ROOM (404).
    */
   async deleteRoom(adminId: string, roomId: string): Promise<void> {
-    await this.hub.stream.write(async (tx) => {
-      if (!(await roomsRepository.findRoom(tx, roomId))) throw new AppError('INVALID_ROOM', 'Room not found');
-      const members = await roomsRepository.listMembers(tx, roomId);
-      await roomsRepository.softDeleteRoom(tx, roomId);
-      await appendRoomEvent(tx, {
-        room_id: roomId,
-        type: 'room.deleted',
-        payload: { type: 'room.deleted', room_id: roomId, deleted_by: adminId },
-        notify_user_ids: members.map((m) => m.user_id),
-      });
-    });
+    await this.hub.rooms.delete(adminId, roomId, { asServerAdmin: true });
   }
 
   /**

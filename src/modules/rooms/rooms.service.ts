@@ -147,11 +147,15 @@ export class RoomsService {
     });
   }
 
-  /** Deletes a room (owner): members are removed and get `room.deleted`; messages are kept. */
-  async delete(userId: string, roomId: string): Promise<void> {
+  /**
+   * Deletes a room: members are removed and get `room.deleted` (with `deleted_by`); messages are kept.
+   * Only the owner may, unless `asServerAdmin` (the admin API, which checks server-admin rights itself).
+   * @throws AppError INVALID_ROOM (404), NOT_A_MEMBER / FORBIDDEN (403).
+   */
+  async delete(userId: string, roomId: string, opts: { asServerAdmin?: boolean } = {}): Promise<void> {
     await this.stream.write(async (tx) => {
-      const { role } = await this.requireMember(tx, roomId, userId);
-      assertCanDeleteRoom(role);
+      if (opts.asServerAdmin) await this.requireRoom(tx, roomId);
+      else assertCanDeleteRoom((await this.requireMember(tx, roomId, userId)).role);
       const members = await repo.listMembers(tx, roomId);
       await repo.softDeleteRoom(tx, roomId);
       await appendRoomEvent(tx, {
