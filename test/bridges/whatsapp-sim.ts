@@ -33,6 +33,7 @@ const TITLES: Record<number, string> = {
   130429: 'Rate limit hit',
   131000: 'Something went wrong',
   131047: 'Re-engagement message',
+  131016: 'Service unavailable',
   131056: '(Business Account, Consumer Account) pair rate limit hit',
 };
 
@@ -50,6 +51,11 @@ export class WhatsAppSimulator {
   readonly refused: { to: string; code: number }[] = [];
   /** Every send request, accepted or not. */
   attempts = 0;
+  /**
+   * Called with each send before it is accepted; returning false drops it unaccepted (answered 503,
+   * never recorded as sent): a request whose sender died before WhatsApp took it.
+   */
+  beforeSend?: (body: any) => boolean;
   /** wa_ids whose 24-hour customer service window is closed: sends to them fail with 131047. */
   readonly windowClosed = new Set<string>();
   private readonly failures: { status: number; code: number; count: number }[] = [];
@@ -94,6 +100,7 @@ export class WhatsAppSimulator {
         return { success: true };
       }
       this.attempts++;
+      if (this.beforeSend && !this.beforeSend(body)) return reply.code(503).send(error(503, 131016).body);
       const injected = this.failures[0];
       if (injected) {
         if (--injected.count <= 0) this.failures.shift();

@@ -4,24 +4,16 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Bridge } from '../../bridges/kit/bridge.js';
 import { createBridge } from '../../bridges/run.js';
+import { freePort } from '../e2e/spawn.js';
 import { WsClient, api, register, startTestHub, type Session, type TestHub } from '../helpers/hub.js';
 import { bridgeConfig } from './bridge-config.js';
 import { WhatsAppSimulator } from './whatsapp-sim.js';
-
-export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 const MARIA = '15550001111';
 const VERIFY = 'verify-me-please';
