@@ -13,14 +13,14 @@ import { MessagesService } from './modules/messages/messages.service.js';
 import { PresenceService } from './modules/presence/presence.service.js';
 import { RoomsService } from './modules/rooms/rooms.service.js';
 import type { SearchIndexer } from './modules/search/indexer.js';
-import type { SearchIndex } from './modules/search/search-index.js';
-import { createSearch } from './modules/search/search.service.js';
+import { SearchService, createSearch } from './modules/search/search.service.js';
 import { UsersService } from './modules/users/users.service.js';
 import { createMetrics, type Metrics } from './plugins/metrics.js';
 import { Fanout } from './realtime/fanout.js';
 import { LocalPubSub, type PubSub } from './realtime/pubsub.js';
 import { EventStream } from './realtime/stream.js';
 import { TypingService } from './realtime/typing.js';
+import { RedisPubSub } from './realtime/redis-pubsub.js';
 
 export interface Hub {
   config: Config;
@@ -36,7 +36,7 @@ export interface Hub {
   messages: MessagesService;
   presence: PresenceService;
   typing: TypingService;
-  search: SearchIndex;
+  search: SearchService;
   /** Feeds Meilisearch from the event stream; absent with the PostgreSQL backend. */
   searchIndexer?: SearchIndexer;
   /** Agent tokens and bot users (the agent API: /api/mcp/*, /mcp). */
@@ -47,7 +47,7 @@ export interface Hub {
 
 /** Builds the services and starts following the event stream. */
 export async function createHub(config: Config, db: Database, log: Logger): Promise<Hub> {
-  const pubsub: PubSub = new LocalPubSub();
+  const pubsub = await createPubSub(config, log);
   const stream = new EventStream(db, pubsub, log);
   await stream.start();
   const tokens = new TokenIssuer(loadSigningSecret(config, log), config.auth.access_token_ttl_s);
@@ -69,7 +69,7 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
     messages: new MessagesService(db, stream, pubsub, rooms, config.limits.max_message_bytes),
     presence: new PresenceService(db, pubsub, config.realtime.presence_grace_ms, log),
     typing: new TypingService(pubsub, config.realtime.typing_timeout_ms),
-    search: search.index,
+    search: new SearchService(db, rooms, search.index, config.search.tenant_token_ttl_s),
     searchIndexer: search.indexer,
     agents: new AgentsService(db),
     bridges,
@@ -86,3 +86,11 @@ export async function closeHub(hub: Hub): Promise<void> {
   await hub.pubsub.close();
   await hub.db.close();
 }
+/** Redis pub/sub when `redis.url` is set (several nodes), the in-process one otherwise. */
+async function createPubSub(config: Config, log: Logger): Promise<PubSub> {
+  if (!config.redis.url) return new LocalPubSub();
+  const redis = new RedisPubSub(config.redis.url, config.redis.channel_prefix, log);
+  await redis.connect();
+  return redis;
+}
+

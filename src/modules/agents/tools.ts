@@ -173,8 +173,8 @@ export const TOOLS: Tool[] = [
   tool({
     name: 'search_messages',
     description:
-      'Full-text search over the user\'s rooms (or one of them), best match first. Query syntax: words, "a phrase", -excluded, or. ' +
-      'Errors: INVALID_ROOM, NOT_A_MEMBER (room_id).',
+      'Full-text search over the user\'s rooms (or one of them), best match first; matches are wrapped in <mark> in `highlight`. ' +
+      'Errors: INVALID_ROOM, NOT_A_MEMBER (room_id), SEARCH_UNAVAILABLE.',
     scope: 'search',
     input: Type.Object(
       {
@@ -185,13 +185,9 @@ export const TOOLS: Tool[] = [
       },
       Strict,
     ),
-    output: Type.Object({ results: Type.Array(SearchHit) }),
-    handler: async ({ hub, agent }, args) => {
-      if (args.room_id) await hub.rooms.requireMember(hub.db, args.room_id, agent.userId);
-      const roomIds = args.room_id ? [args.room_id] : await hub.rooms.roomIdsFor(agent.userId);
-      if (roomIds.length === 0) return { results: [] };
-      return { results: await hub.search.search({ q: args.query, roomIds, limit: args.limit ?? 20, offset: args.offset ?? 0 }) };
-    },
+    output: Type.Object({ results: Type.Array(SearchHit), has_more: Type.Boolean() }),
+    handler: async ({ hub, agent }, args) =>
+      hub.search.search(agent.userId, { q: args.query, room_id: args.room_id, order: 'relevance', limit: args.limit ?? 20, offset: args.offset ?? 0 }),
   }),
 
   tool({

@@ -1,13 +1,12 @@
 /** Message search, limited to the caller's rooms, and tenant tokens for searching Meilisearch directly. */
 import type { FastifyInstance } from 'fastify';
 import { SearchQuerystring } from './search.schemas.js';
-import { SearchService, type SearchParams } from './search.service.js';
+import type { SearchParams } from './search.service.js';
 
 const tags = ['search'];
 
 export async function searchRoutes(app: FastifyInstance): Promise<void> {
-  const { db, rooms, search, config } = app.hub;
-  const service = new SearchService(db, rooms, search, config.search.tenant_token_ttl_s);
+  const service = app.hub.search;
 
   /**
    * `{results: [{message, highlight, rank}], has_more}`, best first (or newest first with
