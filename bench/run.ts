@@ -126,12 +126,20 @@ async function replayUntilReady(wsUrl: string, token: string, since: number): Pr
 /** Full garbage collection (V8 flag set at run time), so memory figures compare live data only. */
 const gc: () => void = (v8.setFlagsFromString('--expose-gc'), vm.runInNewContext('gc'));
 
-/** RSS and V8 heap in use after two full collections, KiB. */
-function memoryKiB(): { rss: number; heap: number } {
-  gc();
-  gc();
-  const { rss, heapUsed } = process.memoryUsage();
-  return { rss: rss / 1024, heap: heapUsed / 1024 };
+/**
+ * RSS and V8 heap in use, KiB, after full collections: repeated with pauses until RSS moves by less
+ * than 256 KiB (V8 returns freed pages in the background), at most 5 rounds.
+ */
+async function memoryKiB(): Promise<{ rss: number; heap: number }> {
+  let rss = Infinity;
+  for (let round = 0; round < 5; round++) {
+    gc();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const previous = rss;
+    rss = process.memoryUsage().rss / 1024;
+    if (Math.abs(rss - previous) < 256) break;
+  }
+  return { rss, heap: process.memoryUsage().heapUsed / 1024 };
 }
 
 /**
@@ -141,7 +149,7 @@ function memoryKiB(): { rss: number; heap: number } {
 async function benchIdleSockets(t: TestHub): Promise<void> {
   const user = await register(t.url, 'Idle');
   const warm = await WsClient.connect(t.wsUrl, user.token); // the user's first socket: presence row, code paths warmed
-  const before = memoryKiB();
+  const before = await memoryKiB();
   const child = fork(fileURLToPath(new URL('./idle-sockets.ts', import.meta.url)), [t.wsUrl, user.token, String(IDLE_SOCKETS)], { execArgv: ['--import', 'tsx'] });
   const exited = new Promise((resolve) => child.once('exit', resolve));
   try {
@@ -150,7 +158,7 @@ async function benchIdleSockets(t: TestHub): Promise<void> {
       child.once('exit', (code) => reject(new Error(`idle-sockets exited (${code}) before opening`)));
     });
     if (opened !== IDLE_SOCKETS || t.hub.fanout.connectionCount !== IDLE_SOCKETS + 1) throw new Error(`opened ${opened}, hub counts ${t.hub.fanout.connectionCount}`);
-    const after = memoryKiB();
+    const after = await memoryKiB();
     const section = `memory (${IDLE_SOCKETS} idle sockets, server side, after GC)`;
     row(section, 'RSS before → after', `${(before.rss / 1024).toFixed(1)} MiB → ${(after.rss / 1024).toFixed(1)} MiB`);
     row(section, 'per socket: RSS | V8 heap', `${((after.rss - before.rss) / IDLE_SOCKETS).toFixed(1)} KiB | ${((after.heap - before.heap) / IDLE_SOCKETS).toFixed(1)} KiB`);
