@@ -253,12 +253,16 @@ export class Bridge {
     return ghost.id;
   }
 
-  /** The portal room of a remote chat, created on first use, with `ghost` as a member. @returns the room id. */
+  /**
+   * The portal room of a remote chat, created on first use, with `ghost` and the connector's portal
+   * members (also those configured later) as members. @returns the room id.
+   */
   private async ensurePortal(portal: { id: string; name: string }, ghost?: string): Promise<string> {
     const key = `portal:${portal.id}`;
     const known = this.store.get<PortalRecord>(key);
-    if (known && (!ghost || known.members.includes(ghost))) return known.roomId;
-    const members = [...new Set([...(known?.members ?? []), ...(ghost ? [ghost] : []), ...(this.connector.portalMembers?.() ?? [])])];
+    const wanted = [...(ghost ? [ghost] : []), ...(this.connector.portalMembers?.() ?? [])];
+    if (known && wanted.every((id) => known.members.includes(id))) return known.roomId;
+    const members = [...new Set([...(known?.members ?? []), ...wanted])];
     const res = await this.hub.call<{ room_id: string }>('POST', '/api/bridge/portals', { body: { remote_id: portal.id, name: portal.name, members } });
     await this.store.batch([
       { put: key, value: { roomId: res.room_id, members } satisfies PortalRecord },

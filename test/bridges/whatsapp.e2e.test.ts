@@ -115,6 +115,16 @@ describe('WhatsApp -> hub', () => {
     expect((await history()).filter((m) => m.content === 'only once')).toHaveLength(1);
   });
 
+  it('adds portal members configured later when the chat next moves', async () => {
+    const bob = await register(t.url, 'Bob');
+    t.config.bridges[0].whatsapp!.portal_members.push(bob.user.id);
+    await sim.deliver(sim.text(MARIA, 'Maria', 'is Bob here?').payload);
+    await ws.next('message.new', (e) => e.message.content === 'is Bob here?');
+    const seen = await api(t.url, 'GET', `/api/rooms/${roomId}/messages?limit=1`, { token: bob.token });
+    expect(seen.status).toBe(200);
+    expect(seen.body.messages[0].content).toBe('is Bob here?');
+  });
+
   it('renders location and contacts readably and says so for unsupported messages', async () => {
     await sim.deliver(sim.inbound(MARIA, 'Maria', { type: 'location', location: { latitude: 52.52, longitude: 13.405, name: 'Cafe', address: 'Unter den Linden 1' } }).payload);
     const loc = await ws.next('message.new', (e) => e.message.content.startsWith('📍'));
@@ -270,5 +280,26 @@ describe('errors', () => {
     const times = sim.sent.slice(start).map((s) => s.at);
     // 50 per second: 20 ms apart, so five sends take at least 80 ms.
     expect(times[4] - times[0]).toBeGreaterThanOrEqual(70);
+  });
+});
+
+describe('figures', () => {
+  it('measures one-message latency both ways (printed, not asserted beyond sanity)', async () => {
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+    const inbound: number[] = [];
+    const outbound: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const started = performance.now();
+      await sim.deliver(sim.text(MARIA, 'Maria', `latency in ${i}`).payload);
+      await ws.next('message.new', (e) => e.message.content === `latency in ${i}`);
+      inbound.push(performance.now() - started);
+      const sentAt = performance.now();
+      await aliceSays(`latency out ${i}`);
+      await sim.until(() => sim.sent.find((s) => s.payload.text?.body === `Alice: latency out ${i}`));
+      outbound.push(performance.now() - sentAt);
+    }
+    console.log(`[figures] WhatsApp webhook -> hub message: median ${median(inbound).toFixed(1)} ms; hub send -> Cloud API: median ${median(outbound).toFixed(1)} ms (10 each, loopback)`);
+    expect(median(inbound)).toBeLessThan(2000);
+    expect(median(outbound)).toBeLessThan(2000);
   });
 });
