@@ -145,7 +145,7 @@ export class WsClient {
   }
 
   /** Opens `/ws` with a bearer token (and `since`); resolves once the server says `ready`. */
-  static async connect(wsUrl: string, token: string, opts: { since?: number; viaQuery?: boolean } = {}): Promise<WsClient> {
+  static async connect(wsUrl: string, token: string, opts: { since?: number; viaQuery?: boolean; timeoutMs?: number } = {}): Promise<WsClient> {
     const params = new URLSearchParams();
     if (opts.since !== undefined) params.set('since', String(opts.since));
     if (opts.viaQuery) params.set('access_token', token);
@@ -156,7 +156,7 @@ export class WsClient {
       socket.once('error', reject);
       socket.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
     });
-    await client.next('ready');
+    await client.next('ready', () => true, opts.timeoutMs);
     return client;
   }
 

@@ -109,11 +109,11 @@ export const messagesRepository = {
     return rows[0].n;
   },
 
-  /** Marks the first delivery. @returns the sender and time when this call was the first, else null. */
-  async markDelivered(q: Queryable, messageId: string): Promise<{ user_id: string; room_id: string; delivered_at: Date } | null> {
+  /** Marks first deliveries. @returns the messages of `ids` that were not delivered before, with sender and time. */
+  async markDelivered(q: Queryable, ids: string[]): Promise<{ id: string; user_id: string; room_id: string; delivered_at: Date }[]> {
     const { rows } = await q.query(
-      'UPDATE messages SET delivered_at = now() WHERE id = $1 AND delivered_at IS NULL RETURNING user_id, room_id, delivered_at',
-      [messageId],
+      'UPDATE messages SET delivered_at = now() WHERE id = ANY($1::uuid[]) AND delivered_at IS NULL RETURNING id, user_id, room_id, delivered_at',
+      [ids],
     );
     return rows[0] ?? null;
   },
@@ -136,7 +136,7 @@ export const messagesRepository = {
 
   async latestMessage(q: Queryable, roomId: string): Promise<{ id: string; stream_position: number } | null> {
     const { rows } = await q.query('SELECT id, stream_position FROM messages WHERE room_id = $1 ORDER BY stream_position DESC LIMIT 1', [roomId]);
-    return rows[0] ?? null;
+    return rows;
   },
 
   async memberIds(q: Queryable, roomId: string): Promise<string[]> {

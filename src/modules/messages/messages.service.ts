@@ -79,6 +79,9 @@ export class MessagesService {
     private readonly pubsub: PubSub,
     private readonly rooms: RoomsService,
     private readonly maxMessageBytes: number,
+  /** Receipts waiting for this tick's UPDATE, and the promise of that UPDATE. */
+  private readonly pendingDelivered = new Set<string>();
+  private deliveredFlush?: Promise<void>;
   ) {}
 
   /**
@@ -268,16 +271,34 @@ export class MessagesService {
 
   /**
    * Records that a message reached a recipient's socket. The first time only, tells the sender with
-   * `message.delivered` on `user:<sender>`.
+   * `message.delivered` on `user:<sender>`. Receipts of one tick are written in one UPDATE (a resume
+   * replays thousands at once).
+   * @returns once this message's batch is stored and published.
    */
-  async markDelivered(messageId: string): Promise<void> {
-    if (this.delivered.has(messageId)) return;
-    const first = await repo.markDelivered(this.db, messageId);
+  markDelivered(messageId: string): Promise<void> {
+    if (this.delivered.has(messageId)) return Promise.resolve();
+    // Claimed at once, so the other recipients' sockets (written in the same tick) skip it.
     if (this.delivered.size >= 10_000) this.delivered.clear();
     this.delivered.add(messageId);
-    if (!first) return;
-    const event: DeliveredEvent = { type: 'message.delivered', message_id: messageId, room_id: first.room_id, delivered_at: first.delivered_at.toISOString() };
-    await this.pubsub.publish(`user:${first.user_id}`, event);
+    this.pendingDelivered.add(messageId);
+    this.deliveredFlush ??= new Promise((resolve) => setImmediate(resolve)).then(() => this.flushDelivered());
+    return this.deliveredFlush;
+  }
+
+  private async flushDelivered(): Promise<void> {
+    const ids = [...this.pendingDelivered];
+    this.pendingDelivered.clear();
+    this.deliveredFlush = undefined;
+    const firsts = await repo.markDelivered(this.db, ids).catch((err) => {
+      for (const id of ids) this.delivered.delete(id);
+      throw err;
+    });
+    await Promise.all(
+      firsts.map((f) => {
+        const event: DeliveredEvent = { type: 'message.delivered', message_id: f.id, room_id: f.room_id, delivered_at: f.delivered_at.toISOString() };
+        return this.pubsub.publish(`user:${f.user_id}`, event);
+      }),
+    );
   }
 }
 
