@@ -115,7 +115,7 @@ export const messagesRepository = {
       'UPDATE messages SET delivered_at = now() WHERE id = ANY($1::uuid[]) AND delivered_at IS NULL RETURNING id, user_id, room_id, delivered_at',
       [ids],
     );
-    return rows[0] ?? null;
+    return rows;
   },
 
   /** Moves a member's read receipt forward to `position`. @returns the time when it moved, null when it was already there. */
