@@ -72,6 +72,9 @@ export interface DeliveredEvent {
 export class MessagesService {
   /** Message ids known to be delivered already, so sockets do not ask the database again (bounded). */
   private readonly delivered = new Set<string>();
+  /** Receipts waiting for this tick's UPDATE, and the promise of that UPDATE. */
+  private readonly pendingDelivered = new Set<string>();
+  private deliveredFlush?: Promise<void>;
 
   constructor(
     private readonly db: Database,
@@ -79,9 +82,6 @@ export class MessagesService {
     private readonly pubsub: PubSub,
     private readonly rooms: RoomsService,
     private readonly maxMessageBytes: number,
-  /** Receipts waiting for this tick's UPDATE, and the promise of that UPDATE. */
-  private readonly pendingDelivered = new Set<string>();
-  private deliveredFlush?: Promise<void>;
   ) {}
 
   /**
