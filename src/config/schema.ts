@@ -29,6 +29,7 @@ export const DatabaseSchema = Type.Object(
 export const RedisSchema = Type.Object(
   {
     url: Type.String({ default: '', description: 'Redis URL (env REDIS_URL) for multi-node fan-out. Empty uses the in-process pub/sub.' }),
+    channel_prefix: Type.String({ default: 'switchboard:', description: 'Prefix of the Redis pub/sub channels (lets several hubs share one Redis).' }),
   },
   Strict,
 );

@@ -136,7 +136,7 @@ export const messagesRepository = {
 
   async latestMessage(q: Queryable, roomId: string): Promise<{ id: string; stream_position: number } | null> {
     const { rows } = await q.query('SELECT id, stream_position FROM messages WHERE room_id = $1 ORDER BY stream_position DESC LIMIT 1', [roomId]);
-    return rows;
+    return rows[0] ?? null;
   },
 
   async memberIds(q: Queryable, roomId: string): Promise<string[]> {
