@@ -2,9 +2,11 @@
  * The composition root: builds every service once, in dependency order, around one database and one
  * pub/sub. `app.hub` exposes it to routes and the gateway.
  */
+import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
 import type { Database } from './db/database.js';
+import { AttachmentsService } from './modules/attachments/attachments.service.js';
 import { AgentsService } from './modules/agents/agents.service.js';
 import { AuthService } from './modules/auth/auth.service.js';
 import { BridgesService } from './modules/bridges/bridges.service.js';
@@ -20,6 +22,8 @@ import { Fanout } from './realtime/fanout.js';
 import { LocalPubSub, type PubSub } from './realtime/pubsub.js';
 import { EventStream } from './realtime/stream.js';
 import { TypingService } from './realtime/typing.js';
+import type { BlobStorage } from './storage/blob-storage.js';
+import { LocalBlobStorage } from './storage/local-storage.js';
 import { RedisPubSub } from './realtime/redis-pubsub.js';
 
 export interface Hub {
@@ -39,6 +43,8 @@ export interface Hub {
   search: SearchService;
   /** Feeds Meilisearch from the event stream; absent with the PostgreSQL backend. */
   searchIndexer?: SearchIndexer;
+  storage: BlobStorage;
+  attachments: AttachmentsService;
   /** Agent tokens and bot users (the agent API: /api/mcp/*, /mcp). */
   agents: AgentsService;
   /** Registered bridges: as_token auth, ghosts, portals and the transaction pushers. */
@@ -53,6 +59,7 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
   const tokens = new TokenIssuer(loadSigningSecret(config, log), config.auth.access_token_ttl_s);
   const rooms = new RoomsService(db, stream);
   const search = await createSearch(config, db, stream, log);
+  const storage = new LocalBlobStorage(path.join(config.data_dir, 'media'));
   const bridges = new BridgesService(db, stream, pubsub, config, log);
   await bridges.start();
   return {
@@ -66,11 +73,16 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
     auth: new AuthService(db, tokens, pubsub, config.auth.refresh_token_ttl_s),
     users: new UsersService(db),
     rooms,
-    messages: new MessagesService(db, stream, pubsub, rooms, config.limits.max_message_bytes),
+    messages: new MessagesService(db, stream, pubsub, rooms, config.limits.max_message_bytes, config.limits.edit_window_s),
     presence: new PresenceService(db, pubsub, config.realtime.presence_grace_ms, log),
     typing: new TypingService(pubsub, config.realtime.typing_timeout_ms),
     search: new SearchService(db, rooms, search.index, config.search.tenant_token_ttl_s),
     searchIndexer: search.indexer,
+    storage,
+    attachments: new AttachmentsService(db, storage, log, {
+      maxBytes: config.storage.max_attachment_size_mb * 1048576,
+      thumbnailMaxPx: config.storage.thumbnail_max_px,
+    }),
     agents: new AgentsService(db),
     bridges,
   };

@@ -67,6 +67,7 @@ export const LimitsSchema = Type.Object(
     max_ws_frame_bytes: Type.Integer({ minimum: 1024, default: 262144, description: 'Largest WebSocket frame a client may send, bytes.' }),
     max_send_queue_bytes: Type.Integer({ minimum: 1024, default: 4194304, description: 'Bytes queued to one socket before it is closed with 4408 (slow consumer).' }),
     history_page_max: Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'Largest page of GET .../messages.' }),
+    edit_window_s: Type.Integer({ minimum: 0, default: 86400, description: 'How long after sending a sender may edit a message, seconds; 0 means no limit.' }),
   },
   Strict,
 );
@@ -89,6 +90,14 @@ export const SearchSchema = Type.Object(
     token_api_key_uid: Type.String({ default: '', description: 'The uid of token_api_key (GET /keys on Meilisearch shows it).' }),
     index_name: Type.String({ default: 'messages', pattern: '^[A-Za-z0-9_-]{1,400}$', description: 'Meilisearch index uid.' }),
     tenant_token_ttl_s: Type.Integer({ minimum: 10, maximum: 86400, default: 600, description: 'Lifetime of a tenant token from GET /api/search/token, seconds.' }),
+  },
+  Strict,
+);
+
+export const StorageSchema = Type.Object(
+  {
+    max_attachment_size_mb: Type.Integer({ minimum: 1, default: 10, description: 'Largest attachment upload, MiB; larger uploads get 413 / ATTACHMENT_TOO_LARGE.' }),
+    thumbnail_max_px: Type.Integer({ minimum: 16, maximum: 4096, default: 320, description: 'Longest side of image thumbnails, pixels.' }),
   },
   Strict,
 );
@@ -157,6 +166,7 @@ export const ConfigSchema = Type.Object(
     rate_limits: RateLimitsSchema,
     realtime: RealtimeSchema,
     search: SearchSchema,
+    storage: StorageSchema,
     log: LogSchema,
     bridges: Type.Array(BridgeSchema, { default: [], description: 'Bridges to other networks (`[[bridges]]` tables); see docs/BRIDGES.md.' }),
   },
