@@ -81,6 +81,20 @@ describe('webhook', () => {
     expect((await fetch(`${base}?hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1`)).status).toBe(403);
   });
 
+  it('accepts hub transactions only with the hs_token, and each txn_id once', async () => {
+    const put = (token: string | null, txn: string) =>
+      fetch(`${t.config.bridges[0].url}/transactions/${txn}`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json', ...(token !== null ? { authorization: `Bearer ${token}` } : {}) },
+        body: JSON.stringify({ events: [], ephemeral: [] }),
+      });
+    expect((await put(null, 'probe-1')).status).toBe(401);
+    expect((await put('wrong', 'probe-1')).status).toBe(403);
+    expect((await put(t.config.bridges[0].hs_token, 'probe-1')).status).toBe(200);
+    expect((await put(t.config.bridges[0].hs_token, 'probe-1')).status).toBe(200);
+    expect(bridge.store.has('txn:probe-1')).toBe(true);
+  });
+
   it('refuses a forged signature and stores nothing', async () => {
     const { payload } = sim.text(MARIA, 'Maria', 'forged');
     const forged = `sha256=${crypto.createHmac('sha256', 'not-the-app-secret').update(JSON.stringify(payload)).digest('hex')}`;
