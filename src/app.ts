@@ -8,6 +8,7 @@ import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import fastifyCors from '@fastify/cors';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
+import fastifyMultipart from '@fastify/multipart';
 import fastifyWebsocket from '@fastify/websocket';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { AppError, errorBody } from './errors.js';
@@ -17,6 +18,7 @@ import { adminRoutes } from './modules/admin/admin.routes.js';
 import { agentTokenRoutes } from './modules/agents/agents.routes.js';
 import { agentToolRoutes } from './modules/agents/tools.routes.js';
 import type { AuthContext } from './modules/auth/auth.service.js';
+import { attachmentsRoutes } from './modules/attachments/attachments.routes.js';
 import { authRoutes, publicAuthRoutes } from './modules/auth/auth.routes.js';
 import { bridgesRoutes } from './modules/bridges/bridges.routes.js';
 import { messagesRoutes } from './modules/messages/messages.routes.js';
@@ -81,6 +83,7 @@ export async function buildApp(hub: Hub): Promise<FastifyInstance> {
   });
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
   await app.register(fastifyWebsocket, { options: { maxPayload: config.limits.max_ws_frame_bytes } });
+  await app.register(fastifyMultipart);
   if (config.server.cors_origins.length > 0) {
     // Bearer tokens, no cookies: no credentials. Preflights are answered before authentication.
     await app.register(fastifyCors, {
@@ -126,6 +129,7 @@ export async function buildApp(hub: Hub): Promise<FastifyInstance> {
     await api.register(messagesRoutes);
     await api.register(searchRoutes);
     await api.register(adminRoutes);
+    await api.register(attachmentsRoutes);
     await api.register(agentTokenRoutes);
     await api.register(bridgesRoutes);
   });

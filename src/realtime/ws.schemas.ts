@@ -11,7 +11,14 @@ const Strict = { additionalProperties: false } as const;
 
 export const ClientFrames = {
   'message.send': Type.Object(
-    { type: Type.Literal('message.send'), room_id: Uuid, content: Type.String(), reply_to: Type.Optional(Uuid), txn_id: Type.Optional(TxnId) },
+    {
+      type: Type.Literal('message.send'),
+      room_id: Uuid,
+      content: Type.String(),
+      reply_to: Type.Optional(Uuid),
+      txn_id: Type.Optional(TxnId),
+      attachments: Type.Optional(Type.Array(Uuid, { maxItems: 10 })),
+    },
     Strict,
   ),
   'typing.start': Type.Object({ type: Type.Literal('typing.start'), room_id: Uuid }, Strict),

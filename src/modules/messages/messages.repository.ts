@@ -1,5 +1,6 @@
 /** SQL for messages, reactions and receipts. */
 import type { Queryable } from '../../db/database.js';
+import { MESSAGE_ATTACHMENTS_SQL, type AttachmentRef } from '../attachments/attachments.repository.js';
 
 export interface MessageRow {
   id: string;
@@ -15,12 +16,25 @@ export interface MessageRow {
   delivered_at: Date | null;
   deleted_at: Date | null;
   deleted_by: string | null;
+  /** Last edit; null when never edited. Absent from queries that do not select it. */
+  edited_at?: Date | null;
   reactions: { key: string; count: number; user_ids: string[] }[];
+  /** In order. Absent from queries that do not select them. */
+  attachments?: AttachmentRef[];
+}
+
+/** One replaced version of a message (see `message_edits`). */
+export interface EditRow {
+  content: string;
+  /** When this version was replaced. */
+  edited_at: string;
+  editor_id: string;
 }
 
 const SELECT_MESSAGE = `
   SELECT m.id, m.room_id, m.user_id, u.name AS user_name, m.content, m.reply_to, m.mentions, m.txn_id,
-         m.stream_position, m.created_at, m.delivered_at, m.deleted_at, m.deleted_by,
+         m.stream_position, m.created_at, m.delivered_at, m.deleted_at, m.deleted_by, m.edited_at,
+         ${MESSAGE_ATTACHMENTS_SQL} AS attachments,
          COALESCE((SELECT json_agg(json_build_object('key', r.key, 'count', r.count, 'user_ids', r.user_ids) ORDER BY r.first)
                    FROM (SELECT key, count(*)::int AS count, array_agg(user_id ORDER BY created_at) AS user_ids, min(created_at) AS first
                          FROM reactions WHERE message_id = m.id GROUP BY key) r), '[]'::json) AS reactions
@@ -78,18 +92,63 @@ export const messagesRepository = {
     return ascending ? rows : rows.reverse();
   },
 
+  /** Empties a message: content, mentions, reactions, attachment links and edit history go. */
   async redact(q: Queryable, id: string, by: string): Promise<void> {
     await q.query(`UPDATE messages SET content = '', mentions = '{}', deleted_at = now(), deleted_by = $2 WHERE id = $1`, [id, by]);
     await q.query('DELETE FROM reactions WHERE message_id = $1', [id]);
+    await q.query('DELETE FROM message_attachments WHERE message_id = $1', [id]);
+    await q.query('DELETE FROM message_edits WHERE message_id = $1', [id]);
   },
 
-  /** Scrubs the content from the stored `message.new` event so a resume never replays it. */
+  /**
+   * Scrubs the content (and attachments) from the stored `message.new` event, and the content from
+   * the message's `message.edited` events, so a resume never replays them.
+   */
   async redactStoredEvent(q: Queryable, streamPosition: number): Promise<void> {
     await q.query(
-      `UPDATE room_events SET payload = jsonb_set(jsonb_set(payload, '{message,content}', '""'), '{message,deleted}', 'true')
+      `UPDATE room_events SET payload = jsonb_set(jsonb_set(jsonb_set(payload, '{message,content}', '""'), '{message,attachments}', '[]'), '{message,deleted}', 'true')
        WHERE stream_position = $1`,
       [streamPosition],
     );
+    await q.query(
+      `UPDATE room_events e SET payload = jsonb_set(e.payload, '{content}', '""')
+       FROM room_events n
+       WHERE n.stream_position = $1 AND e.room_id = n.room_id AND e.stream_position > $1
+         AND e.type = 'message.edited' AND e.payload->>'message_id' = n.payload->'message'->>'id'`,
+      [streamPosition],
+    );
+  },
+
+  /** Locks a message row until the transaction ends, so edits and redactions of it run one at a time. */
+  async lockMessage(q: Queryable, id: string): Promise<void> {
+    await q.query('SELECT 1 FROM messages WHERE id = $1 FOR NO KEY UPDATE', [id]);
+  },
+
+  /** Replaces the content: the old version goes to `message_edits`, the new one into the message. */
+  async edit(q: Queryable, e: { id: string; previous: string; content: string; mentions: string[]; editorId: string; editedAt: Date }): Promise<void> {
+    await q.query('INSERT INTO message_edits (message_id, content, edited_at, editor_id) VALUES ($1, $2, $3, $4)', [e.id, e.previous, e.editedAt, e.editorId]);
+    await q.query('UPDATE messages SET content = $2, mentions = $3, edited_at = $4 WHERE id = $1', [e.id, e.content, e.mentions, e.editedAt]);
+  },
+
+  /** Puts the edited content into the stored `message.new` event, so a resume shows the current version. */
+  async editStoredEvent(q: Queryable, streamPosition: number, e: { content: string; mentions: string[]; editedAt: Date }): Promise<void> {
+    await q.query(
+      `UPDATE room_events SET payload = jsonb_set(jsonb_set(jsonb_set(payload, '{message,content}', to_jsonb($2::text)),
+         '{message,mentions}', to_jsonb($3::uuid[])), '{message,edited_at}', to_jsonb($4::text))
+       WHERE stream_position = $1`,
+      [streamPosition, e.content, e.mentions, e.editedAt.toISOString()],
+    );
+  },
+
+  /** The message's content now and its replaced versions, oldest first, read in one snapshot. */
+  async editHistory(q: Queryable, id: string): Promise<{ content: string; edits: EditRow[] }> {
+    const { rows } = await q.query(
+      `SELECT m.content, COALESCE((SELECT json_agg(json_build_object('content', e.content, 'edited_at', e.edited_at, 'editor_id', e.editor_id) ORDER BY e.id)
+                                   FROM message_edits e WHERE e.message_id = m.id), '[]'::json) AS edits
+       FROM messages m WHERE m.id = $1`,
+      [id],
+    );
+    return rows[0];
   },
 
   /** @returns true when the reaction was added (false: it was already there). */

@@ -2,7 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import { AppError } from '../../errors.js';
 import { bridgeIdOf } from '../bridges/bridges.service.js';
-import { HistoryQuery, MarkReadBody, MessageIdParams, ReactionParams, RoomIdParams, SendMessageBody } from './messages.schemas.js';
+import { EditMessageBody, HistoryQuery, MarkReadBody, MessageIdParams, ReactionParams, RoomIdParams, SendMessageBody } from './messages.schemas.js';
 
 const tags = ['messages'];
 
@@ -22,7 +22,8 @@ export async function messagesRoutes(app: FastifyInstance): Promise<void> {
   /**
    * Send a message: 201 `{id, created_at, stream_position}`; with a `txn_id` already used by the
    * caller, 200 with the first message and nothing stored (409 CONFLICT if that message is in another
-   * room). 413 MESSAGE_TOO_LARGE.
+   * room). 413 MESSAGE_TOO_LARGE. `attachments`:
+   * ids the caller uploaded (404 INVALID_ATTACHMENT otherwise); content may then be empty.
    * Bridges (as_token) may add `ts` (original time, ms since the epoch) and `remote_id` (a repeat with
    * the same remote_id returns the first message, 200); anyone else gets 403 FORBIDDEN for them.
    */
@@ -37,6 +38,20 @@ export async function messagesRoutes(app: FastifyInstance): Promise<void> {
 
   /** One message. */
   app.get('/api/messages/:id', { schema: { tags, params: MessageIdParams } }, async (req) => messages.get(req.auth.userId, (req.params as { id: string }).id));
+
+  /**
+   * Edit a message's content (sender only, within `limits.edit_window_s`): the message as it now is;
+   * `message.edited` is sent and the previous version kept. 403 EDITS_FORBIDDEN (room setting),
+   * 403 EDIT_WINDOW_EXPIRED, 403 FORBIDDEN (not the sender), 404 INVALID_MESSAGE (also redacted).
+   */
+  app.patch('/api/messages/:id', { schema: { tags, params: MessageIdParams, body: EditMessageBody } }, async (req) =>
+    messages.edit(req.auth.userId, (req.params as { id: string }).id, (req.body as { content: string }).content),
+  );
+
+  /** A message's versions, oldest first, the last being current: `{message_id, versions: [{content, edited_at, editor_id}]}`. */
+  app.get('/api/messages/:id/history', { schema: { tags, params: MessageIdParams } }, async (req) =>
+    messages.editHistory(req.auth.userId, (req.params as { id: string }).id),
+  );
 
   /** Redact a message (sender or room admin): content removed, tombstone kept, `message.deleted` sent. 204. */
   app.delete('/api/messages/:id', { schema: { tags, params: MessageIdParams } }, async (req, reply) => {

@@ -10,11 +10,14 @@ export const SendMessageBody = Type.Object(
     content: Type.String(),
     reply_to: Type.Optional(Uuid),
     txn_id: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+    attachments: Type.Optional(Type.Array(Uuid, { maxItems: 10, description: 'Ids from POST /api/attachments, uploaded by the sender.' })),
     ts: Type.Optional(Type.Integer({ minimum: 0, description: 'Bridges only: original time on the remote network, ms since the epoch.' })),
     remote_id: Type.Optional(Type.String({ minLength: 1, maxLength: 255, description: 'Bridges only: the remote message id; a repeat returns the first message.' })),
   },
   { additionalProperties: false },
 );
+
+export const EditMessageBody = Type.Object({ content: Type.String() }, { additionalProperties: false });
 
 export const HistoryQuery = Type.Object({
   limit: Type.Optional(Type.Integer({ minimum: 1, default: 50 })),

@@ -1,12 +1,15 @@
 /**
- * Messages: send (idempotent per (user, txn_id)), history paging, redaction, reactions, and receipts
- * (delivered: first write to a recipient's socket; read: cumulative per member and room).
+ * Messages: send (idempotent per (user, txn_id), with attachments), history paging, edits with their
+ * history, redaction, reactions, and receipts (delivered: first write to a recipient's socket; read:
+ * cumulative per member and room).
  */
 import crypto from 'node:crypto';
 import type { Database, Queryable } from '../../db/database.js';
 import { AppError } from '../../errors.js';
 import type { PubSub } from '../../realtime/pubsub.js';
 import { appendRoomEvent, type EventStream } from '../../realtime/stream.js';
+import { attachmentsRepository } from '../attachments/attachments.repository.js';
+import { attachmentView } from '../attachments/attachments.view.js';
 import type { RoomsService } from '../rooms/rooms.service.js';
 import { assertCanRedact } from '../rooms/rooms.policy.js';
 import { messagesRepository as repo, type MessageRow } from './messages.repository.js';
@@ -20,8 +23,9 @@ export function messageView(m: MessageRow) {
     user_name: m.user_name,
     content: m.content,
     created_at: m.created_at.toISOString(),
+    edited_at: m.edited_at?.toISOString() ?? null,
     reply_to: m.reply_to,
-    attachments: [] as unknown[],
+    attachments: (m.attachments ?? []).map(attachmentView),
     mentions: m.mentions,
     reactions: m.reactions,
     stream_position: m.stream_position,
@@ -52,9 +56,12 @@ function replayed(earlier: MessageRow, roomId: string): { message: MessageView; 
 }
 
 export interface SendInput {
+  /** May be empty when the message carries attachments. */
   content: string;
   reply_to?: string;
   txn_id?: string;
+  /** Attachment ids the sender uploaded, in display order. */
+  attachments?: string[];
   /** Bridges only: the original time on the remote network, ms since the epoch (becomes `created_at`). */
   ts?: number;
   /** Bridges only: the remote network's message id; repeating a send with it returns the first message. */
@@ -82,20 +89,21 @@ export class MessagesService {
     private readonly pubsub: PubSub,
     private readonly rooms: RoomsService,
     private readonly maxMessageBytes: number,
+    /** Seconds after sending during which the sender may edit; 0: no limit. */
+    private readonly editWindowS: number,
   ) {}
 
   /**
    * Sends a message. With `txn_id`, repeating the call returns the first message and stores nothing.
    * @returns the message and whether it was created now.
    * @throws AppError MESSAGE_TOO_LARGE (413), VALIDATION_FAILED (400), INVALID_ROOM (404),
-   *   NOT_A_MEMBER (403), INVALID_MESSAGE (404, `reply_to` not in this room), CONFLICT (409, `txn_id`
-   *   already used in another room).
+   *   NOT_A_MEMBER (403), INVALID_MESSAGE (404, `reply_to` not in this room), INVALID_ATTACHMENT
+   *   (404, an attachment id unknown or not uploaded by the sender), CONFLICT (409, `txn_id` already
+   *   used in another room).
    */
   async send(userId: string, roomId: string, input: SendInput): Promise<{ message: MessageView; created: boolean }> {
-    if (Buffer.byteLength(input.content, 'utf8') > this.maxMessageBytes) {
-      throw new AppError('MESSAGE_TOO_LARGE', `Message content exceeds ${this.maxMessageBytes} bytes`);
-    }
-    if (input.content.trim() === '') throw new AppError('VALIDATION_FAILED', 'Message content is empty');
+    const attachmentIds = [...new Set(input.attachments ?? [])];
+    this.checkContent(input.content, attachmentIds.length > 0);
     if (input.txn_id) {
       const earlier = await repo.findByTxn(this.db, userId, input.txn_id);
       if (earlier) return replayed(earlier, roomId);
@@ -111,6 +119,9 @@ export class MessagesService {
           const parent = await repo.findById(tx, input.reply_to);
           if (!parent || parent.room_id !== roomId) throw new AppError('INVALID_MESSAGE', 'reply_to is not a message of this room');
         }
+        const owned = await attachmentsRepository.findOwned(tx, userId, attachmentIds);
+        const missing = attachmentIds.find((id) => !owned.some((a) => a.id === id));
+        if (missing) throw new AppError('INVALID_ATTACHMENT', `Unknown attachment: ${missing}`);
         const { rows } = await tx.query<{ name: string }>('SELECT name FROM users WHERE id = $1', [userId]);
         const mentions = parseMentions(input.content, await repo.memberIds(tx, roomId));
         const view: MessageView = {
@@ -120,8 +131,9 @@ export class MessagesService {
           user_name: rows[0].name,
           content: input.content,
           created_at: new Date(input.ts ?? Date.now()).toISOString(),
+          edited_at: null,
           reply_to: input.reply_to ?? null,
-          attachments: [],
+          attachments: attachmentIds.map((id) => attachmentView(owned.find((a) => a.id === id)!)),
           mentions,
           reactions: [],
           stream_position: 0,
@@ -142,6 +154,7 @@ export class MessagesService {
           createdAt: new Date(view.created_at),
           remoteId: input.remote_id ?? null,
         });
+        if (attachmentIds.length) await attachmentsRepository.link(tx, view.id, attachmentIds);
         return view;
       });
       return { message, created: true };
@@ -193,6 +206,68 @@ export class MessagesService {
     const m = await repo.findBridgedByRemoteId(this.db, bridgeId, remoteId);
     if (!m) throw new AppError('INVALID_MESSAGE', 'No message with that remote id');
     return messageView(m);
+  }
+
+  /**
+   * Edits a message's content (its sender only, within `limits.edit_window_s` of sending, in a room
+   * that allows edits). The replaced version is kept in the edit history, the stored `message.new` is
+   * updated so a resume shows the current content, and `message.edited`
+   * `{message_id, content, edited_at, editor_id}` is emitted (search indexes follow it). Mentions are
+   * re-read from the new content. Setting the same content again changes nothing.
+   * @returns the message as it now is.
+   * @throws AppError INVALID_MESSAGE (404; also when redacted), NOT_A_MEMBER, FORBIDDEN (not the
+   *   sender), EDITS_FORBIDDEN (403, room setting `allow_edits` off), EDIT_WINDOW_EXPIRED (403),
+   *   MESSAGE_TOO_LARGE (413), VALIDATION_FAILED (400, empty content on a message without attachments).
+   */
+  async edit(userId: string, messageId: string, content: string): Promise<MessageView> {
+    return this.stream.write(async (tx) => {
+      await repo.lockMessage(tx, messageId);
+      const m = await repo.findById(tx, messageId);
+      if (!m) throw new AppError('INVALID_MESSAGE', 'Message not found');
+      const { room } = await this.rooms.requireMember(tx, m.room_id, userId);
+      if (m.user_id !== userId) throw new AppError('FORBIDDEN', 'Only the sender can edit a message');
+      if (m.deleted_at) throw new AppError('INVALID_MESSAGE', 'Message was deleted');
+      if (!room.allow_edits) throw new AppError('EDITS_FORBIDDEN', 'This room does not allow edits; delete and send again');
+      if (this.editWindowS > 0 && Date.now() - m.created_at.getTime() > this.editWindowS * 1000) {
+        throw new AppError('EDIT_WINDOW_EXPIRED', `Messages can be edited for ${this.editWindowS} s after sending`);
+      }
+      this.checkContent(content, (m.attachments ?? []).length > 0);
+      if (content === m.content) return messageView(m);
+      const editedAt = new Date();
+      const mentions = parseMentions(content, await repo.memberIds(tx, m.room_id));
+      await repo.edit(tx, { id: messageId, previous: m.content, content, mentions, editorId: userId, editedAt });
+      await repo.editStoredEvent(tx, m.stream_position, { content, mentions, editedAt });
+      await appendRoomEvent(tx, {
+        room_id: m.room_id,
+        type: 'message.edited',
+        payload: { type: 'message.edited', message_id: messageId, content, edited_at: editedAt.toISOString(), editor_id: userId },
+      });
+      return messageView({ ...m, content, mentions, edited_at: editedAt });
+    });
+  }
+
+  /**
+   * A message's versions, oldest first: the original (`edited_at` null, `editor_id` the sender), then
+   * one per edit (`edited_at` when it was made, `editor_id` who made it); the last is the current one.
+   * For members of its room.
+   * @returns `{message_id, versions: [{content, edited_at, editor_id}]}`.
+   * @throws AppError INVALID_MESSAGE (404; also when redacted: redaction removes the history), NOT_A_MEMBER (403).
+   */
+  async editHistory(userId: string, messageId: string) {
+    const m = await repo.findById(this.db, messageId);
+    if (!m) throw new AppError('INVALID_MESSAGE', 'Message not found');
+    await this.rooms.requireMember(this.db, m.room_id, userId);
+    if (m.deleted_at) throw new AppError('INVALID_MESSAGE', 'Message was deleted');
+    const { content, edits } = await repo.editHistory(this.db, messageId);
+    const contents = [...edits.map((e) => e.content), content];
+    return {
+      message_id: messageId,
+      versions: contents.map((c, i) => ({
+        content: c,
+        edited_at: i === 0 ? null : new Date(edits[i - 1].edited_at).toISOString(),
+        editor_id: i === 0 ? m.user_id : edits[i - 1].editor_id,
+      })),
+    };
   }
 
   /**
@@ -267,6 +342,14 @@ export class MessagesService {
       });
       return { room_id: roomId, message_id: target.id, read_at: readAt.toISOString(), moved: true };
     });
+  }
+
+  /** @throws AppError MESSAGE_TOO_LARGE (413), VALIDATION_FAILED (400: empty without attachments). */
+  private checkContent(content: string, hasAttachments: boolean): void {
+    if (Buffer.byteLength(content, 'utf8') > this.maxMessageBytes) {
+      throw new AppError('MESSAGE_TOO_LARGE', `Message content exceeds ${this.maxMessageBytes} bytes`);
+    }
+    if (content.trim() === '' && !hasAttachments) throw new AppError('VALIDATION_FAILED', 'Message content is empty');
   }
 
   /**

@@ -8,6 +8,8 @@ export interface RoomRow {
   name: string;
   topic: string;
   visibility: 'public' | 'private';
+  /** Senders may edit their messages (otherwise only delete and resend). */
+  allow_edits: boolean;
   direct_key: string | null;
   created_by: string | null;
   created_at: Date;
@@ -46,10 +48,11 @@ export const roomsRepository = {
     return rows[0] ?? null;
   },
 
-  async updateRoom(q: Queryable, id: string, patch: { name?: string; topic?: string; visibility?: string }): Promise<void> {
+  async updateRoom(q: Queryable, id: string, patch: { name?: string; topic?: string; visibility?: string; allow_edits?: boolean }): Promise<void> {
     await q.query(
-      `UPDATE rooms SET name = COALESCE($2, name), topic = COALESCE($3, topic), visibility = COALESCE($4, visibility) WHERE id = $1`,
-      [id, patch.name ?? null, patch.topic ?? null, patch.visibility ?? null],
+      `UPDATE rooms SET name = COALESCE($2, name), topic = COALESCE($3, topic), visibility = COALESCE($4, visibility),
+         allow_edits = COALESCE($5, allow_edits) WHERE id = $1`,
+      [id, patch.name ?? null, patch.topic ?? null, patch.visibility ?? null, patch.allow_edits ?? null],
     );
   },
 

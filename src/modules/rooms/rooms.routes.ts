@@ -31,7 +31,7 @@ export async function roomsRoutes(app: FastifyInstance): Promise<void> {
   /** A room with its members. 404 INVALID_ROOM; 403 NOT_A_MEMBER (public channels are visible to all). */
   app.get('/api/rooms/:id', { schema: { tags, params: RoomParams } }, async (req) => rooms.get(req.auth.userId, (req.params as IdParams).id));
 
-  /** Change name, topic or visibility (admins). */
+  /** Change name, topic, visibility or `allow_edits` (admins). */
   app.patch('/api/rooms/:id', { schema: { tags, params: RoomParams, body: UpdateRoomBody } }, async (req) =>
     rooms.update(req.auth.userId, (req.params as IdParams).id, req.body as any),
   );

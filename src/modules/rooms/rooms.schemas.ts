@@ -20,6 +20,7 @@ export const UpdateRoomBody = Type.Object(
     name: Type.Optional(Type.String({ maxLength: 200 })),
     topic: Type.Optional(Type.String({ maxLength: 1000 })),
     visibility: Type.Optional(Type.Union([Type.Literal('public'), Type.Literal('private')])),
+    allow_edits: Type.Optional(Type.Boolean({ description: 'Whether senders may edit their messages (default true).' })),
   },
   { additionalProperties: false, minProperties: 1 },
 );

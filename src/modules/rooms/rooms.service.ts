@@ -19,6 +19,7 @@ export function roomView(room: RoomRow, members: MemberRow[]) {
     name: room.name,
     topic: room.topic,
     visibility: room.visibility,
+    allow_edits: room.allow_edits,
     created_by: room.created_by,
     created_at: room.created_at.toISOString(),
     members: members.map((m) => ({ user_id: m.user_id, name: m.name, avatar_url: m.avatar_url, role: m.role, joined_at: m.joined_at.toISOString() })),
@@ -85,6 +86,7 @@ export class RoomsService {
       name: r.name,
       topic: r.topic,
       visibility: r.visibility,
+      allow_edits: r.allow_edits,
       created_at: r.created_at.toISOString(),
       role: r.role,
       member_count: r.member_count,
@@ -136,8 +138,8 @@ export class RoomsService {
     return { room, role };
   }
 
-  /** Changes name, topic or visibility (admins). */
-  async update(userId: string, roomId: string, patch: { name?: string; topic?: string; visibility?: 'public' | 'private' }) {
+  /** Changes name, topic, visibility or whether edits are allowed (admins). */
+  async update(userId: string, roomId: string, patch: { name?: string; topic?: string; visibility?: 'public' | 'private'; allow_edits?: boolean }) {
     return this.stream.write(async (tx) => {
       const { room, role } = await this.requireMember(tx, roomId, userId);
       assertCanEditRoom(room.type, role);

@@ -1,0 +1,68 @@
+/** SQL for attachments and their links to messages. */
+import type { Queryable } from '../../db/database.js';
+
+/** What a message needs to list an attachment. */
+export interface AttachmentRef {
+  id: string;
+  filename: string;
+  /** Bytes. */
+  size: number;
+  mime_type: string;
+  thumbnail_key: string | null;
+}
+
+export interface AttachmentRow extends AttachmentRef {
+  uploader_id: string;
+  sha256: string;
+  storage_key: string;
+  thumbnail_size: number | null;
+  created_at: Date;
+}
+
+/**
+ * A correlated subquery over `messages m`: the message's attachments in order, as a JSON array of
+ * `AttachmentRef` (empty when none). For message SELECTs that feed `messageView`.
+ */
+export const MESSAGE_ATTACHMENTS_SQL = `COALESCE((SELECT json_agg(json_build_object('id', a.id, 'filename', a.filename, 'size', a.size,
+      'mime_type', a.mime_type, 'thumbnail_key', a.thumbnail_key) ORDER BY ma.position)
+    FROM message_attachments ma JOIN attachments a ON a.id = ma.attachment_id WHERE ma.message_id = m.id), '[]'::json)`;
+
+export const attachmentsRepository = {
+  async insert(q: Queryable, a: Omit<AttachmentRow, 'created_at'>): Promise<AttachmentRow> {
+    const { rows } = await q.query<AttachmentRow>(
+      `INSERT INTO attachments (id, uploader_id, filename, mime_type, size, sha256, storage_key, thumbnail_key, thumbnail_size)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *`,
+      [a.id, a.uploader_id, a.filename, a.mime_type, a.size, a.sha256, a.storage_key, a.thumbnail_key, a.thumbnail_size],
+    );
+    return rows[0];
+  },
+
+  /** The attachment when `userId` uploaded it or is a member of a room where a message carries it. */
+  async findAccessible(q: Queryable, id: string, userId: string): Promise<AttachmentRow | null> {
+    const { rows } = await q.query<AttachmentRow>(
+      `SELECT a.* FROM attachments a
+       WHERE a.id = $1 AND (a.uploader_id = $2 OR EXISTS (
+         SELECT 1 FROM message_attachments ma
+         JOIN messages m ON m.id = ma.message_id
+         JOIN room_members rm ON rm.room_id = m.room_id AND rm.user_id = $2
+         WHERE ma.attachment_id = a.id))`,
+      [id, userId],
+    );
+    return rows[0] ?? null;
+  },
+
+  /** Those of `ids` that `userId` uploaded. */
+  async findOwned(q: Queryable, userId: string, ids: string[]): Promise<AttachmentRow[]> {
+    const { rows } = await q.query<AttachmentRow>('SELECT * FROM attachments WHERE uploader_id = $1 AND id = ANY($2::uuid[])', [userId, ids]);
+    return rows;
+  },
+
+  /** Links attachments to a message, in the given order. */
+  async link(q: Queryable, messageId: string, ids: string[]): Promise<void> {
+    await q.query(
+      `INSERT INTO message_attachments (message_id, attachment_id, position)
+       SELECT $1, id, ord - 1 FROM unnest($2::uuid[]) WITH ORDINALITY AS t(id, ord)`,
+      [messageId, ids],
+    );
+  },
+};

@@ -1,0 +1,62 @@
+/** The media repository over REST: upload, download (with byte ranges) and thumbnails. */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { Type } from 'typebox';
+import { AppError } from '../../errors.js';
+import { Uuid } from '../users/users.schemas.js';
+import { contentDisposition, parseRange } from './attachments.http.js';
+import { IMAGE_TYPES } from './attachments.service.js';
+
+const tags = ['attachments'];
+const IdParams = Type.Object({ id: Uuid });
+
+export async function attachmentsRoutes(app: FastifyInstance): Promise<void> {
+  const { attachments, config } = app.hub;
+  const maxBytes = config.storage.max_attachment_size_mb * 1048576;
+
+  /**
+   * Upload one file as `multipart/form-data` (the first file part; any field name). 201
+   * `{id, url, filename, size, mime_type, thumbnail_url?}`: `mime_type` is sniffed from the bytes,
+   * `size` in bytes. Send the id in a message's `attachments` to share it.
+   * 413 ATTACHMENT_TOO_LARGE beyond `storage.max_attachment_size_mb` MiB; 400 without a file part.
+   */
+  app.post('/api/attachments', { schema: { tags, consumes: ['multipart/form-data'] } }, async (req, reply) => {
+    const part = await req.file({ limits: { fileSize: maxBytes, files: 1 } });
+    if (!part) throw new AppError('VALIDATION_FAILED', 'Send one file in a multipart/form-data body');
+    const view = await attachments.upload(req.auth.userId, part.filename, part.file);
+    reply.code(201);
+    return view;
+  });
+
+  /**
+   * The file's bytes, for its uploader and the members of a room where a message carries it (404
+   * INVALID_ATTACHMENT to anyone else). Honours one `Range: bytes=…` (206; 416 RANGE_NOT_SATISFIABLE).
+   * Images are `inline`, everything else `attachment`.
+   */
+  app.get('/api/attachments/:id', { schema: { tags, params: IdParams } }, async (req, reply) => serve(req, reply, false));
+
+  /** The image's WebP thumbnail (longest side `storage.thumbnail_max_px`); 404 INVALID_ATTACHMENT when it has none. */
+  app.get('/api/attachments/:id/thumbnail', { schema: { tags, params: IdParams } }, async (req, reply) => serve(req, reply, true));
+
+  async function serve(req: FastifyRequest, reply: FastifyReply, thumbnail: boolean) {
+    const file = await attachments.open(req.auth.userId, (req.params as { id: string }).id, thumbnail);
+    const range = parseRange(req.headers.range, file.size);
+    if (range === 'unsatisfiable') {
+      reply.header('content-range', `bytes */${file.size}`);
+      throw new AppError('RANGE_NOT_SATISFIABLE', `The file has ${file.size} bytes`);
+    }
+    reply
+      .header('accept-ranges', 'bytes')
+      .header('content-type', file.mime_type)
+      .header('content-disposition', contentDisposition(IMAGE_TYPES.has(file.mime_type) ? 'inline' : 'attachment', file.filename))
+      .header('x-content-type-options', 'nosniff')
+      .header('content-security-policy', "default-src 'none'; sandbox")
+      .header('cache-control', 'private, max-age=86400');
+    if (range) reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${file.size}`);
+    // Read exactly the announced bytes, never "to end of file": the response then ends with its last
+    // byte, before a keep-alive client can send its next request on the same connection (on Node 20 a
+    // request arriving while the previous response waits for EOF left the connection never idle, so
+    // server.close() hung).
+    const span = range ?? { start: 0, end: file.size - 1 };
+    return reply.header('content-length', span.end - span.start + 1).send(file.read(span));
+  }
+}

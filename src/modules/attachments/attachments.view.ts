@@ -1,0 +1,26 @@
+/** The wire shape of an attachment, shared by uploads and messages. */
+import type { AttachmentRef } from './attachments.repository.js';
+
+/** An attachment as messages and the upload answer list it. URLs are relative to the hub; fetch them with the bearer token. */
+export interface AttachmentView {
+  id: string;
+  url: string;
+  filename: string;
+  /** Bytes. */
+  size: number;
+  mime_type: string;
+  /** Present when a thumbnail exists (images). */
+  thumbnail_url?: string;
+}
+
+export function attachmentView(a: AttachmentRef): AttachmentView {
+  const url = `/api/attachments/${a.id}`;
+  return {
+    id: a.id,
+    url,
+    filename: a.filename,
+    size: Number(a.size),
+    mime_type: a.mime_type,
+    ...(a.thumbnail_key ? { thumbnail_url: `${url}/thumbnail` } : {}),
+  };
+}
