@@ -45,6 +45,8 @@ export interface BridgeOptions {
   log: Logger;
 }
 
+/** Typing older than this when it arrives is dropped (it was held up by an outage), ms. */
+const TYPING_STALE_MS = 10_000;
 /** Dedupe keys are kept this long (Meta redelivers webhooks for up to 7 days). */
 const DEDUPE_TTL_MS = 7 * 24 * 3600 * 1000;
 
@@ -326,11 +328,12 @@ export class Bridge {
     }
   }
 
-  /** Typing is best effort: not queued, failures only logged. */
-  private async onTyping(ev: { room_id: string; user_id: string; typing: boolean }): Promise<void> {
+  /** Typing is best effort: not queued, failures only logged, and ignored when older than 10 s (a retried transaction). */
+  private async onTyping(ev: { room_id: string; user_id: string; typing: boolean; ts?: number }): Promise<void> {
     const portal = this.store.get<string>(`room:${ev.room_id}`);
     const last = portal ? this.store.get<string>(`lastin:${portal}`) : undefined;
     if (!ev.typing || this.isOurs(ev.user_id) || !portal || !last || !this.connector.sendTyping) return;
+    if (ev.ts !== undefined && Date.now() - ev.ts > TYPING_STALE_MS) return;
     await this.connector.sendTyping(portal, last).catch((err) => this.log.warn({ err: err.message }, 'typing not sent'));
   }
 }

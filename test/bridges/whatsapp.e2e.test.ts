@@ -246,6 +246,25 @@ describe('reactions, receipts and typing', () => {
     await sim.until(() => sim.reads.filter((r) => r.typing).length > before);
     ws.send({ type: 'typing.stop', room_id: roomId });
   });
+
+  it('drops typing that was held up (older than 10 s) and passes fresh typing on', async () => {
+    const zoe = sim.text('15550003333', 'Zoe', 'hello from Zoe');
+    await sim.deliver(zoe.payload);
+    const zoeRoom = (await ws.next('message.new', (e) => e.message.content === 'hello from Zoe')).room_id;
+    const mariaLast = bridge.store.get<string>(`lastin:${MARIA}`)!;
+    const typing = (room: string, ts: number, txn: string) =>
+      fetch(`${t.config.bridges[0].url}/transactions/${txn}`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${t.config.bridges[0].hs_token}` },
+        body: JSON.stringify({ events: [], ephemeral: [{ type: 'typing', room_id: room, user_id: alice.user.id, user_name: 'Alice', typing: true, ts }] }),
+      });
+    const before = sim.reads.length;
+    // The stale one goes first: had it been sent on, it would reach the simulator before the fresh one.
+    expect((await typing(zoeRoom, Date.now() - 60_000, 'stale-typing')).status).toBe(200);
+    expect((await typing(roomId, Date.now(), 'fresh-typing')).status).toBe(200);
+    await sim.until(() => sim.reads.slice(before).find((r) => r.typing && r.message_id === mariaLast));
+    expect(sim.reads.some((r) => r.typing && r.message_id === zoe.wamid)).toBe(false);
+  });
 });
 
 describe('errors', () => {

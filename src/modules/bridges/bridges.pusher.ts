@@ -7,7 +7,8 @@
  *   where one of the bridge's users is a member, in stream order: message.new/edited/deleted,
  *   reaction.added/removed, room.updated/deleted.
  * - `ephemeral`: read receipts (`message.read`, durable: they come from the stream too) and typing
- *   (`{"type":"typing",room_id,user_id,user_name,typing}`, best effort: only while the hub runs).
+ *   (`{"type":"typing",room_id,user_id,user_name,typing,ts}`, `ts` in ms since the epoch; best effort:
+ *   only while the hub runs; a bridge should ignore stale ones after an outage).
  *
  * Durability: the pusher follows `room_events` with a cursor persisted per bridge (`bridge_state`).
  * A transaction is written whole into `bridge_state.pending_*` before it is sent and retried as it is
@@ -84,7 +85,7 @@ export class TransactionPusher {
 
   private onEphemeral(message: any): void {
     if (message?.type !== 'typing' || message.user_id === this.botId) return;
-    this.ephemeral.push(message);
+    this.ephemeral.push({ ...message, ts: Date.now() });
     if (this.ephemeral.length > MAX_EPHEMERAL) this.ephemeral.shift();
     this.wake();
   }
