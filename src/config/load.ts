@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 import dotenv from 'dotenv';
 import { parse, stringify, TomlError } from 'smol-toml';
 import { Value } from 'typebox/value';
-import { ConfigSchema, SECRET_KEYS, type Config } from './schema.js';
+import { ConfigSchema, type Config } from './schema.js';
 
 /** A configuration problem; `key` is the offending dotted key (or the file path for file errors). */
 export class ConfigError extends Error {
@@ -35,8 +35,11 @@ interface JsonSchema {
   type?: string;
   description?: string;
   properties?: Record<string, JsonSchema>;
+  items?: JsonSchema;
   anyOf?: JsonSchema[];
   const?: unknown;
+  /** Set on secret keys (see schema.ts): true redacts the whole value, 'url' only a password in it. */
+  secret?: boolean | 'url';
 }
 
 type Obj = Record<string, unknown>;
@@ -209,18 +212,20 @@ function redactUrl(value: string): string {
 }
 
 /**
- * Returns a deep copy of `cfg` with every non-empty `SECRET_KEYS` value replaced by `"<redacted>"`;
- * URL-valued secrets (`*.url`) keep scheme, user, host and path and only lose the password
- * (`postgres://user:<redacted>@host:5432/db`); URLs without a password are kept as they are.
+ * Returns a deep copy of `cfg` in which every non-empty value the schema marks `secret` (at any depth,
+ * array items included, e.g. each `[[bridges]]` token) is replaced by `"<redacted>"`; for
+ * `secret: 'url'` only a password inside the URL is.
  */
 export function redactConfig(cfg: Config): Config {
-  const copy = structuredClone(cfg);
-  for (const key of SECRET_KEYS) {
-    const value = getPath(copy, key);
-    if (typeof value !== 'string' || value === '') continue;
-    setPath(copy as Obj, key, key.endsWith('.url') ? redactUrl(value) : '<redacted>');
-  }
-  return copy;
+  const redact = (schema: JsonSchema, value: unknown): unknown => {
+    if (schema.secret && typeof value === 'string' && value !== '') return schema.secret === 'url' ? redactUrl(value) : '<redacted>';
+    if (schema.type === 'array' && Array.isArray(value) && schema.items) return value.map((v) => redact(schema.items!, v));
+    if (schema.properties && isObj(value)) {
+      return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, schema.properties![k] ? redact(schema.properties![k], v) : v]));
+    }
+    return value;
+  };
+  return redact(ROOT, structuredClone(cfg)) as Config;
 }
 
 /**

@@ -20,7 +20,7 @@ export const ServerSchema = Type.Object(
 
 export const DatabaseSchema = Type.Object(
   {
-    url: Type.String({ default: '', description: 'PostgreSQL URL (env DATABASE_URL). Empty starts the embedded PGlite server under data_dir.' }),
+    url: Type.String({ secret: 'url', default: '', description: 'PostgreSQL URL (env DATABASE_URL). Empty starts the embedded PGlite server under data_dir.' }),
     pool_max: Type.Integer({ minimum: 1, maximum: 200, default: 10, description: 'Pool size for an external database (the embedded one always uses 1).' }),
   },
   Strict,
@@ -28,7 +28,7 @@ export const DatabaseSchema = Type.Object(
 
 export const RedisSchema = Type.Object(
   {
-    url: Type.String({ default: '', description: 'Redis URL (env REDIS_URL) for multi-node fan-out. Empty uses the in-process pub/sub.' }),
+    url: Type.String({ secret: 'url', default: '', description: 'Redis URL (env REDIS_URL) for multi-node fan-out. Empty uses the in-process pub/sub.' }),
     channel_prefix: Type.String({ default: 'switchboard:', description: 'Prefix of the Redis pub/sub channels (lets several hubs share one Redis).' }),
   },
   Strict,
@@ -36,7 +36,7 @@ export const RedisSchema = Type.Object(
 
 export const AuthSchema = Type.Object(
   {
-    jwt_secret: Type.String({ default: '', description: 'HS256 secret for access tokens (at least 32 bytes). Empty generates one into data_dir/signing-key on first run.' }),
+    jwt_secret: Type.String({ secret: true, default: '', description: 'HS256 secret for access tokens (at least 32 bytes). Empty generates one into data_dir/signing-key on first run.' }),
     access_token_ttl_s: Type.Integer({ minimum: 30, default: 900, description: 'Access token lifetime, seconds.' }),
     refresh_token_ttl_s: Type.Integer({ minimum: 60, default: 2592000, description: 'Refresh token lifetime, seconds (default 30 days).' }),
     registration: Type.Union([Type.Literal('open'), Type.Literal('invite'), Type.Literal('closed')], {
@@ -85,8 +85,8 @@ export const SearchSchema = Type.Object(
     backend: Type.Union([Type.Literal('postgres'), Type.Literal('meilisearch')], { default: 'postgres', description: 'Full-text search backend.' }),
     url: Type.String({ default: '', description: 'Meilisearch URL the hub indexes into and queries (backend "meilisearch").' }),
     public_url: Type.String({ default: '', description: 'Meilisearch URL web clients use with a tenant token; empty uses url.' }),
-    api_key: Type.String({ default: '', description: 'Meilisearch key for indexing and searching (master or admin key). Secret.' }),
-    token_api_key: Type.String({ default: '', description: 'Meilisearch key that signs tenant tokens (e.g. the Default Search API Key); empty disables GET /api/search/token. Secret.' }),
+    api_key: Type.String({ secret: true, default: '', description: 'Meilisearch key for indexing and searching (master or admin key). Secret.' }),
+    token_api_key: Type.String({ secret: true, default: '', description: 'Meilisearch key that signs tenant tokens (e.g. the Default Search API Key); empty disables GET /api/search/token. Secret.' }),
     token_api_key_uid: Type.String({ default: '', description: 'The uid of token_api_key (GET /keys on Meilisearch shows it).' }),
     index_name: Type.String({ default: 'messages', pattern: '^[A-Za-z0-9_-]{1,400}$', description: 'Meilisearch index uid.' }),
     tenant_token_ttl_s: Type.Integer({ minimum: 10, maximum: 86400, default: 600, description: 'Lifetime of a tenant token from GET /api/search/token, seconds.' }),
@@ -118,9 +118,9 @@ export const WhatsAppSettingsSchema = Type.Object(
   {
     api_base_url: Type.String({ default: 'https://graph.facebook.com/v23.0', description: 'Graph API base URL, with its version.' }),
     phone_number_id: Type.String({ default: '', description: 'The business phone number id (WhatsApp Manager > API setup).' }),
-    access_token: Type.String({ default: '', description: 'System-user access token with whatsapp_business_messaging. Secret.' }),
-    app_secret: Type.String({ default: '', description: 'The Meta app secret: webhooks are checked against X-Hub-Signature-256 with it. Secret.' }),
-    verify_token: Type.String({ default: '', description: 'The token typed into the webhook setup, echoed back by the GET verification. Secret.' }),
+    access_token: Type.String({ secret: true, default: '', description: 'System-user access token with whatsapp_business_messaging. Secret.' }),
+    app_secret: Type.String({ secret: true, default: '', description: 'The Meta app secret: webhooks are checked against X-Hub-Signature-256 with it. Secret.' }),
+    verify_token: Type.String({ secret: true, default: '', description: 'The token typed into the webhook setup, echoed back by the GET verification. Secret.' }),
     webhook_path: Type.String({ default: '/whatsapp/webhook', description: 'Path of the webhook on the bridge.' }),
     relay_format: Type.String({ default: '{name}: {body}', description: 'How a hub user\'s message is sent from the one business number; {name} and {body} are replaced. Empty sends the body alone.' }),
     portal_members: Type.Array(Type.String({ format: 'uuid' }), { default: [], description: 'Hub user ids put into every WhatsApp chat room.' }),
@@ -140,8 +140,8 @@ export const BridgeSchema = Type.Object(
     network: Type.Union([Type.Literal('whatsapp')], { description: 'Which connector runs it; its settings are the table of the same name.' }),
     url: Type.String({ default: 'http://127.0.0.1:8090', description: 'Where the hub reaches the bridge; the bridge listens on its host and port.' }),
     hub_url: Type.String({ default: '', description: 'Where the bridge reaches the hub; empty derives it from server.public_url or host and port.' }),
-    as_token: Type.String({ minLength: 32, description: 'Bearer token the bridge calls the hub with. Secret.' }),
-    hs_token: Type.String({ minLength: 32, description: 'Bearer token the hub pushes transactions with. Secret.' }),
+    as_token: Type.String({ secret: true, minLength: 32, description: 'Bearer token the bridge calls the hub with. Secret.' }),
+    hs_token: Type.String({ secret: true, minLength: 32, description: 'Bearer token the hub pushes transactions with. Secret.' }),
     namespace: Type.String({ default: '', pattern: '^([a-z0-9_.-]+)?$', description: 'Exclusive localpart prefix of its ghost users; empty means "<id>_".' }),
     bot_name: Type.String({ default: '', description: 'Display name of the bridge bot; empty means "<id> bridge".' }),
     in_process: Type.Boolean({ default: false, description: 'Run the bridge inside `switchboard serve` instead of as `switchboard bridge <id>`.' }),
@@ -175,5 +175,7 @@ export const ConfigSchema = Type.Object(
 
 export type Config = Static<typeof ConfigSchema>;
 
-/** Keys whose values are secrets: redacted by `show-config` and never logged. Dotted paths. */
-export const SECRET_KEYS = ['auth.jwt_secret', 'database.url', 'redis.url', 'search.api_key', 'search.token_api_key'] as const;
+/**
+ * Secrets are marked in the schema itself: `secret: true` (redacted whole) or `secret: 'url'` (only a
+ * password inside the URL is redacted). `show-config` and logs never print them.
+ */

@@ -178,6 +178,31 @@ describe('redactConfig', () => {
     expect(red.server).toEqual(cfg.server);
   });
 
+  it('redacts secrets inside array tables: every bridge\'s tokens and network secrets', () => {
+    const file = join(tmp(), 'bridges.toml');
+    writeFileSync(
+      file,
+      [
+        '[[bridges]]',
+        'id = "whatsapp"',
+        'network = "whatsapp"',
+        `as_token = "${'a'.repeat(40)}"`,
+        `hs_token = "${'h'.repeat(40)}"`,
+        '[bridges.whatsapp]',
+        'access_token = "EAAG-meta-token"',
+        'app_secret = "meta-app-secret"',
+        'verify_token = "verify-me"',
+        'phone_number_id = "1234567890"',
+      ].join('\n'),
+    );
+    const cfg = load({ configPath: file });
+    const red = redactConfig(cfg);
+    expect(red.bridges[0]).toMatchObject({ as_token: '<redacted>', hs_token: '<redacted>', id: 'whatsapp' });
+    expect(red.bridges[0].whatsapp).toMatchObject({ access_token: '<redacted>', app_secret: '<redacted>', verify_token: '<redacted>', phone_number_id: '1234567890' });
+    expect(JSON.stringify(red)).not.toMatch(/aaaaaaaa|hhhhhhhh|EAAG|meta-app-secret|verify-me/);
+    expect(cfg.bridges[0].as_token).toBe('a'.repeat(40));
+  });
+
   it('keeps URLs without password and empty secrets as they are', () => {
     const cfg = load({ env: { DATABASE_URL: 'postgres://user@db.example/sb' } });
     const red = redactConfig(cfg);
