@@ -47,9 +47,9 @@ async function serveSocket(hub: Hub, socket: WebSocket, auth: AuthContext, since
   const onStreamWrite = (conn: Connection, event: StreamEvent) => {
     hub.metrics.eventsDelivered.inc();
     if (event.type !== 'message.new') return;
-    const message = event.payload.message as { id: string; user_id: string; created_at: string };
+    const message = event.payload.message as { id: string; user_id: string };
     if (message.user_id === conn.userId) return;
-    if (conn.isLive) hub.metrics.deliveryLatency.observe((Date.now() - Date.parse(message.created_at)) / 1000);
+    if (conn.isLive) hub.metrics.deliveryLatency.observe((Date.now() - event.created_at.getTime()) / 1000);
     hub.messages.markDelivered(message.id).catch((err) => hub.log.error({ err }, 'delivery receipt failed'));
   };
   const conn = new Connection(socket, auth, hub.stream.position, hub.config.limits.max_send_queue_bytes, onStreamWrite);

@@ -28,6 +28,8 @@ export interface StreamEvent {
   payload: Record<string, unknown>;
   /** Users to reach besides the room's current members (those just removed or who left). */
   notify_user_ids: string[];
+  /** When the event was written (not sent to clients; bridged messages carry an older `created_at`). */
+  created_at: Date;
 }
 
 export interface NewRoomEvent {
@@ -112,7 +114,7 @@ export class EventStream {
    */
   async readSince(since: number, roomIds: string[], userId: string, limit = READ_BATCH): Promise<StreamEvent[]> {
     const { rows } = await this.db.query<StreamEvent>(
-      `SELECT stream_position, room_id, type, payload, notify_user_ids FROM room_events
+      `SELECT stream_position, room_id, type, payload, notify_user_ids, created_at FROM room_events
        WHERE stream_position > $1 AND (room_id = ANY($2::uuid[]) OR $3::uuid = ANY(notify_user_ids))
        ORDER BY stream_position LIMIT $4`,
       [since, roomIds, userId, limit],
@@ -140,7 +142,7 @@ export class EventStream {
         this.again = false;
         for (;;) {
           const { rows } = await this.db.query<StreamEvent>(
-            `SELECT stream_position, room_id, type, payload, notify_user_ids FROM room_events
+            `SELECT stream_position, room_id, type, payload, notify_user_ids, created_at FROM room_events
              WHERE stream_position > $1 ORDER BY stream_position LIMIT $2`,
             [this.cursor, READ_BATCH],
           );

@@ -74,7 +74,9 @@ describe('ghosts', () => {
     const second = await asBridge('POST', '/api/bridge/ghosts', { body: { localpart: 'whatsapp_222', name: 'New', avatar_url: 'https://x.test/a.png' } });
     expect(second.status).toBe(200);
     expect(second.body).toEqual({ id: first.body.id, localpart: 'whatsapp_222', name: 'New', avatar_url: 'https://x.test/a.png' });
-    expect((await api(t.url, 'GET', `/api/users/${first.body.id}`, { token: alice.token })).body.name).toBe('New');
+    const seen = await api(t.url, 'GET', `/api/users/${first.body.id}`, { token: alice.token });
+    expect(seen.body).toMatchObject({ name: 'New', bridge_id: 'whatsapp' });
+    expect((await api(t.url, 'GET', `/api/users/${alice.user.id}`, { token: alice.token })).body.bridge_id).toBeNull();
   });
 
   it('refuses localparts outside the namespace and the bot localpart', async () => {

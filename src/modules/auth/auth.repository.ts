@@ -10,6 +10,8 @@ export interface UserRow {
   is_admin: boolean;
   deactivated_at: Date | null;
   created_at: Date;
+  /** Set on ghost users: the bridge that puppets them (see migrations/0006_bridges.sql). */
+  bridge_id: string | null;
 }
 
 export interface DeviceRow {

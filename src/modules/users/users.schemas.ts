@@ -8,6 +8,8 @@ export const PublicUser = Type.Object({
   name: Type.String(),
   avatar_url: Type.Union([Type.String(), Type.Null()]),
   created_at: Type.String({ format: 'date-time' }),
+  /** The bridge puppeting this user (a ghost of a person on another network); null for hub users. */
+  bridge_id: Type.Union([Type.String(), Type.Null()]),
 });
 
 /** A user as they see themselves (`GET /api/me`). */
