@@ -10,6 +10,7 @@ import crypto from 'node:crypto';
 import pg from 'pg';
 import { pino } from 'pino';
 import WebSocket from 'ws';
+import { vi } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config/load.js';
@@ -214,4 +215,17 @@ export class WsClient {
     this.waiters = [];
     for (const f of w) f();
   }
+}
+
+/** Resolves once the hub's next `stream.readSince` has answered: a long poll started after it is now waiting. */
+export function nextStreamRead(t: TestHub): Promise<void> {
+  const original = t.hub.stream.readSince.bind(t.hub.stream);
+  return new Promise((resolve) => {
+    const spy = vi.spyOn(t.hub.stream, 'readSince').mockImplementation(async (...args) => {
+      const events = await original(...args);
+      spy.mockRestore();
+      resolve();
+      return events;
+    });
+  });
 }

@@ -6,8 +6,8 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { WsClient, api, register, startTestHub, type Session, type TestHub } from '../helpers/hub.js';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { api, nextStreamRead, register, type Session, startTestHub, type TestHub, WsClient } from '../helpers/hub.js';
 
 const ALL_SCOPES = ['rooms:read', 'messages:read', 'messages:write', 'search', 'presence:read'];
 
@@ -58,19 +58,6 @@ async function toolError(client: Client, name: string, args: Record<string, unkn
   return JSON.parse((result.content[0] as { text: string }).text).error;
 }
 
-/** Resolves once the next `hub.stream.readSince` has answered: a long poll started after it is now waiting. */
-function nextStreamRead(): Promise<void> {
-  const original = t.hub.stream.readSince.bind(t.hub.stream);
-  return new Promise((resolve) => {
-    const spy = vi.spyOn(t.hub.stream, 'readSince').mockImplementation(async (...args) => {
-      const events = await original(...args);
-      spy.mockRestore();
-      resolve();
-      return events;
-    });
-  });
-}
-
 beforeAll(async () => {
   t = await startTestHub();
   alice = await register(t.url, 'Alice');
@@ -109,7 +96,7 @@ describe.each(['http', 'stdio'] as const)('MCP over %s', (transport) => {
     expect((await ok(client, 'list_rooms')).rooms.map((r: any) => r.id)).toContain(roomId);
 
     const { next_since: cursor } = await ok(client, 'wait_for_messages', { timeout_ms: 0 });
-    const looked = nextStreamRead();
+    const looked = nextStreamRead(t);
     const waiting = ok(client, 'wait_for_messages', { since: cursor, timeout_ms: 15_000 });
     await looked; // the agent is now waiting
     ws.send({ type: 'message.send', room_id: roomId, content: `Can you check the ${transport} pipeline?`, txn_id: `ask-${transport}` });

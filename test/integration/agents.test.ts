@@ -1,7 +1,7 @@
 /** Agent tokens, bot users and the REST tool endpoints (/api/mcp/tools). */
 import crypto from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { WsClient, api, register, startTestHub, type Session, type TestHub } from '../helpers/hub.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { api, nextStreamRead, register, type Session, startTestHub, type TestHub, WsClient } from '../helpers/hub.js';
 
 const ALL_SCOPES = ['rooms:read', 'messages:read', 'messages:write', 'search', 'presence:read'];
 
@@ -21,19 +21,6 @@ async function createToken(session: Session, body: Record<string, unknown> = {})
 /** POST /api/mcp/tools/:name */
 function tool(token: string, name: string, args: unknown = {}) {
   return api(t.url, 'POST', `/api/mcp/tools/${name}`, { token, body: args });
-}
-
-/** Resolves once the next `hub.stream.readSince` has answered: a long poll started after it is now waiting. */
-function nextStreamRead(): Promise<void> {
-  const original = t.hub.stream.readSince.bind(t.hub.stream);
-  return new Promise((resolve) => {
-    const spy = vi.spyOn(t.hub.stream, 'readSince').mockImplementation(async (...args) => {
-      const events = await original(...args);
-      spy.mockRestore();
-      resolve();
-      return events;
-    });
-  });
 }
 
 beforeAll(async () => {
@@ -161,7 +148,7 @@ describe('REST tool endpoints', () => {
     const ws = await WsClient.connect(t.wsUrl, alice.token);
     const cursor = (await tool(agent, 'wait_for_messages', { timeout_ms: 0 })).body.next_since;
     // The agent has looked, found nothing and is waiting when Alice speaks.
-    const looked = nextStreamRead();
+    const looked = nextStreamRead(t);
     const waiting = tool(agent, 'wait_for_messages', { since: cursor, timeout_ms: 10_000 });
     await looked;
     ws.send({ type: 'message.send', room_id: roomId, content: 'Agent, what is the status?', txn_id: 'q1' });
