@@ -1,0 +1,241 @@
+/**
+ * Google Chat resources <-> bridge events (the network's ids and conversion stay here).
+ *
+ * Ids are Google's resource names: a space `spaces/{space}` (one portal room each, DMs included), a
+ * user `users/{user}` (one ghost each), a message `spaces/{space}/messages/{message}`, its thread
+ * `spaces/{space}/threads/{thread}`, a reaction `…/messages/{message}/reactions/{reaction}`.
+ * Messages the bridge created carry a client-assigned id starting with `client-sb-`: seeing one come
+ * back is an echo and is dropped. Event ids (the dedupe keys) are derived from the resource names, so
+ * the same message arriving as an interaction event, as a Pub/Sub push, again on redelivery and in
+ * the catch-up list is one message.
+ * References: Message https://developers.google.com/workspace/chat/api/reference/rest/v1/spaces.messages,
+ * interaction events https://developers.google.com/workspace/chat/api/reference/rest/v1/Event,
+ * Workspace event data https://developers.google.com/workspace/events/guides/events-chat.
+ */
+import type { RemoteMedia, RemoteUser } from '../kit/types.js';
+import type { Message } from './google.js';
+
+/** Prefix of the client-assigned message ids the bridge creates (`client-` is Google's rule). */
+export const CLIENT_ID_PREFIX = 'client-sb-';
+/** Google Chat's message size limit, bytes. */
+export const MAX_MESSAGE_BYTES = 32_000;
+
+/** A Chat message as the bridge carries it to the hub. */
+export interface ChatMessage {
+  name: string;
+  text: string;
+  thread?: string;
+  /** True when it answers in an existing thread (Google's `threadReply`). */
+  threadReply: boolean;
+  /** Uploaded files, fetched with media.download (`id` is the attachmentDataRef resourceName). */
+  media: RemoteMedia[];
+}
+
+interface Base {
+  /** Dedupe key, unique per logical event. */
+  id: string;
+  /** The space (portal) it belongs to. */
+  space: string;
+  /** When it happened on Google Chat, ms since the epoch. */
+  ts: number;
+}
+
+/** What the connector produces from Google Chat; persisted before it is handled, so JSON only. */
+export type ChatEvent =
+  | (Base & { type: 'message'; sender: RemoteUser; message: ChatMessage })
+  | (Base & { type: 'edit'; sender: RemoteUser; message: ChatMessage })
+  | (Base & { type: 'delete'; target: string })
+  | (Base & { type: 'reaction'; sender: RemoteUser; target: string; reaction: string; emoji: string })
+  | (Base & { type: 'unreaction'; reaction: string })
+  | (Base & { type: 'member'; sender: RemoteUser; joined: boolean })
+  | (Base & { type: 'notice'; text: string });
+
+/** A Workspace Events subscription lifecycle event (expiration reminder, expired, suspended). */
+export interface Lifecycle {
+  type: string;
+  subscription: { name: string; targetResource?: string; expireTime?: string };
+}
+
+/** `spaces/X` of any resource name under a space. */
+export function spaceOf(resourceName: string): string {
+  return resourceName.split('/').slice(0, 2).join('/');
+}
+
+function time(iso: string | null | undefined, fallback = Date.now()): number {
+  const t = iso ? Date.parse(iso) : NaN;
+  return Number.isFinite(t) ? t : fallback;
+}
+
+/** A Google user as a remote user (API answers often lack the display name: then ''). */
+export function userOf(u: { name?: string | null; displayName?: string | null; avatarUrl?: string | null } | null | undefined): RemoteUser | null {
+  if (!u?.name) return null;
+  return { id: u.name, name: u.displayName ?? '', ...(u.avatarUrl ? { avatarUrl: u.avatarUrl } : {}) };
+}
+
+/** True for a message the bridge itself created (an echo). */
+export function isOwn(m: Message): boolean {
+  return (m.clientAssignedMessageId ?? '').startsWith(CLIENT_ID_PREFIX);
+}
+
+/** The message part of an event: text, thread, uploaded files; Drive files are named in the text. */
+export function chatMessage(m: Message): ChatMessage {
+  const media: RemoteMedia[] = [];
+  const notes: string[] = [];
+  for (const a of m.attachment ?? []) {
+    const ref = a.attachmentDataRef?.resourceName;
+    if (a.source !== 'DRIVE_FILE' && ref) media.push({ id: ref, mimeType: a.contentType ?? 'application/octet-stream', fileName: a.contentName ?? 'file' });
+    else notes.push(`📎 ${a.contentName ?? 'file'} (Google Drive file${a.driveDataRef?.driveFileId ? `: https://drive.google.com/open?id=${a.driveDataRef.driveFileId}` : ''})`);
+  }
+  return {
+    name: m.name!,
+    text: [m.text ?? '', ...notes].filter(Boolean).join('\n'),
+    ...(m.thread?.name ? { thread: m.thread.name } : {}),
+    threadReply: m.threadReply === true,
+    media,
+  };
+}
+
+/**
+ * A created (`edit: false`) or updated (`edit: true`) message as an event; null for an echo, a
+ * message without sender, or a deleted one. `sender`: a fuller user record (interaction events).
+ */
+export function messageEvent(m: Message | null | undefined, edit: boolean, sender?: RemoteUser | null): ChatEvent | null {
+  if (!m?.name || isOwn(m) || m.deleteTime) return null;
+  const user = sender ?? userOf(m.sender);
+  if (!user) return null;
+  const base = { space: spaceOf(m.name), sender: user, message: chatMessage(m) };
+  return edit
+    ? { ...base, type: 'edit', id: `edit:${m.name}:${m.lastUpdateTime ?? ''}`, ts: time(m.lastUpdateTime) }
+    : { ...base, type: 'message', id: `msg:${m.name}`, ts: time(m.createTime) };
+}
+
+/** The space an interaction event is about, with a room name for it. */
+export interface SpaceInfo {
+  name: string;
+  displayName: string;
+}
+
+/** A portal room name: the space's name, or for a direct message the person's. */
+export function spaceInfo(space: { name?: string | null; displayName?: string | null; spaceType?: string | null; type?: string | null } | null | undefined, user?: RemoteUser | null): SpaceInfo | null {
+  if (!space?.name) return null;
+  const direct = space.spaceType === 'DIRECT_MESSAGE' || space.type === 'DM';
+  return { name: space.name, displayName: space.displayName || (direct && user?.name ? user.name : space.name) };
+}
+
+/**
+ * An interaction event (HTTP endpoint of the Chat app): `MESSAGE` -> a message;
+ * `ADDED_TO_SPACE` -> the space is to be bridged (with the adder as a member and a notice, plus the
+ * message when the app was added by mentioning it); `REMOVED_FROM_SPACE` -> no longer bridged.
+ */
+export function fromInteraction(body: any): { action: 'message' | 'added' | 'removed' | 'ignored'; space: SpaceInfo | null; events: ChatEvent[] } {
+  const user = userOf(body?.user);
+  const space = spaceInfo(body?.space, user);
+  const ts = time(body?.eventTime);
+  if (!space) return { action: 'ignored', space, events: [] };
+  const msg = messageEvent(body.message, false, userOf(body.message?.sender)?.name ? userOf(body.message.sender) : user);
+  switch (body.type) {
+    case 'MESSAGE':
+      return { action: 'message', space, events: msg ? [msg] : [] };
+    case 'ADDED_TO_SPACE': {
+      const events: ChatEvent[] = [];
+      if (user && user.id !== undefined) events.push({ type: 'member', id: `added:${space.name}:${body.eventTime}:member`, space: space.name, ts, sender: user, joined: true });
+      events.push({ type: 'notice', id: `added:${space.name}:${body.eventTime}`, space: space.name, ts, text: `✅ ${user?.name || 'Someone'} added the Switchboard app: this room mirrors the Google Chat ${space.displayName === space.name ? 'conversation' : `space "${space.displayName}"`}.` });
+      if (msg) events.push(msg);
+      return { action: 'added', space, events };
+    }
+    case 'REMOVED_FROM_SPACE':
+      return { action: 'removed', space, events: [{ type: 'notice', id: `removed:${space.name}:${body.eventTime}`, space: space.name, ts, text: '⚠️ The Switchboard app was removed from the Google Chat space: messages no longer cross.' }] };
+    default:
+      return { action: 'ignored', space, events: [] };
+  }
+}
+
+/** One item of a Workspace event's data, or each item of its batch variant (`{messages:[{message}]}`…). */
+function items<T>(data: any, key: string, batchKey: string): T[] {
+  if (Array.isArray(data?.[batchKey])) return data[batchKey].map((d: any) => d?.[key]).filter(Boolean);
+  return data?.[key] ? [data[key]] : [];
+}
+
+/**
+ * A Workspace event delivered by Pub/Sub push (`ce-type` attribute, JSON data) as bridge events, or
+ * a subscription lifecycle event.
+ */
+export function fromPush(attributes: Record<string, string>, data: any): { events: ChatEvent[]; lifecycle?: Lifecycle } {
+  const type = attributes['ce-type'] ?? '';
+  const ts = time(attributes['ce-time']);
+  if (type.startsWith('google.workspace.events.subscription.v1.')) return { events: [], lifecycle: { type: type.split('.').pop()!, subscription: data?.subscription ?? {} } };
+  const [, , , resource, , action] = type.split('.');
+  const batch = action?.startsWith('batch');
+  const verb = batch ? action.slice(5).toLowerCase() : action;
+  const events: (ChatEvent | null)[] = [];
+  if (resource === 'message') {
+    for (const m of items<Message>(data, 'message', 'messages')) {
+      if (verb === 'deleted') events.push(m.name ? { type: 'delete', id: `del:${m.name}`, space: spaceOf(m.name), ts: time(m.deleteTime, ts), target: m.name } : null);
+      else events.push(messageEvent(m, verb === 'updated'));
+    }
+  } else if (resource === 'reaction') {
+    for (const r of items<any>(data, 'reaction', 'reactions')) {
+      if (typeof r.name !== 'string') continue;
+      const target = r.name.split('/reactions/')[0];
+      if (verb === 'deleted') {
+        events.push({ type: 'unreaction', id: `unreact:${r.name}`, space: spaceOf(r.name), ts, reaction: r.name });
+        continue;
+      }
+      const emoji = r.emoji?.unicode ?? (r.emoji?.customEmoji?.emojiName ? `:${r.emoji.customEmoji.emojiName}:` : undefined);
+      const sender = userOf(r.user);
+      if (emoji && sender) events.push({ type: 'reaction', id: `react:${r.name}`, space: spaceOf(r.name), ts, sender, target, reaction: r.name, emoji });
+    }
+  } else if (resource === 'membership') {
+    for (const ms of items<any>(data, 'membership', 'memberships')) {
+      const sender = userOf(ms.member);
+      if (sender && ms.member?.type !== 'BOT' && typeof ms.name === 'string') {
+        events.push({ type: 'member', id: `${verb}:${ms.name}:${attributes['ce-time'] ?? ''}`, space: spaceOf(ms.name), ts, sender, joined: verb === 'created' });
+      }
+    }
+  }
+  return { events: events.filter((e): e is ChatEvent => e !== null) };
+}
+
+/** Relay formatting: `format` with `{name}` and `{body}` replaced; '' sends the body alone. */
+export function relay(format: string, name: string, body: string): string {
+  if (!format) return body;
+  return format.replace(/\{name\}|\{body\}/g, (t) => (t === '{name}' ? name : body));
+}
+
+/**
+ * Cuts `text` into pieces of at most `maxBytes` UTF-8 bytes, between code points, preferring a line
+ * break, else a space, in the second half of a piece.
+ */
+export function splitBytes(text: string, maxBytes: number): string[] {
+  const parts: string[] = [];
+  let rest = text;
+  while (Buffer.byteLength(rest, 'utf8') > maxBytes) {
+    let bytes = 0;
+    let end = 0;
+    for (const ch of rest) {
+      const b = Buffer.byteLength(ch, 'utf8');
+      if (bytes + b > maxBytes) break;
+      bytes += b;
+      end += ch.length;
+    }
+    const head = rest.slice(0, end);
+    const cut = Math.max(head.lastIndexOf('\n'), head.lastIndexOf(' '));
+    const at = cut > end / 2 ? cut + 1 : end;
+    parts.push(rest.slice(0, at));
+    rest = rest.slice(at);
+  }
+  parts.push(rest);
+  return parts;
+}
+
+/**
+ * The Google Chat texts of a hub message from `name`: one relay-formatted text when it fits in
+ * 32,000 bytes, else numbered parts that each fit.
+ */
+export function outboundTexts(format: string, name: string, body: string): string[] {
+  const whole = relay(format, name, body);
+  if (Buffer.byteLength(whole, 'utf8') <= MAX_MESSAGE_BYTES) return [whole];
+  const budget = MAX_MESSAGE_BYTES - Buffer.byteLength(relay(format, name, ''), 'utf8') - ' (999/999)'.length;
+  const parts = splitBytes(body, budget);
+  return parts.map((p, i) => relay(format, name, `${p} (${i + 1}/${parts.length})`));
+}
