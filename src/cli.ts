@@ -23,7 +23,7 @@ interface RunningBridge {
   stop(): Promise<void>;
 }
 interface BridgesModule {
-  createBridge(config: Config, id: string, log: import('pino').Logger): RunningBridge;
+  createBridgeWorker(config: Config, id: string, log: import('pino').Logger): RunningBridge;
   startInProcessBridges(config: Config, hubUrl: string, log: import('pino').Logger): Promise<RunningBridge[]>;
 }
 interface DatabaseModule {
@@ -95,9 +95,9 @@ export function buildProgram(): Command {
     .description('run the bridge worker configured as [[bridges]] id = <id>, e.g. `switchboard bridge whatsapp` (see docs/BRIDGES.md)')
     .action(async (id: string, _opts, cmd: Command) => {
       const config = configFrom(cmd);
-      const { createBridge } = (await import(BRIDGES_MODULE)) as BridgesModule;
+      const { createBridgeWorker } = (await import(BRIDGES_MODULE)) as BridgesModule;
       const { createLogger } = (await import(SERVER_MODULE)) as ServerModule;
-      const bridge = createBridge(config, id, createLogger(config));
+      const bridge = createBridgeWorker(config, id, createLogger(config));
       const url = await bridge.start();
       console.log(`bridge ${id} listening on ${url}`);
       const stop = async () => {

@@ -183,10 +183,13 @@ export class GoogleChat {
     return Buffer.from(data as ArrayBuffer);
   }
 
-  /** Adds the delegated user's reaction. @returns its name, or null when it was there already (409). */
-  async addReaction(message: string, unicode: string): Promise<string | null> {
+  /**
+   * Adds the delegated user's reaction. @returns its name and the user's resource name, or null when
+   * it was there already (409).
+   */
+  async addReaction(message: string, unicode: string): Promise<{ name: string; user: string } | null> {
     const res = await this.call('reaction create', () => this.client(true).spaces.messages.reactions.create({ parent: message, requestBody: { emoji: { unicode } } }), [409]);
-    return res?.name ?? null;
+    return res?.name ? { name: res.name, user: res.user?.name ?? '' } : null;
   }
 
   async removeReaction(name: string): Promise<void> {

@@ -130,6 +130,38 @@ export const WhatsAppSettingsSchema = Type.Object(
 );
 
 /**
+ * Settings of the Google Chat bridge (the Chat API as a Chat app, Workspace Events over Pub/Sub push);
+ * see docs/BRIDGES-GOOGLECHAT.md. The base URLs point at Google; tests and private deployments may
+ * point them elsewhere.
+ */
+export const GoogleChatSettingsSchema = Type.Object(
+  {
+    credentials_file: Type.String({ default: '', description: 'Path of the Chat app\'s service account JSON key file. Secret (the file).' }),
+    project_number: Type.String({ default: '', description: 'Google Cloud project number: the audience of interaction-event tokens with audience_mode "project-number".' }),
+    audience_mode: Type.Union([Type.Literal('project-number'), Type.Literal('endpoint-url')], { default: 'project-number', description: 'The Chat app\'s "Authentication Audience" setting: which tokens interaction events carry.' }),
+    endpoint_url: Type.String({ default: '', description: 'The HTTP endpoint URL set in the Chat app: the token audience with audience_mode "endpoint-url".' }),
+    events_path: Type.String({ default: '/googlechat/events', description: 'Path of the interaction-event endpoint on the bridge.' }),
+    pubsub_path: Type.String({ default: '/googlechat/pubsub', description: 'Path of the Pub/Sub push endpoint on the bridge.' }),
+    pubsub_topic: Type.String({ default: '', description: 'Pub/Sub topic (projects/<id>/topics/<name>) the Workspace Events subscriptions publish to; empty: interaction events only (mentions and DMs).' }),
+    pubsub_subscription: Type.String({ default: '', description: 'The push subscription (projects/<id>/subscriptions/<name>); pushes naming another are refused. Empty accepts any.' }),
+    pubsub_audience: Type.String({ default: '', description: 'Audience of the push subscription\'s OIDC token (its "audience" setting).' }),
+    pubsub_service_account: Type.String({ default: '', description: 'Email of the service account the push subscription authenticates with.' }),
+    subscription_ttl_s: Type.Integer({ minimum: 1, maximum: 14400, default: 14400, description: 'Lifetime asked for each Workspace Events subscription, seconds (at most 4 hours with resources included).' }),
+    subscription_renew_before_s: Type.Integer({ minimum: 0, default: 1800, description: 'A subscription is renewed this long before it expires, seconds.' }),
+    spaces: Type.Array(Type.String({ pattern: '^spaces/[^/]+$' }), { default: [], description: 'Spaces bridged from the start (the app must be a member); spaces the app is added to later are bridged too.' }),
+    delegated_user: Type.String({ default: '', description: 'Workspace user (email) the service account impersonates by domain-wide delegation for reactions and files; empty disables those two.' }),
+    relay_format: Type.String({ default: '*{name}*: {body}', description: 'How a hub user\'s message is posted by the app; {name} and {body} are replaced (*…* is bold in Chat). Empty sends the body alone.' }),
+    portal_members: Type.Array(Type.String({ format: 'uuid' }), { default: [], description: 'Hub user ids put into every Google Chat space room.' }),
+    api_base_url: Type.String({ default: 'https://chat.googleapis.com/', description: 'Chat API root URL.' }),
+    token_url: Type.String({ default: 'https://oauth2.googleapis.com/token', description: 'OAuth 2.0 token endpoint (service-account JWT bearer flow).' }),
+    events_api_base_url: Type.String({ default: 'https://workspaceevents.googleapis.com/', description: 'Workspace Events API root URL.' }),
+    chat_certs_url: Type.String({ default: 'https://www.googleapis.com/service_accounts/v1/metadata/x509/chat@system.gserviceaccount.com', description: 'x509 certificates of the Chat token signer (audience_mode "project-number").' }),
+    oidc_jwks_url: Type.String({ default: 'https://www.googleapis.com/oauth2/v3/certs', description: 'Google\'s OIDC signing keys (endpoint-URL audience and Pub/Sub push tokens).' }),
+  },
+  Strict,
+);
+
+/**
  * One bridge (the Matrix Application Service model): the hub pushes the events of rooms its users are
  * in to `url` (`PUT {url}/transactions/{txn_id}` with `hs_token`); the bridge calls the REST API with
  * `as_token`, acting as its ghosts (users whose localpart starts with `namespace`).
@@ -137,7 +169,7 @@ export const WhatsAppSettingsSchema = Type.Object(
 export const BridgeSchema = Type.Object(
   {
     id: Type.String({ pattern: '^[a-z][a-z0-9_]{0,31}$', description: 'Bridge id, e.g. "whatsapp"; `switchboard bridge <id>` runs it.' }),
-    network: Type.Union([Type.Literal('whatsapp')], { description: 'Which connector runs it; its settings are the table of the same name.' }),
+    network: Type.Union([Type.Literal('whatsapp'), Type.Literal('googlechat')], { description: 'Which connector runs it; its settings are the table of the same name.' }),
     url: Type.String({ default: 'http://127.0.0.1:8090', description: 'Where the hub reaches the bridge; the bridge listens on its host and port.' }),
     hub_url: Type.String({ default: '', description: 'Where the bridge reaches the hub; empty derives it from server.public_url or host and port.' }),
     as_token: Type.String({ secret: true, minLength: 32, description: 'Bearer token the bridge calls the hub with. Secret.' }),
@@ -149,6 +181,7 @@ export const BridgeSchema = Type.Object(
     retry_max_ms: Type.Integer({ minimum: 10, default: 60000, description: 'Longest wait between retries (exponential backoff from 250 ms), both ways, ms.' }),
     max_attempts: Type.Integer({ minimum: 1, default: 10, description: 'Tries of a failing send to the remote network before it is dead-lettered (a notice in the room).' }),
     whatsapp: Type.Optional(WhatsAppSettingsSchema),
+    googlechat: Type.Optional(GoogleChatSettingsSchema),
   },
   Strict,
 );

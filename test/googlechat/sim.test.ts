@@ -105,11 +105,13 @@ describe('media and reactions (user authentication)', () => {
 
   it('adds and removes reactions; the app alone may not', async () => {
     const m = await google.createMessage(space, { id: `client-sb-${crypto.randomUUID()}-0`, text: 'react' });
-    const name = await google.addReaction(m.name!, '🎉');
-    expect(name).toMatch(/\/reactions\//);
+    const made = await google.addReaction(m.name!, '🎉');
+    expect(made!.name).toMatch(/\/reactions\//);
+    expect(made!.user).toBe(sim.delegatedUser.name);
+    const name = made!.name;
     expect(await google.addReaction(m.name!, '🎉')).toBeNull();
-    await google.removeReaction(name!);
-    expect(sim.reactions.has(name!)).toBe(false);
+    await google.removeReaction(name);
+    expect(sim.reactions.has(name)).toBe(false);
     await expect(client(sim.credentialsJson()).addReaction(m.name!, '🎉')).rejects.toMatchObject({ transient: false });
   });
 });

@@ -580,10 +580,13 @@ export class GoogleChatSimulator {
     return { name: `${m.name}/attachments/${crypto.randomBytes(4).toString('hex')}`, contentName: up.filename, contentType: up.mimeType, attachmentDataRef: { resourceName }, source: 'UPLOADED_CONTENT' };
   }
 
-  /** A message as the API returns it (the sender with its name and type only, as with app auth). */
+  /**
+   * A message as the API returns it to the app: the sender with name, display name and type (app
+   * authentication always gets the display name; the avatar and email only user authentication).
+   */
   private view(m: SimMessage) {
     const { owner: _owner, sender, ...rest } = m;
-    return { ...rest, sender: { name: sender.name, type: sender.type }, argumentText: m.text, formattedText: m.text };
+    return { ...rest, sender: { name: sender.name, displayName: sender.displayName, type: sender.type }, argumentText: m.text, formattedText: m.text };
   }
 
   private subscription(req: FastifyRequest): Subscription {
