@@ -425,12 +425,13 @@ export class GoogleChatBridge {
     return ghost.id;
   }
 
-  /** The portal room of a space, created on first use, with `ghost` and the configured hub users as members. */
+  /** The portal room of a space, created on first use, with `ghost` and the configured hub users (also those configured later) as members. */
   private async ensurePortal(portal: RemotePortal, ghost?: string): Promise<string> {
     const key = `portal:${portal.id}`;
     const known = this.store.get<PortalRecord>(key);
-    if (known && (!ghost || known.members.includes(ghost))) return known.roomId;
-    const members = [...new Set([...(known?.members ?? []), ...(ghost ? [ghost] : []), ...this.settings.portal_members])];
+    const wanted = [...(ghost ? [ghost] : []), ...this.settings.portal_members];
+    if (known && wanted.every((id) => known.members.includes(id))) return known.roomId;
+    const members = [...new Set([...(known?.members ?? []), ...wanted])];
     const res = await this.hub.call<{ room_id: string }>('POST', '/api/bridge/portals', { body: { remote_id: portal.id, name: portal.name.slice(0, 200), members } });
     await this.store.batch([
       { put: key, value: { roomId: res.room_id, members } satisfies PortalRecord },
