@@ -20,11 +20,11 @@ import { UsersService } from './modules/users/users.service.js';
 import { createMetrics, type Metrics } from './plugins/metrics.js';
 import { Fanout } from './realtime/fanout.js';
 import { LocalPubSub, type PubSub } from './realtime/pubsub.js';
+import { RedisPubSub } from './realtime/redis-pubsub.js';
 import { EventStream } from './realtime/stream.js';
 import { TypingService } from './realtime/typing.js';
 import type { BlobStorage } from './storage/blob-storage.js';
 import { LocalBlobStorage } from './storage/local-storage.js';
-import { RedisPubSub } from './realtime/redis-pubsub.js';
 
 export interface Hub {
   config: Config;
@@ -88,6 +88,14 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
   };
 }
 
+/** Redis pub/sub when `redis.url` is set (several nodes), the in-process one otherwise. */
+async function createPubSub(config: Config, log: Logger): Promise<PubSub> {
+  if (!config.redis.url) return new LocalPubSub();
+  const redis = new RedisPubSub(config.redis.url, config.redis.channel_prefix, log);
+  await redis.connect();
+  return redis;
+}
+
 /** Stops timers and subscriptions, then closes the pub/sub and the database. */
 export async function closeHub(hub: Hub): Promise<void> {
   hub.bridges.close();
@@ -98,11 +106,3 @@ export async function closeHub(hub: Hub): Promise<void> {
   await hub.pubsub.close();
   await hub.db.close();
 }
-/** Redis pub/sub when `redis.url` is set (several nodes), the in-process one otherwise. */
-async function createPubSub(config: Config, log: Logger): Promise<PubSub> {
-  if (!config.redis.url) return new LocalPubSub();
-  const redis = new RedisPubSub(config.redis.url, config.redis.channel_prefix, log);
-  await redis.connect();
-  return redis;
-}
-
