@@ -59,6 +59,16 @@ function configFrom(cmd: Command): Config {
   return loadConfig({ configPath: flags.config as string | undefined, cli });
 }
 
+/** On SIGINT or SIGTERM: runs `close` once, then exits 0. */
+function onShutdown(close: () => Promise<void>): void {
+  const stop = async () => {
+    await close();
+    process.exit(0);
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+}
+
 /** Builds the commander program; actions throw `ConfigError` for bad configuration (see `main`). */
 export function buildProgram(): Command {
   const program = new Command('switchboard')
@@ -81,13 +91,10 @@ export function buildProgram(): Command {
       const hub = await startHub(config);
       const { startInProcessBridges } = (await import(BRIDGES_MODULE)) as BridgesModule;
       const bridges = await startInProcessBridges(config, hub.url, createLogger(config));
-      const stop = async () => {
+      onShutdown(async () => {
         for (const bridge of bridges) await bridge.stop();
         await hub.close();
-        process.exit(0);
-      };
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
+      });
     });
 
   program
@@ -100,12 +107,7 @@ export function buildProgram(): Command {
       const bridge = createBridgeWorker(config, id, createLogger(config));
       const url = await bridge.start();
       console.log(`bridge ${id} listening on ${url}`);
-      const stop = async () => {
-        await bridge.stop();
-        process.exit(0);
-      };
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
+      onShutdown(() => bridge.stop());
     });
 
   program
