@@ -19,6 +19,7 @@ COPY --from=build /app/node_modules ./node_modules
 COPY package.json ./
 COPY bin ./bin
 COPY src ./src
+COPY bridges ./bridges
 COPY migrations ./migrations
 RUN mkdir -p /data && chown node:node /data
 USER node

@@ -13,7 +13,7 @@ export function createMetrics() {
     eventsDelivered: new Counter({ name: 'switchboard_events_delivered_total', help: 'Room events written to sockets', registers: [registry] }),
     deliveryLatency: new Histogram({
       name: 'switchboard_delivery_latency_seconds',
-      help: 'From a message being stored to it being written to a recipient socket',
+      help: 'From a message event being written to the database to it being written to a live recipient socket',
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers: [registry],
     }),

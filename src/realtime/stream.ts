@@ -1,6 +1,7 @@
 /**
- * The room event stream: every persisted room event (message.new, message.deleted, message.read,
- * reaction.added/removed, room.updated, room.deleted) gets a `stream_position` that only grows.
+ * The room event stream: every persisted room event (message.new, message.edited, message.deleted,
+ * message.read, reaction.added/removed, room.updated, room.deleted) gets a `stream_position` that only
+ * grows.
  *
  * Writers append inside their own transaction through `appendRoomEvent`, which first takes one
  * transaction-scoped advisory lock: positions are therefore committed, and become visible, in

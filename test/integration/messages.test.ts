@@ -210,6 +210,20 @@ describe('history paging', () => {
 });
 
 describe('redaction', () => {
+  it('leaves nothing of an edited message with mentions in a resume replay or REST', async () => {
+    const m = await sendMessage(t.url, carol, roomId, `hey <@${bob.user.id}>`);
+    expect((await api(t.url, 'PATCH', `/api/messages/${m.id}`, { token: carol.token, body: { content: `hey again <@${bob.user.id}>` } })).status).toBe(200);
+    expect((await api(t.url, 'DELETE', `/api/messages/${m.id}`, { token: carol.token })).status).toBe(204);
+    const replay = await WsClient.connect(t.wsUrl, alice.token, { since: m.stream_position - 1 });
+    const replayed = replay.all('message.new').find((e) => e.message.id === m.id);
+    expect(replayed.message).toMatchObject({ content: '', mentions: [], attachments: [], edited_at: null, deleted: true });
+    const edited = replay.all('message.edited').find((e) => e.message_id === m.id);
+    expect(edited.content).toBe('');
+    replay.close();
+    const got = await api(t.url, 'GET', `/api/messages/${m.id}`, { token: alice.token });
+    expect(got.body).toMatchObject({ content: '', mentions: [], edited_at: null, deleted: true });
+  });
+
   it('by the sender: content gone, tombstone in history, message.deleted to the room, stored event scrubbed', async () => {
     const ws = await WsClient.connect(t.wsUrl, alice.token);
     const m = await sendMessage(t.url, carol, roomId, 'oops, secret');

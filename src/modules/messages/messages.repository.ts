@@ -94,7 +94,7 @@ export const messagesRepository = {
 
   /** Empties a message: content, mentions, reactions, attachment links and edit history go. */
   async redact(q: Queryable, id: string, by: string): Promise<void> {
-    await q.query(`UPDATE messages SET content = '', mentions = '{}', deleted_at = now(), deleted_by = $2 WHERE id = $1`, [id, by]);
+    await q.query(`UPDATE messages SET content = '', mentions = '{}', edited_at = NULL, deleted_at = now(), deleted_by = $2 WHERE id = $1`, [id, by]);
     await q.query('DELETE FROM reactions WHERE message_id = $1', [id]);
     await q.query('DELETE FROM message_attachments WHERE message_id = $1', [id]);
     await q.query('DELETE FROM message_edits WHERE message_id = $1', [id]);
@@ -106,7 +106,9 @@ export const messagesRepository = {
    */
   async redactStoredEvent(q: Queryable, streamPosition: number): Promise<void> {
     await q.query(
-      `UPDATE room_events SET payload = jsonb_set(jsonb_set(jsonb_set(payload, '{message,content}', '""'), '{message,attachments}', '[]'), '{message,deleted}', 'true')
+      `UPDATE room_events
+       SET payload = payload || jsonb_build_object('message', payload->'message'
+             || '{"content": "", "attachments": [], "mentions": [], "edited_at": null, "deleted": true}'::jsonb)
        WHERE stream_position = $1`,
       [streamPosition],
     );

@@ -20,6 +20,7 @@ export const SelfUser = Type.Object({
   avatar_url: Type.Union([Type.String(), Type.Null()]),
   is_admin: Type.Boolean(),
   created_at: Type.String({ format: 'date-time' }),
+  bridge_id: Type.Union([Type.String(), Type.Null()]),
 });
 
 export const UpdateMeBody = Type.Object(
