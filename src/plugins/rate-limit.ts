@@ -1,7 +1,8 @@
 /**
  * Abuse limits (`[rate_limits]` in the config; 0 disables one). Operator's guide: docs/OPERATIONS.md.
  *
- * REST, through `@fastify/rate-limit` (fixed windows, counters in this node's memory):
+ * REST, through `@fastify/rate-limit` (fixed windows; counters in Redis when `redis.url` is set, so
+ * every node shares them, else in this node's memory; if Redis fails, requests are let through):
  * - `POST /api/auth/login`: per client IP and per account (lower-case email from the body);
  * - `POST /api/auth/register`: per client IP;
  * - `POST /api/rooms/:room_id/messages`: per user.
@@ -22,6 +23,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
 import fastifyRateLimit, { normalizeIP, type RateLimitOptions } from '@fastify/rate-limit';
 import fp from 'fastify-plugin';
+import { Redis } from 'ioredis';
 import { AppError } from '../errors.js';
 import { normaliseEmail } from '../modules/auth/auth.service.js';
 
@@ -43,7 +45,7 @@ declare module 'fastify' {
 /** Counts one request. @returns 0 when allowed, else ms until the window resets. */
 type Limiter = (req: FastifyRequest) => Promise<number>;
 
-/** Keys a limiter may hold at once (per limit, per node); the least recently used are forgotten beyond it. */
+/** Keys an in-memory limiter may hold at once (per limit); the least recently used are forgotten beyond it. */
 const KEYS_PER_LIMIT = 50_000;
 
 /** A token bucket: holds up to `burst` tokens, refilled at `perSecond` tokens a second. */
@@ -72,8 +74,16 @@ class TokenBucket {
 }
 
 async function rateLimits(app: FastifyInstance): Promise<void> {
-  const cfg = app.hub.config.rate_limits;
-  await app.register(fastifyRateLimit, { global: false });
+  const { rate_limits: cfg, redis: redisCfg } = app.hub.config;
+  const redis = redisCfg.url ? new Redis(redisCfg.url, { maxRetriesPerRequest: 1 }) : null;
+  if (redis) {
+    redis.on('error', (err) => app.log.warn({ err: err.message }, 'rate-limit redis error'));
+    app.addHook('onClose', async () => void redis.disconnect());
+  }
+  await app.register(fastifyRateLimit, {
+    global: false,
+    ...(redis ? { redis, nameSpace: `${redisCfg.channel_prefix}rate-limit:`, skipOnError: true } : {}),
+  });
 
   const limiter = (max: number, timeWindow: number, keyGenerator: (req: FastifyRequest) => string): Limiter => {
     if (max === 0) return async () => 0;

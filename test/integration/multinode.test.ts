@@ -59,6 +59,16 @@ describe.skipIf(!ready)('two nodes through Redis', () => {
     b.close();
   });
 
+  it('counts login attempts against one account across both nodes', async () => {
+    const victim = await register(n1.url, 'Victim');
+    const attempt = (node: TestHub) => api(node.url, 'POST', '/api/auth/login', { body: { email: victim.user.email, password: 'wrong password!' } });
+    const limit = n1.config.rate_limits.login_per_account_per_min;
+    for (let i = 0; i < limit; i++) expect((await attempt(i % 2 ? n2 : n1)).status).toBe(401);
+    const refused = await attempt(n2);
+    expect(refused.status).toBe(429);
+    expect(refused.headers.get('retry-after')).toBeTruthy();
+  });
+
   it('closes a revoked device socket on the other node at once', async () => {
     const second = await api(n1.url, 'POST', '/api/auth/login', { body: { email: bob.user.email, password: 'correct horse battery' } });
     const s = await WsClient.connect(n2.wsUrl, second.body.token);
