@@ -56,6 +56,8 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
   const pubsub = await createPubSub(config, log);
   const stream = new EventStream(db, pubsub, log);
   await stream.start();
+  // Pokes published while Redis was unreachable are lost: read what was committed meanwhile.
+  if (pubsub instanceof RedisPubSub) pubsub.onReconnect(() => stream.catchUp());
   const tokens = new TokenIssuer(loadSigningSecret(config, log), config.auth.access_token_ttl_s);
   const rooms = new RoomsService(db, stream);
   const search = await createSearch(config, db, stream, log);

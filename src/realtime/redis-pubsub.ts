@@ -17,15 +17,22 @@ export class RedisPubSub implements PubSub {
   private readonly pub: Redis;
   private readonly sub: Redis;
   private readonly topics = new Map<string, Set<PubSubHandler>>();
+  private readonly reconnectListeners: (() => void)[] = [];
 
   constructor(
     url: string,
     private readonly prefix: string,
     private readonly log: Logger,
   ) {
-    this.pub = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: null });
-    this.sub = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: null });
+    this.pub = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: null, connectionName: `${prefix}pub` });
+    this.sub = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: null, connectionName: `${prefix}sub` });
     for (const r of [this.pub, this.sub]) r.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
+    // ioredis resubscribes by itself after a reconnect; what was published meanwhile is gone.
+    let connectedBefore = false;
+    this.sub.on('ready', () => {
+      if (connectedBefore) for (const listener of this.reconnectListeners) listener();
+      connectedBefore = true;
+    });
     this.sub.on('message', (channel: string, raw: string) => {
       const handlers = this.topics.get(channel.slice(this.prefix.length));
       if (!handlers) return;
@@ -37,6 +44,11 @@ export class RedisPubSub implements PubSub {
       }
       for (const handler of [...handlers]) handler(message);
     });
+  }
+
+  /** Runs `listener` after each reconnect: messages published while disconnected were missed. */
+  onReconnect(listener: () => void): void {
+    this.reconnectListeners.push(listener);
   }
 
   /** Connects both Redis connections. @throws when Redis cannot be reached. */

@@ -104,9 +104,18 @@ export class EventStream {
     return result;
   }
 
-  /** Tells every node's reader that new events are committed. */
+  /**
+   * Tells every node's reader that new events are committed. This node's reader is woken directly
+   * too, so its own sockets get its own writes even while the pub/sub (Redis) is unreachable.
+   */
   notify(): void {
+    this.wake();
     this.pubsub.publish('stream', { at: Date.now() }).catch((err) => this.log.error({ err }, 'stream poke failed'));
+  }
+
+  /** Reads whatever was committed past the cursor (e.g. after pokes may have been missed). */
+  catchUp(): void {
+    this.wake();
   }
 
   /**

@@ -2,7 +2,8 @@
  * Two hub nodes on one PostgreSQL database fanning out through Redis. Needs DATABASE_URL and REDIS_URL
  * (CI sets both); skipped, and says so, otherwise.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { WsClient, api, register, startTestHub, type Session, type TestHub } from '../helpers/hub.js';
 
 const ready = Boolean(process.env.DATABASE_URL && process.env.REDIS_URL);
@@ -57,6 +58,38 @@ describe.skipIf(!ready)('two nodes through Redis', () => {
     await b.next('message.new', (e) => e.message.id === expected[59], 10_000);
     expect(b.all('message.new').map((e) => e.message.id)).toEqual(expected);
     b.close();
+  });
+
+  it("delivers a node's own writes to its own sockets while its Redis publish fails", async () => {
+    const b = await WsClient.connect(n1.wsUrl, bob.token);
+    const publish = vi.spyOn(n1.hub.pubsub, 'publish').mockRejectedValue(new Error('redis down'));
+    try {
+      const sent = await api(n1.url, 'POST', `/api/rooms/${roomId}/messages`, { token: alice.token, body: { content: 'while redis is down' } });
+      expect((await b.next('message.new', (e) => e.message.id === sent.body.id)).message.content).toBe('while redis is down');
+    } finally {
+      publish.mockRestore();
+      b.close();
+    }
+  });
+
+  it('reads what was committed meanwhile when its Redis subscriber reconnects', async () => {
+    const catchUp = vi.spyOn(n2.hub.stream, 'catchUp');
+    const admin = new Redis(process.env.REDIS_URL!);
+    try {
+      const clients = (await admin.client('LIST')) as string;
+      const sub = clients.split('\n').find((line) => line.includes(` name=${n2.config.redis.channel_prefix}sub `));
+      expect(sub).toBeTruthy();
+      await admin.client('KILL', 'ID', /\bid=(\d+)/.exec(sub!)![1]);
+      await vi.waitFor(() => expect(catchUp).toHaveBeenCalled(), { timeout: 5000 });
+      // And it still receives live events afterwards.
+      const b = await WsClient.connect(n2.wsUrl, bob.token);
+      const sent = await api(n1.url, 'POST', `/api/rooms/${roomId}/messages`, { token: alice.token, body: { content: 'after reconnect' } });
+      await b.next('message.new', (e) => e.message.id === sent.body.id);
+      b.close();
+    } finally {
+      catchUp.mockRestore();
+      admin.disconnect();
+    }
   });
 
   it('counts login attempts against one account across both nodes', async () => {
