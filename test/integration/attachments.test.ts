@@ -122,6 +122,24 @@ describe('upload', () => {
     form.append('file', new Blob([Uint8Array.from(png)]), 'a.png');
     expect((await fetch(`${t.url}/api/attachments`, { method: 'POST', body: form })).status).toBe(401);
   });
+
+  it('answers 400 VALIDATION_FAILED to bodies that are not multipart, lack a boundary or are cut short, keeping nothing', async () => {
+    const { rows: countBefore } = await t.hub.db.query('SELECT count(*)::int AS n FROM attachments');
+    const blobsBefore = mediaFiles().blobs.length;
+    const post = async (contentType: string, body: string) => {
+      const res = await fetch(`${t.url}/api/attachments`, { method: 'POST', headers: { authorization: `Bearer ${alice.token}`, 'content-type': contentType }, body });
+      return { status: res.status, code: ((await res.json()) as { error: { code: string } }).error.code };
+    };
+    const cutShort = '--xx\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\n\r\nhello';
+    expect(await post('application/json', '{"file":"x"}')).toEqual({ status: 400, code: 'VALIDATION_FAILED' });
+    expect(await post('multipart/form-data', cutShort)).toEqual({ status: 400, code: 'VALIDATION_FAILED' });
+    expect(await post('multipart/form-data; boundary=xx', 'garbage')).toEqual({ status: 400, code: 'VALIDATION_FAILED' });
+    expect(await post('multipart/form-data; boundary=xx', cutShort)).toEqual({ status: 400, code: 'VALIDATION_FAILED' });
+    const { rows: countAfter } = await t.hub.db.query('SELECT count(*)::int AS n FROM attachments');
+    expect(countAfter[0].n).toBe(countBefore[0].n);
+    expect(mediaFiles()).toEqual({ blobs: expect.any(Array), temp: [] });
+    expect(mediaFiles().blobs.length).toBe(blobsBefore);
+  });
 });
 
 describe('sending and fetching', () => {

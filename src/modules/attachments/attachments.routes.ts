@@ -17,10 +17,14 @@ export async function attachmentsRoutes(app: FastifyInstance): Promise<void> {
    * Upload one file as `multipart/form-data` (the first file part; any field name). 201
    * `{id, url, filename, size, mime_type, thumbnail_url?}`: `mime_type` is sniffed from the bytes,
    * `size` in bytes. Send the id in a message's `attachments` to share it.
-   * 413 ATTACHMENT_TOO_LARGE beyond `storage.max_attachment_size_mb` MiB; 400 without a file part.
+   * 413 ATTACHMENT_TOO_LARGE beyond `storage.max_attachment_size_mb` MiB; 400 VALIDATION_FAILED without
+   * a file part, for a body that is not multipart/form-data (or has no boundary), and for one cut short.
    */
   app.post('/api/attachments', { schema: { tags, consumes: ['multipart/form-data'] } }, async (req, reply) => {
-    const part = await req.file({ limits: { fileSize: maxBytes, files: 1 } });
+    if (!req.isMultipart()) throw new AppError('VALIDATION_FAILED', 'Send one file in a multipart/form-data body');
+    const part = await req.file({ limits: { fileSize: maxBytes, files: 1 } }).catch((err: Error) => {
+      throw new AppError('VALIDATION_FAILED', `Malformed multipart/form-data body: ${err.message}`);
+    });
     if (!part) throw new AppError('VALIDATION_FAILED', 'Send one file in a multipart/form-data body');
     const view = await attachments.upload(req.auth.userId, part.filename, part.file);
     reply.code(201);

@@ -55,7 +55,8 @@ export class AttachmentsService {
    * Stores an upload. `file` is the multipart part's stream; it is truncated (and `truncated` set)
    * once it passes `maxBytes`, which rejects the whole upload: nothing is kept.
    * @returns the attachment's view.
-   * @throws AppError ATTACHMENT_TOO_LARGE (413), VALIDATION_FAILED (400, empty file).
+   * @throws AppError ATTACHMENT_TOO_LARGE (413), VALIDATION_FAILED (400: empty file, or `file` failed,
+   *   e.g. a multipart body cut short).
    */
   async upload(userId: string, filename: string | undefined, file: Readable & { truncated?: boolean }): Promise<AttachmentView> {
     const id = crypto.randomUUID();
@@ -63,7 +64,11 @@ export class AttachmentsService {
     const blob = await this.storage.put(
       id,
       (async function* () {
-        for await (const chunk of file) yield chunk as Uint8Array;
+        try {
+          for await (const chunk of file) yield chunk as Uint8Array;
+        } catch (err) {
+          throw new AppError('VALIDATION_FAILED', `The upload is malformed or was cut short: ${(err as Error).message}`);
+        }
         if (file.truncated) throw new AppError('ATTACHMENT_TOO_LARGE', `Attachments are limited to ${limitMb} MiB`);
       })(),
     );
