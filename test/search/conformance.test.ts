@@ -174,6 +174,8 @@ for (const backend of BACKENDS) {
       expectError(await api(t.url, 'GET', '/api/search/messages', { token: alice.token }), 400, 'VALIDATION_FAILED');
       expectError(await search(alice, { q: 'budget', limit: 0 }), 400, 'VALIDATION_FAILED');
       expectError(await search(alice, { q: 'budget', user_id: 'bob' }), 400, 'VALIDATION_FAILED');
+      // Well-formed RFC 3339 (a leap second) that JavaScript cannot represent as a Date.
+      expectError(await search(alice, { q: 'budget', from: '2016-12-31T23:59:60Z' }), 400, 'VALIDATION_FAILED');
       expect((await api(t.url, 'GET', '/api/search/messages?q=budget')).status).toBe(401);
     });
   });

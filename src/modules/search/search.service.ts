@@ -43,6 +43,13 @@ export async function createSearch(config: Config, db: Database, stream: EventSt
   return { index, indexer };
 }
 
+/** `value` (an RFC 3339 date-time) as a Date. @throws AppError VALIDATION_FAILED when JavaScript cannot represent it. */
+function instant(name: string, value: string): Date {
+  const date = new Date(value);
+  if (Number.isNaN(date.getTime())) throw new AppError('VALIDATION_FAILED', `\`${name}\` is not a representable date-time: ${value}`);
+  return date;
+}
+
 export class SearchService {
   constructor(
     private readonly db: Database,
@@ -55,11 +62,12 @@ export class SearchService {
    * Searches the caller's rooms (or `room_id`, one of them), best first or newest first.
    * @returns `{results: [{message, highlight, rank}], has_more}`.
    * @throws AppError INVALID_ROOM (404) / NOT_A_MEMBER (403) for `room_id`; VALIDATION_FAILED (400)
-   *   when `from` is after `to`; SEARCH_UNAVAILABLE (503) when the backend cannot answer.
+   *   when `from` or `to` is no representable instant (e.g. a leap second) or `from` is after `to`;
+   *   SEARCH_UNAVAILABLE (503) when the backend cannot answer.
    */
   async search(userId: string, p: SearchParams): Promise<{ results: SearchHit[]; has_more: boolean }> {
-    const from = p.from ? new Date(p.from) : undefined;
-    const to = p.to ? new Date(p.to) : undefined;
+    const from = p.from ? instant('from', p.from) : undefined;
+    const to = p.to ? instant('to', p.to) : undefined;
     if (from && to && from > to) throw new AppError('VALIDATION_FAILED', '`from` is after `to`');
     if (p.room_id) await this.rooms.requireMember(this.db, p.room_id, userId);
     const roomIds = p.room_id ? [p.room_id] : await this.rooms.roomIdsFor(userId);
