@@ -258,6 +258,9 @@ describe('REST tool endpoints', () => {
       ['read_messages', { room_id: roomId, limit: 0 }],
       ['get_presence', { user_ids: [] }],
       ['list_rooms', 'rooms please'],
+      // Stream positions beyond what PostgreSQL's bigint (and a JavaScript number) holds exactly.
+      ['read_messages', { room_id: roomId, since: 1e20 }],
+      ['wait_for_messages', { since: 1e300, timeout_ms: 0 }],
     ];
     for (const [name, args] of cases) {
       const res = await tool(agent, name, args);

@@ -95,7 +95,7 @@ export const TOOLS: Tool[] = [
         limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 50, description: 'Page size (also capped by the hub\'s limits.history_page_max).' })),
         before: Type.Optional(Uuid),
         after: Type.Optional(Uuid),
-        since: Type.Optional(Type.Integer({ minimum: 0, description: 'A stream_position, e.g. a message\'s or wait_for_messages\' next_since.' })),
+        since: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'A stream_position, e.g. a message\'s or wait_for_messages\' next_since.' })),
       },
       Strict,
     ),
@@ -209,7 +209,7 @@ export const TOOLS: Tool[] = [
     scope: 'messages:read',
     input: Type.Object(
       {
-        since: Type.Optional(Type.Integer({ minimum: 0 })),
+        since: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER })),
         room_id: Type.Optional(Uuid),
         timeout_ms: Type.Optional(Type.Integer({ minimum: 0, maximum: WAIT_MAX_MS, default: WAIT_DEFAULT_MS })),
         limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 50 })),
