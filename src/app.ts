@@ -11,6 +11,7 @@ import fastifySwaggerUi from '@fastify/swagger-ui';
 import fastifyMultipart from '@fastify/multipart';
 import fastifyWebsocket from '@fastify/websocket';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { unstorableTextPath } from './db/text.js';
 import { AppError, errorBody } from './errors.js';
 import { closeHub, type Hub } from './hub.js';
 import { mcpRoutes } from './mcp/server.js';
@@ -53,6 +54,13 @@ export async function buildApp(hub: Hub): Promise<FastifyInstance> {
 
   app.decorate('hub', hub);
   app.decorateRequest('auth', null as unknown as AuthContext);
+  // Every route: a string PostgreSQL cannot store is a 400, not a failed query (src/db/text.ts).
+  app.addHook('preValidation', async (req) => {
+    for (const [part, value] of [['params', req.params], ['querystring', req.query], ['body', req.body]] as const) {
+      const bad = unstorableTextPath(value);
+      if (bad !== null) throw new AppError('VALIDATION_FAILED', `${part}${bad ? `/${bad.replaceAll('.', '/')}` : ''} must not contain U+0000 or an unpaired surrogate`);
+    }
+  });
   app.addHook('onSend', async (req, reply) => {
     reply.header('x-request-id', req.id);
   });

@@ -4,6 +4,7 @@
  */
 import { Type, type Static } from 'typebox';
 import { Compile } from 'typebox/compile';
+import { unstorableTextPath } from '../db/text.js';
 
 const Uuid = Type.String({ format: 'uuid' });
 const TxnId = Type.String({ minLength: 1, maxLength: 255 });
@@ -66,5 +67,7 @@ export function parseFrame(text: string): ParseResult {
     const where = first?.instancePath ? first.instancePath.slice(1).replaceAll('/', '.') + ': ' : '';
     return { ok: false, code: 'VALIDATION_FAILED', message: `${where}${first?.message ?? 'invalid frame'}`, txn_id: txnId };
   }
+  const bad = unstorableTextPath(data);
+  if (bad !== null) return { ok: false, code: 'VALIDATION_FAILED', message: `${bad}: must not contain U+0000 or an unpaired surrogate`, txn_id: txnId };
   return { ok: true, frame: data as AnyFrame };
 }

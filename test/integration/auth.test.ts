@@ -64,6 +64,11 @@ describe('register', () => {
     expect(Object.keys(res.body)).toEqual(['error']);
     expect(Object.keys(res.body.error).sort()).toEqual(['code', 'message']);
   });
+  it('refuses a U+0000 in the name (400 VALIDATION_FAILED), and one in a login email is a 400 too, not a 500', async () => {
+    const reg = await api(t.url, 'POST', '/api/auth/register', { body: { email: 'nul-name@example.test', name: 'A\u0000B', password: 'correct horse battery' } });
+    expectError(reg, 400, 'VALIDATION_FAILED');
+    expectError(await api(t.url, 'POST', '/api/auth/login', { body: { email: 'x\u0000@example.test', password: 'whatever long' } }), 400, 'VALIDATION_FAILED');
+  });
 });
 
 describe('login', () => {

@@ -107,6 +107,21 @@ describe('send', () => {
     expect(await count('messages WHERE room_id = $1', [roomId])).toBe(before);
   });
 
+  it('refuses text PostgreSQL cannot store (U+0000, an unpaired surrogate) in a body, a path or a query with 400, storing nothing', async () => {
+    const before = await count('messages WHERE room_id = $1', [roomId]);
+    for (const content of ['nul \u0000 byte', 'half \ud800 a pair', 'other half \udc00']) {
+      expectError(await api(t.url, 'POST', `/api/rooms/${roomId}/messages`, { token: carol.token, body: { content } }), 400, 'VALIDATION_FAILED');
+    }
+    expectError(await api(t.url, 'POST', `/api/rooms/${roomId}/messages`, { token: carol.token, body: { content: 'ok', txn_id: 'a\u0000' } }), 400, 'VALIDATION_FAILED');
+    expect(await count('messages WHERE room_id = $1', [roomId])).toBe(before);
+    const target = await sendMessage(t.url, carol, roomId, 'react to me');
+    expectError(await api(t.url, 'PUT', `/api/messages/${target.id}/reactions/%00`, { token: carol.token }), 400, 'VALIDATION_FAILED');
+    expectError(await api(t.url, 'GET', '/api/users/search?q=%00', { token: carol.token }), 400, 'VALIDATION_FAILED');
+    expectError(await api(t.url, 'PATCH', `/api/rooms/${roomId}`, { token: alice.token, body: { topic: 'x\u0000' } }), 400, 'VALIDATION_FAILED');
+    // A well-formed pair (an emoji outside the BMP) is fine.
+    expect((await api(t.url, 'POST', `/api/rooms/${roomId}/messages`, { token: carol.token, body: { content: 'paired \ud83d\ude00' } })).status).toBe(201);
+  });
+
   it('refuses non-members on send and history (403 NOT_A_MEMBER) and unknown rooms (404 INVALID_ROOM)', async () => {
     expectError(await api(t.url, 'POST', `/api/rooms/${roomId}/messages`, { token: eve.token, body: { content: 'let me in' } }), 403, 'NOT_A_MEMBER');
     expectError(await history(eve, roomId), 403, 'NOT_A_MEMBER');

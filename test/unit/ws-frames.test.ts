@@ -72,6 +72,24 @@ describe('parseFrame: schema violations', () => {
   });
 });
 
+describe('parseFrame: text PostgreSQL cannot store', () => {
+  it.each([
+    ['a U+0000 in content', { type: 'message.send', room_id: ROOM, content: 'a\u0000b', txn_id: 't-1' }],
+    ['an unpaired high surrogate in content', { type: 'message.send', room_id: ROOM, content: 'a\ud800b', txn_id: 't-1' }],
+    ['an unpaired low surrogate in a reaction key', { type: 'reaction.add', message_id: MSG, key: '\udc00', txn_id: 't-1' }],
+  ])('%s → VALIDATION_FAILED with txn_id echoed', (_label, value) => {
+    expect(frame(value)).toMatchObject({ ok: false, code: 'VALIDATION_FAILED', txn_id: 't-1' });
+  });
+
+  it('a U+0000 in status text → VALIDATION_FAILED', () => {
+    expect(frame({ type: 'presence.update', status: 'away', status_text: 'x\u0000' })).toMatchObject({ ok: false, code: 'VALIDATION_FAILED' });
+  });
+
+  it('accepts a well-formed surrogate pair', () => {
+    expect(frame({ type: 'message.send', room_id: ROOM, content: 'ok \ud83d\ude00' })).toMatchObject({ ok: true });
+  });
+});
+
 describe('parseFrame: valid frames', () => {
   it.each([
     { type: 'message.send', room_id: ROOM, content: 'hello' },
