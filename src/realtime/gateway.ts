@@ -64,11 +64,17 @@ async function serveSocket(hub: Hub, socket: WebSocket, auth: AuthContext, since
       .then(() => handleFrame(hub, conn, isBinary ? null : data.toString(), limits))
       .catch((err) => hub.log.error({ err }, 'WebSocket frame handling failed'));
   });
+  // Counted in presence only once `connected` was called, so a failed set-up cannot uncount another socket.
+  let present = false;
   socket.on('close', () => {
-    hub.fanout.remove(conn);
-    hub.metrics.wsConnections.dec();
-    hub.presence.disconnected(auth.userId);
-    if (hub.fanout.socketCount(auth.userId) === 0) void hub.typing.stopAll(auth.userId);
+    // A socket may close half-way through its set-up: undo it once it is complete, or the rooms it
+    // joins and the presence it sets afterwards would outlive it.
+    void setUp.then(() => {
+      hub.fanout.remove(conn);
+      hub.metrics.wsConnections.dec();
+      if (present) hub.presence.disconnected(auth.userId);
+      if (hub.fanout.socketCount(auth.userId) === 0) void hub.typing.stopAll(auth.userId);
+    });
   });
 
   hub.metrics.wsConnections.inc();
@@ -79,6 +85,7 @@ async function serveSocket(hub: Hub, socket: WebSocket, auth: AuthContext, since
   hub.fanout.add(conn);
   try {
     hub.fanout.joinRooms(conn, await hub.rooms.roomIdsFor(auth.userId));
+    present = true;
     await hub.presence.connected(auth.userId).catch((err) => hub.log.error({ err }, 'presence update failed'));
     const written = await conn.catchUp(since ?? startPosition, (after) => hub.stream.readSince(after, [...conn.rooms], auth.userId));
     conn.send({ type: 'ready', user_id: auth.userId, device_id: auth.deviceId, stream_position: conn.lastPosition, resumed: since === undefined ? 0 : written });

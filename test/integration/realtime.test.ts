@@ -1,4 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { once } from 'node:events';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import WebSocket from 'ws';
 import { WsClient, api, register, startTestHub, type Session, type TestHub } from '../helpers/hub.js';
 
 let t: TestHub;
@@ -213,5 +215,41 @@ describe('presence', () => {
     const bulk = await api(t.url, 'POST', '/api/presence/query', { token: outsider.token, body: { user_ids: [dave.user.id, outsider.user.id] } });
     expect(bulk.body.map((p: any) => p.user_id)).toEqual([outsider.user.id]);
     e.close();
+  });
+
+  it('a socket closed while it is being set up leaves its user offline and no room subscription behind', async () => {
+    const frank = await register(t.url, 'Frank');
+    const gina = await register(t.url, 'Gina');
+    await api(t.url, 'POST', '/api/rooms', { token: frank.token, body: { type: 'direct', members: [gina.user.id] } });
+    const solo = (await api(t.url, 'POST', '/api/rooms', { token: frank.token, body: { type: 'group', name: 'solo' } })).body;
+    const g = await WsClient.connect(t.wsUrl, gina.token);
+
+    // Hold the set-up at "read the user's rooms" until the client has gone.
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let reached!: () => void;
+    const reading = new Promise<void>((resolve) => (reached = resolve));
+    const original = t.hub.rooms.roomIdsFor.bind(t.hub.rooms);
+    const spy = vi.spyOn(t.hub.rooms, 'roomIdsFor').mockImplementationOnce(async (userId) => {
+      reached();
+      await held;
+      return original(userId);
+    });
+    const raw = new WebSocket(`${t.wsUrl}/ws`, { headers: { authorization: `Bearer ${frank.token}` } });
+    await Promise.all([reading, once(raw, 'open')]);
+    const serverSide = [...t.app.websocketServer.clients].at(-1)!;
+    const serverClosed = once(serverSide, 'close');
+    raw.terminate();
+    await serverClosed;
+    release();
+
+    // The set-up finishes (Frank shows online), then its socket is accounted as closed (offline).
+    await g.next('presence', (p) => p.user_id === frank.user.id && p.status === 'online');
+    await g.next('presence', (p) => p.user_id === frank.user.id && p.status === 'offline');
+    expect((await api(t.url, 'GET', `/api/presence/${frank.user.id}`, { token: gina.token })).body.status).toBe('offline');
+    expect(t.hub.fanout.socketCount(frank.user.id)).toBe(0);
+    expect((t.hub.fanout as any).byRoom.has(solo.id)).toBe(false);
+    spy.mockRestore();
+    g.close();
   });
 });
