@@ -18,7 +18,7 @@ import type { Database, Queryable } from '../db/database.js';
 import type { PubSub } from './pubsub.js';
 
 /** Any constant shared by all writers: the advisory lock that orders stream positions. */
-const STREAM_LOCK_KEY = 0x53574244;
+export const STREAM_LOCK_KEY = 0x53574244;
 const READ_BATCH = 500;
 
 export interface StreamEvent {

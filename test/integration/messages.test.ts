@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WsClient, api, register, startTestHub, type Session, type TestHub } from '../helpers/hub.js';
+import { holdStreamLock } from '../helpers/locks.js';
 import { createRoom, expectError, roomEntry, sendMessage } from '../helpers/rest.js';
 
 let t: TestHub;
@@ -271,6 +272,27 @@ describe('redaction', () => {
     expectError(await api(t.url, 'DELETE', `/api/messages/${m.id}`, { token: eve.token }), 403, 'NOT_A_MEMBER');
     expectError(await api(t.url, 'DELETE', `/api/messages/${crypto.randomUUID()}`, { token: carol.token }), 404, 'INVALID_MESSAGE');
     expect((await getMessage(carol, m.id)).body).toMatchObject({ deleted: false, content: 'keep me' });
+  });
+});
+
+describe('races (need a real PostgreSQL: DATABASE_URL)', () => {
+  it.skipIf(!process.env.DATABASE_URL)('a reaction racing a redaction never outlives it', async () => {
+    const m = await sendMessage(t.url, alice, roomId, 'about to go');
+    const lock = await holdStreamLock(t);
+    const reacting = api(t.url, 'PUT', `/api/messages/${m.id}/reactions/ok`, { token: carol.token });
+    await lock.waiting(1);
+    const redacting = api(t.url, 'DELETE', `/api/messages/${m.id}`, { token: alice.token });
+    await lock.waiting(2);
+    await lock.release();
+    const [reacted, redacted] = await Promise.all([reacting, redacting]);
+    expect(redacted.status).toBe(204);
+    expect([200, 404]).toContain(reacted.status);
+    expect(await count('reactions WHERE message_id = $1', [m.id])).toBe(0);
+    const { rows } = await t.hub.db.query(
+      `SELECT type FROM room_events WHERE room_id = $1 AND payload->>'message_id' = $2 ORDER BY stream_position`,
+      [roomId, m.id],
+    );
+    expect(rows.at(-1)?.type).toBe('message.deleted');
   });
 });
 

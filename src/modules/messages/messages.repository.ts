@@ -121,7 +121,7 @@ export const messagesRepository = {
     );
   },
 
-  /** Locks a message row until the transaction ends, so edits and redactions of it run one at a time. */
+  /** Locks a message row until the transaction ends, so edits, redactions and reactions of it run one at a time. */
   async lockMessage(q: Queryable, id: string): Promise<void> {
     await q.query('SELECT 1 FROM messages WHERE id = $1 FOR NO KEY UPDATE', [id]);
   },

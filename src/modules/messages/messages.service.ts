@@ -277,6 +277,7 @@ export class MessagesService {
    */
   async redact(userId: string, messageId: string): Promise<void> {
     await this.stream.write(async (tx) => {
+      await repo.lockMessage(tx, messageId);
       const m = await repo.findById(tx, messageId);
       if (!m) throw new AppError('INVALID_MESSAGE', 'Message not found');
       const { role } = await this.rooms.requireMember(tx, m.room_id, userId);
@@ -299,6 +300,8 @@ export class MessagesService {
    */
   async react(userId: string, messageId: string, key: string, add: boolean): Promise<{ key: string; count: number }> {
     return this.stream.write(async (tx) => {
+      // Locked like edits and redactions: a reaction added while a redaction runs would outlive it.
+      await repo.lockMessage(tx, messageId);
       const m = await repo.findById(tx, messageId);
       if (!m) throw new AppError('INVALID_MESSAGE', 'Message not found');
       await this.rooms.requireMember(tx, m.room_id, userId);
