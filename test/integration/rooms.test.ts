@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WsClient, api, register, startTestHub, type Session, type TestHub } from '../helpers/hub.js';
+import { holdStreamLock } from '../helpers/locks.js';
 import { createRoom, expectError, roomEntry, sendMessage } from '../helpers/rest.js';
 
 let t: TestHub;
@@ -159,6 +160,52 @@ describe('leaving', () => {
     expect((await addMembers(alice, room.id, [carol])).status).toBe(200);
     const res = await api(t.url, 'POST', `/api/rooms/${room.id}/leave`, { token: alice.token });
     expect([roleOf(res.body, bob), roleOf(res.body, carol)]).toEqual(['owner', 'member']);
+  });
+});
+
+describe('concurrent membership changes (need a real PostgreSQL: DATABASE_URL)', () => {
+  const leave = (s: Session, roomId: string) => api(t.url, 'POST', `/api/rooms/${roomId}/leave`, { token: s.token });
+
+  it.skipIf(!process.env.DATABASE_URL)('an owner leaving while the heir admin leaves still leaves the room an owner', async () => {
+    const room = await createRoom(t.url, alice, { type: 'group', members: [bob.user.id, carol.user.id] });
+    await setRole(alice, room.id, bob, 'admin');
+    const lock = await holdStreamLock(t);
+    const bobLeaves = leave(bob, room.id);
+    await lock.waiting(1);
+    const aliceLeaves = leave(alice, room.id);
+    await lock.waiting(2);
+    await lock.release();
+    expect((await bobLeaves).status).toBe(200);
+    expect((await aliceLeaves).status).toBe(200);
+    const after = await getRoom(carol, room.id);
+    expect(after.body.members.map((m: any) => [m.user_id, m.role])).toEqual([[carol.user.id, 'owner']]);
+  });
+
+  it.skipIf(!process.env.DATABASE_URL)('a send racing its sender leaving is refused, never stored after the leave', async () => {
+    const room = await createRoom(t.url, alice, { type: 'group', members: [bob.user.id] });
+    const lock = await holdStreamLock(t);
+    const bobLeaves = leave(bob, room.id);
+    await lock.waiting(1);
+    const bobSends = api(t.url, 'POST', `/api/rooms/${room.id}/messages`, { token: bob.token, body: { content: 'on my way out' } });
+    await lock.waiting(2);
+    await lock.release();
+    expect((await bobLeaves).status).toBe(200);
+    expectError(await bobSends, 403, 'NOT_A_MEMBER');
+    const { rows } = await t.hub.db.query('SELECT count(*)::int AS n FROM messages WHERE room_id = $1 AND user_id = $2', [room.id, bob.user.id]);
+    expect(rows[0].n).toBe(0);
+  });
+
+  it.skipIf(!process.env.DATABASE_URL)('two concurrent joins of one user emit one room.updated', async () => {
+    const room = await createRoom(t.url, alice, { type: 'channel', name: 'open', visibility: 'public' });
+    const lock = await holdStreamLock(t);
+    const first = api(t.url, 'POST', `/api/rooms/${room.id}/join`, { token: dave.token });
+    await lock.waiting(1);
+    const second = api(t.url, 'POST', `/api/rooms/${room.id}/join`, { token: dave.token });
+    await lock.waiting(2);
+    await lock.release();
+    expect([(await first).status, (await second).status]).toEqual([200, 200]);
+    const { rows } = await t.hub.db.query(`SELECT count(*)::int AS n FROM room_events WHERE room_id = $1 AND type = 'room.updated'`, [room.id]);
+    expect(rows[0].n).toBe(2); // the create and one join
   });
 });
 

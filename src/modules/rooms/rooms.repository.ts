@@ -43,6 +43,14 @@ export const roomsRepository = {
     return rows[0] ?? null;
   },
 
+  /**
+   * Locks a room row until the transaction ends, so changes to the room and its membership run one at
+   * a time (sends and other member actions only share-lock their member row, see `getRole`).
+   */
+  async lockRoom(q: Queryable, id: string): Promise<void> {
+    await q.query('SELECT 1 FROM rooms WHERE id = $1 FOR NO KEY UPDATE', [id]);
+  },
+
   async findDirect(q: Queryable, key: string): Promise<RoomRow | null> {
     const { rows } = await q.query<RoomRow>('SELECT * FROM rooms WHERE direct_key = $1 AND deleted_at IS NULL', [key]);
     return rows[0] ?? null;
@@ -81,8 +89,13 @@ export const roomsRepository = {
     await q.query('UPDATE room_members SET role = $3 WHERE room_id = $1 AND user_id = $2', [roomId, userId, role]);
   },
 
+  /**
+   * The member's role. Inside a transaction the member row stays key-share locked until it ends, so
+   * a concurrent leave or removal waits for what the member is doing (a send, say), and a member
+   * removed meanwhile reads as no member at all.
+   */
   async getRole(q: Queryable, roomId: string, userId: string): Promise<Role | null> {
-    const { rows } = await q.query<{ role: Role }>('SELECT role FROM room_members WHERE room_id = $1 AND user_id = $2', [roomId, userId]);
+    const { rows } = await q.query<{ role: Role }>('SELECT role FROM room_members WHERE room_id = $1 AND user_id = $2 FOR KEY SHARE', [roomId, userId]);
     return rows[0]?.role ?? null;
   },
 

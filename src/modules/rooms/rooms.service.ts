@@ -1,7 +1,8 @@
 /**
  * Rooms: direct (one per pair), group and channel (public channels can be joined). Every change is
  * checked against `rooms.policy` and emits a `room.updated` stream event to the members (and to anyone
- * just removed, through `notify_user_ids`).
+ * just removed, through `notify_user_ids`). Changes lock the room row first, so they run one at a time
+ * per room on what the one before left (two leaves cannot both hand ownership to each other).
  */
 import type { Database, Queryable } from '../../db/database.js';
 import { AppError } from '../../errors.js';
@@ -141,6 +142,7 @@ export class RoomsService {
   /** Changes name, topic, visibility or whether edits are allowed (admins). */
   async update(userId: string, roomId: string, patch: { name?: string; topic?: string; visibility?: 'public' | 'private'; allow_edits?: boolean }) {
     return this.stream.write(async (tx) => {
+      await repo.lockRoom(tx, roomId);
       const { room, role } = await this.requireMember(tx, roomId, userId);
       assertCanEditRoom(room.type, role);
       if (patch.visibility === 'public' && room.type !== 'channel') throw new AppError('VALIDATION_FAILED', 'Only channels can be public');
@@ -156,6 +158,7 @@ export class RoomsService {
    */
   async delete(userId: string, roomId: string, opts: { asServerAdmin?: boolean } = {}): Promise<void> {
     await this.stream.write(async (tx) => {
+      await repo.lockRoom(tx, roomId);
       if (opts.asServerAdmin) await this.requireRoom(tx, roomId);
       else assertCanDeleteRoom((await this.requireMember(tx, roomId, userId)).role);
       const members = await repo.listMembers(tx, roomId);
@@ -175,6 +178,7 @@ export class RoomsService {
     const missing = userIds.filter((id) => !existing.includes(id));
     if (missing.length) throw new AppError('INVALID_USER', `Unknown user: ${missing[0]}`);
     return this.stream.write(async (tx) => {
+      await repo.lockRoom(tx, roomId);
       const { room, role } = await this.requireMember(tx, roomId, userId);
       assertCanAddMember(room.type, role);
       let added = 0;
@@ -187,6 +191,7 @@ export class RoomsService {
   async removeMember(userId: string, roomId: string, targetId: string) {
     if (targetId === userId) return this.leave(userId, roomId);
     return this.stream.write(async (tx) => {
+      await repo.lockRoom(tx, roomId);
       const { room, role } = await this.requireMember(tx, roomId, userId);
       const target = await repo.getRole(tx, roomId, targetId);
       if (!target) throw new AppError('INVALID_USER', 'That user is not a member of this room');
@@ -199,6 +204,7 @@ export class RoomsService {
   /** Sets a member's role (owner). Setting `owner` hands ownership over; the caller becomes admin. */
   async setRole(userId: string, roomId: string, targetId: string, newRole: Role) {
     return this.stream.write(async (tx) => {
+      await repo.lockRoom(tx, roomId);
       const { room, role } = await this.requireMember(tx, roomId, userId);
       assertCanSetRole(room.type, role);
       if (!(await repo.getRole(tx, roomId, targetId))) throw new AppError('INVALID_USER', 'That user is not a member of this room');
@@ -212,6 +218,7 @@ export class RoomsService {
   /** Joins a public channel. Joining a room one is already in is a no-op. */
   async join(userId: string, roomId: string) {
     return this.stream.write(async (tx) => {
+      await repo.lockRoom(tx, roomId);
       const room = await this.requireRoom(tx, roomId);
       if (await repo.getRole(tx, roomId, userId)) return roomView(room, await repo.listMembers(tx, roomId));
       if (room.type !== 'channel' || room.visibility !== 'public') throw new AppError('FORBIDDEN', 'Only public channels can be joined');
@@ -226,6 +233,7 @@ export class RoomsService {
    */
   async leave(userId: string, roomId: string) {
     return this.stream.write(async (tx) => {
+      await repo.lockRoom(tx, roomId);
       const { room, role } = await this.requireMember(tx, roomId, userId);
       assertCanLeave(room.type);
       await repo.deleteMember(tx, roomId, userId);
