@@ -23,7 +23,7 @@ interface RunningBridge {
   stop(): Promise<void>;
 }
 interface BridgesModule {
-  createBridgeWorker(config: Config, id: string, log: import('pino').Logger): RunningBridge;
+  createBridge(config: Config, id: string, log: import('pino').Logger): RunningBridge;
   startInProcessBridges(config: Config, hubUrl: string, log: import('pino').Logger): Promise<RunningBridge[]>;
 }
 interface DatabaseModule {
@@ -102,9 +102,9 @@ export function buildProgram(): Command {
     .description('run the bridge worker configured as [[bridges]] id = <id>, e.g. `switchboard bridge whatsapp` (see docs/BRIDGES.md)')
     .action(async (id: string, _opts, cmd: Command) => {
       const config = configFrom(cmd);
-      const { createBridgeWorker } = (await import(BRIDGES_MODULE)) as BridgesModule;
+      const { createBridge } = (await import(BRIDGES_MODULE)) as BridgesModule;
       const { createLogger } = (await import(SERVER_MODULE)) as ServerModule;
-      const bridge = createBridgeWorker(config, id, createLogger(config));
+      const bridge = createBridge(config, id, createLogger(config));
       const url = await bridge.start();
       console.log(`bridge ${id} listening on ${url}`);
       onShutdown(() => bridge.stop());

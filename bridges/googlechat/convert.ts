@@ -2,53 +2,24 @@
  * Google Chat resources <-> bridge events (the network's ids and conversion stay here).
  *
  * Ids are Google's resource names: a space `spaces/{space}` (one portal room each, DMs included), a
- * user `users/{user}` (one ghost each), a message `spaces/{space}/messages/{message}`, its thread
- * `spaces/{space}/threads/{thread}`, a reaction `…/messages/{message}/reactions/{reaction}`.
- * Messages the bridge created carry a client-assigned id starting with `client-sb-`: seeing one come
- * back is an echo and is dropped. Event ids (the dedupe keys) are derived from the resource names, so
- * the same message arriving as an interaction event, as a Pub/Sub push, again on redelivery and in
- * the catch-up list is one message.
+ * message `spaces/{space}/messages/{message}`, its thread `spaces/{space}/threads/{thread}`, a
+ * reaction `…/messages/{message}/reactions/{reaction}`; a user `users/{user}` is remote user
+ * `{user}` (one ghost each). Messages the bridge created carry a client-assigned id starting with
+ * `client-sb-`: seeing one come back is an echo and is dropped. Event ids (the dedupe keys) are the
+ * resource names (a message's) or derived from them, so the same message arriving as an interaction
+ * event, as a Pub/Sub push, again on redelivery and in the catch-up list is one message.
  * References: Message https://developers.google.com/workspace/chat/api/reference/rest/v1/spaces.messages,
  * interaction events https://developers.google.com/workspace/chat/api/reference/rest/v1/Event,
  * Workspace event data https://developers.google.com/workspace/events/guides/events-chat.
  */
-import type { RemoteMedia, RemoteUser } from '../kit/types.js';
+import { relay } from '../kit/bridge.js';
+import type { RemoteEvent, RemoteMedia, RemotePortal, RemoteUser } from '../kit/types.js';
 import type { Message } from './google.js';
 
 /** Prefix of the client-assigned message ids the bridge creates (`client-` is Google's rule). */
 export const CLIENT_ID_PREFIX = 'client-sb-';
 /** Google Chat's message size limit, bytes. */
 export const MAX_MESSAGE_BYTES = 32_000;
-
-/** A Chat message as the bridge carries it to the hub. */
-export interface ChatMessage {
-  name: string;
-  text: string;
-  thread?: string;
-  /** True when it answers in an existing thread (Google's `threadReply`). */
-  threadReply: boolean;
-  /** Uploaded files, fetched with media.download (`id` is the attachmentDataRef resourceName). */
-  media: RemoteMedia[];
-}
-
-interface Base {
-  /** Dedupe key, unique per logical event. */
-  id: string;
-  /** The space (portal) it belongs to. */
-  space: string;
-  /** When it happened on Google Chat, ms since the epoch. */
-  ts: number;
-}
-
-/** What the connector produces from Google Chat; persisted before it is handled, so JSON only. */
-export type ChatEvent =
-  | (Base & { type: 'message'; sender: RemoteUser; message: ChatMessage })
-  | (Base & { type: 'edit'; sender: RemoteUser; message: ChatMessage })
-  | (Base & { type: 'delete'; target: string })
-  | (Base & { type: 'reaction'; sender: RemoteUser; target: string; reaction: string; emoji: string })
-  | (Base & { type: 'unreaction'; reaction: string })
-  | (Base & { type: 'member'; sender: RemoteUser; joined: boolean })
-  | (Base & { type: 'notice'; text: string });
 
 /** A Workspace Events subscription lifecycle event (expiration reminder, expired, suspended). */
 export interface Lifecycle {
@@ -61,15 +32,20 @@ export function spaceOf(resourceName: string): string {
   return resourceName.split('/').slice(0, 2).join('/');
 }
 
+/** A space as a portal; its room name is filled in by the connector from what it knows of the space. */
+function portalOf(space: string, name = space): RemotePortal {
+  return { id: space, name };
+}
+
 function time(iso: string | null | undefined, fallback = Date.now()): number {
   const t = iso ? Date.parse(iso) : NaN;
   return Number.isFinite(t) ? t : fallback;
 }
 
-/** A Google user as a remote user (API answers often lack the display name: then ''). */
+/** A Google user `users/{id}` as remote user `{id}` (API answers often lack the display name: then ''). */
 export function userOf(u: { name?: string | null; displayName?: string | null; avatarUrl?: string | null } | null | undefined): RemoteUser | null {
   if (!u?.name) return null;
-  return { id: u.name, name: u.displayName ?? '', ...(u.avatarUrl ? { avatarUrl: u.avatarUrl } : {}) };
+  return { id: u.name.replace(/^users\//, ''), name: u.displayName ?? '', ...(u.avatarUrl ? { avatarUrl: u.avatarUrl } : {}) };
 }
 
 /** True for a message the bridge itself created (an echo). */
@@ -77,8 +53,8 @@ export function isOwn(m: Message): boolean {
   return (m.clientAssignedMessageId ?? '').startsWith(CLIENT_ID_PREFIX);
 }
 
-/** The message part of an event: text, thread, uploaded files; Drive files are named in the text. */
-export function chatMessage(m: Message): ChatMessage {
+/** A message's text and uploaded files; Drive files are named in the text (with a link) instead. */
+function content(m: Message): { text: string; media: RemoteMedia[] } {
   const media: RemoteMedia[] = [];
   const notes: string[] = [];
   for (const a of m.attachment ?? []) {
@@ -86,27 +62,22 @@ export function chatMessage(m: Message): ChatMessage {
     if (a.source !== 'DRIVE_FILE' && ref) media.push({ id: ref, mimeType: a.contentType ?? 'application/octet-stream', fileName: a.contentName ?? 'file' });
     else notes.push(`📎 ${a.contentName ?? 'file'} (Google Drive file${a.driveDataRef?.driveFileId ? `: https://drive.google.com/open?id=${a.driveDataRef.driveFileId}` : ''})`);
   }
-  return {
-    name: m.name!,
-    text: [m.text ?? '', ...notes].filter(Boolean).join('\n'),
-    ...(m.thread?.name ? { thread: m.thread.name } : {}),
-    threadReply: m.threadReply === true,
-    media,
-  };
+  return { text: [m.text ?? '', ...notes].filter(Boolean).join('\n'), media };
 }
 
 /**
  * A created (`edit: false`) or updated (`edit: true`) message as an event; null for an echo, a
- * message without sender, or a deleted one. `sender`: a fuller user record (interaction events).
+ * message without sender, or a deleted one. A message's id is its name; files are fetched by their
+ * attachmentDataRef resource name. `sender`: a fuller user record (interaction events).
  */
-export function messageEvent(m: Message | null | undefined, edit: boolean, sender?: RemoteUser | null): ChatEvent | null {
+export function messageEvent(m: Message | null | undefined, edit: boolean, sender?: RemoteUser | null): RemoteEvent | null {
   if (!m?.name || isOwn(m) || m.deleteTime) return null;
   const user = sender ?? userOf(m.sender);
   if (!user) return null;
-  const base = { space: spaceOf(m.name), sender: user, message: chatMessage(m) };
-  return edit
-    ? { ...base, type: 'edit', id: `edit:${m.name}:${m.lastUpdateTime ?? ''}`, ts: time(m.lastUpdateTime) }
-    : { ...base, type: 'message', id: `msg:${m.name}`, ts: time(m.createTime) };
+  const { text, media } = content(m);
+  const portal = portalOf(spaceOf(m.name));
+  if (edit) return { type: 'edit', id: `edit:${m.name}:${m.lastUpdateTime ?? ''}`, portal, ts: time(m.lastUpdateTime), sender: user, targetId: m.name, text };
+  return { type: 'message', id: m.name, portal, ts: time(m.createTime), sender: user, text, ...(m.thread?.name ? { thread: m.thread.name } : {}), threadReply: m.threadReply === true, media };
 }
 
 /** The space an interaction event is about, with a room name for it. */
@@ -127,7 +98,7 @@ export function spaceInfo(space: { name?: string | null; displayName?: string | 
  * `ADDED_TO_SPACE` -> the space is to be bridged (with the adder as a member and a notice, plus the
  * message when the app was added by mentioning it); `REMOVED_FROM_SPACE` -> no longer bridged.
  */
-export function fromInteraction(body: any): { action: 'message' | 'added' | 'removed' | 'ignored'; space: SpaceInfo | null; events: ChatEvent[] } {
+export function fromInteraction(body: any): { action: 'message' | 'added' | 'removed' | 'ignored'; space: SpaceInfo | null; events: RemoteEvent[] } {
   const user = userOf(body?.user);
   const space = spaceInfo(body?.space, user);
   const ts = time(body?.eventTime);
@@ -137,14 +108,15 @@ export function fromInteraction(body: any): { action: 'message' | 'added' | 'rem
     case 'MESSAGE':
       return { action: 'message', space, events: msg ? [msg] : [] };
     case 'ADDED_TO_SPACE': {
-      const events: ChatEvent[] = [];
-      if (user && user.id !== undefined) events.push({ type: 'member', id: `added:${space.name}:${body.eventTime}:member`, space: space.name, ts, sender: user, joined: true });
-      events.push({ type: 'notice', id: `added:${space.name}:${body.eventTime}`, space: space.name, ts, text: `✅ ${user?.name || 'Someone'} added the Switchboard app: this room mirrors the Google Chat ${space.displayName === space.name ? 'conversation' : `space "${space.displayName}"`}.` });
+      const portal = portalOf(space.name, space.displayName);
+      const events: RemoteEvent[] = [];
+      if (user) events.push({ type: 'join', id: `added:${space.name}:${body.eventTime}:member`, portal, ts, sender: user });
+      events.push({ type: 'notice', id: `added:${space.name}:${body.eventTime}`, portal, ts, text: `✅ ${user?.name || 'Someone'} added the Switchboard app: this room mirrors the Google Chat ${space.displayName === space.name ? 'conversation' : `space "${space.displayName}"`}.` });
       if (msg) events.push(msg);
       return { action: 'added', space, events };
     }
     case 'REMOVED_FROM_SPACE':
-      return { action: 'removed', space, events: [{ type: 'notice', id: `removed:${space.name}:${body.eventTime}`, space: space.name, ts, text: '⚠️ The Switchboard app was removed from the Google Chat space: messages no longer cross.' }] };
+      return { action: 'removed', space, events: [{ type: 'notice', id: `removed:${space.name}:${body.eventTime}`, portal: portalOf(space.name, space.displayName), ts, text: '⚠️ The Switchboard app was removed from the Google Chat space: messages no longer cross.' }] };
     default:
       return { action: 'ignored', space, events: [] };
   }
@@ -160,46 +132,40 @@ function items<T>(data: any, key: string, batchKey: string): T[] {
  * A Workspace event delivered by Pub/Sub push (`ce-type` attribute, JSON data) as bridge events, or
  * a subscription lifecycle event.
  */
-export function fromPush(attributes: Record<string, string>, data: any): { events: ChatEvent[]; lifecycle?: Lifecycle } {
+export function fromPush(attributes: Record<string, string>, data: any): { events: RemoteEvent[]; lifecycle?: Lifecycle } {
   const type = attributes['ce-type'] ?? '';
   const ts = time(attributes['ce-time']);
   if (type.startsWith('google.workspace.events.subscription.v1.')) return { events: [], lifecycle: { type: type.split('.').pop()!, subscription: data?.subscription ?? {} } };
   const [, , , resource, , action] = type.split('.');
   const batch = action?.startsWith('batch');
   const verb = batch ? action.slice(5).toLowerCase() : action;
-  const events: (ChatEvent | null)[] = [];
+  const events: (RemoteEvent | null)[] = [];
   if (resource === 'message') {
     for (const m of items<Message>(data, 'message', 'messages')) {
-      if (verb === 'deleted') events.push(m.name ? { type: 'delete', id: `del:${m.name}`, space: spaceOf(m.name), ts: time(m.deleteTime, ts), target: m.name } : null);
+      if (verb === 'deleted') events.push(m.name ? { type: 'delete', id: `del:${m.name}`, portal: portalOf(spaceOf(m.name)), ts: time(m.deleteTime, ts), targetId: m.name } : null);
       else events.push(messageEvent(m, verb === 'updated'));
     }
   } else if (resource === 'reaction') {
     for (const r of items<any>(data, 'reaction', 'reactions')) {
       if (typeof r.name !== 'string') continue;
-      const target = r.name.split('/reactions/')[0];
+      const portal = portalOf(spaceOf(r.name));
       if (verb === 'deleted') {
-        events.push({ type: 'unreaction', id: `unreact:${r.name}`, space: spaceOf(r.name), ts, reaction: r.name });
+        events.push({ type: 'unreaction', id: `unreact:${r.name}`, portal, ts, reactionId: r.name });
         continue;
       }
       const emoji = r.emoji?.unicode ?? (r.emoji?.customEmoji?.emojiName ? `:${r.emoji.customEmoji.emojiName}:` : undefined);
       const sender = userOf(r.user);
-      if (emoji && sender) events.push({ type: 'reaction', id: `react:${r.name}`, space: spaceOf(r.name), ts, sender, target, reaction: r.name, emoji });
+      if (emoji && sender) events.push({ type: 'reaction', id: `react:${r.name}`, portal, ts, sender, targetId: r.name.split('/reactions/')[0], reactionId: r.name, emoji });
     }
   } else if (resource === 'membership') {
     for (const ms of items<any>(data, 'membership', 'memberships')) {
       const sender = userOf(ms.member);
-      if (sender && ms.member?.type !== 'BOT' && typeof ms.name === 'string') {
-        events.push({ type: 'member', id: `${verb}:${ms.name}:${attributes['ce-time'] ?? ''}`, space: spaceOf(ms.name), ts, sender, joined: verb === 'created' });
-      }
+      if (!sender || ms.member?.type === 'BOT' || typeof ms.name !== 'string') continue;
+      const base = { id: `${verb}:${ms.name}:${attributes['ce-time'] ?? ''}`, portal: portalOf(spaceOf(ms.name)), ts };
+      events.push(verb === 'created' ? { ...base, type: 'join', sender } : { ...base, type: 'notice', text: `${sender.name || 'Someone'} left the Google Chat space.` });
     }
   }
-  return { events: events.filter((e): e is ChatEvent => e !== null) };
-}
-
-/** Relay formatting: `format` with `{name}` and `{body}` replaced; '' sends the body alone. */
-export function relay(format: string, name: string, body: string): string {
-  if (!format) return body;
-  return format.replace(/\{name\}|\{body\}/g, (t) => (t === '{name}' ? name : body));
+  return { events: events.filter((e): e is RemoteEvent => e !== null) };
 }
 
 /**

@@ -10,8 +10,8 @@
 import crypto from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { WhatsAppSettingsSchema } from '../../src/config/schema.js';
-import { safeEqual } from '../kit/bridge.js';
-import type { BridgeContext, Connector, OutboundMessage, RemoteMedia } from '../kit/types.js';
+import { relay, safeEqual } from '../kit/bridge.js';
+import type { BridgeContext, Connector, MediaFile, OutboundMessage, RemoteMedia, SentMessage } from '../kit/types.js';
 import { CloudApi } from './cloud-api.js';
 import { parseWebhook } from './convert.js';
 import type { Static } from 'typebox';
@@ -38,6 +38,7 @@ function mediaType(mimeType: string): 'image' | 'video' | 'audio' | 'document' {
 
 export class WhatsAppConnector implements Connector {
   readonly network = 'whatsapp';
+  readonly displayName = 'WhatsApp';
   private readonly api: CloudApi;
 
   constructor(private readonly settings: WhatsAppSettings) {
@@ -76,29 +77,36 @@ export class WhatsAppConnector implements Connector {
     return this.settings.portal_members;
   }
 
-  /** Sends text (relay-formatted) and files; a reply quotes the original. @returns the first wamid. */
-  async sendMessage(to: string, msg: OutboundMessage): Promise<string> {
-    const text = this.relay(msg.senderName, msg.text);
+  /**
+   * Sends the files (the first one captioned with the relay-formatted text) and the text when no file
+   * carried it; only the first message quotes the one replied to. @returns the wamids sent.
+   */
+  async sendMessage(to: string, msg: OutboundMessage): Promise<SentMessage> {
+    const text = relay(this.settings.relay_format, msg.senderName, msg.text);
     const context = msg.replyTo ? { context: { message_id: msg.replyTo } } : {};
-    let first: string | undefined;
+    const ids: string[] = [];
     let captioned = false;
     for (const file of msg.media) {
       const id = await this.api.upload(file);
       const type = mediaType(file.mimeType);
       const caption = !captioned && type !== 'audio' && text ? { caption: text } : {};
       if ('caption' in caption) captioned = true;
-      const wamid = await this.api.send(to, { type, [type]: { id, ...caption, ...(type === 'document' ? { filename: file.fileName } : {}) }, ...(first ? {} : context) });
-      first ??= wamid;
+      ids.push(await this.api.send(to, { type, [type]: { id, ...caption, ...(type === 'document' ? { filename: file.fileName } : {}) }, ...(ids.length ? {} : context) }));
     }
-    if (!captioned && msg.text.trim() !== '') {
-      const wamid = await this.api.send(to, { type: 'text', text: { body: text, preview_url: false }, ...(first ? {} : context) });
-      first ??= wamid;
-    }
-    return first ?? (await this.api.send(to, { type: 'text', text: { body: this.relay(msg.senderName, '(empty message)'), preview_url: false } }));
+    if (!captioned && msg.text.trim() !== '') ids.push(await this.api.send(to, { type: 'text', text: { body: text, preview_url: false }, ...(ids.length ? {} : context) }));
+    if (ids.length === 0) ids.push(await this.api.send(to, { type: 'text', text: { body: relay(this.settings.relay_format, msg.senderName, '(empty message)'), preview_url: false } }));
+    return { ids };
   }
 
-  async sendReaction(to: string, targetId: string, emoji: string): Promise<void> {
+  /** The business's reaction (WhatsApp keeps one per message: a new one replaces it). */
+  async sendReaction(to: string, targetId: string, emoji: string): Promise<undefined> {
     await this.api.send(to, { type: 'reaction', reaction: { message_id: targetId, emoji } });
+    return undefined;
+  }
+
+  /** An empty emoji removes the business's reaction. */
+  async sendReactionRemove(to: string, targetId: string): Promise<void> {
+    await this.api.send(to, { type: 'reaction', reaction: { message_id: targetId, emoji: '' } });
   }
 
   async sendReadReceipt(_to: string, targetId: string): Promise<void> {
@@ -109,13 +117,8 @@ export class WhatsAppConnector implements Connector {
     await this.api.markRead(lastRemoteId, true);
   }
 
-  async downloadMedia(media: RemoteMedia): Promise<{ data: Buffer; mimeType: string; fileName: string }> {
+  async downloadMedia(media: RemoteMedia): Promise<MediaFile> {
     const { data, mimeType } = await this.api.download(media.id);
     return { data, mimeType: mimeType || media.mimeType, fileName: media.fileName ?? 'file' };
-  }
-
-  private relay(name: string, body: string): string {
-    if (!this.settings.relay_format) return body;
-    return this.settings.relay_format.replace(/\{name\}|\{body\}/g, (t) => (t === '{name}' ? name : body));
   }
 }

@@ -47,8 +47,13 @@ export function convertMessage(m: any, name: string): RemoteEvent | null {
   switch (m.type) {
     case 'text':
       return message(m.text?.body ?? '');
-    case 'reaction':
-      return { ...base, type: 'reaction', sender, targetId: m.reaction?.message_id, emoji: m.reaction?.emoji ?? '' };
+    case 'reaction': {
+      // One reaction per person and message: sender + message identify it; an empty emoji removes it.
+      const targetId: string = m.reaction?.message_id;
+      const reactionId = `${m.from}:${targetId}`;
+      const emoji: string = m.reaction?.emoji ?? '';
+      return emoji ? { ...base, type: 'reaction', sender, targetId, reactionId, emoji } : { ...base, type: 'unreaction', reactionId };
+    }
     case 'location': {
       const l = m.location ?? {};
       const place = [l.name, l.address].filter(Boolean).join(', ');
@@ -73,7 +78,7 @@ export function convertMessage(m: any, name: string): RemoteEvent | null {
         const media = m[m.type];
         const mimeType = String(media.mime_type ?? 'application/octet-stream').split(';')[0].trim();
         const fileName = media.filename ?? `${m.type}.${EXTENSIONS[mimeType] ?? 'bin'}`;
-        return message(media.caption ?? '', { media: { id: media.id, mimeType, fileName } });
+        return message(media.caption ?? '', { media: [{ id: media.id, mimeType, fileName }] });
       }
       return {
         ...base,

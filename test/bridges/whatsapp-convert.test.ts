@@ -23,7 +23,7 @@ describe('parseWebhook', () => {
 
   it('maps media, keeping the caption and a file name', () => {
     const [ev] = parseWebhook(sim.inbound('1555', 'Ana', { type: 'audio', audio: { id: '77', mime_type: 'audio/ogg; codecs=opus' } }).payload, sim.phoneNumberId);
-    expect(ev).toMatchObject({ type: 'message', text: '', media: { id: '77', mimeType: 'audio/ogg', fileName: 'audio.ogg' } });
+    expect(ev).toMatchObject({ type: 'message', text: '', media: [{ id: '77', mimeType: 'audio/ogg', fileName: 'audio.ogg' }] });
   });
 
   it('turns statuses into receipts and failure notices, and ignores "sent"', () => {

@@ -20,18 +20,18 @@ const msg = (id: string, extra: Record<string, unknown> = {}) => ({
 describe('Workspace events', () => {
   it('reads single and batch message events, and drops echoes of the bridge', () => {
     const one = fromPush({ 'ce-type': 'google.workspace.chat.message.v1.created' }, { message: msg('a') }).events;
-    expect(one).toEqual([expect.objectContaining({ type: 'message', id: 'msg:spaces/S1/messages/a', space: 'spaces/S1', ts: Date.parse('2025-03-01T10:00:00.123Z'), sender: { id: 'users/42', name: 'Bob' } })]);
+    expect(one).toEqual([expect.objectContaining({ type: 'message', id: 'spaces/S1/messages/a', portal: { id: 'spaces/S1', name: 'spaces/S1' }, ts: Date.parse('2025-03-01T10:00:00.123Z'), sender: { id: '42', name: 'Bob' }, thread: 'spaces/S1/threads/T1' })]);
     const batch = fromPush({ 'ce-type': 'google.workspace.chat.message.v1.batchCreated' }, { messages: [{ message: msg('b') }, { message: msg('c', { clientAssignedMessageId: 'client-sb-x-0' }) }] }).events;
-    expect(batch.map((e) => e.id)).toEqual(['msg:spaces/S1/messages/b']);
+    expect(batch.map((e) => e.id)).toEqual(['spaces/S1/messages/b']);
   });
 
   it('keys edits by update time and reads deletions and reactions', () => {
     const edit = fromPush({ 'ce-type': 'google.workspace.chat.message.v1.updated' }, { message: msg('a', { lastUpdateTime: '2025-03-01T10:05:00Z' }) }).events[0];
-    expect(edit).toMatchObject({ type: 'edit', id: 'edit:spaces/S1/messages/a:2025-03-01T10:05:00Z' });
-    expect(fromPush({ 'ce-type': 'google.workspace.chat.message.v1.deleted' }, { message: { name: 'spaces/S1/messages/a' } }).events[0]).toMatchObject({ type: 'delete', target: 'spaces/S1/messages/a' });
+    expect(edit).toMatchObject({ type: 'edit', id: 'edit:spaces/S1/messages/a:2025-03-01T10:05:00Z', targetId: 'spaces/S1/messages/a', text: 'text a' });
+    expect(fromPush({ 'ce-type': 'google.workspace.chat.message.v1.deleted' }, { message: { name: 'spaces/S1/messages/a' } }).events[0]).toMatchObject({ type: 'delete', targetId: 'spaces/S1/messages/a' });
     const r = 'spaces/S1/messages/a/reactions/r1';
-    expect(fromPush({ 'ce-type': 'google.workspace.chat.reaction.v1.created' }, { reaction: { name: r, user: { name: 'users/42', type: 'HUMAN' }, emoji: { unicode: '🎉' } } }).events[0]).toMatchObject({ type: 'reaction', target: 'spaces/S1/messages/a', emoji: '🎉' });
-    expect(fromPush({ 'ce-type': 'google.workspace.chat.reaction.v1.deleted' }, { reaction: { name: r } }).events[0]).toMatchObject({ type: 'unreaction', reaction: r });
+    expect(fromPush({ 'ce-type': 'google.workspace.chat.reaction.v1.created' }, { reaction: { name: r, user: { name: 'users/42', type: 'HUMAN' }, emoji: { unicode: '🎉' } } }).events[0]).toMatchObject({ type: 'reaction', targetId: 'spaces/S1/messages/a', reactionId: r, emoji: '🎉' });
+    expect(fromPush({ 'ce-type': 'google.workspace.chat.reaction.v1.deleted' }, { reaction: { name: r } }).events[0]).toMatchObject({ type: 'unreaction', reactionId: r });
   });
 
   it('hands subscription lifecycle events over separately', () => {
@@ -41,8 +41,8 @@ describe('Workspace events', () => {
 
   it('names Drive files in the text instead of fetching them', () => {
     const ev = fromPush({ 'ce-type': 'google.workspace.chat.message.v1.created' }, { message: msg('d', { attachment: [{ contentName: 'Plan', source: 'DRIVE_FILE', driveDataRef: { driveFileId: 'F1' } }] }) }).events[0] as any;
-    expect(ev.message.media).toEqual([]);
-    expect(ev.message.text).toBe('text d\n📎 Plan (Google Drive file: https://drive.google.com/open?id=F1)');
+    expect(ev.media).toEqual([]);
+    expect(ev.text).toBe('text d\n📎 Plan (Google Drive file: https://drive.google.com/open?id=F1)');
   });
 
   it('ignores interaction events of other kinds', () => {

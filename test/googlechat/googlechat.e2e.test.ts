@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { GoogleChatBridge } from '../../bridges/googlechat/bridge.js';
+import type { Bridge } from '../../bridges/kit/bridge.js';
 import { freePort } from '../e2e/spawn.js';
 import { WsClient, api, register, startTestHub, type Session, type TestHub } from '../helpers/hub.js';
 import { googleChatBridge, googleChatBridgeConfig } from './setup.js';
@@ -16,7 +16,7 @@ import { GoogleChatSimulator, type SimMessage, type SimUser } from './sim.js';
 
 let sim: GoogleChatSimulator;
 let t: TestHub;
-let bridge: GoogleChatBridge;
+let bridge: Bridge;
 let alice: Session;
 let ws: WsClient;
 let dir: string;
@@ -76,7 +76,7 @@ describe('verification', () => {
     const event = { type: 'ADDED_TO_SPACE', space: { name: space, displayName: 'Project X', spaceType: 'SPACE', type: 'ROOM' }, user: bob };
     for (const forge of ['key', 'audience', 'issuer', 'none', 'expired'] as const) expect(await sim.interact(event, { forge })).toBe(401);
     expect(bridge.queue.size).toBe(0);
-    expect(bridge.store.entries('space:')).toHaveLength(0);
+    expect(bridge.store.entries('c:space:')).toHaveLength(0);
   });
 
   it('refuses Pub/Sub pushes without the push service account token (401)', async () => {

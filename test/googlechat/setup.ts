@@ -4,8 +4,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { pino } from 'pino';
 import { Value } from 'typebox/value';
-import type { GoogleChatBridge } from '../../bridges/googlechat/bridge.js';
-import { createBridgeWorker } from '../../bridges/run.js';
+import type { Bridge } from '../../bridges/kit/bridge.js';
+import { createBridge } from '../../bridges/run.js';
 import { BridgeSchema, GoogleChatSettingsSchema, type BridgeConfig, type Config } from '../../src/config/schema.js';
 import type { GoogleChatSimulator } from './sim.js';
 
@@ -48,6 +48,6 @@ export function googleChatBridgeConfig(sim: GoogleChatSimulator, dir: string, po
 }
 
 /** The configured bridge (not started), as `switchboard bridge googlechat` builds it, against `hubUrl`. */
-export function googleChatBridge(config: Config, hubUrl: string): GoogleChatBridge {
-  return createBridgeWorker(config, 'googlechat', pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }), hubUrl) as GoogleChatBridge;
+export function googleChatBridge(config: Config, hubUrl: string): Bridge {
+  return createBridge(config, 'googlechat', pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }), hubUrl);
 }
