@@ -71,6 +71,15 @@ describe('direct rooms', () => {
     );
   });
 
+  it('can be started afresh after a server admin deleted the pair\'s direct room (201, a new room)', async () => {
+    const old = await createRoom(t.url, dave, { type: 'direct', members: [eve.user.id] });
+    await t.hub.rooms.delete(alice.user.id, old.id, { asServerAdmin: true });
+    const again = await api(t.url, 'POST', '/api/rooms', { token: eve.token, body: { type: 'direct', members: [dave.user.id] } });
+    expect(again.status).toBe(201);
+    expect(again.body.id).not.toBe(old.id);
+    expect((await api(t.url, 'POST', '/api/rooms', { token: dave.token, body: { type: 'direct', members: [eve.user.id] } })).body.id).toBe(again.body.id);
+  });
+
   it('have fixed membership and settings: no rename, no adding, no leaving (403)', async () => {
     const room = await createRoom(t.url, carol, { type: 'direct', members: [dave.user.id] });
     expectError(await api(t.url, 'PATCH', `/api/rooms/${room.id}`, { token: carol.token, body: { name: 'x' } }), 403, 'FORBIDDEN');

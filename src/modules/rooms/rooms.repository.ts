@@ -64,8 +64,9 @@ export const roomsRepository = {
     );
   },
 
+  /** Marks the room deleted and removes its members; a direct room frees its pair's key for a new one. */
   async softDeleteRoom(q: Queryable, id: string): Promise<void> {
-    await q.query('UPDATE rooms SET deleted_at = now() WHERE id = $1', [id]);
+    await q.query('UPDATE rooms SET deleted_at = now(), direct_key = NULL WHERE id = $1', [id]);
     await q.query('DELETE FROM room_members WHERE room_id = $1', [id]);
   },
 
