@@ -131,7 +131,7 @@ export const WhatsAppSettingsSchema = Type.Object(
 
 /**
  * Settings of the Google Chat bridge (the Chat API as a Chat app, Workspace Events over Pub/Sub push);
- * see docs/BRIDGES-GOOGLECHAT.md. The base URLs point at Google; tests and private deployments may
+ * see docs/BRIDGES.md. The base URLs point at Google; tests and private deployments may
  * point them elsewhere.
  */
 export const GoogleChatSettingsSchema = Type.Object(
