@@ -49,6 +49,11 @@ export class Connection {
     return this.auth.userId;
   }
 
+  /** Live events buffered while catching up, in stream order. */
+  get buffered(): readonly StreamEvent[] {
+    return this.pending;
+  }
+
   /** False while catching up (live events are buffered then). */
   get isLive(): boolean {
     return this.live;

@@ -35,9 +35,19 @@ export class Fanout {
     this.index(this.byUser, conn.userId, conn, `user:${conn.userId}`, (m) => this.onUserTopic(conn.userId, m));
   }
 
-  /** Subscribes a registered socket to rooms' events. */
+  /**
+   * Subscribes a registered socket to rooms' events: `roomIds` as read from the database since it was
+   * registered. Membership events dispatched to it meanwhile may be newer than that read (a removal
+   * committed and dispatched while it ran), so they are applied again on top of it, in stream order.
+   */
   joinRooms(conn: Connection, roomIds: string[]): void {
     for (const roomId of roomIds) this.joinRoom(conn, roomId);
+    for (const event of conn.buffered) {
+      const members = membersAfter(event);
+      if (!members) continue;
+      if (members.has(conn.userId)) this.joinRoom(conn, event.room_id);
+      else this.leaveRoom(conn, event.room_id);
+    }
   }
 
   remove(conn: Connection): void {
@@ -71,17 +81,14 @@ export class Fanout {
     for (const event of events) {
       const recipients = new Set(this.byRoom.get(event.room_id) ?? []);
       for (const userId of event.notify_user_ids) for (const c of this.byUser.get(userId) ?? []) recipients.add(c);
-      let members: Set<string> | null = null;
+      const members = membersAfter(event);
       if (event.type === 'room.updated') {
-        members = new Set((event.payload.room as { members: { user_id: string }[] }).members.map((m) => m.user_id));
-        for (const userId of members) {
+        for (const userId of members!) {
           for (const c of this.byUser.get(userId) ?? []) {
             if (!c.rooms.has(event.room_id)) this.joinRoom(c, event.room_id);
             recipients.add(c);
           }
         }
-      } else if (event.type === 'room.deleted') {
-        members = new Set();
       }
       for (const c of recipients) c.deliver(event);
       if (members) for (const c of recipients) if (!members.has(c.userId)) this.leaveRoom(c, event.room_id);
@@ -135,4 +142,11 @@ export class Fanout {
       this.topicSubs.delete(topic);
     }
   }
+}
+
+/** The room's members after a membership event (`room.updated`: its list; `room.deleted`: none); null for other events. */
+function membersAfter(event: StreamEvent): Set<string> | null {
+  if (event.type === 'room.updated') return new Set((event.payload.room as { members: { user_id: string }[] }).members.map((m) => m.user_id));
+  if (event.type === 'room.deleted') return new Set();
+  return null;
 }

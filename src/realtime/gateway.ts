@@ -87,7 +87,7 @@ async function serveSocket(hub: Hub, socket: WebSocket, auth: AuthContext, since
     hub.fanout.joinRooms(conn, await hub.rooms.roomIdsFor(auth.userId));
     present = true;
     await hub.presence.connected(auth.userId).catch((err) => hub.log.error({ err }, 'presence update failed'));
-    const written = await conn.catchUp(since ?? startPosition, (after) => hub.stream.readSince(after, [...conn.rooms], auth.userId));
+    const written = await conn.catchUp(since ?? startPosition, (after) => hub.stream.readSince(after, [...conn.rooms], auth.userId, undefined, { roomsLeft: true }));
     conn.send({ type: 'ready', user_id: auth.userId, device_id: auth.deviceId, stream_position: conn.lastPosition, resumed: since === undefined ? 0 : written });
   } catch (err) {
     hub.log.error({ err }, 'WebSocket set-up failed');

@@ -119,15 +119,22 @@ export class EventStream {
   }
 
   /**
-   * Events after `since` in rooms `roomIds`, or addressed to `userId`, in stream order.
+   * Events after `since` in rooms `roomIds`, or addressed to `userId`, in stream order. With
+   * `roomsLeft`, also the events of rooms `userId` was removed from, left, or saw deleted after
+   * `since`, up to that event: what a socket of theirs would have received live (a resume).
    * @param limit at most this many (default 500).
    */
-  async readSince(since: number, roomIds: string[], userId: string, limit = READ_BATCH): Promise<StreamEvent[]> {
+  async readSince(since: number, roomIds: string[], userId: string, limit = READ_BATCH, opts: { roomsLeft?: boolean } = {}): Promise<StreamEvent[]> {
     const { rows } = await this.db.query<StreamEvent>(
-      `SELECT stream_position, room_id, type, payload, notify_user_ids, created_at FROM room_events
-       WHERE stream_position > $1 AND (room_id = ANY($2::uuid[]) OR $3::uuid = ANY(notify_user_ids))
-       ORDER BY stream_position LIMIT $4`,
-      [since, roomIds, userId, limit],
+      `WITH left_rooms AS (
+         SELECT room_id, max(stream_position) AS upto FROM room_events
+         WHERE $5 AND stream_position > $1 AND $3::uuid = ANY(notify_user_ids) GROUP BY room_id
+       )
+       SELECT e.stream_position, e.room_id, e.type, e.payload, e.notify_user_ids, e.created_at
+       FROM room_events e LEFT JOIN left_rooms l ON l.room_id = e.room_id
+       WHERE e.stream_position > $1 AND (e.room_id = ANY($2::uuid[]) OR $3::uuid = ANY(e.notify_user_ids) OR e.stream_position < l.upto)
+       ORDER BY e.stream_position LIMIT $4`,
+      [since, roomIds, userId, limit, opts.roomsLeft ?? false],
     );
     return rows;
   }

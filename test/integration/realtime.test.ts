@@ -123,6 +123,65 @@ describe('resume with since', () => {
     r.close();
   });
 
+  it('replays what was said in a room before its user was removed from it, or it was deleted, while they were away', async () => {
+    const carol = await register(t.url, 'Carol');
+    const kick = (await api(t.url, 'POST', '/api/rooms', { token: alice.token, body: { type: 'group', name: 'kick', members: [bob.user.id, carol.user.id] } })).body;
+    const gone = (await api(t.url, 'POST', '/api/rooms', { token: alice.token, body: { type: 'group', name: 'gone', members: [bob.user.id] } })).body;
+    const b = await WsClient.connect(t.wsUrl, bob.token);
+    const since = b.all('ready')[0].stream_position;
+    b.close();
+    await b.waitClosed();
+
+    const beforeKick = await send(alice.token, kick.id, 'said while Bob was a member');
+    expect((await api(t.url, 'DELETE', `/api/rooms/${kick.id}/members/${bob.user.id}`, { token: alice.token })).status).toBe(200);
+    const afterKick = await send(alice.token, kick.id, 'said after Bob was removed');
+    const beforeDelete = await send(alice.token, gone.id, 'said before the room went');
+    expect((await api(t.url, 'DELETE', `/api/rooms/${gone.id}`, { token: alice.token })).status).toBe(204);
+
+    const r = await WsClient.connect(t.wsUrl, bob.token, { since });
+    const replayed = r.events.slice(0, r.events.findIndex((e) => e.type === 'ready')).filter((e) => e.stream_position !== undefined);
+    expect(replayed.map((e) => [e.type, e.message?.id ?? null])).toEqual([
+      ['message.new', beforeKick.id],
+      ['room.updated', null],
+      ['message.new', beforeDelete.id],
+      ['room.deleted', null],
+    ]);
+    expect(replayed.some((e) => e.message?.id === afterKick.id)).toBe(false);
+    r.close();
+  });
+
+  it('a removal committed while a socket reads its rooms stops that room at once', async () => {
+    const carol = await register(t.url, 'Carol');
+    const group = (await api(t.url, 'POST', '/api/rooms', { token: alice.token, body: { type: 'group', name: 'racy', members: [bob.user.id, carol.user.id] } })).body;
+    // Bob's rooms are read (the group among them); before the set-up goes on, Bob is removed and the
+    // removal is dispatched.
+    const original = t.hub.rooms.roomIdsFor.bind(t.hub.rooms);
+    const spy = vi.spyOn(t.hub.rooms, 'roomIdsFor').mockImplementationOnce(async (userId) => {
+      const rooms = await original(userId);
+      const dispatched = new Promise<void>((resolve) => {
+        const stop = t.hub.stream.onEvents((events) => {
+          if (events.some((e) => e.room_id === group.id && e.type === 'room.updated')) {
+            stop();
+            resolve();
+          }
+        });
+      });
+      expect((await api(t.url, 'DELETE', `/api/rooms/${group.id}/members/${bob.user.id}`, { token: alice.token })).status).toBe(200);
+      await dispatched;
+      return rooms;
+    });
+    const b = await WsClient.connect(t.wsUrl, bob.token);
+    spy.mockRestore();
+    const removed = b.all('room.updated').find((e) => e.room_id === group.id);
+    expect(removed.room.members.map((m: any) => m.user_id)).not.toContain(bob.user.id);
+
+    const secret = await send(carol.token, group.id, 'Bob is gone');
+    const marker = await send(alice.token, roomId, 'marker for Bob');
+    await b.next('message.new', (e) => e.message.id === marker.id);
+    expect(b.all('message.new').some((e) => e.message.id === secret.id)).toBe(false);
+    b.close();
+  });
+
   it('keeps one total order across concurrent writers', async () => {
     const carol = await register(t.url, 'Carol');
     const group = await api(t.url, 'POST', '/api/rooms', { token: alice.token, body: { type: 'group', name: 'g', members: [bob.user.id, carol.user.id] } });
