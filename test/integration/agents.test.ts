@@ -320,6 +320,31 @@ describe('REST tool endpoints', () => {
   });
 });
 
+describe('shutdown', () => {
+  it('ends a waiting wait_for_messages at once (timed_out) and closes its connection, so the hub closes promptly', async () => {
+    const other = await startTestHub();
+    let closed = false;
+    try {
+      const owner = await register(other.url, 'Erin');
+      const { token } = (await api(other.url, 'POST', '/api/agent-tokens', { token: owner.token, body: { name: 'a', scopes: ALL_SCOPES } })).body;
+      const waiting = nextStreamRead(other);
+      const call = api(other.url, 'POST', '/api/mcp/tools/wait_for_messages', { token, body: { timeout_ms: 30_000 } });
+      await waiting;
+      const started = Date.now();
+      await other.close();
+      closed = true;
+      // Without the abort: the 30 s wait, then the idle keep-alive connection's timeout (72 s).
+      expect(Date.now() - started).toBeLessThan(5_000);
+      const res = await call;
+      expect(res.status).toBe(200);
+      expect(res.body).toMatchObject({ messages: [], timed_out: true });
+      expect(res.headers.get('connection')).toBe('close');
+    } finally {
+      if (!closed) await other.close();
+    }
+  });
+});
+
 describe('send rate limit', () => {
   it('counts agent sends against the user\'s limit, shared with REST', async () => {
     const limited = await startTestHub({ rate_limits: { messages_per_user_per_min: 2 } });

@@ -24,6 +24,19 @@ export async function agentToolRoutes(app: FastifyInstance): Promise<void> {
     req.auth = agentAuth(req.agent);
   });
 
+  // Shutdown aborts the calls in flight (a wait_for_messages answers timed_out at once) and its
+  // answers close their connection: app.close() would otherwise wait out both the long poll and the
+  // idle keep-alive connection after it.
+  const inFlight = new Set<AbortController>();
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+    for (const controller of inFlight) controller.abort();
+  });
+  app.addHook('onSend', async (req, reply) => {
+    if (closing) reply.header('connection', 'close');
+  });
+
   /** The tools: `{tools: [{name, description, inputSchema, outputSchema, scope}]}` (JSON Schema, as MCP `tools/list`). */
   app.get('/api/mcp/tools', { schema: { tags } }, async () => ({ tools: listTools() }));
 
@@ -32,12 +45,18 @@ export async function agentToolRoutes(app: FastifyInstance): Promise<void> {
    * result (it matches the tool's output schema), or an error `{error: {code, message}}`: 400
    * VALIDATION_FAILED (arguments against the input schema), 403 INSUFFICIENT_SCOPE or NOT_A_MEMBER,
    * 404 INVALID_TOOL, INVALID_ROOM, INVALID_MESSAGE, 413 MESSAGE_TOO_LARGE, 429 RATE_LIMITED (sends
-   * count against the user's send limit). `wait_for_messages` holds the request up to its `timeout_ms`.
+   * count against the user's send limit). `wait_for_messages` holds the request up to its `timeout_ms`
+   * (less when the hub shuts down).
    */
   app.post('/api/mcp/tools/:name', { schema: { tags, params: Type.Object({ name: Type.String({ maxLength: 100 }) }) } }, async (req, reply) => {
     const controller = new AbortController();
     reply.raw.once('close', () => controller.abort());
     const limitSend = app.socketLimits(req).send;
-    return callTool({ hub, agent: req.agent, signal: controller.signal, limitSend }, (req.params as { name: string }).name, req.body);
+    inFlight.add(controller);
+    try {
+      return await callTool({ hub, agent: req.agent, signal: controller.signal, limitSend }, (req.params as { name: string }).name, req.body);
+    } finally {
+      inFlight.delete(controller);
+    }
   });
 }
