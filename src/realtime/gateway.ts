@@ -87,7 +87,10 @@ async function serveSocket(hub: Hub, socket: WebSocket, auth: AuthContext, since
     hub.fanout.joinRooms(conn, await hub.rooms.roomIdsFor(auth.userId));
     present = true;
     await hub.presence.connected(auth.userId).catch((err) => hub.log.error({ err }, 'presence update failed'));
-    const written = await conn.catchUp(since ?? startPosition, (after) => hub.stream.readSince(after, [...conn.rooms], auth.userId, undefined, { roomsLeft: true }));
+    // A since past the end of the stream (a stale client, a restored database) would silence every
+    // event up to it: it counts as the end.
+    const from = since === undefined ? startPosition : Math.min(since, await hub.stream.maxPosition());
+    const written = await conn.catchUp(from, (after) => hub.stream.readSince(after, [...conn.rooms], auth.userId, undefined, { roomsLeft: true }));
     conn.send({ type: 'ready', user_id: auth.userId, device_id: auth.deviceId, stream_position: conn.lastPosition, resumed: since === undefined ? 0 : written });
   } catch (err) {
     hub.log.error({ err }, 'WebSocket set-up failed');

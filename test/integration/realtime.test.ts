@@ -182,6 +182,14 @@ describe('resume with since', () => {
     b.close();
   });
 
+  it('treats a since beyond the end of the stream (a stale client, a restored database) as the end, not as a filter', async () => {
+    const r = await WsClient.connect(t.wsUrl, bob.token, { since: 1e12 });
+    expect(r.all('ready')[0].stream_position).toBeLessThan(1e12);
+    const live = await send(alice.token, roomId, 'can you hear me');
+    expect((await r.next('message.new')).message.id).toBe(live.id);
+    r.close();
+  });
+
   it('keeps one total order across concurrent writers', async () => {
     const carol = await register(t.url, 'Carol');
     const group = await api(t.url, 'POST', '/api/rooms', { token: alice.token, body: { type: 'group', name: 'g', members: [bob.user.id, carol.user.id] } });
