@@ -7,6 +7,7 @@
  * Built on the SDK's low-level `Server` rather than `McpServer`: the tools are defined once with JSON
  * Schema (TypeBox) for REST and MCP alike, while `McpServer` only takes zod schemas.
  */
+import type { ServerResponse } from 'node:http';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
@@ -42,11 +43,16 @@ function protocolError(err: unknown, log: Logger): McpError {
   return new McpError(ErrorCode.InternalError, 'INTERNAL: Internal error', { code: 'INTERNAL' });
 }
 
-/** An MCP server acting as `ctx.agent`. `version`: the hub's version, reported as serverInfo. */
-export function createMcpServer(ctx: Omit<ToolContext, 'signal'>, version: string): Server {
+/**
+ * An MCP server acting as `ctx.agent`. `version`: the hub's version, reported as serverInfo.
+ * `shutdown`, when it aborts, ends tool calls in flight as the client going away would (a
+ * wait_for_messages answers timed_out), while their answers are still sent.
+ */
+export function createMcpServer(ctx: Omit<ToolContext, 'signal'> & { shutdown: AbortSignal }, version: string): Server {
+  const { shutdown, ...toolCtx } = ctx;
   const { hub } = ctx;
   const server = new Server({ name: 'switchboard', version }, { capabilities: { tools: {}, resources: {} }, instructions: INSTRUCTIONS });
-  const run = (name: string, args: unknown, signal: AbortSignal) => callTool({ ...ctx, signal }, name, args);
+  const run = (name: string, args: unknown, signal: AbortSignal) => callTool({ ...toolCtx, signal: AbortSignal.any([signal, shutdown]) }, name, args);
 
   server.setRequestHandler(ListToolsRequestSchema, async () => ({
     tools: listTools().map(({ scope, ...tool }) => ({ ...tool, _meta: { 'switchboard/scope': scope } })),
@@ -96,9 +102,15 @@ export function createMcpServer(ctx: Omit<ToolContext, 'signal'>, version: strin
 
   server.setRequestHandler(ReadResourceRequestSchema, async (req, extra) => {
     const match = ROOM_MESSAGES_URI.exec(req.params.uri);
-    if (!match) throw new McpError(ErrorCode.InvalidParams, `Unknown resource ${req.params.uri}; expected ${ROOM_MESSAGES_TEMPLATE}`);
+    let roomId: string | undefined;
     try {
-      const page = await run('read_messages', { room_id: decodeURIComponent(match[1]) }, extra.signal);
+      roomId = match ? decodeURIComponent(match[1]) : undefined;
+    } catch {
+      // a malformed percent-encoding: an unknown resource too
+    }
+    if (roomId === undefined) throw new McpError(ErrorCode.InvalidParams, `Unknown resource ${req.params.uri}; expected ${ROOM_MESSAGES_TEMPLATE}`);
+    try {
+      const page = await run('read_messages', { room_id: roomId }, extra.signal);
       return { contents: [{ uri: req.params.uri, mimeType: 'application/json', text: JSON.stringify(page) }] };
     } catch (err) {
       throw protocolError(err, hub.log);
@@ -115,6 +127,18 @@ export function createMcpServer(ctx: Omit<ToolContext, 'signal'>, version: strin
  */
 export async function mcpRoutes(app: FastifyInstance, opts: { version: string }): Promise<void> {
   const { hub } = app;
+  // Shutdown ends the tool calls in flight (see createMcpServer) and their answers close their
+  // connection: app.close() would otherwise wait out both a long poll and the idle keep-alive
+  // connection after it.
+  const inFlight = new Map<ServerResponse, AbortController>();
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+    for (const [res, shutdown] of inFlight) {
+      res.shouldKeepAlive = false;
+      shutdown.abort();
+    }
+  });
 
   app.post('/mcp', { schema: { hide: true } }, async (req, reply) => {
     let agent: AgentContext;
@@ -125,9 +149,18 @@ export async function mcpRoutes(app: FastifyInstance, opts: { version: string })
       throw err;
     }
     req.auth = agentAuth(agent);
-    const server = createMcpServer({ hub, agent, limitSend: app.socketLimits(req).send }, opts.version);
+    const shutdown = new AbortController();
+    const server = createMcpServer({ hub, agent, limitSend: app.socketLimits(req).send, shutdown: shutdown.signal }, opts.version);
     const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
-    reply.raw.once('close', () => void server.close());
+    inFlight.set(reply.raw, shutdown);
+    if (closing) {
+      reply.raw.shouldKeepAlive = false;
+      shutdown.abort();
+    }
+    reply.raw.once('close', () => {
+      inFlight.delete(reply.raw);
+      void server.close();
+    });
     await server.connect(transport);
     reply.hijack();
     reply.raw.setHeader('x-request-id', req.id);

@@ -166,6 +166,35 @@ describe.each(['http', 'stdio'] as const)('MCP over %s', (transport) => {
     expect(page.messages.at(-1).content).toBe(`resource check ${transport}`);
     await expect(client.readResource({ uri: `switchboard://rooms/${carolRoom}/messages` })).rejects.toThrow(/NOT_A_MEMBER/);
     await expect(client.readResource({ uri: 'switchboard://elsewhere' })).rejects.toThrow(/Unknown resource/);
+    // A malformed percent-encoding is the client's mistake (InvalidParams), not an internal error.
+    await expect(client.readResource({ uri: 'switchboard://rooms/%E0%A4%A/messages' })).rejects.toThrow(/-32602/);
+  });
+});
+
+describe('MCP shutdown', () => {
+  it('ends a waiting wait_for_messages at once (timed_out) and closes its connection, so the hub closes promptly', async () => {
+    const other = await startTestHub();
+    let closed = false;
+    const client = new Client({ name: 'x', version: '1' });
+    try {
+      const owner = await register(other.url, 'Erin');
+      const { token } = (await api(other.url, 'POST', '/api/agent-tokens', { token: owner.token, body: { name: 'a', scopes: ALL_SCOPES } })).body;
+      await client.connect(new StreamableHTTPClientTransport(new URL(`${other.url}/mcp`), { requestInit: { headers: { authorization: `Bearer ${token}` } } }));
+      const waiting = nextStreamRead(other);
+      const call = client.callTool({ name: 'wait_for_messages', arguments: { timeout_ms: 30_000 } }) as Promise<CallToolResult>;
+      await waiting;
+      const started = Date.now();
+      await other.close();
+      closed = true;
+      // Without the abort: the 30 s wait, then the idle keep-alive connection's timeout (72 s).
+      expect(Date.now() - started).toBeLessThan(5_000);
+      const result = await call;
+      expect(result.isError).toBeFalsy();
+      expect(result.structuredContent).toMatchObject({ messages: [], timed_out: true });
+    } finally {
+      await client.close();
+      if (!closed) await other.close();
+    }
   });
 });
 
