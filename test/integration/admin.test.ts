@@ -61,6 +61,12 @@ describe('admin API', () => {
     expect(rows[0].deactivated_at).toBeNull();
   });
 
+  it('answers 400 VALIDATION_FAILED to offsets beyond a bigint and to invite codes outside their alphabet', async () => {
+    for (const url of ['/api/admin/users?offset=100000000000000000000', '/api/admin/rooms?offset=100000000000000000000', '/api/admin/invites/bad%00code']) {
+      expectError(await api(t.url, url.startsWith('/api/admin/invites') ? 'DELETE' : 'GET', url, { token: boss.token }), 400, 'VALIDATION_FAILED');
+    }
+  });
+
   it('treats a user whose email is in auth.admin_emails as admin (case-insensitively)', async () => {
     const res = await api(t.url, 'GET', '/api/admin/stats', { token: boss.token });
     expect(res.status).toBe(200);

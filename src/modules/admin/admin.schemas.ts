@@ -7,7 +7,7 @@ export const PageQuery = Type.Object(
   {
     q: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
     limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
-    offset: Type.Integer({ minimum: 0, default: 0 }),
+    offset: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, default: 0 }),
   },
   { additionalProperties: false },
 );
@@ -59,4 +59,5 @@ export const Invite = Type.Object({
   created_at: DateTime,
 });
 
-export const InviteParams = Type.Object({ code: Type.String({ minLength: 1, maxLength: 100 }) });
+/** Codes are base64url (see AdminService.createInvite). */
+export const InviteParams = Type.Object({ code: Type.String({ minLength: 1, maxLength: 100, pattern: '^[A-Za-z0-9_-]+$' }) });
