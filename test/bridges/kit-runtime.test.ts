@@ -208,6 +208,8 @@ describe('hub -> remote', () => {
     expect(fake.edits.at(-1)).toEqual({ msg: { hubId: long, parts, thread: `t-${long}`, senderName: 'Alice' }, text: 'just one' });
     expect(bridge.store.get<any>(`hubmsg:${long}`).parts).toEqual([parts[0]]);
     expect(bridge.store.has(`remote:${parts[1]}`)).toBe(false);
+    // The network deleting the dropped part is not a deletion of the hub message.
+    await receive({ ...base(), type: 'delete', targetId: parts[1] });
     // An edit coming back for a message the bridge sent is its own echo.
     await receive({ ...base(), type: 'edit', sender: bob, targetId: parts[0], text: 'changed remotely' });
     expect((await history()).find((m) => m.id === long).content).toBe('just one');
