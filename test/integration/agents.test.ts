@@ -71,8 +71,8 @@ describe('agent tokens', () => {
     expect(res.body.error.code).toBe('TOKEN_EXPIRED');
   });
 
-  it('reject unknown scopes and too short lifetimes', async () => {
-    for (const body of [{ name: 'x', scopes: ['admin'] }, { name: 'x', scopes: [] }, { name: 'x', scopes: ['search'], expires_in_s: 5 }]) {
+  it('reject unknown scopes, too short lifetimes and blank names', async () => {
+    for (const body of [{ name: 'x', scopes: ['admin'] }, { name: 'x', scopes: [] }, { name: 'x', scopes: ['search'], expires_in_s: 5 }, { name: '   ', scopes: ['search'] }]) {
       const res = await api(t.url, 'POST', '/api/agent-tokens', { token: bob.token, body });
       expect(res.status).toBe(400);
       expect(res.body.error.code).toBe('VALIDATION_FAILED');
@@ -98,6 +98,9 @@ describe('bot users', () => {
     expect(denied.body.error.code).toBe('FORBIDDEN');
 
     await t.hub.db.query('UPDATE users SET is_admin = true WHERE id = $1', [alice.user.id]);
+    const blank = await api(t.url, 'POST', '/api/bots', { token: alice.token, body: { name: ' \t ', scopes: ALL_SCOPES } });
+    expect(blank.status).toBe(400);
+    expect(blank.body.error.code).toBe('VALIDATION_FAILED');
     const res = await api(t.url, 'POST', '/api/bots', { token: alice.token, body: { name: 'Helper', scopes: ALL_SCOPES } });
     expect(res.status).toBe(201);
     const { user, token } = res.body;

@@ -13,10 +13,13 @@ const NewToken = {
   expires_in_s: Type.Optional(Type.Integer({ minimum: 60, maximum: 31_536_000, description: 'Lifetime, seconds (at most 365 days); omit for a token that does not expire.' })),
 };
 
-export const CreateAgentTokenBody = Type.Object({ name: Type.String({ minLength: 1, maxLength: 100 }), ...NewToken }, { additionalProperties: false });
+/** A display name: 1-100 characters, not only white space (it is stored trimmed). */
+const Name = (description?: string) => Type.String({ minLength: 1, maxLength: 100, pattern: '\\S', ...(description ? { description } : {}) });
+
+export const CreateAgentTokenBody = Type.Object({ name: Name(), ...NewToken }, { additionalProperties: false });
 
 export const CreateBotBody = Type.Object(
-  { name: Type.String({ minLength: 1, maxLength: 100, description: 'The bot user\'s display name; also the first token\'s name.' }), ...NewToken },
+  { name: Name('The bot user\'s display name; also the first token\'s name.'), ...NewToken },
   { additionalProperties: false },
 );
 
