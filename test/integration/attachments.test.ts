@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { THUMBNAIL_MAX_INPUT_PIXELS } from '../../src/modules/attachments/attachments.service.js';
 import { WsClient, api, register, startTestHub, type Session, type TestHub } from '../helpers/hub.js';
 
 let t: TestHub;
@@ -121,6 +122,17 @@ describe('upload', () => {
     const form = new FormData();
     form.append('file', new Blob([Uint8Array.from(png)]), 'a.png');
     expect((await fetch(`${t.url}/api/attachments`, { method: 'POST', body: form })).status).toBe(401);
+  });
+
+  it('stores an image of more than THUMBNAIL_MAX_INPUT_PIXELS without decoding it for a thumbnail (decompression bombs)', async () => {
+    // A few KB of compressed GIF or PNG can decode to gigabytes of pixels.
+    const side = Math.ceil(Math.sqrt(THUMBNAIL_MAX_INPUT_PIXELS)) + 1;
+    const bomb = await sharp({ create: { width: side, height: side, channels: 3, background: { r: 0, g: 0, b: 0 } } }).png({ compressionLevel: 9 }).toBuffer();
+    expect(bomb.length).toBeLessThan(1048576);
+    const res = await upload(alice, bomb, 'bomb.png');
+    expect(res.status).toBe(201);
+    expect(res.body.mime_type).toBe('image/png');
+    expect(res.body.thumbnail_url).toBeUndefined();
   });
 
   it('answers 400 VALIDATION_FAILED to bodies that are not multipart, lack a boundary or are cut short, keeping nothing', async () => {
