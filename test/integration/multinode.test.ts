@@ -76,10 +76,12 @@ describe.skipIf(!ready)('two nodes through Redis', () => {
     const catchUp = vi.spyOn(n2.hub.stream, 'catchUp');
     const admin = new Redis(process.env.REDIS_URL!);
     try {
+      // Both nodes share the channel prefix, hence the connection name: kill both subscribers (killing
+      // the first listed one only hit n1's half of the time).
       const clients = (await admin.client('LIST')) as string;
-      const sub = clients.split('\n').find((line) => line.includes(` name=${n2.config.redis.channel_prefix}sub `));
-      expect(sub).toBeTruthy();
-      await admin.client('KILL', 'ID', /\bid=(\d+)/.exec(sub!)![1]);
+      const subs = clients.split('\n').filter((line) => line.includes(` name=${n2.config.redis.channel_prefix}sub `));
+      expect(subs).toHaveLength(2);
+      for (const sub of subs) await admin.client('KILL', 'ID', /\bid=(\d+)/.exec(sub)![1]);
       await vi.waitFor(() => expect(catchUp).toHaveBeenCalled(), { timeout: 5000 });
       // And it still receives live events afterwards.
       const b = await WsClient.connect(n2.wsUrl, bob.token);
