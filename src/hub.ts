@@ -72,7 +72,7 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
     pubsub,
     stream,
     fanout: new Fanout(pubsub, stream, log),
-    auth: new AuthService(db, tokens, pubsub, config.auth.refresh_token_ttl_s),
+    auth: new AuthService(db, tokens, pubsub, config.auth.refresh_token_ttl_s, config.auth.admin_emails),
     users: new UsersService(db),
     rooms,
     messages: new MessagesService(db, stream, pubsub, rooms, config.limits.max_message_bytes, config.limits.edit_window_s),

@@ -35,8 +35,9 @@ describe('admin API', () => {
 
   beforeAll(async () => {
     t = await startTestHub({ auth: { admin_emails: [bossEmail.toUpperCase()] } });
-    const res = await api(t.url, 'POST', '/api/auth/register', { body: { email: bossEmail, name: 'Boss', password: PASSWORD } });
-    boss = res.body;
+    // As `switchboard user create` does (without --admin: the config list makes the admin).
+    await createUser(t.hub.db, { email: bossEmail, name: 'Boss', password: PASSWORD, admin: false });
+    boss = (await login(t.url, bossEmail)).body;
     alice = await register(t.url, 'Alice');
     bob = await register(t.url, 'Bob');
   });
@@ -70,6 +71,28 @@ describe('admin API', () => {
   it('treats a user whose email is in auth.admin_emails as admin (case-insensitively)', async () => {
     const res = await api(t.url, 'GET', '/api/admin/stats', { token: boss.token });
     expect(res.status).toBe(200);
+  });
+
+  it('lets nobody claim an address listed in auth.admin_emails by registering without an invite', async () => {
+    const listed = email('second-boss');
+    const t2 = await startTestHub({ auth: { admin_emails: [listed] } });
+    try {
+      const claim = await api(t2.url, 'POST', '/api/auth/register', { body: { email: listed.toUpperCase(), name: 'Mallory', password: PASSWORD } });
+      expectError(claim, 403, 'INVALID_INVITE');
+      const { rows } = await t2.hub.db.query('SELECT count(*)::int AS n FROM users');
+      expect(rows[0].n).toBe(0);
+      // With an invite from an admin, the owner of the address can register, and is an admin.
+      const rootUser = await createUser(t2.hub.db, { email: email('root2'), name: 'Root', password: PASSWORD, admin: true });
+      const root = (await login(t2.url, rootUser.email!)).body;
+      const invite = await api(t2.url, 'POST', '/api/admin/invites', { token: root.token, body: {} });
+      const owner = await api(t2.url, 'POST', '/api/auth/register', { body: { email: listed, name: 'Owner', password: PASSWORD, invite_code: invite.body.code } });
+      expect(owner.status).toBe(201);
+      expect((await api(t2.url, 'GET', '/api/admin/stats', { token: owner.body.token })).status).toBe(200);
+      // Other addresses still register freely on this open server.
+      expect((await api(t2.url, 'POST', '/api/auth/register', { body: { email: email('plain'), name: 'Plain', password: PASSWORD } })).status).toBe(201);
+    } finally {
+      await t2.close();
+    }
   });
 
   it('lists and searches users with their email and state', async () => {

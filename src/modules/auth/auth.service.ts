@@ -46,7 +46,13 @@ export class AuthService {
     private readonly tokens: TokenIssuer,
     private readonly pubsub: PubSub,
     private readonly refreshTtlS: number,
-  ) {}
+    /** `auth.admin_emails`: addresses that get admin rights, so they may not be claimed freely. */
+    adminEmails: string[] = [],
+  ) {
+    this.adminEmails = new Set(adminEmails.map(normaliseEmail));
+  }
+
+  private readonly adminEmails: Set<string>;
 
   /**
    * Creates an account (argon2id password hash) and its first device session, as `policy`
@@ -60,12 +66,16 @@ export class AuthService {
     policy: Config['auth']['registration'],
   ) {
     if (policy === 'closed') throw new AppError('REGISTRATION_CLOSED', 'Registration is closed on this server');
-    if (policy === 'invite' && !body.invite_code) throw new AppError('INVALID_INVITE', 'Registration needs an invite code');
+    const email = normaliseEmail(body.email);
+    // Addresses are not verified: one listed in auth.admin_emails would make whoever claims it first an
+    // admin, so it needs an invite even on an open server (or `switchboard user create`).
+    const needsInvite = policy === 'invite' || this.adminEmails.has(email);
+    if (needsInvite && !body.invite_code) throw new AppError('INVALID_INVITE', 'Registration with this address needs an invite code');
     const passwordHash = await argon2.hash(body.password, { type: argon2.argon2id });
     return this.db.transaction(async (tx) => {
-      const user = await repo.insertUser(tx, { email: normaliseEmail(body.email), name: body.name.trim(), passwordHash });
+      const user = await repo.insertUser(tx, { email, name: body.name.trim(), passwordHash });
       if (!user) throw new AppError('EMAIL_TAKEN', 'An account with this email exists');
-      if (policy === 'invite' && !(await adminRepository.consumeInvite(tx, body.invite_code!))) {
+      if (needsInvite && !(await adminRepository.consumeInvite(tx, body.invite_code!))) {
         throw new AppError('INVALID_INVITE', 'Unknown, used up or expired invite code');
       }
       return this.openSession(tx, user, { ...device, name: body.device_name ?? device.name });
