@@ -61,13 +61,20 @@ export async function buildApp(hub: Hub): Promise<FastifyInstance> {
       if (bad !== null) throw new AppError('VALIDATION_FAILED', `${part}${bad ? `/${bad.replaceAll('.', '/')}` : ''} must not contain U+0000 or an unpaired surrogate`);
     }
   });
+  // While closing, every response ends its connection: a request in flight at shutdown would
+  // otherwise leave a keep-alive connection that holds close() for the keep-alive timeout.
+  let closing = false;
   app.addHook('onSend', async (req, reply) => {
     reply.header('x-request-id', req.id);
+    if (closing) reply.header('connection', 'close');
   });
   app.addHook('onResponse', async (req, reply) => {
     hub.metrics.httpDuration.observe({ method: req.method, route: req.routeOptions.url ?? 'unmatched', status: reply.statusCode }, reply.elapsedTime / 1000);
   });
-  app.addHook('preClose', async () => closeAllSockets(hub));
+  app.addHook('preClose', async () => {
+    closing = true;
+    closeAllSockets(hub);
+  });
   app.addHook('onClose', async () => closeHub(hub));
 
   app.setErrorHandler((err: FastifyError, req, reply) => {

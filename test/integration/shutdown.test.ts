@@ -1,0 +1,30 @@
+/** Closing the app while a request is in flight answers it and does not wait for keep-alive. */
+import http from 'node:http';
+import { describe, expect, it } from 'vitest';
+import { register, startTestHub } from '../helpers/hub.js';
+
+describe('shutdown', () => {
+  it('answers a request in flight with Connection: close and closes promptly', async () => {
+    const t = await startTestHub();
+    const alice = await register(t.url, 'Alice');
+    const agent = new http.Agent({ keepAlive: true });
+    const body = JSON.stringify({ email: alice.user.email, password: 'correct horse battery' });
+    const response = new Promise<{ status: number; connection: string | undefined }>((resolve, reject) => {
+      const req = http.request(`${t.url}/api/auth/login`, { method: 'POST', agent, headers: { 'content-type': 'application/json' } }, (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode!, connection: res.headers.connection }));
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+    // The login is hashing its password (argon2, tens of ms) when the close starts.
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const started = Date.now();
+    const closed = t.close();
+    const answered = await response;
+    await closed;
+    expect(answered).toEqual({ status: 200, connection: 'close' });
+    expect(Date.now() - started).toBeLessThan(10_000);
+    agent.destroy();
+  });
+});
