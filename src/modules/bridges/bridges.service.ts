@@ -157,6 +157,9 @@ export class BridgesService {
         roomId = room.id;
         await rooms.insertMember(tx, roomId, botId, 'owner');
         await repo.insertPortal(tx, bridgeId, body.remote_id, roomId);
+      } else {
+        // Membership changes lock the room row, as RoomsService does, so they serialise with leaves and removals.
+        await rooms.lockRoom(tx, roomId);
       }
       for (const id of members) if (await rooms.insertMember(tx, roomId, id, 'member')) changed = true;
       if (changed) {
