@@ -186,6 +186,18 @@ describe('REST tool endpoints', () => {
     ws.close();
   });
 
+  it('wait_for_messages returns what was said in a room before the user was removed from it', async () => {
+    const room = (await api(t.url, 'POST', '/api/rooms', { token: alice.token, body: { type: 'group', name: 'Short stay', members: [bob.user.id] } })).body.id;
+    const cursor = (await tool(agent, 'wait_for_messages', { timeout_ms: 0 })).body.next_since;
+    const said = await api(t.url, 'POST', `/api/rooms/${room}/messages`, { token: alice.token, body: { content: 'said before the removal' } });
+    expect((await api(t.url, 'DELETE', `/api/rooms/${room}/members/${bob.user.id}`, { token: alice.token })).status).toBe(200);
+    const got = await tool(agent, 'wait_for_messages', { since: cursor, timeout_ms: 2000 });
+    expect(got.body.messages.map((m: any) => m.id)).toEqual([said.body.id]);
+    // Waiting on one room never yields another room's messages, left or not.
+    const other = await tool(agent, 'wait_for_messages', { since: cursor, room_id: roomId, timeout_ms: 0 });
+    expect(other.body.messages.map((m: any) => m.room_id).filter((id: string) => id !== roomId)).toEqual([]);
+  });
+
   it('read history by id and by stream position', async () => {
     const first = await tool(agent, 'send_message', { room_id: roomId, content: 'history one' });
     const second = await tool(agent, 'send_message', { room_id: roomId, content: 'history two' });

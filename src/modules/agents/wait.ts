@@ -50,7 +50,9 @@ export async function waitForMessages(hub: Hub, userId: string, opts: WaitOption
   try {
     for (;;) {
       const woken = new Promise<void>((resolve) => (wake = resolve));
-      const events = await hub.stream.readSince(since, roomIds, userId, READ_BATCH);
+      // roomsLeft: a room the user was removed from (or left) after `since` still yields its messages
+      // up to the removal, as a socket resuming from `since` gets them.
+      const events = await hub.stream.readSince(since, roomIds, userId, READ_BATCH, { roomsLeft: true });
       const after = await roomIdsNow();
       if (!sameSet(after, roomIds)) {
         roomIds = after;
@@ -59,6 +61,7 @@ export async function waitForMessages(hub: Hub, userId: string, opts: WaitOption
       const messages: MessageView[] = [];
       for (const event of events) {
         since = event.stream_position;
+        if (opts.roomId && event.room_id !== opts.roomId) continue;
         const message = newMessage(event);
         if (message && !message.deleted && (opts.includeOwn || message.user_id !== userId)) {
           messages.push(message);
