@@ -12,6 +12,7 @@ import type { Bridge } from '../../bridges/kit/bridge.js';
 import { createBridge } from '../../bridges/run.js';
 import { freePort } from '../e2e/spawn.js';
 import { WsClient, api, register, startTestHub, type Session, type TestHub } from '../helpers/hub.js';
+import { roomHistory, say } from '../helpers/portal.js';
 import { bridgeConfig } from './bridge-config.js';
 import { WhatsAppSimulator } from './whatsapp-sim.js';
 
@@ -60,17 +61,8 @@ afterAll(async () => {
   fs.rmSync(dataDir, { recursive: true, force: true });
 });
 
-/** Hub messages of the portal room, oldest first. */
-async function history(): Promise<any[]> {
-  return (await api(t.url, 'GET', `/api/rooms/${roomId}/messages?limit=100`, { token: alice.token })).body.messages;
-}
-
-/** Alice sends in the portal room. @returns the message id. */
-async function aliceSays(content: string, extra: Record<string, unknown> = {}): Promise<string> {
-  const res = await api(t.url, 'POST', `/api/rooms/${roomId}/messages`, { token: alice.token, body: { content, ...extra } });
-  expect(res.status).toBe(201);
-  return res.body.id;
-}
+const history = () => roomHistory(t, alice, roomId);
+const aliceSays = (content: string, extra: Record<string, unknown> = {}) => say(t, alice, roomId, content, extra);
 
 describe('webhook', () => {
   it('answers the verification challenge with the right token only', async () => {

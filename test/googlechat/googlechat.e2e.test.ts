@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Bridge } from '../../bridges/kit/bridge.js';
 import { freePort } from '../e2e/spawn.js';
 import { WsClient, api, register, startTestHub, type Session, type TestHub } from '../helpers/hub.js';
+import { roomHistory, say } from '../helpers/portal.js';
 import { googleChatBridge, googleChatBridgeConfig } from './setup.js';
 import { GoogleChatSimulator, type SimMessage, type SimUser } from './sim.js';
 
@@ -54,17 +55,8 @@ afterAll(async () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-/** Hub messages of the portal room, oldest first. */
-async function history(): Promise<any[]> {
-  return (await api(t.url, 'GET', `/api/rooms/${roomId}/messages?limit=100`, { token: alice.token })).body.messages;
-}
-
-/** Alice sends in the portal room. @returns the hub message id. */
-async function aliceSays(content: string, extra: Record<string, unknown> = {}): Promise<string> {
-  const res = await api(t.url, 'POST', `/api/rooms/${roomId}/messages`, { token: alice.token, body: { content, ...extra } });
-  expect(res.status).toBe(201);
-  return res.body.id;
-}
+const history = () => roomHistory(t, alice, roomId);
+const aliceSays = (content: string, extra: Record<string, unknown> = {}) => say(t, alice, roomId, content, extra);
 
 /** The simulator's copy of what the app posted with this text. */
 function inChat(text: string): Promise<SimMessage> {
