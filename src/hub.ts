@@ -12,6 +12,7 @@ import { AuthService } from './modules/auth/auth.service.js';
 import { BridgesService } from './modules/bridges/bridges.service.js';
 import { TokenIssuer, loadSigningSecret } from './modules/auth/tokens.js';
 import { MessagesService } from './modules/messages/messages.service.js';
+import { LocalPresenceCluster, RedisPresenceCluster } from './modules/presence/presence-cluster.js';
 import { PresenceService } from './modules/presence/presence.service.js';
 import { RoomsService } from './modules/rooms/rooms.service.js';
 import type { SearchIndexer } from './modules/search/indexer.js';
@@ -76,7 +77,13 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
     users: new UsersService(db),
     rooms,
     messages: new MessagesService(db, stream, pubsub, rooms, config.limits.max_message_bytes, config.limits.edit_window_s),
-    presence: new PresenceService(db, pubsub, config.realtime.presence_grace_ms, log),
+    presence: new PresenceService(
+      db,
+      pubsub,
+      config.realtime.presence_grace_ms,
+      log,
+      config.redis.url ? new RedisPresenceCluster(config.redis.url, config.redis.channel_prefix, log) : new LocalPresenceCluster(),
+    ),
     typing: new TypingService(pubsub, config.realtime.typing_timeout_ms),
     search: new SearchService(db, rooms, search.index, config.search.tenant_token_ttl_s),
     searchIndexer: search.indexer,
@@ -102,6 +109,7 @@ async function createPubSub(config: Config, log: Logger): Promise<PubSub> {
 export async function closeHub(hub: Hub): Promise<void> {
   hub.bridges.close();
   hub.typing.close();
+  await hub.presence.close();
   hub.fanout.close();
   hub.stream.stop();
   await hub.searchIndexer?.stop();

@@ -4,6 +4,7 @@
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { PresenceCluster } from '../../src/modules/presence/presence-cluster.js';
 import { WsClient, api, register, startTestHub, type Session, type TestHub } from '../helpers/hub.js';
 
 const ready = Boolean(process.env.DATABASE_URL && process.env.REDIS_URL);
@@ -92,6 +93,24 @@ describe.skipIf(!ready)('two nodes through Redis', () => {
       catchUp.mockRestore();
       admin.disconnect();
     }
+  });
+
+  it('keeps a user online while any node still holds one of their sockets', async () => {
+    const b = await WsClient.connect(n1.wsUrl, bob.token);
+    const onN1 = await WsClient.connect(n1.wsUrl, alice.token);
+    const onN2 = await WsClient.connect(n2.wsUrl, alice.token);
+    // n1 has no socket of Alice's left, but n2 has: n1 asks the cluster and leaves her online.
+    const asked = vi.spyOn((n1.hub.presence as unknown as { cluster: PresenceCluster }).cluster, 'othersHaveSockets');
+    onN1.close();
+    await onN1.waitClosed();
+    await vi.waitFor(() => expect(asked).toHaveBeenCalledWith(alice.user.id));
+    expect(await asked.mock.results[0].value).toBe(true);
+    asked.mockRestore();
+    expect(await n1.hub.presence.query(bob.user.id, [alice.user.id])).toMatchObject([{ status: 'online' }]);
+    expect(b.all('presence').filter((p) => p.user_id === alice.user.id && p.status === 'offline')).toEqual([]);
+    onN2.close();
+    expect(await b.next('presence', (p) => p.user_id === alice.user.id && p.status === 'offline')).toMatchObject({ status: 'offline' });
+    b.close();
   });
 
   it('counts login attempts against one account across both nodes', async () => {

@@ -4,12 +4,14 @@
  * is kept. Presence is only visible to users who share a room with the user (and to the user), and
  * changes are pushed as `presence` events on the `user:<id>` topic of each such user.
  *
- * Socket counts are per node; a Redis-backed count is needed before several nodes serve one user.
+ * Each node counts its own sockets; with several nodes, `PresenceCluster` tells whether another node
+ * still holds one, so a user goes offline only when their last socket in the cluster closes.
  */
 import type { Logger } from 'pino';
 import type { Database } from '../../db/database.js';
 import { AppError } from '../../errors.js';
 import type { PubSub } from '../../realtime/pubsub.js';
+import { LocalPresenceCluster, type PresenceCluster } from './presence-cluster.js';
 
 export type PresenceStatus = 'online' | 'away' | 'busy' | 'offline';
 
@@ -29,12 +31,14 @@ export class PresenceService {
     private readonly pubsub: PubSub,
     private readonly graceMs: number,
     private readonly log: Logger,
+    private readonly cluster: PresenceCluster = new LocalPresenceCluster(),
   ) {}
 
   /** A socket of the user opened. The first one sets them online. */
   async connected(userId: string): Promise<void> {
     const n = (this.sockets.get(userId) ?? 0) + 1;
     this.sockets.set(userId, n);
+    await this.cluster.setLocalCount(userId, n).catch((err) => this.log.warn({ err, userId }, 'presence cluster update failed'));
     const timer = this.offlineTimers.get(userId);
     if (timer) {
       clearTimeout(timer);
@@ -47,6 +51,7 @@ export class PresenceService {
   /** A socket closed. After the last one, and the grace period, the user goes offline. */
   disconnected(userId: string): void {
     const n = (this.sockets.get(userId) ?? 1) - 1;
+    this.cluster.setLocalCount(userId, n).catch((err) => this.log.warn({ err, userId }, 'presence cluster update failed'));
     if (n > 0) {
       this.sockets.set(userId, n);
       return;
@@ -54,10 +59,20 @@ export class PresenceService {
     this.sockets.delete(userId);
     const goOffline = () => {
       this.offlineTimers.delete(userId);
-      this.set(userId, 'offline').catch((err) => this.log.error({ err, userId }, 'presence update failed'));
+      this.cluster
+        .othersHaveSockets(userId)
+        .then((elsewhere) => (elsewhere || this.sockets.has(userId) ? undefined : this.set(userId, 'offline')))
+        .catch((err) => this.log.error({ err, userId }, 'presence update failed'));
     };
     if (this.graceMs === 0) return goOffline();
     this.offlineTimers.set(userId, setTimeout(goOffline, this.graceMs).unref());
+  }
+
+  /** Stops pending offline timers and leaves the cluster. */
+  async close(): Promise<void> {
+    for (const timer of this.offlineTimers.values()) clearTimeout(timer);
+    this.offlineTimers.clear();
+    await this.cluster.close();
   }
 
   /** Sets the caller's status (and optionally status text). */
