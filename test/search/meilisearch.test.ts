@@ -229,3 +229,30 @@ describe('tenant tokens', () => {
     }
   });
 });
+
+describe('several nodes', () => {
+  it('lets one indexer work at a time; another takes over when the leader stops', async () => {
+    // A second node on the same database and Meilisearch: the first node's indexer holds the lease.
+    const second = await startTestHub(t.config, { shareWith: t });
+    try {
+      const standby = second.hub.searchIndexer!;
+      const leaderWrites = () => double.requests.filter((r) => r.path === '/indexes/messages/documents' && r.method === 'POST').length;
+      const m1 = await sendMessage(t.url, alice, r1, 'first under the old leader');
+      await indexer().waitFor(m1.stream_position);
+      const { rows } = await t.hub.db.query(`SELECT leader FROM search_index_cursor WHERE index_name = 'messages'`);
+      expect(rows[0].leader).not.toBeNull();
+      await standby.catchUp(); // asked to work now, it stands by: the lease is taken
+      expect(standby.position).toBeLessThan(m1.stream_position);
+      // The leader stops, releasing the lease: the standby takes over.
+      await indexer().stop();
+      const before = leaderWrites();
+      const m2 = await sendMessage(t.url, alice, r1, 'second under the new leader');
+      await standby.catchUp();
+      expect(standby.position).toBeGreaterThanOrEqual(m2.stream_position);
+      expect(leaderWrites()).toBeGreaterThan(before);
+      expect(docIds()).toContain(m2.id);
+    } finally {
+      await second.close();
+    }
+  });
+});

@@ -13,8 +13,13 @@
  * It is woken by the stream reader (`EventStream.onEvents`), not by polling; on start it catches up
  * from its cursor. On failure it retries with exponential backoff (0.25 s doubling up to 30 s).
  *
+ * With several nodes, one indexer per index works at a time: each batch first claims or renews a lease
+ * in the cursor row (`leader`, `lease_until`, 60 s). The others stand by and check again when the lease
+ * could lapse, so a crashed leader is replaced; `stop()` releases the lease; reindex takes it over.
+ *
  * Events: 'indexed' (position: number) after each confirmed batch; 'failed' (err, retryInMs).
  */
+import crypto from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { Config } from '../../config/schema.js';
@@ -26,6 +31,7 @@ const BATCH = 500;
 const MESSAGE_EVENTS = ['message.new', 'message.edited', 'message.deleted'];
 const BACKOFF_BASE_MS = 250;
 const BACKOFF_MAX_MS = 30_000;
+const LEASE_S = 60;
 
 /**
  * `switchboard search reindex`: clears the index, resets its cursor and replays the whole stream.
@@ -34,12 +40,18 @@ const BACKOFF_MAX_MS = 30_000;
  */
 export async function reindex(config: Config, db: Queryable, log: Logger): Promise<number> {
   const indexer = new SearchIndexer(db, new MeilisearchIndex(config.search, db), log);
-  await indexer.reindex();
-  return indexer.position;
+  try {
+    await indexer.reindex();
+    return indexer.position;
+  } finally {
+    await indexer.stop(); // releases the lease: the hub's indexers carry on from here
+  }
 }
 
 export class SearchIndexer extends EventEmitter {
+  private readonly nodeId = crypto.randomUUID();
   private cursor = 0;
+  private standbyTimer?: NodeJS.Timeout;
   private failures = 0;
   private running?: Promise<void>;
   private again = false;
@@ -75,7 +87,11 @@ export class SearchIndexer extends EventEmitter {
     this.stopped = true;
     this.unsubscribe?.();
     clearTimeout(this.retryTimer);
+    clearTimeout(this.standbyTimer);
     await this.running;
+    await this.db
+      .query('UPDATE search_index_cursor SET leader = NULL, lease_until = NULL WHERE index_name = $1 AND leader = $2', [this.index.indexName, this.nodeId])
+      .catch((err) => this.log.warn({ err }, 'could not release the search indexing lease'));
   }
 
   /** Resolves once every event up to `position` is applied (it wakes the indexer if idle). */
@@ -104,16 +120,28 @@ export class SearchIndexer extends EventEmitter {
     while ((await this.step()) === BATCH && !this.stopped);
   }
 
+  /**
+   * Claims or renews the lease. @returns the shared cursor when this indexer leads, null when another
+   * indexer holds an unexpired lease (`force` takes it regardless: reindex).
+   */
+  private async lease(force = false): Promise<number | null> {
+    const { rows } = await this.db.query<{ position: number }>(
+      `INSERT INTO search_index_cursor (index_name, position, leader, lease_until) VALUES ($1, 0, $2, now() + make_interval(secs => $3))
+       ON CONFLICT (index_name) DO UPDATE SET leader = $2, lease_until = now() + make_interval(secs => $3)
+         WHERE $4 OR search_index_cursor.leader IS NULL OR search_index_cursor.leader = $2 OR search_index_cursor.lease_until < now()
+       RETURNING position`,
+      [this.index.indexName, this.nodeId, LEASE_S, force],
+    );
+    return rows[0]?.position ?? null;
+  }
+
   /** Clears the index, resets the cursor to 0 and rebuilds everything (`switchboard search reindex`). */
   async reindex(): Promise<void> {
     await this.index.applySettings();
     this.settingsApplied = true;
+    await this.lease(true);
     await this.index.clear();
-    await this.db.query(
-      `INSERT INTO search_index_cursor (index_name, position) VALUES ($1, 0)
-       ON CONFLICT (index_name) DO UPDATE SET position = 0, updated_at = now()`,
-      [this.index.indexName],
-    );
+    await this.db.query('UPDATE search_index_cursor SET position = 0, updated_at = now() WHERE index_name = $1', [this.index.indexName]);
     this.cursor = 0;
     await this.catchUp();
   }
@@ -150,8 +178,14 @@ export class SearchIndexer extends EventEmitter {
     }
   }
 
-  /** Applies one batch of events. @returns how many events it read. */
+  /** Applies one batch of events, when this indexer holds the lease. @returns how many events it read. */
   private async step(): Promise<number> {
+    const shared = await this.lease();
+    if (shared === null) {
+      this.standBy();
+      return 0;
+    }
+    this.cursor = shared; // the row is the truth: a reindex or another leader may have moved it
     const { rows } = await this.db.query<{ stream_position: number; message_id: string | null }>(
       `SELECT stream_position,
               CASE WHEN type = ANY($3::text[]) THEN COALESCE(payload->'message'->>'id', payload->>'message_id') END AS message_id
@@ -176,6 +210,15 @@ export class SearchIndexer extends EventEmitter {
     this.cursor = last;
     this.emit('indexed', last);
     return rows.length;
+  }
+
+  /** Another indexer leads: look again once its lease could have lapsed (it may have crashed). */
+  private standBy(): void {
+    if (this.standbyTimer || this.stopped) return;
+    this.standbyTimer = setTimeout(() => {
+      this.standbyTimer = undefined;
+      this.wake();
+    }, LEASE_S * 1000).unref();
   }
 
   private async loadCursor(): Promise<number> {
