@@ -65,6 +65,15 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
   const storage = new LocalBlobStorage(path.join(config.data_dir, 'media'));
   const bridges = new BridgesService(db, stream, pubsub, config, log);
   await bridges.start();
+  const presence = new PresenceService(
+    db,
+    pubsub,
+    config.realtime.presence_grace_ms,
+    log,
+    config.redis.url ? new RedisPresenceCluster(config.redis.url, config.redis.channel_prefix, log) : new LocalPresenceCluster(),
+  );
+  // The only node: whoever the table says is online was left so by a crash or a stop within the grace.
+  if (!config.redis.url) await presence.resetAtStart();
   return {
     config,
     db,
@@ -77,13 +86,7 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
     users: new UsersService(db),
     rooms,
     messages: new MessagesService(db, stream, pubsub, rooms, config.limits.max_message_bytes, config.limits.edit_window_s),
-    presence: new PresenceService(
-      db,
-      pubsub,
-      config.realtime.presence_grace_ms,
-      log,
-      config.redis.url ? new RedisPresenceCluster(config.redis.url, config.redis.channel_prefix, log) : new LocalPresenceCluster(),
-    ),
+    presence,
     typing: new TypingService(pubsub, config.realtime.typing_timeout_ms),
     search: new SearchService(db, rooms, search.index, config.search.tenant_token_ttl_s),
     searchIndexer: search.indexer,

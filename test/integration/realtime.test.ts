@@ -261,6 +261,22 @@ describe('typing', () => {
 });
 
 describe('presence', () => {
+  // A second hub on the same database needs a shared server (DATABASE_URL); an embedded one is not shareable.
+  it.skipIf(!process.env.DATABASE_URL)('starts a hub that is the only node with nobody online, as a crash left the table', async () => {
+    const crashy = await register(t.url, 'Crashy');
+    const s = await WsClient.connect(t.wsUrl, crashy.token);
+    const status = async () => (await t.hub.db.query('SELECT status FROM presence WHERE user_id = $1', [crashy.user.id])).rows[0].status;
+    expect(await status()).toBe('online');
+    // A hub starting on this database without Redis (the only node) cannot have any socket open yet.
+    const restarted = await startTestHub({ redis: { url: '' } }, { shareWith: t });
+    try {
+      expect(await status()).toBe('offline');
+    } finally {
+      await restarted.close();
+      s.close();
+    }
+  });
+
   it('goes online with the first socket and offline after the last, visible only to co-members', async () => {
     const dave = await register(t.url, 'Dave');
     const erin = await register(t.url, 'Erin');

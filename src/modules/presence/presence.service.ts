@@ -68,6 +68,16 @@ export class PresenceService {
     this.offlineTimers.set(userId, setTimeout(goOffline, this.graceMs).unref());
   }
 
+  /**
+   * For a hub that is the only node (no Redis): at start no socket is open, so nobody is online. Resets
+   * everyone a crash, or a stop within the grace period, left online, keeping `last_seen`.
+   * @returns how many users were reset.
+   */
+  async resetAtStart(): Promise<number> {
+    const { rowCount } = await this.db.query(`UPDATE presence SET status = 'offline' WHERE status <> 'offline'`);
+    return rowCount ?? 0;
+  }
+
   /** Stops pending offline timers and leaves the cluster. */
   async close(): Promise<void> {
     for (const timer of this.offlineTimers.values()) clearTimeout(timer);
