@@ -233,9 +233,15 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await buildProgram().parseAsync(argv);
   } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    console.error(`config error: ${err.message}`);
-    process.exitCode = 2;
+    if (err instanceof ConfigError) {
+      console.error(`config error: ${err.message}`);
+      process.exitCode = 2;
+    } else if (err instanceof Error && err.name === 'DatabaseInUseError') {
+      console.error(`error: ${err.message}`);
+      process.exitCode = 1;
+    } else {
+      throw err;
+    }
   }
 }
 

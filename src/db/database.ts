@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import lockfile from 'proper-lockfile';
 import { runner } from 'node-pg-migrate';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
@@ -25,8 +26,6 @@ export interface Database extends Queryable {
   readonly pool: pg.Pool;
   /** True when served by the embedded PGlite. */
   readonly embedded: boolean;
-  /** The URL the pool connects to (the embedded server's loopback URL when embedded). */
-  readonly url: string;
   /**
    * Runs `fn` in one transaction (BEGIN … COMMIT; ROLLBACK and rethrow on any error).
    * @returns what `fn` returns.
@@ -48,12 +47,13 @@ export async function openDatabase(config: Config, log?: Logger): Promise<Databa
   if (config.database.url) {
     const pool = new pg.Pool({ connectionString: config.database.url, max: config.database.pool_max });
     pool.on('error', (err) => log?.error({ err }, 'idle database client error'));
-    return wrap(pool, false, config.database.url, async () => pool.end());
+    return wrap(pool, false, async () => pool.end());
   }
   const { PGlite } = await import('@electric-sql/pglite');
   const { PGLiteSocketServer } = await import('@electric-sql/pglite-socket');
   const dir = path.resolve(config.data_dir, 'pgdata');
   fs.mkdirSync(dir, { recursive: true });
+  const release = await lockDataDir(dir, log);
   const started = Date.now();
   const pglite = await PGlite.create(dir);
   const server = new PGLiteSocketServer({ db: pglite, host: '127.0.0.1', port: 0 });
@@ -62,18 +62,47 @@ export async function openDatabase(config: Config, log?: Logger): Promise<Databa
   log?.info({ dir, ms: Date.now() - started }, 'embedded PostgreSQL (PGlite) started');
   const pool = new pg.Pool({ connectionString: url, max: 1 });
   pool.on('error', (err) => log?.error({ err }, 'idle database client error'));
-  return wrap(pool, true, url, async () => {
+  return wrap(pool, true, async () => {
     await pool.end();
     await server.stop();
     await pglite.close();
+    await release();
   });
 }
 
-function wrap(pool: pg.Pool, embedded: boolean, url: string, close: () => Promise<void>): Database {
+/** Another process (a running hub, a CLI command) holds the embedded database. */
+export class DatabaseInUseError extends Error {
+  override name = 'DatabaseInUseError';
+}
+
+/**
+ * One process at a time may open the embedded database: a second PGlite on the same files would
+ * corrupt them. The lock (`<dir>.lock`, proper-lockfile) is refreshed every 2 s and counts as stale
+ * after 10 s, so a crashed holder does not keep it.
+ * @returns the release function.
+ * @throws DatabaseInUseError when another live process holds it.
+ */
+async function lockDataDir(dir: string, log?: Logger): Promise<() => Promise<void>> {
+  try {
+    return await lockfile.lock(dir, {
+      stale: 10_000,
+      update: 2_000,
+      retries: 0,
+      onCompromised: (err) => log?.error({ err }, 'lost the lock on the embedded database'),
+    });
+  } catch (err) {
+    if ((err as { code?: string }).code !== 'ELOCKED') throw err;
+    throw new DatabaseInUseError(
+      `the embedded database in ${dir} is in use by another Switchboard process (a running hub?); stop it first, ` +
+        'or point every process at one PostgreSQL server with DATABASE_URL',
+    );
+  }
+}
+
+function wrap(pool: pg.Pool, embedded: boolean, close: () => Promise<void>): Database {
   return {
     pool,
     embedded,
-    url,
     query: (text, values) => pool.query(text, values as any[]),
     async transaction(fn) {
       const client = await pool.connect();

@@ -173,8 +173,9 @@ describe('admin API', () => {
     ws.close();
   });
 
-  it('`switchboard user create --admin` creates an admin who can use the admin API', async () => {
-    const url = t.config.database.url || t.hub.db.url;
+  // The CLI is a second process on the hub's database: that needs a server (DATABASE_URL); an embedded one has one session.
+  it.skipIf(!process.env.DATABASE_URL)('`switchboard user create --admin` creates an admin who can use the admin API', async () => {
+    const url = t.config.database.url;
     const rootEmail = email('root');
     const created = await cli(['--database-url', url, 'user', 'create', '--email', rootEmail, '--name', 'Root', '--admin'], { NEW_USER_PASSWORD: PASSWORD });
     expect(created.stderr).toBe('');
