@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import { promisify } from 'node:util';
 import { Meilisearch, MeilisearchApiError } from 'meilisearch';
 import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { SearchIndexer, reindex } from '../../src/modules/search/indexer.js';
 import { INDEX_SETTINGS, MeilisearchIndex } from '../../src/modules/search/meilisearch-index.js';
 import { api, register, startTestHub, type Session, type TestHub } from '../helpers/hub.js';
@@ -232,6 +232,29 @@ describe('tenant tokens', () => {
 });
 
 describe('several nodes', () => {
+  it('an indexer that loses the lease mid-batch does not move the cursor it no longer owns', async () => {
+    await settled(t);
+    const m = await sendMessage(t.url, alice, r1, 'in flight while the lease moves');
+    const index = (indexer() as unknown as { index: MeilisearchIndex }).index;
+    const upsert = vi.spyOn(index, 'upsert').mockImplementationOnce(async function (this: MeilisearchIndex, docs) {
+      // A reindex elsewhere takes the lease over and resets the cursor while this batch is in flight.
+      await t.hub.db.query(`UPDATE search_index_cursor SET leader = 'reindex', lease_until = now() + interval '1 hour', position = 0 WHERE index_name = 'messages'`);
+      return MeilisearchIndex.prototype.upsert.call(this, docs);
+    });
+    try {
+      await indexer().catchUp();
+      await (indexer() as unknown as { running?: Promise<void> }).running; // a background run that took the batch
+      expect(upsert).toHaveBeenCalled();
+      expect(await persistedCursor()).toBe(0);
+      expect(indexer().position).toBeLessThan(m.stream_position);
+    } finally {
+      upsert.mockRestore();
+      // Hand the lease back so the following tests index again.
+      await t.hub.db.query(`UPDATE search_index_cursor SET leader = NULL, lease_until = NULL WHERE index_name = 'messages'`);
+      await indexer().catchUp();
+    }
+  });
+
   // Two hubs on one database need a server (DATABASE_URL); an embedded database serves one process.
   it.skipIf(!process.env.DATABASE_URL)('lets one indexer work at a time; another takes over when the leader stops', async () => {
     // A second node on the same database and Meilisearch: the first node's indexer holds the lease.

@@ -202,11 +202,16 @@ export class SearchIndexer extends EventEmitter {
       if (gone.length) await this.index.remove(gone);
     }
     const last = rows[rows.length - 1].stream_position;
-    await this.db.query(
-      `INSERT INTO search_index_cursor (index_name, position) VALUES ($1, $2)
-       ON CONFLICT (index_name) DO UPDATE SET position = GREATEST(search_index_cursor.position, $2), updated_at = now()`,
-      [this.index.indexName, last],
+    // Only while still leading: a reindex that took the lease meanwhile has reset the cursor, and
+    // moving it forward again would make the reindex skip what it must replay.
+    const { rowCount } = await this.db.query(
+      `UPDATE search_index_cursor SET position = GREATEST(position, $2), updated_at = now() WHERE index_name = $1 AND leader = $3`,
+      [this.index.indexName, last, this.nodeId],
     );
+    if (rowCount === 0) {
+      this.standBy();
+      return 0;
+    }
     this.cursor = last;
     this.emit('indexed', last);
     return rows.length;
