@@ -1,6 +1,6 @@
 /** Closing the app while a request is in flight answers it and does not wait for keep-alive. */
 import http from 'node:http';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { register, startTestHub } from '../helpers/hub.js';
 
 describe('shutdown', () => {
@@ -8,6 +8,14 @@ describe('shutdown', () => {
     const t = await startTestHub();
     const alice = await register(t.url, 'Alice');
     const agent = new http.Agent({ keepAlive: true });
+    // Close once the login is inside its handler (hashing the password, tens of ms).
+    const login = t.hub.auth.login.bind(t.hub.auth);
+    let inHandler!: () => void;
+    const handling = new Promise<void>((resolve) => (inHandler = resolve));
+    vi.spyOn(t.hub.auth, 'login').mockImplementation((...args) => {
+      inHandler();
+      return login(...args);
+    });
     const body = JSON.stringify({ email: alice.user.email, password: 'correct horse battery' });
     const response = new Promise<{ status: number; connection: string | undefined }>((resolve, reject) => {
       const req = http.request(`${t.url}/api/auth/login`, { method: 'POST', agent, headers: { 'content-type': 'application/json' } }, (res) => {
@@ -17,8 +25,7 @@ describe('shutdown', () => {
       req.on('error', reject);
       req.end(body);
     });
-    // The login is hashing its password (argon2, tens of ms) when the close starts.
-    await new Promise((resolve) => setTimeout(resolve, 5));
+    await handling;
     const started = Date.now();
     const closed = t.close();
     const answered = await response;
