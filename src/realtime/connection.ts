@@ -71,7 +71,7 @@ export class Connection {
     if (!this.open) return false;
     const data = JSON.stringify(event);
     // An event larger than the whole bound still goes out when nothing else is queued.
-    if (this.socket.bufferedAmount > 0 && this.socket.bufferedAmount + data.length > this.maxQueueBytes) {
+    if (this.socket.bufferedAmount > 0 && this.socket.bufferedAmount + Buffer.byteLength(data) > this.maxQueueBytes) {
       this.close(CLOSE.SLOW_CONSUMER, 'send queue full; reconnect with since');
       return false;
     }
