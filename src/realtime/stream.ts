@@ -15,6 +15,7 @@
  */
 import type { Logger } from 'pino';
 import type { Database, Queryable } from '../db/database.js';
+import { CoalescingRunner } from './coalescing-runner.js';
 import type { PubSub } from './pubsub.js';
 
 /** Any constant shared by all writers: the advisory lock that orders stream positions. */
@@ -63,8 +64,7 @@ export type StreamListener = (events: StreamEvent[]) => void;
 
 export class EventStream {
   private cursor = 0;
-  private reading = false;
-  private again = false;
+  private readonly reader = new CoalescingRunner(() => this.readNew());
   private unsubscribe?: () => void;
   private readonly listeners = new Set<StreamListener>();
 
@@ -77,7 +77,7 @@ export class EventStream {
   /** Starts following the stream from its current end. */
   async start(): Promise<void> {
     this.cursor = await this.maxPosition();
-    this.unsubscribe = this.pubsub.subscribe('stream', () => this.wake());
+    this.unsubscribe = this.pubsub.subscribe('stream', () => this.reader.wake());
   }
 
   stop(): void {
@@ -109,13 +109,13 @@ export class EventStream {
    * too, so its own sockets get its own writes even while the pub/sub (Redis) is unreachable.
    */
   notify(): void {
-    this.wake();
+    this.reader.wake();
     this.pubsub.publish('stream', { at: Date.now() }).catch((err) => this.log.error({ err }, 'stream poke failed'));
   }
 
   /** Reads whatever was committed past the cursor (e.g. after pokes may have been missed). */
   catchUp(): void {
-    this.wake();
+    this.reader.wake();
   }
 
   /**
@@ -144,42 +144,29 @@ export class EventStream {
     return rows[0].max ?? 0;
   }
 
-  private wake(): void {
-    if (this.reading) {
-      this.again = true;
-      return;
-    }
-    this.reading = true;
-    void this.drain();
-  }
-
-  private async drain(): Promise<void> {
+  /** Reads everything past the cursor, in batches, and hands it to the listeners in order. */
+  private async readNew(): Promise<void> {
     try {
-      do {
-        this.again = false;
-        for (;;) {
-          const { rows } = await this.db.query<StreamEvent>(
-            `SELECT stream_position, room_id, type, payload, notify_user_ids, created_at FROM room_events
-             WHERE stream_position > $1 ORDER BY stream_position LIMIT $2`,
-            [this.cursor, READ_BATCH],
-          );
-          if (rows.length === 0) break;
-          this.cursor = rows[rows.length - 1].stream_position;
-          for (const listener of this.listeners) {
-            try {
-              listener(rows);
-            } catch (err) {
-              this.log.error({ err }, 'stream listener failed');
-            }
+      for (;;) {
+        const { rows } = await this.db.query<StreamEvent>(
+          `SELECT stream_position, room_id, type, payload, notify_user_ids, created_at FROM room_events
+           WHERE stream_position > $1 ORDER BY stream_position LIMIT $2`,
+          [this.cursor, READ_BATCH],
+        );
+        if (rows.length === 0) return;
+        this.cursor = rows[rows.length - 1].stream_position;
+        for (const listener of this.listeners) {
+          try {
+            listener(rows);
+          } catch (err) {
+            this.log.error({ err }, 'stream listener failed');
           }
-          if (rows.length < READ_BATCH) break;
         }
-      } while (this.again);
+        if (rows.length < READ_BATCH) return;
+      }
     } catch (err) {
       this.log.error({ err }, 'stream read failed; retrying in 1 s');
-      setTimeout(() => this.wake(), 1000).unref();
-    } finally {
-      this.reading = false;
+      setTimeout(() => this.reader.wake(), 1000).unref();
     }
   }
 }

@@ -243,7 +243,7 @@ describe('several nodes', () => {
     });
     try {
       await indexer().catchUp();
-      await (indexer() as unknown as { running?: Promise<void> }).running; // a background run that took the batch
+      await indexer().idle(); // a background run that took the batch
       expect(upsert).toHaveBeenCalled();
       expect(await persistedCursor()).toBe(0);
       expect(indexer().position).toBeLessThan(m.stream_position);

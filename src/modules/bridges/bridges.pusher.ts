@@ -19,6 +19,7 @@
 import type { Logger } from 'pino';
 import type { BridgeConfig } from '../../config/schema.js';
 import type { Database } from '../../db/database.js';
+import { CoalescingRunner } from '../../realtime/coalescing-runner.js';
 import type { PubSub } from '../../realtime/pubsub.js';
 import { toWire, type EventStream } from '../../realtime/stream.js';
 import { bridgesRepository as repo, type BridgeStateRow } from './bridges.repository.js';
@@ -29,8 +30,7 @@ const FIRST_RETRY_MS = 250;
 const PUT_TIMEOUT_MS = 30_000;
 
 export class TransactionPusher {
-  private running = false;
-  private again = false;
+  private readonly runner = new CoalescingRunner(() => this.run());
   private stopped = false;
   private attempts = 0;
   private retryAt = 0;
@@ -91,28 +91,17 @@ export class TransactionPusher {
   }
 
   private wake(): void {
-    if (this.stopped) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = true;
-    void this.run();
+    if (!this.stopped) this.runner.wake();
   }
 
   private async run(): Promise<void> {
     try {
-      do {
-        this.again = false;
-        while (!this.stopped && (await this.step()));
-      } while (this.again && !this.stopped);
+      while (!this.stopped && (await this.step()));
     } catch (err) {
       if (!this.stopped) {
         this.log.error({ err }, 'bridge push failed; retrying');
         this.scheduleRetry();
       }
-    } finally {
-      this.running = false;
     }
   }
 

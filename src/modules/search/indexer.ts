@@ -24,6 +24,7 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { Config } from '../../config/schema.js';
 import type { Queryable } from '../../db/database.js';
+import { CoalescingRunner } from '../../realtime/coalescing-runner.js';
 import type { EventStream } from '../../realtime/stream.js';
 import { MeilisearchIndex, type MessageDocument } from './meilisearch-index.js';
 
@@ -53,8 +54,7 @@ export class SearchIndexer extends EventEmitter {
   private cursor = 0;
   private standbyTimer?: NodeJS.Timeout;
   private failures = 0;
-  private running?: Promise<void>;
-  private again = false;
+  private readonly runner = new CoalescingRunner(() => this.run());
   private stopped = false;
   private retryTimer?: NodeJS.Timeout;
   private unsubscribe?: () => void;
@@ -88,7 +88,7 @@ export class SearchIndexer extends EventEmitter {
     this.unsubscribe?.();
     clearTimeout(this.retryTimer);
     clearTimeout(this.standbyTimer);
-    await this.running;
+    await this.runner.idle();
     await this.db
       .query('UPDATE search_index_cursor SET leader = NULL, lease_until = NULL WHERE index_name = $1 AND leader = $2', [this.index.indexName, this.nodeId])
       .catch((err) => this.log.warn({ err }, 'could not release the search indexing lease'));
@@ -146,24 +146,20 @@ export class SearchIndexer extends EventEmitter {
     await this.catchUp();
   }
 
+  /** Resolves once no batch is in progress. */
+  idle(): Promise<void> {
+    return this.runner.idle();
+  }
+
   private wake(): void {
     if (this.stopped || this.retryTimer) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = this.run().finally(() => {
-      this.running = undefined;
-      if (this.again) this.wake(); // woken after the last check of `again`
-    });
+    this.runner.wake();
   }
 
   private async run(): Promise<void> {
+    if (this.stopped || this.retryTimer) return; // a wake during a failed run waits for the backoff
     try {
-      do {
-        this.again = false;
-        await this.catchUp();
-      } while (this.again && !this.stopped);
+      await this.catchUp();
       this.failures = 0;
     } catch (err) {
       if (this.stopped) return;
