@@ -55,6 +55,11 @@ function replayed(earlier: MessageRow, roomId: string): { message: MessageView; 
   return { message: messageView(earlier), created: false };
 }
 
+/** The room members `content` mentions; the member list is only read when there is a `<@` to resolve. */
+async function mentionsIn(tx: Queryable, roomId: string, content: string): Promise<string[]> {
+  return content.includes('<@') ? parseMentions(content, await repo.memberIds(tx, roomId)) : [];
+}
+
 export interface SendInput {
   /** May be empty when the message carries attachments. */
   content: string;
@@ -119,11 +124,11 @@ export class MessagesService {
           const parent = await repo.findById(tx, input.reply_to);
           if (!parent || parent.room_id !== roomId) throw new AppError('INVALID_MESSAGE', 'reply_to is not a message of this room');
         }
-        const owned = await attachmentsRepository.findOwned(tx, userId, attachmentIds);
+        const owned = attachmentIds.length ? await attachmentsRepository.findOwned(tx, userId, attachmentIds) : [];
         const missing = attachmentIds.find((id) => !owned.some((a) => a.id === id));
         if (missing) throw new AppError('INVALID_ATTACHMENT', `Unknown attachment: ${missing}`);
         const { rows } = await tx.query<{ name: string }>('SELECT name FROM users WHERE id = $1', [userId]);
-        const mentions = parseMentions(input.content, await repo.memberIds(tx, roomId));
+        const mentions = await mentionsIn(tx, roomId, input.content);
         const view: MessageView = {
           id: crypto.randomUUID(),
           room_id: roomId,
@@ -234,7 +239,7 @@ export class MessagesService {
       this.checkContent(content, (m.attachments ?? []).length > 0);
       if (content === m.content) return messageView(m);
       const editedAt = new Date();
-      const mentions = parseMentions(content, await repo.memberIds(tx, m.room_id));
+      const mentions = await mentionsIn(tx, m.room_id, content);
       await repo.edit(tx, { id: messageId, previous: m.content, content, mentions, editorId: userId, editedAt });
       await repo.editStoredEvent(tx, m.stream_position, { content, mentions, editedAt });
       await appendRoomEvent(tx, {
