@@ -20,7 +20,7 @@ import vm from 'node:vm';
 import WebSocket from 'ws';
 import type { Hub } from '../src/hub.js';
 import { messagesRepository } from '../src/modules/messages/messages.repository.js';
-import { appendRoomEvent } from '../src/realtime/stream.js';
+import { appendRoomEvent } from '../src/events/stream.js';
 import { WsClient, api, register, startTestHub, type Session, type TestHub } from '../test/helpers/hub.js';
 import { spawnHub, type SpawnedHub } from '../test/e2e/spawn.js';
 

@@ -27,7 +27,7 @@ import { roomsRoutes } from './modules/rooms/rooms.routes.js';
 import { searchRoutes } from './modules/search/search.routes.js';
 import { usersRoutes } from './modules/users/users.routes.js';
 import { rateLimitPlugin } from './plugins/rate-limit.js';
-import { closeAllSockets, gatewayRoutes } from './realtime/gateway.js';
+import { closeAllSockets, gatewayRoutes } from './ws/gateway.js';
 
 declare module 'fastify' {
   interface FastifyInstance {

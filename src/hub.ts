@@ -19,11 +19,11 @@ import type { SearchIndexer } from './modules/search/indexer.js';
 import { SearchService, createSearch } from './modules/search/search.service.js';
 import { UsersService } from './modules/users/users.service.js';
 import { createMetrics, type Metrics } from './plugins/metrics.js';
-import { Fanout } from './realtime/fanout.js';
-import { LocalPubSub, type PubSub } from './realtime/pubsub.js';
-import { RedisPubSub } from './realtime/redis-pubsub.js';
-import { EventStream } from './realtime/stream.js';
-import { TypingService } from './realtime/typing.js';
+import { Fanout } from './ws/fanout.js';
+import { LocalPubSub, type PubSub } from './events/pubsub.js';
+import { RedisPubSub } from './events/redis-pubsub.js';
+import { EventStream } from './events/stream.js';
+import { TypingService } from './modules/typing/typing.service.js';
 import type { BlobStorage } from './storage/blob-storage.js';
 import { LocalBlobStorage } from './storage/local-storage.js';
 
@@ -74,18 +74,22 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
   );
   // The only node: whoever the table says is online was left so by a crash or a stop within the grace.
   if (!config.redis.url) await presence.resetAtStart();
+  const metrics = createMetrics();
+  const fanout = new Fanout(pubsub, stream, log);
+  const messages = new MessagesService(db, stream, pubsub, rooms, config.limits.max_message_bytes, config.limits.edit_window_s);
+  followSocketWrites(fanout, messages, metrics, log);
   return {
     config,
     db,
     log,
-    metrics: createMetrics(),
+    metrics,
     pubsub,
     stream,
-    fanout: new Fanout(pubsub, stream, log),
+    fanout,
     auth: new AuthService(db, tokens, pubsub, config.auth.refresh_token_ttl_s, config.auth.admin_emails),
     users: new UsersService(db),
     rooms,
-    messages: new MessagesService(db, stream, pubsub, rooms, config.limits.max_message_bytes, config.limits.edit_window_s),
+    messages,
     presence,
     typing: new TypingService(pubsub, config.realtime.typing_timeout_ms),
     search: new SearchService(db, rooms, search.index, config.search.tenant_token_ttl_s),
@@ -98,6 +102,21 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
     agents: new AgentsService(db),
     bridges,
   };
+}
+
+/**
+ * What follows each room event written to a local socket: the delivery metrics and, for a
+ * `message.new` reaching someone other than its sender, the delivery receipt (once per message).
+ */
+function followSocketWrites(fanout: Fanout, messages: MessagesService, metrics: Metrics, log: Logger): void {
+  fanout.onWritten((event, conn) => {
+    metrics.eventsDelivered.inc();
+    if (event.type !== 'message.new') return;
+    const message = event.payload.message as { id: string; user_id: string };
+    if (message.user_id === conn.userId) return;
+    if (conn.isLive) metrics.deliveryLatency.observe((Date.now() - event.created_at.getTime()) / 1000);
+    messages.markDelivered(message.id).catch((err) => log.error({ err }, 'delivery receipt failed'));
+  });
 }
 
 /** Redis pub/sub when `redis.url` is set (several nodes), the in-process one otherwise. */

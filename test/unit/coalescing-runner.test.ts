@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CoalescingRunner } from '../../src/realtime/coalescing-runner.js';
+import { CoalescingRunner } from '../../src/events/coalescing-runner.js';
 
 /** A job whose runs each wait for `release()`; counts runs started. */
 function gatedJob() {

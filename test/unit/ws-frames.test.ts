@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseFrame } from '../../src/realtime/ws.schemas.js';
+import { parseFrame } from '../../src/ws/frames.js';
 
 const ROOM = '6f1c2b1e-8d2a-4c1b-9f3e-0a1b2c3d4e5f';
 const MSG = 'a3bb189e-8bf9-3888-9912-ace4e6543002';

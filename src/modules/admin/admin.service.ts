@@ -10,9 +10,9 @@ import argon2 from 'argon2';
 import type { Database } from '../../db/database.js';
 import { AppError } from '../../errors.js';
 import type { Hub } from '../../hub.js';
-import { CLOSE } from '../../realtime/connection.js';
+import { CLOSE, closeSockets } from '../../events/socket-control.js';
 import { authRepository, type UserRow } from '../auth/auth.repository.js';
-import { normaliseEmail, type CloseSocketsControl } from '../auth/auth.service.js';
+import { normaliseEmail } from '../auth/auth.service.js';
 import { selfUser } from '../users/users.view.js';
 import { adminRepository as repo, type AdminRoomRow, type InviteRow } from './admin.repository.js';
 
@@ -79,8 +79,7 @@ export class AdminService {
       return row;
     });
     if (!user) throw new AppError('INVALID_USER', 'User not found');
-    const control: CloseSocketsControl = { type: '_control.close', code: CLOSE.UNAUTHORIZED, reason: 'account deactivated' };
-    await this.hub.pubsub.publish(`user:${userId}`, control);
+    await closeSockets(this.hub.pubsub, userId, { code: CLOSE.UNAUTHORIZED, reason: 'account deactivated' });
     return adminUserView(user);
   }
 

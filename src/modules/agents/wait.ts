@@ -5,7 +5,7 @@
  * skips past a message of a room the user just joined (nor returns one of a room just left).
  */
 import type { Hub } from '../../hub.js';
-import type { StreamEvent } from '../../realtime/stream.js';
+import type { StreamEvent } from '../../events/stream.js';
 import type { MessageView } from '../messages/messages.service.js';
 
 const READ_BATCH = 500;

@@ -9,7 +9,8 @@
 import argon2 from 'argon2';
 import type { Database } from '../../db/database.js';
 import { AppError } from '../../errors.js';
-import type { PubSub } from '../../realtime/pubsub.js';
+import type { PubSub } from '../../events/pubsub.js';
+import { CLOSE, closeSockets } from '../../events/socket-control.js';
 import type { Config } from '../../config/schema.js';
 import { adminRepository } from '../admin/admin.repository.js';
 import { authRepository as repo, type DeviceRow, type UserRow } from './auth.repository.js';
@@ -27,14 +28,6 @@ export interface AuthContext {
   userId: string;
   deviceId: string;
   userName: string;
-}
-
-/** A control message on `user:<id>` telling gateways to close sockets of a device (or all of the user's). */
-export interface CloseSocketsControl {
-  type: '_control.close';
-  device_id?: string;
-  code: number;
-  reason: string;
 }
 
 // Verified against when the email is unknown, so a failed login takes as long either way.
@@ -182,9 +175,8 @@ export class AuthService {
     };
   }
 
-  private async closeSockets(userId: string, deviceId: string, reason: string): Promise<void> {
-    const control: CloseSocketsControl = { type: '_control.close', device_id: deviceId, code: 4401, reason };
-    await this.pubsub.publish(`user:${userId}`, control);
+  private closeSockets(userId: string, deviceId: string, reason: string): Promise<void> {
+    return closeSockets(this.pubsub, userId, { deviceId, code: CLOSE.UNAUTHORIZED, reason });
   }
 }
 

@@ -19,9 +19,9 @@
 import type { Logger } from 'pino';
 import type { BridgeConfig } from '../../config/schema.js';
 import type { Database } from '../../db/database.js';
-import { CoalescingRunner } from '../../realtime/coalescing-runner.js';
-import type { PubSub } from '../../realtime/pubsub.js';
-import { toWire, type EventStream } from '../../realtime/stream.js';
+import { CoalescingRunner } from '../../events/coalescing-runner.js';
+import type { PubSub } from '../../events/pubsub.js';
+import { toWire, type EventStream } from '../../events/stream.js';
 import { bridgesRepository as repo, type BridgeStateRow } from './bridges.repository.js';
 
 const BATCH = 200;

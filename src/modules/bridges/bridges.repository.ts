@@ -1,6 +1,6 @@
 /** SQL for bridges: ghost users, portal rooms and the per-bridge transaction cursor. */
 import type { Queryable } from '../../db/database.js';
-import type { StreamEvent } from '../../realtime/stream.js';
+import type { StreamEvent } from '../../events/stream.js';
 
 export interface GhostRow {
   id: string;

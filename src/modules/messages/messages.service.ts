@@ -6,8 +6,8 @@
 import crypto from 'node:crypto';
 import type { Database, Queryable } from '../../db/database.js';
 import { AppError } from '../../errors.js';
-import type { PubSub } from '../../realtime/pubsub.js';
-import { appendRoomEvent, type EventStream } from '../../realtime/stream.js';
+import type { PubSub } from '../../events/pubsub.js';
+import { appendRoomEvent, type EventStream } from '../../events/stream.js';
 import { attachmentsRepository } from '../attachments/attachments.repository.js';
 import { attachmentView } from '../attachments/attachments.view.js';
 import type { RoomsService } from '../rooms/rooms.service.js';

@@ -10,7 +10,7 @@
 import type { Logger } from 'pino';
 import type { Database } from '../../db/database.js';
 import { AppError } from '../../errors.js';
-import type { PubSub } from '../../realtime/pubsub.js';
+import type { PubSub } from '../../events/pubsub.js';
 import { LocalPresenceCluster, type PresenceCluster } from './presence-cluster.js';
 
 export type PresenceStatus = 'online' | 'away' | 'busy' | 'offline';

@@ -6,7 +6,7 @@
  */
 import type { Database, Queryable } from '../../db/database.js';
 import { AppError } from '../../errors.js';
-import { appendRoomEvent, type EventStream } from '../../realtime/stream.js';
+import { appendRoomEvent, type EventStream } from '../../events/stream.js';
 import {
   assertCanAddMember, assertCanDeleteRoom, assertCanEditRoom, assertCanLeave, assertCanRemoveMember, assertCanSetRole,
   directKey, nextOwner, type Role, type RoomType,

@@ -2,7 +2,7 @@
  * Keeps the Meilisearch index in step with the database, using the room event stream as a
  * transactional outbox: every message create, edit and redaction appends its `message.new`,
  * `message.edited` or `message.deleted` event in the same transaction as the change (see
- * `realtime/stream.ts`), and positions become visible in order.
+ * `events/stream.ts`), and positions become visible in order.
  *
  * The indexer reads events past its cursor (`search_index_cursor`, per index) in batches, rebuilds
  * the touched messages' documents from the `messages` table as it is now (a redacted or missing
@@ -24,8 +24,8 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { Config } from '../../config/schema.js';
 import type { Queryable } from '../../db/database.js';
-import { CoalescingRunner } from '../../realtime/coalescing-runner.js';
-import type { EventStream } from '../../realtime/stream.js';
+import { CoalescingRunner } from '../../events/coalescing-runner.js';
+import type { EventStream } from '../../events/stream.js';
 import { MeilisearchIndex, type MessageDocument } from './meilisearch-index.js';
 
 const BATCH = 500;

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../../config/schema.js';
 import type { Database } from '../../db/database.js';
 import { AppError } from '../../errors.js';
-import type { EventStream } from '../../realtime/stream.js';
+import type { EventStream } from '../../events/stream.js';
 import type { RoomsService } from '../rooms/rooms.service.js';
 import { SearchIndexer } from './indexer.js';
 import { MeilisearchIndex } from './meilisearch-index.js';

@@ -12,9 +12,9 @@ import { AppError } from '../errors.js';
 import type { Hub } from '../hub.js';
 import type { AuthContext } from '../modules/auth/auth.service.js';
 import type { SocketLimits } from '../plugins/rate-limit.js';
-import { CLOSE, Connection } from './connection.js';
-import type { StreamEvent } from './stream.js';
-import { parseFrame, type AnyFrame } from './ws.schemas.js';
+import { CLOSE } from '../events/socket-control.js';
+import type { Connection } from './connection.js';
+import { parseFrame, type AnyFrame } from './frames.js';
 
 const WsQuery = Type.Object({
   access_token: Type.Optional(Type.String()),
@@ -44,15 +44,7 @@ export async function gatewayRoutes(app: FastifyInstance): Promise<void> {
 }
 
 async function serveSocket(hub: Hub, socket: WebSocket, auth: AuthContext, since: number | undefined, limits: SocketLimits): Promise<void> {
-  const onStreamWrite = (conn: Connection, event: StreamEvent) => {
-    hub.metrics.eventsDelivered.inc();
-    if (event.type !== 'message.new') return;
-    const message = event.payload.message as { id: string; user_id: string };
-    if (message.user_id === conn.userId) return;
-    if (conn.isLive) hub.metrics.deliveryLatency.observe((Date.now() - event.created_at.getTime()) / 1000);
-    hub.messages.markDelivered(message.id).catch((err) => hub.log.error({ err }, 'delivery receipt failed'));
-  };
-  const conn = new Connection(socket, auth, hub.stream.position, hub.config.limits.max_send_queue_bytes, onStreamWrite);
+  const conn = hub.fanout.open(socket, auth, hub.config.limits.max_send_queue_bytes);
 
   // Frames that arrive while we set up are queued behind it, then handled one at a time.
   let queue: Promise<void> = Promise.resolve();

@@ -4,30 +4,18 @@
  * skipping what the backlog already covered (`lastPosition`). Its send queue is bounded: a socket
  * whose unsent bytes pass `max_send_queue_bytes` is closed with 4408 and should resume with `since`.
  */
-import crypto from 'node:crypto';
 import type { WebSocket } from 'ws';
 import type { AuthContext } from '../modules/auth/auth.service.js';
-import { toWire, type StreamEvent } from './stream.js';
-
-/** WebSocket close codes used by the hub (documented in docs/WEBSOCKET_API.md). */
-export const CLOSE = {
-  /** Session revoked, logged out, or user deactivated. Do not reconnect with the same token. */
-  UNAUTHORIZED: 4401,
-  /** The client did not read fast enough; reconnect with `?since=<last stream_position>`. */
-  SLOW_CONSUMER: 4408,
-  /** The server is shutting down; reconnect with `since`. */
-  GOING_AWAY: 1001,
-  /** The server failed to set the socket up; reconnect with `since`. */
-  INTERNAL_ERROR: 1011,
-} as const;
+import { CLOSE } from '../events/socket-control.js';
+import { toWire, type StreamEvent } from '../events/stream.js';
 
 /** Live events buffered during catch-up before the socket is treated as a slow consumer. */
 const MAX_PENDING_EVENTS = 10_000;
 
+/** Called after each room event written to a socket (the fan-out reports it to its listeners). */
 export type StreamWriteHook = (conn: Connection, event: StreamEvent) => void;
 
 export class Connection {
-  readonly id = crypto.randomUUID();
   /** Rooms whose events this socket receives (kept current by room.updated events). */
   readonly rooms = new Set<string>();
   /** Stream position of the last room event written to this socket. */

@@ -4,7 +4,7 @@
  * `typing_timeout_ms` (10 s) without a refresh, which sends `typing:false`; so do typing.stop, sending a
  * message in the room, and the user's last socket closing.
  */
-import type { PubSub } from './pubsub.js';
+import type { PubSub } from '../../events/pubsub.js';
 
 export class TypingService {
   private readonly active = new Map<string, { timer: NodeJS.Timeout; userName: string }>();

@@ -8,23 +8,52 @@
  * removed its user, then no more.
  */
 import type { Logger } from 'pino';
-import type { CloseSocketsControl } from '../modules/auth/auth.service.js';
-import type { Connection } from './connection.js';
-import type { PubSub } from './pubsub.js';
-import type { EventStream, StreamEvent } from './stream.js';
+import { isCloseControl } from '../events/socket-control.js';
+import type { WebSocket } from 'ws';
+import type { AuthContext } from '../modules/auth/auth.service.js';
+import { Connection } from './connection.js';
+import type { PubSub } from '../events/pubsub.js';
+import type { EventStream, StreamEvent } from '../events/stream.js';
+
+/** Told of every room event written to a local socket, live or during a catch-up (`conn.isLive`). */
+export type WrittenListener = (event: StreamEvent, conn: Connection) => void;
 
 export class Fanout {
   private readonly byUser = new Map<string, Set<Connection>>();
   private readonly byRoom = new Map<string, Set<Connection>>();
   private readonly topicSubs = new Map<string, () => void>();
+  private readonly writtenListeners = new Set<WrittenListener>();
   private readonly stopReading: () => void;
 
   constructor(
     private readonly pubsub: PubSub,
-    stream: EventStream,
+    private readonly stream: EventStream,
     private readonly log: Logger,
   ) {
     this.stopReading = stream.onEvents((events) => this.dispatch(events));
+  }
+
+  /**
+   * A connection for a new socket, starting at this node's current stream position (its snapshot:
+   * the catch-up reads back whatever is dispatched before it is registered). Not yet registered.
+   * @param maxQueueBytes the socket's send-queue bound (`limits.max_send_queue_bytes`).
+   */
+  open(socket: WebSocket, auth: AuthContext, maxQueueBytes: number): Connection {
+    return new Connection(socket, auth, this.stream.position, maxQueueBytes, (conn, event) => {
+      for (const listener of this.writtenListeners) {
+        try {
+          listener(event, conn);
+        } catch (err) {
+          this.log.error({ err }, 'written listener failed');
+        }
+      }
+    });
+  }
+
+  /** Listens to every room event written to a local socket. @returns a function that stops it. */
+  onWritten(listener: WrittenListener): () => void {
+    this.writtenListeners.add(listener);
+    return () => this.writtenListeners.delete(listener);
   }
 
   /**
@@ -95,11 +124,10 @@ export class Fanout {
     }
   }
 
-  private onUserTopic(userId: string, message: any): void {
+  private onUserTopic(userId: string, message: unknown): void {
     const conns = [...(this.byUser.get(userId) ?? [])];
-    if (message?.type === '_control.close') {
-      const control = message as CloseSocketsControl;
-      for (const c of conns) if (!control.device_id || c.auth.deviceId === control.device_id) c.close(control.code, control.reason);
+    if (isCloseControl(message)) {
+      for (const c of conns) if (!message.device_id || c.auth.deviceId === message.device_id) c.close(message.code, message.reason);
       return;
     }
     for (const c of conns) c.send(message);

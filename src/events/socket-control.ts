@@ -1,0 +1,40 @@
+/**
+ * The contract between services and the WebSocket transport for closing sockets: the close codes
+ * clients see (docs/WEBSOCKET_API.md) and the control message that asks every node to close a device's
+ * (or a user's) sockets. Services publish it with `closeSockets`; the transport's fan-out acts on it.
+ */
+import type { PubSub } from './pubsub.js';
+
+/** WebSocket close codes used by the hub (documented in docs/WEBSOCKET_API.md). */
+export const CLOSE = {
+  /** Session revoked, logged out, or user deactivated. Do not reconnect with the same token. */
+  UNAUTHORIZED: 4401,
+  /** The client did not read fast enough; reconnect with `?since=<last stream_position>`. */
+  SLOW_CONSUMER: 4408,
+  /** The server is shutting down; reconnect with `since`. */
+  GOING_AWAY: 1001,
+  /** The server failed to set the socket up; reconnect with `since`. */
+  INTERNAL_ERROR: 1011,
+} as const;
+
+/** A control message on `user:<id>`: close that user's sockets of `device_id`, or all of them. */
+export interface CloseSocketsControl {
+  type: '_control.close';
+  device_id?: string;
+  code: number;
+  reason: string;
+}
+
+/**
+ * Closes the sockets of a user on every node (through the pub/sub topic `user:<id>`): those of
+ * `deviceId` only, or all of the user's when it is omitted.
+ */
+export function closeSockets(pubsub: PubSub, userId: string, opts: { deviceId?: string; code: number; reason: string }): Promise<void> {
+  const control: CloseSocketsControl = { type: '_control.close', code: opts.code, reason: opts.reason, ...(opts.deviceId ? { device_id: opts.deviceId } : {}) };
+  return pubsub.publish(`user:${userId}`, control);
+}
+
+/** True when a message on `user:<id>` is the close control rather than an event for the client. */
+export function isCloseControl(message: unknown): message is CloseSocketsControl {
+  return (message as { type?: unknown } | null)?.type === '_control.close';
+}
