@@ -21,6 +21,7 @@ import WebSocket from 'ws';
 import type { Hub } from '../src/hub.js';
 import { messagesRepository } from '../src/modules/messages/messages.repository.js';
 import { appendRoomEvent } from '../src/events/stream.js';
+import { roomEvents } from '../src/events/catalog.js';
 import { WsClient, api, register, startTestHub, type Session, type TestHub } from '../test/helpers/hub.js';
 import { spawnHub, type SpawnedHub } from '../test/e2e/spawn.js';
 
@@ -79,7 +80,7 @@ async function seedMessages(hub: Hub, roomId: string, sender: Session, count: nu
           delivered_at: null,
           deleted: false,
         };
-        const position = await appendRoomEvent(tx, { room_id: roomId, type: 'message.new', payload: { type: 'message.new', message } });
+        const position = await appendRoomEvent(tx, roomEvents.messageNew(message));
         await messagesRepository.insertMessage(tx, {
           id: message.id,
           roomId,

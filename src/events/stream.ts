@@ -9,12 +9,14 @@
  * N. That is what makes `GET /ws?since=N` lossless. (The price is that event writes are serialised
  * across the cluster; each holds the lock only for its short transaction.)
  *
- * After commit the writer calls `notify()`, which publishes a poke on the `stream` topic. Each node's
- * reader then reads everything past its cursor, in order, and hands it to its listeners. The same
+ * Services write through `EventStream.write`, which pokes the readers after the commit: a poke on
+ * the `stream` topic (and this node's reader directly). Each node's reader then reads everything past
+ * its cursor, in order, and hands it to its listeners. The same
  * read serves resume (`readSince`), so live and resumed delivery see identical events.
  */
 import type { Logger } from 'pino';
 import type { Database, Queryable } from '../db/database.js';
+import type { NewRoomEvent, RoomEventOf, RoomEventType, WireRoomEvent } from './catalog.js';
 import { CoalescingRunner } from './coalescing-runner.js';
 import type { PubSub } from './pubsub.js';
 
@@ -22,27 +24,28 @@ import type { PubSub } from './pubsub.js';
 export const STREAM_LOCK_KEY = 0x53574244;
 const READ_BATCH = 500;
 
-export interface StreamEvent {
-  stream_position: number;
-  room_id: string;
-  type: string;
-  /** The event as sent to clients, minus `stream_position`. */
-  payload: Record<string, unknown>;
-  /** Users to reach besides the room's current members (those just removed or who left). */
-  notify_user_ids: string[];
-  /** When the event was written (not sent to clients; bridged messages carry an older `created_at`). */
-  created_at: Date;
-}
-
-export interface NewRoomEvent {
-  room_id: string;
-  type: string;
-  payload: Record<string, unknown>;
-  notify_user_ids?: string[];
-}
+/**
+ * A persisted room event as read from `room_events`: its position, room, recipients and typed
+ * payload. `type` repeats `payload.type` (a column, so SQL can filter on it); narrowing on either
+ * narrows the payload.
+ */
+export type StreamEvent = {
+  [K in RoomEventType]: {
+    stream_position: number;
+    room_id: string;
+    type: K;
+    /** The event as sent to clients, minus `room_id` and `stream_position`. */
+    payload: RoomEventOf<K>;
+    /** Users to reach besides the room's current members (those just removed or who left). */
+    notify_user_ids: string[];
+    /** When the event was written (not sent to clients; bridged messages carry an older `created_at`). */
+    created_at: Date;
+  };
+}[RoomEventType];
 
 /**
- * Appends one event inside the caller's transaction. The caller must `notify()` after commit.
+ * Appends one event inside the caller's transaction (`EventStream.write` pokes the readers after the
+ * commit). Build `event` with a `roomEvents` constructor (events/catalog.ts).
  * @returns the event's stream position.
  */
 export async function appendRoomEvent(tx: Queryable, event: NewRoomEvent): Promise<number> {
@@ -50,13 +53,13 @@ export async function appendRoomEvent(tx: Queryable, event: NewRoomEvent): Promi
   const { rows } = await tx.query<{ stream_position: number }>(
     `INSERT INTO room_events (room_id, type, payload, notify_user_ids)
      VALUES ($1, $2, $3, $4) RETURNING stream_position`,
-    [event.room_id, event.type, event.payload, event.notify_user_ids ?? []],
+    [event.room_id, event.payload.type, event.payload, event.notify_user_ids ?? []],
   );
   return rows[0].stream_position;
 }
 
 /** The wire form of a stream event: its payload plus `stream_position` (and `room_id`). */
-export function toWire(event: StreamEvent): Record<string, unknown> {
+export function toWire(event: StreamEvent): WireRoomEvent {
   return { ...event.payload, room_id: event.room_id, stream_position: event.stream_position };
 }
 

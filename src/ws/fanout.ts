@@ -8,6 +8,7 @@
  * removed its user, then no more.
  */
 import type { Logger } from 'pino';
+import { membersAfter } from '../events/catalog.js';
 import { isCloseControl } from '../events/socket-control.js';
 import type { WebSocket } from 'ws';
 import type { AuthContext } from '../modules/auth/auth.service.js';
@@ -72,7 +73,7 @@ export class Fanout {
   joinRooms(conn: Connection, roomIds: string[]): void {
     for (const roomId of roomIds) this.joinRoom(conn, roomId);
     for (const event of conn.buffered) {
-      const members = membersAfter(event);
+      const members = membersAfter(event.payload);
       if (!members) continue;
       if (members.has(conn.userId)) this.joinRoom(conn, event.room_id);
       else this.leaveRoom(conn, event.room_id);
@@ -110,9 +111,9 @@ export class Fanout {
     for (const event of events) {
       const recipients = new Set(this.byRoom.get(event.room_id) ?? []);
       for (const userId of event.notify_user_ids) for (const c of this.byUser.get(userId) ?? []) recipients.add(c);
-      const members = membersAfter(event);
-      if (event.type === 'room.updated') {
-        for (const userId of members!) {
+      const members = membersAfter(event.payload);
+      if (members && event.type === 'room.updated') {
+        for (const userId of members) {
           for (const c of this.byUser.get(userId) ?? []) {
             if (!c.rooms.has(event.room_id)) this.joinRoom(c, event.room_id);
             recipients.add(c);
@@ -170,11 +171,4 @@ export class Fanout {
       this.topicSubs.delete(topic);
     }
   }
-}
-
-/** The room's members after a membership event (`room.updated`: its list; `room.deleted`: none); null for other events. */
-function membersAfter(event: StreamEvent): Set<string> | null {
-  if (event.type === 'room.updated') return new Set((event.payload.room as { members: { user_id: string }[] }).members.map((m) => m.user_id));
-  if (event.type === 'room.deleted') return new Set();
-  return null;
 }

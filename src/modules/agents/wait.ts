@@ -81,7 +81,7 @@ export async function waitForMessages(hub: Hub, userId: string, opts: WaitOption
 
 function newMessage(event: StreamEvent): MessageView | null {
   if (event.type !== 'message.new') return null;
-  return { ...(event.payload.message as Omit<MessageView, 'stream_position'>), stream_position: event.stream_position };
+  return { ...event.payload.message, stream_position: event.stream_position };
 }
 
 function sameSet(a: string[], b: string[]): boolean {

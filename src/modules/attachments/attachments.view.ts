@@ -1,17 +1,9 @@
 /** The wire shape of an attachment, shared by uploads and messages. */
+import type { AttachmentWire } from '../../events/catalog.js';
 import type { AttachmentRef } from './attachments.repository.js';
 
 /** An attachment as messages and the upload answer list it. URLs are relative to the hub; fetch them with the bearer token. */
-export interface AttachmentView {
-  id: string;
-  url: string;
-  filename: string;
-  /** Bytes. */
-  size: number;
-  mime_type: string;
-  /** Present when a thumbnail exists (images). */
-  thumbnail_url?: string;
-}
+export type AttachmentView = AttachmentWire;
 
 export function attachmentView(a: AttachmentRef): AttachmentView {
   const url = `/api/attachments/${a.id}`;

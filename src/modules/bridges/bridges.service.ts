@@ -12,6 +12,7 @@ import type { Database } from '../../db/database.js';
 import { AppError } from '../../errors.js';
 import type { PubSub } from '../../events/pubsub.js';
 import { appendRoomEvent, type EventStream } from '../../events/stream.js';
+import { roomEvents } from '../../events/catalog.js';
 import type { AuthContext } from '../auth/auth.service.js';
 import { roomsRepository as rooms } from '../rooms/rooms.repository.js';
 import { roomView } from '../rooms/rooms.service.js';
@@ -165,7 +166,7 @@ export class BridgesService {
       if (changed) {
         const room = (await rooms.findRoom(tx, roomId))!;
         const view = roomView(room, await rooms.listMembers(tx, roomId));
-        await appendRoomEvent(tx, { room_id: roomId, type: 'room.updated', payload: { type: 'room.updated', room: view } });
+        await appendRoomEvent(tx, roomEvents.roomUpdated(view));
       }
       return { room_id: roomId, created };
     });

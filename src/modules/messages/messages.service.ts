@@ -8,6 +8,7 @@ import type { Database, Queryable } from '../../db/database.js';
 import { AppError } from '../../errors.js';
 import type { PubSub } from '../../events/pubsub.js';
 import { appendRoomEvent, type EventStream } from '../../events/stream.js';
+import { roomEvents, type MessageWire } from '../../events/catalog.js';
 import { attachmentsRepository } from '../attachments/attachments.repository.js';
 import { attachmentView } from '../attachments/attachments.view.js';
 import type { RoomsService } from '../rooms/rooms.service.js';
@@ -15,7 +16,7 @@ import { assertCanRedact } from '../rooms/rooms.policy.js';
 import { messagesRepository as repo, type MessageRow } from './messages.repository.js';
 
 /** The wire shape of a message (`message.new`, history, search hits). */
-export function messageView(m: MessageRow) {
+export function messageView(m: MessageRow): MessageWire {
   return {
     id: m.id,
     room_id: m.room_id,
@@ -34,7 +35,7 @@ export function messageView(m: MessageRow) {
   };
 }
 
-export type MessageView = ReturnType<typeof messageView>;
+export type MessageView = MessageWire;
 
 /** Mentions are written `<@user_id>` in content; only members of the room count. */
 export function parseMentions(content: string, memberIds: string[]): string[] {
@@ -146,7 +147,7 @@ export class MessagesService {
           deleted: false,
         };
         const { stream_position: _unset, ...eventMessage } = view;
-        view.stream_position = await appendRoomEvent(tx, { room_id: roomId, type: 'message.new', payload: { type: 'message.new', message: eventMessage } });
+        view.stream_position = await appendRoomEvent(tx, roomEvents.messageNew(eventMessage));
         await repo.insertMessage(tx, {
           id: view.id,
           roomId,
@@ -242,11 +243,7 @@ export class MessagesService {
       const mentions = await mentionsIn(tx, m.room_id, content);
       await repo.edit(tx, { id: messageId, previous: m.content, content, mentions, editorId: userId, editedAt });
       await repo.editStoredEvent(tx, m.stream_position, { content, mentions, editedAt });
-      await appendRoomEvent(tx, {
-        room_id: m.room_id,
-        type: 'message.edited',
-        payload: { type: 'message.edited', message_id: messageId, content, edited_at: editedAt.toISOString(), editor_id: userId },
-      });
+      await appendRoomEvent(tx, roomEvents.messageEdited(m.room_id, { message_id: messageId, content, edited_at: editedAt.toISOString(), editor_id: userId }));
       return messageView({ ...m, content, mentions, edited_at: editedAt });
     });
   }
@@ -290,11 +287,7 @@ export class MessagesService {
       if (m.deleted_at) return;
       await repo.redact(tx, messageId, userId);
       await repo.redactStoredEvent(tx, m.stream_position);
-      await appendRoomEvent(tx, {
-        room_id: m.room_id,
-        type: 'message.deleted',
-        payload: { type: 'message.deleted', message_id: messageId, deleted_by: userId },
-      });
+      await appendRoomEvent(tx, roomEvents.messageDeleted(m.room_id, messageId, userId));
     });
   }
 
@@ -314,8 +307,7 @@ export class MessagesService {
       const changed = add ? await repo.addReaction(tx, messageId, userId, key) : await repo.removeReaction(tx, messageId, userId, key);
       const count = await repo.reactionCount(tx, messageId, key);
       if (changed) {
-        const type = add ? 'reaction.added' : 'reaction.removed';
-        await appendRoomEvent(tx, { room_id: m.room_id, type, payload: { type, message_id: messageId, user_id: userId, key, count } });
+        await appendRoomEvent(tx, roomEvents.reaction(m.room_id, add, { message_id: messageId, user_id: userId, key, count }));
       }
       return { key, count };
     });
@@ -343,11 +335,7 @@ export class MessagesService {
         const current = await repo.readReceipt(tx, roomId, userId);
         return { room_id: roomId, message_id: current.read_message_id, read_at: current.read_at?.toISOString() ?? null, moved: false };
       }
-      await appendRoomEvent(tx, {
-        room_id: roomId,
-        type: 'message.read',
-        payload: { type: 'message.read', message_id: target.id, user_id: userId, read_at: readAt.toISOString() },
-      });
+      await appendRoomEvent(tx, roomEvents.messageRead(roomId, { message_id: target.id, user_id: userId, read_at: readAt.toISOString() }));
       return { room_id: roomId, message_id: target.id, read_at: readAt.toISOString(), moved: true };
     });
   }

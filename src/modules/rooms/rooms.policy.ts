@@ -2,10 +2,10 @@
  * Room permission rules, as pure functions of roles (unit-tested on their own). Roles: owner > admin >
  * member. Direct rooms have no roles that matter: their membership and settings are fixed.
  */
+import type { Role, RoomType } from '../../events/catalog.js';
 import { AppError } from '../../errors.js';
 
-export type RoomType = 'direct' | 'group' | 'channel';
-export type Role = 'owner' | 'admin' | 'member';
+export type { Role, RoomType };
 
 const RANK: Record<Role, number> = { member: 0, admin: 1, owner: 2 };
 

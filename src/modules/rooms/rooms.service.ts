@@ -7,13 +7,14 @@
 import type { Database, Queryable } from '../../db/database.js';
 import { AppError } from '../../errors.js';
 import { appendRoomEvent, type EventStream } from '../../events/stream.js';
+import { roomEvents, type RoomWire } from '../../events/catalog.js';
 import {
   assertCanAddMember, assertCanDeleteRoom, assertCanEditRoom, assertCanLeave, assertCanRemoveMember, assertCanSetRole,
   directKey, nextOwner, type Role, type RoomType,
 } from './rooms.policy.js';
 import { roomsRepository as repo, type MemberRow, type RoomRow } from './rooms.repository.js';
 
-export function roomView(room: RoomRow, members: MemberRow[]) {
+export function roomView(room: RoomRow, members: MemberRow[]): RoomWire {
   return {
     id: room.id,
     type: room.type,
@@ -27,7 +28,7 @@ export function roomView(room: RoomRow, members: MemberRow[]) {
   };
 }
 
-export type RoomView = ReturnType<typeof roomView>;
+export type RoomView = RoomWire;
 
 export class RoomsService {
   constructor(
@@ -163,12 +164,7 @@ export class RoomsService {
       else assertCanDeleteRoom((await this.requireMember(tx, roomId, userId)).role);
       const members = await repo.listMembers(tx, roomId);
       await repo.softDeleteRoom(tx, roomId);
-      await appendRoomEvent(tx, {
-        room_id: roomId,
-        type: 'room.deleted',
-        payload: { type: 'room.deleted', room_id: roomId, deleted_by: userId },
-        notify_user_ids: members.map((m) => m.user_id),
-      });
+      await appendRoomEvent(tx, roomEvents.roomDeleted(roomId, userId, members.map((m) => m.user_id)));
     });
   }
 
@@ -254,7 +250,7 @@ export class RoomsService {
   /** Appends `room.updated` with the room as it now is. `removed`: users who must still hear of it. */
   private async emitUpdated(tx: Queryable, room: RoomRow, removed: string[] = []): Promise<RoomView> {
     const view = roomView(room, await repo.listMembers(tx, room.id));
-    await appendRoomEvent(tx, { room_id: room.id, type: 'room.updated', payload: { type: 'room.updated', room: view }, notify_user_ids: removed });
+    await appendRoomEvent(tx, roomEvents.roomUpdated(view, removed));
     return view;
   }
 }

@@ -1,0 +1,154 @@
+/**
+ * The room-event catalog: every persisted room event, as clients receive it (docs/WEBSOCKET_API.md),
+ * as one discriminated union on `type`, with one constructor each. Writers append only what these
+ * constructors build (`appendRoomEvent`); readers (the WebSocket fan-out, agents' waits, the search
+ * indexer, the bridge pusher and the bridge kit) switch on `type` and read the payload without casts.
+ *
+ * The wire shapes of what events carry (a message, a room) are defined here too: they are the
+ * protocol, shared by the REST views that produce them.
+ */
+
+/** An attachment as messages and the upload answer list it. URLs are relative to the hub. */
+export interface AttachmentWire {
+  id: string;
+  url: string;
+  filename: string;
+  /** Bytes. */
+  size: number;
+  mime_type: string;
+  /** Present when a thumbnail exists (images). */
+  thumbnail_url?: string;
+}
+
+/** One reaction key on a message: how many users reacted with it, and who (in order). */
+export interface ReactionWire {
+  key: string;
+  count: number;
+  user_ids: string[];
+}
+
+/** A message (`message.new`, history, search hits). Times are ISO 8601. */
+export interface MessageWire {
+  id: string;
+  room_id: string;
+  user_id: string;
+  user_name: string;
+  content: string;
+  created_at: string;
+  edited_at: string | null;
+  reply_to: string | null;
+  attachments: AttachmentWire[];
+  mentions: string[];
+  reactions: ReactionWire[];
+  stream_position: number;
+  delivered_at: string | null;
+  deleted: boolean;
+}
+
+export type Role = 'owner' | 'admin' | 'member';
+export type RoomType = 'direct' | 'group' | 'channel';
+
+/** A room member as room views list them. */
+export interface RoomMemberWire {
+  user_id: string;
+  name: string;
+  avatar_url: string | null;
+  role: Role;
+  joined_at: string;
+}
+
+/** A room with its members (`room.updated`, `GET /api/rooms/:id`). */
+export interface RoomWire {
+  id: string;
+  type: RoomType;
+  name: string;
+  topic: string;
+  visibility: 'public' | 'private';
+  allow_edits: boolean;
+  created_by: string | null;
+  created_at: string;
+  members: RoomMemberWire[];
+}
+
+/** The payload of each room event, minus `room_id` and `stream_position` (added on the way out). */
+export type RoomEvent =
+  /** A message was sent. Its stored copy follows edits and redactions (a resume shows what is current). */
+  | { type: 'message.new'; message: Omit<MessageWire, 'stream_position'> }
+  | { type: 'message.edited'; message_id: string; content: string; edited_at: string; editor_id: string }
+  | { type: 'message.deleted'; message_id: string; deleted_by: string }
+  /** A member's cumulative read receipt moved forward. */
+  | { type: 'message.read'; message_id: string; user_id: string; read_at: string }
+  /** `count`: the message's reactions with `key` now. */
+  | { type: 'reaction.added'; message_id: string; user_id: string; key: string; count: number }
+  | { type: 'reaction.removed'; message_id: string; user_id: string; key: string; count: number }
+  /** The room as it now is, with its full member list (sockets join and leave rooms by it). */
+  | { type: 'room.updated'; room: RoomWire }
+  | { type: 'room.deleted'; room_id: string; deleted_by: string };
+
+export type RoomEventType = RoomEvent['type'];
+export type RoomEventOf<K extends RoomEventType> = Extract<RoomEvent, { type: K }>;
+
+/** A room event as clients receive it: the payload plus `room_id` and `stream_position`. */
+export type WireRoomEvent = RoomEvent & { room_id: string; stream_position: number };
+
+/** A room event to append (`appendRoomEvent`). */
+export interface NewRoomEvent {
+  room_id: string;
+  payload: RoomEvent;
+  /** Users to reach besides the room's current members (those just removed, or who left). */
+  notify_user_ids?: string[];
+}
+
+/** The constructors: the only way events are made. */
+export const roomEvents = {
+  messageNew(message: Omit<MessageWire, 'stream_position'>): NewRoomEvent {
+    return { room_id: message.room_id, payload: { type: 'message.new', message } };
+  },
+
+  messageEdited(roomId: string, e: { message_id: string; content: string; edited_at: string; editor_id: string }): NewRoomEvent {
+    return { room_id: roomId, payload: { type: 'message.edited', ...e } };
+  },
+
+  messageDeleted(roomId: string, messageId: string, deletedBy: string): NewRoomEvent {
+    return { room_id: roomId, payload: { type: 'message.deleted', message_id: messageId, deleted_by: deletedBy } };
+  },
+
+  messageRead(roomId: string, r: { message_id: string; user_id: string; read_at: string }): NewRoomEvent {
+    return { room_id: roomId, payload: { type: 'message.read', ...r } };
+  },
+
+  /** `added`: `reaction.added`, else `reaction.removed`. */
+  reaction(roomId: string, added: boolean, r: { message_id: string; user_id: string; key: string; count: number }): NewRoomEvent {
+    return { room_id: roomId, payload: { type: added ? 'reaction.added' : 'reaction.removed', ...r } };
+  },
+
+  /** @param removed users no longer members who must still get this event (removed, left). */
+  roomUpdated(room: RoomWire, removed: string[] = []): NewRoomEvent {
+    return { room_id: room.id, payload: { type: 'room.updated', room }, notify_user_ids: removed };
+  },
+
+  /** @param members the members at deletion: they get the event, then leave the room. */
+  roomDeleted(roomId: string, deletedBy: string, members: string[]): NewRoomEvent {
+    return { room_id: roomId, payload: { type: 'room.deleted', room_id: roomId, deleted_by: deletedBy }, notify_user_ids: members };
+  },
+};
+
+/** The user ids of a room's members after a membership event (`room.updated`: its list; `room.deleted`: none); null for other events. */
+export function membersAfter(event: RoomEvent): Set<string> | null {
+  if (event.type === 'room.updated') return new Set(event.room.members.map((m) => m.user_id));
+  if (event.type === 'room.deleted') return new Set();
+  return null;
+}
+
+/** The message a message event is about (`message.new`, `.edited`, `.deleted`); null for other events. */
+export function messageIdOf(event: RoomEvent): string | null {
+  switch (event.type) {
+    case 'message.new':
+      return event.message.id;
+    case 'message.edited':
+    case 'message.deleted':
+      return event.message_id;
+    default:
+      return null;
+  }
+}
