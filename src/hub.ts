@@ -60,13 +60,19 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
   // Pokes published while Redis was unreachable are lost: read what was committed meanwhile.
   if (pubsub instanceof RedisPubSub) pubsub.onReconnect(() => stream.catchUp());
   const tokens = new TokenIssuer(loadSigningSecret(config, log), config.auth.access_token_ttl_s);
-  const rooms = new RoomsService(db, stream);
+  const users = new UsersService(db);
+  const rooms = new RoomsService(db, stream, users);
   const search = await createSearch(config, db, stream, log);
   const storage = new LocalBlobStorage(path.join(config.data_dir, 'media'));
-  const bridges = new BridgesService(db, stream, pubsub, config, log);
+  const attachments = new AttachmentsService(db, rooms, storage, log, {
+    maxBytes: config.storage.max_attachment_size_mb * 1048576,
+    thumbnailMaxPx: config.storage.thumbnail_max_px,
+  });
+  const bridges = new BridgesService(db, stream, pubsub, rooms, users, config, log);
   await bridges.start();
   const presence = new PresenceService(
     db,
+    rooms,
     pubsub,
     config.realtime.presence_grace_ms,
     log,
@@ -76,7 +82,7 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
   if (!config.redis.url) await presence.resetAtStart();
   const metrics = createMetrics();
   const fanout = new Fanout(pubsub, stream, log);
-  const messages = new MessagesService(db, stream, pubsub, rooms, config.limits.max_message_bytes, config.limits.edit_window_s);
+  const messages = new MessagesService(db, stream, pubsub, rooms, users, attachments, config.limits.max_message_bytes, config.limits.edit_window_s);
   followSocketWrites(fanout, messages, metrics, log);
   return {
     config,
@@ -86,8 +92,8 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
     pubsub,
     stream,
     fanout,
-    auth: new AuthService(db, tokens, pubsub, config.auth.refresh_token_ttl_s, config.auth.admin_emails),
-    users: new UsersService(db),
+    auth: new AuthService(db, users, tokens, pubsub, config.auth.refresh_token_ttl_s, config.auth.admin_emails),
+    users,
     rooms,
     messages,
     presence,
@@ -95,11 +101,8 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
     search: new SearchService(db, rooms, search.index, config.search.tenant_token_ttl_s),
     searchIndexer: search.indexer,
     storage,
-    attachments: new AttachmentsService(db, storage, log, {
-      maxBytes: config.storage.max_attachment_size_mb * 1048576,
-      thumbnailMaxPx: config.storage.thumbnail_max_px,
-    }),
-    agents: new AgentsService(db),
+    attachments,
+    agents: new AgentsService(db, users),
     bridges,
   };
 }

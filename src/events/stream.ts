@@ -17,11 +17,10 @@
 import type { Logger } from 'pino';
 import type { Database, Queryable } from '../db/database.js';
 import type { NewRoomEvent, RoomEventOf, RoomEventType, WireRoomEvent } from './catalog.js';
-import { CoalescingRunner } from './coalescing-runner.js';
+import { eventsRepository } from './events.repository.js';
+import { Follower } from './follower.js';
 import type { PubSub } from './pubsub.js';
 
-/** Any constant shared by all writers: the advisory lock that orders stream positions. */
-export const STREAM_LOCK_KEY = 0x53574244;
 const READ_BATCH = 500;
 
 /**
@@ -48,14 +47,34 @@ export type StreamEvent = {
  * commit). Build `event` with a `roomEvents` constructor (events/catalog.ts).
  * @returns the event's stream position.
  */
-export async function appendRoomEvent(tx: Queryable, event: NewRoomEvent): Promise<number> {
-  await tx.query('SELECT pg_advisory_xact_lock($1)', [STREAM_LOCK_KEY]);
-  const { rows } = await tx.query<{ stream_position: number }>(
-    `INSERT INTO room_events (room_id, type, payload, notify_user_ids)
-     VALUES ($1, $2, $3, $4) RETURNING stream_position`,
-    [event.room_id, event.payload.type, event.payload, event.notify_user_ids ?? []],
-  );
-  return rows[0].stream_position;
+export function appendRoomEvent(tx: Queryable, event: NewRoomEvent): Promise<number> {
+  return eventsRepository.append(tx, event);
+}
+
+/**
+ * Every event after `cursor`, in stream order, at most `limit`: the one read of the whole log that
+ * every follower uses (the stream reader, the search indexer, the bridge pushers). Followers with an
+ * `EventStream` at hand call its `readAfter`; this form serves those built without one (reindex).
+ */
+export function readAfter(q: Queryable, cursor: number, limit: number): Promise<StreamEvent[]> {
+  return eventsRepository.readAfter(q, cursor, limit);
+}
+
+/**
+ * After an edit, inside its transaction: the stored `message.new` at `streamPosition` takes the new
+ * content, mentions and `edited_at`, so a resume shows the current version.
+ */
+export function editStoredMessage(tx: Queryable, streamPosition: number, e: { content: string; mentions: string[]; editedAt: Date }): Promise<void> {
+  return eventsRepository.editStoredMessage(tx, streamPosition, e);
+}
+
+/**
+ * After a redaction, inside its transaction: the stored `message.new` at `streamPosition` loses its
+ * content, attachments and mentions (marked `deleted`), and its later `message.edited` events their
+ * content, so a resume never replays what was redacted.
+ */
+export function redactStoredMessage(tx: Queryable, streamPosition: number): Promise<void> {
+  return eventsRepository.redactStoredMessage(tx, streamPosition);
 }
 
 /** The wire form of a stream event: its payload plus `stream_position` (and `room_id`). */
@@ -67,7 +86,7 @@ export type StreamListener = (events: StreamEvent[]) => void;
 
 export class EventStream {
   private cursor = 0;
-  private readonly reader = new CoalescingRunner(() => this.readNew());
+  private readonly reader: Follower;
   private unsubscribe?: () => void;
   private readonly listeners = new Set<StreamListener>();
 
@@ -75,7 +94,9 @@ export class EventStream {
     private readonly db: Database,
     private readonly pubsub: PubSub,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.reader = new Follower({ name: 'stream reader', log, step: () => this.readNext(), retry: { baseMs: 250, maxMs: 5_000 } });
+  }
 
   /** Starts following the stream from its current end. */
   async start(): Promise<void> {
@@ -85,6 +106,7 @@ export class EventStream {
 
   stop(): void {
     this.unsubscribe?.();
+    void this.reader.stop();
   }
 
   /** The highest position this node has read (and dispatched). */
@@ -121,55 +143,37 @@ export class EventStream {
     this.reader.wake();
   }
 
+  /** Every event after `cursor`, in stream order (see `readAfter`). @param limit at most this many (default 500). */
+  readAfter(cursor: number, limit = READ_BATCH): Promise<StreamEvent[]> {
+    return readAfter(this.db, cursor, limit);
+  }
+
   /**
    * Events after `since` in rooms `roomIds`, or addressed to `userId`, in stream order. With
    * `roomsLeft`, also the events of rooms `userId` was removed from, left, or saw deleted after
    * `since`, up to that event: what a socket of theirs would have received live (a resume).
    * @param limit at most this many (default 500).
    */
-  async readSince(since: number, roomIds: string[], userId: string, limit = READ_BATCH, opts: { roomsLeft?: boolean } = {}): Promise<StreamEvent[]> {
-    const { rows } = await this.db.query<StreamEvent>(
-      `WITH left_rooms AS (
-         SELECT room_id, max(stream_position) AS upto FROM room_events
-         WHERE $5 AND stream_position > $1 AND $3::uuid = ANY(notify_user_ids) GROUP BY room_id
-       )
-       SELECT e.stream_position, e.room_id, e.type, e.payload, e.notify_user_ids, e.created_at
-       FROM room_events e LEFT JOIN left_rooms l ON l.room_id = e.room_id
-       WHERE e.stream_position > $1 AND (e.room_id = ANY($2::uuid[]) OR $3::uuid = ANY(e.notify_user_ids) OR e.stream_position < l.upto)
-       ORDER BY e.stream_position LIMIT $4`,
-      [since, roomIds, userId, limit, opts.roomsLeft ?? false],
-    );
-    return rows;
+  readSince(since: number, roomIds: string[], userId: string, limit = READ_BATCH, opts: { roomsLeft?: boolean } = {}): Promise<StreamEvent[]> {
+    return eventsRepository.readSince(this.db, since, roomIds, userId, limit, opts.roomsLeft ?? false);
   }
 
-  async maxPosition(): Promise<number> {
-    const { rows } = await this.db.query<{ max: number | null }>('SELECT max(stream_position) AS max FROM room_events');
-    return rows[0].max ?? 0;
+  maxPosition(): Promise<number> {
+    return eventsRepository.maxPosition(this.db);
   }
 
-  /** Reads everything past the cursor, in batches, and hands it to the listeners in order. */
-  private async readNew(): Promise<void> {
-    try {
-      for (;;) {
-        const { rows } = await this.db.query<StreamEvent>(
-          `SELECT stream_position, room_id, type, payload, notify_user_ids, created_at FROM room_events
-           WHERE stream_position > $1 ORDER BY stream_position LIMIT $2`,
-          [this.cursor, READ_BATCH],
-        );
-        if (rows.length === 0) return;
-        this.cursor = rows[rows.length - 1].stream_position;
-        for (const listener of this.listeners) {
-          try {
-            listener(rows);
-          } catch (err) {
-            this.log.error({ err }, 'stream listener failed');
-          }
-        }
-        if (rows.length < READ_BATCH) return;
+  /** Reads one batch past the cursor and hands it to the listeners. @returns true when more may follow. */
+  private async readNext(): Promise<boolean> {
+    const rows = await this.readAfter(this.cursor, READ_BATCH);
+    if (rows.length === 0) return false;
+    this.cursor = rows[rows.length - 1].stream_position;
+    for (const listener of this.listeners) {
+      try {
+        listener(rows);
+      } catch (err) {
+        this.log.error({ err }, 'stream listener failed');
       }
-    } catch (err) {
-      this.log.error({ err }, 'stream read failed; retrying in 1 s');
-      setTimeout(() => this.reader.wake(), 1000).unref();
     }
+    return rows.length === READ_BATCH;
   }
 }

@@ -4,7 +4,7 @@
  * session parks each writer there (or on a row lock before it) until `release()`.
  */
 import pg from 'pg';
-import { STREAM_LOCK_KEY } from '../../src/events/stream.js';
+import { STREAM_LOCK_KEY } from '../../src/events/events.repository.js';
 import type { TestHub } from './hub.js';
 
 export interface HeldStreamLock {

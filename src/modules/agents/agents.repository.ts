@@ -66,10 +66,4 @@ export const agentsRepository = {
       [tokenId],
     );
   },
-
-  /** A bot: a user without email or password, so it can only act through agent tokens. */
-  async insertBotUser(q: Queryable, name: string): Promise<{ id: string; name: string }> {
-    const { rows } = await q.query<{ id: string; name: string }>('INSERT INTO users (name) VALUES ($1) RETURNING id, name', [name]);
-    return rows[0];
-  },
 };

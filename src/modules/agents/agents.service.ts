@@ -9,6 +9,7 @@ import type { Database } from '../../db/database.js';
 import { AppError } from '../../errors.js';
 import type { AuthContext } from '../auth/auth.service.js';
 import { hashToken } from '../auth/tokens.js';
+import type { UsersService } from '../users/users.service.js';
 import { agentsRepository as repo, type AgentTokenRow } from './agents.repository.js';
 import type { Scope } from './agents.schemas.js';
 
@@ -56,7 +57,10 @@ function newAgentToken(): { token: string; hash: string } {
 }
 
 export class AgentsService {
-  constructor(private readonly db: Database) {}
+  constructor(
+    private readonly db: Database,
+    private readonly users: UsersService,
+  ) {}
 
   /**
    * Creates a token acting as the caller.
@@ -90,9 +94,9 @@ export class AgentsService {
   async createBot(adminId: string, body: NewTokenInput & { name: string }) {
     const { token, hash } = newAgentToken();
     return this.db.transaction(async (tx) => {
-      const user = await repo.insertBotUser(tx, body.name.trim());
+      const user = await this.users.createBot(tx, body.name.trim());
       const row = await repo.insertToken(tx, { userId: user.id, createdBy: adminId, name: user.name, hash, scopes: body.scopes, expiresInS: body.expires_in_s });
-      return { user, token: { ...tokenView(row), token } };
+      return { user: { id: user.id, name: user.name }, token: { ...tokenView(row), token } };
     });
   }
 

@@ -8,8 +8,6 @@ import { Type, type Static, type TSchema } from 'typebox';
 import { Compile } from 'typebox/compile';
 import { AppError } from '../../errors.js';
 import type { Hub } from '../../hub.js';
-import { messagesRepository } from '../messages/messages.repository.js';
-import { messageView } from '../messages/messages.service.js';
 import { Uuid } from '../users/users.schemas.js';
 import type { Scope } from './agents.schemas.js';
 import type { AgentContext } from './agents.service.js';
@@ -105,10 +103,7 @@ export const TOOLS: Tool[] = [
         throw new AppError('VALIDATION_FAILED', 'Use one of before, after and since');
       }
       const limit = Math.min(args.limit ?? 50, hub.config.limits.history_page_max);
-      if (args.since === undefined) return hub.messages.history(agent.userId, args.room_id, { before: args.before, after: args.after, limit });
-      await hub.rooms.requireMember(hub.db, args.room_id, agent.userId);
-      const rows = await messagesRepository.page(hub.db, args.room_id, { after: args.since, limit: limit + 1 });
-      return { messages: rows.slice(0, limit).map(messageView), has_more: rows.length > limit };
+      return hub.messages.history(agent.userId, args.room_id, { before: args.before, after: args.after, since: args.since, limit });
     },
   }),
 

@@ -1,4 +1,4 @@
-/** SQL for attachments and their links to messages. */
+/** SQL for attachments and their links to messages (`message_attachments`); the only module that writes them. */
 import type { Queryable } from '../../db/database.js';
 
 /** What a message needs to list an attachment. */
@@ -37,18 +37,18 @@ export const attachmentsRepository = {
     return rows[0];
   },
 
-  /** The attachment when `userId` uploaded it or is a member of a room where a message carries it. */
-  async findAccessible(q: Queryable, id: string, userId: string): Promise<AttachmentRow | null> {
-    const { rows } = await q.query<AttachmentRow>(
-      `SELECT a.* FROM attachments a
-       WHERE a.id = $1 AND (a.uploader_id = $2 OR EXISTS (
-         SELECT 1 FROM message_attachments ma
-         JOIN messages m ON m.id = ma.message_id
-         JOIN room_members rm ON rm.room_id = m.room_id AND rm.user_id = $2
-         WHERE ma.attachment_id = a.id))`,
-      [id, userId],
-    );
+  async find(q: Queryable, id: string): Promise<AttachmentRow | null> {
+    const { rows } = await q.query<AttachmentRow>('SELECT * FROM attachments WHERE id = $1', [id]);
     return rows[0] ?? null;
+  },
+
+  /** Ids of the rooms where a message carries the attachment. */
+  async roomIdsCarrying(q: Queryable, id: string): Promise<string[]> {
+    const { rows } = await q.query<{ room_id: string }>(
+      'SELECT DISTINCT m.room_id FROM message_attachments ma JOIN messages m ON m.id = ma.message_id WHERE ma.attachment_id = $1',
+      [id],
+    );
+    return rows.map((r) => r.room_id);
   },
 
   /** Those of `ids` that `userId` uploaded. */
@@ -64,5 +64,10 @@ export const attachmentsRepository = {
        SELECT $1, id, ord - 1 FROM unnest($2::uuid[]) WITH ORDINALITY AS t(id, ord)`,
       [messageId, ids],
     );
+  },
+
+  /** Removes a message's links (a redaction). */
+  async unlink(q: Queryable, messageId: string): Promise<void> {
+    await q.query('DELETE FROM message_attachments WHERE message_id = $1', [messageId]);
   },
 };

@@ -9,10 +9,11 @@ import type { Readable } from 'node:stream';
 import { fileTypeFromStream } from 'file-type';
 import type { Logger } from 'pino';
 import sharp from 'sharp';
-import type { Database } from '../../db/database.js';
+import type { Database, Queryable } from '../../db/database.js';
 import { AppError } from '../../errors.js';
 import type { BlobStorage, ByteRange } from '../../storage/blob-storage.js';
-import { attachmentsRepository as repo } from './attachments.repository.js';
+import type { RoomsService } from '../rooms/rooms.service.js';
+import { attachmentsRepository as repo, type AttachmentRow } from './attachments.repository.js';
 import { attachmentView, type AttachmentView } from './attachments.view.js';
 
 /** Raster image types that are shown inline and get a thumbnail. */
@@ -51,10 +52,26 @@ export interface OpenedFile {
 export class AttachmentsService {
   constructor(
     private readonly db: Database,
+    private readonly rooms: RoomsService,
     private readonly storage: BlobStorage,
     private readonly log: Logger,
     private readonly opts: { maxBytes: number; thumbnailMaxPx: number },
   ) {}
+
+  /** Those of `ids` that `userId` uploaded (a send may attach only the sender's own uploads). */
+  findOwned(q: Queryable, userId: string, ids: string[]): Promise<AttachmentRow[]> {
+    return repo.findOwned(q, userId, ids);
+  }
+
+  /** Links attachments to a new message, in display order, inside the send's transaction. */
+  linkToMessage(tx: Queryable, messageId: string, ids: string[]): Promise<void> {
+    return repo.link(tx, messageId, ids);
+  }
+
+  /** Drops a message's attachment links, inside the redaction's transaction (the files stay). */
+  unlinkMessage(tx: Queryable, messageId: string): Promise<void> {
+    return repo.unlink(tx, messageId);
+  }
 
   /**
    * Stores an upload. `file` is the multipart part's stream; it is truncated (and `truncated` set)
@@ -106,7 +123,8 @@ export class AttachmentsService {
    * @throws AppError INVALID_ATTACHMENT (404): unknown, not visible to the caller, or no thumbnail.
    */
   async open(userId: string, id: string, thumbnail: boolean): Promise<OpenedFile> {
-    const a = await repo.findAccessible(this.db, id, userId);
+    const found = await repo.find(this.db, id);
+    const a = found && (found.uploader_id === userId || (await this.rooms.isMemberOfAny(userId, await repo.roomIdsCarrying(this.db, id)))) ? found : null;
     if (!a || (thumbnail && !a.thumbnail_key)) throw new AppError('INVALID_ATTACHMENT', thumbnail && a ? 'This attachment has no thumbnail' : 'Attachment not found');
     const key = thumbnail ? a.thumbnail_key! : a.storage_key;
     return {

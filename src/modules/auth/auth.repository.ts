@@ -1,18 +1,5 @@
-/** SQL for users' credentials, device sessions and refresh tokens. */
+/** SQL for device sessions, refresh tokens and invite codes (the registration policy's). */
 import type { Queryable } from '../../db/database.js';
-
-export interface UserRow {
-  id: string;
-  email: string | null;
-  name: string;
-  password_hash: string | null;
-  avatar_url: string | null;
-  is_admin: boolean;
-  deactivated_at: Date | null;
-  created_at: Date;
-  /** Set on ghost users: the bridge that puppets them (see migrations/0006_bridges.sql). */
-  bridge_id: string | null;
-}
 
 export interface DeviceRow {
   id: string;
@@ -35,21 +22,16 @@ export interface RefreshTokenRow {
   deactivated_at: Date | null;
 }
 
+export interface InviteRow {
+  code: string;
+  created_by: string | null;
+  max_uses: number;
+  uses: number;
+  expires_at: Date | null;
+  created_at: Date;
+}
+
 export const authRepository = {
-  async insertUser(q: Queryable, u: { email: string; name: string; passwordHash: string }): Promise<UserRow | null> {
-    const { rows } = await q.query<UserRow>(
-      `INSERT INTO users (email, name, password_hash) VALUES ($1, $2, $3)
-       ON CONFLICT (email) DO NOTHING RETURNING *`,
-      [u.email, u.name, u.passwordHash],
-    );
-    return rows[0] ?? null;
-  },
-
-  async findUserByEmail(q: Queryable, email: string): Promise<UserRow | null> {
-    const { rows } = await q.query<UserRow>('SELECT * FROM users WHERE email = $1', [email]);
-    return rows[0] ?? null;
-  },
-
   async insertDevice(q: Queryable, d: { userId: string; name: string; userAgent: string; ip: string }): Promise<DeviceRow> {
     const { rows } = await q.query<DeviceRow>(
       'INSERT INTO devices (user_id, name, user_agent, ip) VALUES ($1, $2, $3, $4) RETURNING *',
@@ -110,5 +92,44 @@ export const authRepository = {
       [deviceId],
     );
     return rows[0] ?? null;
+  },
+
+  /** Revokes every active device session of a user and deletes their refresh tokens. */
+  async revokeAllDevices(q: Queryable, userId: string): Promise<void> {
+    await q.query('UPDATE devices SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL', [userId]);
+    await q.query('DELETE FROM refresh_tokens WHERE device_id IN (SELECT id FROM devices WHERE user_id = $1)', [userId]);
+  },
+
+  async insertInvite(q: Queryable, i: { code: string; createdBy: string; maxUses: number; expiresInS: number | null }): Promise<InviteRow> {
+    const { rows } = await q.query<InviteRow>(
+      `INSERT INTO invite_codes (code, created_by, max_uses, expires_at)
+       VALUES ($1, $2, $3, CASE WHEN $4::int IS NULL THEN NULL ELSE now() + make_interval(secs => $4::int) END) RETURNING *`,
+      [i.code, i.createdBy, i.maxUses, i.expiresInS],
+    );
+    return rows[0];
+  },
+
+  async listInvites(q: Queryable): Promise<InviteRow[]> {
+    const { rows } = await q.query<InviteRow>('SELECT * FROM invite_codes ORDER BY created_at DESC');
+    return rows;
+  },
+
+  /** @returns true when the code existed. */
+  async deleteInvite(q: Queryable, code: string): Promise<boolean> {
+    const { rowCount } = await q.query('DELETE FROM invite_codes WHERE code = $1', [code]);
+    return rowCount === 1;
+  },
+
+  /**
+   * Uses up one use of an invite code, atomically (concurrent registrations cannot overuse it).
+   * @returns false when the code is unknown, used up or expired.
+   */
+  async consumeInvite(q: Queryable, code: string): Promise<boolean> {
+    const { rowCount } = await q.query(
+      `UPDATE invite_codes SET uses = uses + 1
+       WHERE code = $1 AND uses < max_uses AND (expires_at IS NULL OR expires_at > now())`,
+      [code],
+    );
+    return rowCount === 1;
   },
 };

@@ -6,14 +6,16 @@
  * token and retires the old one; presenting a retired token again revokes the whole family (the device
  * session), so a stolen token is useful at most once.
  */
+import crypto from 'node:crypto';
 import argon2 from 'argon2';
-import type { Database } from '../../db/database.js';
+import type { Database, Queryable } from '../../db/database.js';
 import { AppError } from '../../errors.js';
 import type { PubSub } from '../../events/pubsub.js';
 import { CLOSE, closeSockets } from '../../events/socket-control.js';
 import type { Config } from '../../config/schema.js';
-import { adminRepository } from '../admin/admin.repository.js';
-import { authRepository as repo, type DeviceRow, type UserRow } from './auth.repository.js';
+import type { UsersService } from '../users/users.service.js';
+import type { UserRow } from '../users/users.repository.js';
+import { authRepository as repo, type DeviceRow, type InviteRow } from './auth.repository.js';
 import { hashToken, newRefreshToken, type TokenIssuer } from './tokens.js';
 import { selfUser } from '../users/users.view.js';
 
@@ -36,6 +38,7 @@ const DUMMY_HASH = argon2.hash('switchboard-dummy-password', { type: argon2.argo
 export class AuthService {
   constructor(
     private readonly db: Database,
+    private readonly users: UsersService,
     private readonly tokens: TokenIssuer,
     private readonly pubsub: PubSub,
     private readonly refreshTtlS: number,
@@ -66,9 +69,9 @@ export class AuthService {
     if (needsInvite && !body.invite_code) throw new AppError('INVALID_INVITE', 'Registration with this address needs an invite code');
     const passwordHash = await argon2.hash(body.password, { type: argon2.argon2id });
     return this.db.transaction(async (tx) => {
-      const user = await repo.insertUser(tx, { email, name: body.name.trim(), passwordHash });
+      const user = await this.users.createAccount(tx, { email, name: body.name.trim(), passwordHash });
       if (!user) throw new AppError('EMAIL_TAKEN', 'An account with this email exists');
-      if (needsInvite && !(await adminRepository.consumeInvite(tx, body.invite_code!))) {
+      if (needsInvite && !(await repo.consumeInvite(tx, body.invite_code!))) {
         throw new AppError('INVALID_INVITE', 'Unknown, used up or expired invite code');
       }
       return this.openSession(tx, user, { ...device, name: body.device_name ?? device.name });
@@ -80,7 +83,7 @@ export class AuthService {
    * @throws AppError INVALID_CREDENTIALS (401) for an unknown email, wrong password or deactivated account.
    */
   async login(body: { email: string; password: string; device_name?: string }, device: DeviceInfo) {
-    const user = await repo.findUserByEmail(this.db, normaliseEmail(body.email));
+    const user = await this.users.findByEmail(normaliseEmail(body.email));
     const ok = user?.password_hash
       ? await argon2.verify(user.password_hash, body.password)
       : (await argon2.verify(await DUMMY_HASH, body.password), false);
@@ -103,8 +106,8 @@ export class AuthService {
       }
       const next = newRefreshToken();
       await repo.insertRefreshToken(tx, { hash: next.hash, deviceId: row.device_id, ttlS: this.refreshTtlS });
-      const { rows } = await tx.query<UserRow>('SELECT * FROM users WHERE id = $1', [row.user_id]);
-      return { kind: 'ok' as const, user: rows[0], deviceId: row.device_id, refreshToken: next.token };
+      const user = (await this.users.find(tx, row.user_id))!;
+      return { kind: 'ok' as const, user, deviceId: row.device_id, refreshToken: next.token };
     });
     if (outcome.kind === 'invalid') throw new AppError('INVALID_REFRESH_TOKEN', 'Unknown, expired or revoked refresh token');
     if (outcome.kind === 'reused') {
@@ -162,7 +165,34 @@ export class AuthService {
     return { userId: claims.userId, deviceId: claims.deviceId, userName: state.name };
   }
 
-  private async openSession(tx: Parameters<typeof repo.insertDevice>[0], user: UserRow, device: DeviceInfo) {
+  /**
+   * Revokes every device session of a user inside the caller's transaction (refresh tokens deleted;
+   * access tokens are refused from the commit on). The caller closes their sockets after the commit.
+   */
+  revokeAllDevices(tx: Queryable, userId: string): Promise<void> {
+    return repo.revokeAllDevices(tx, userId);
+  }
+
+  /**
+   * Issues an invite code for `auth.registration = "invite"`: usable `max_uses` times, until
+   * `expires_in_s` seconds from now (never expires when omitted).
+   */
+  async createInvite(creatorId: string, opts: { max_uses: number; expires_in_s?: number }) {
+    const code = crypto.randomBytes(12).toString('base64url');
+    return inviteView(await repo.insertInvite(this.db, { code, createdBy: creatorId, maxUses: opts.max_uses, expiresInS: opts.expires_in_s ?? null }));
+  }
+
+  /** Every invite code, newest first (used-up and expired ones included). */
+  async listInvites() {
+    return (await repo.listInvites(this.db)).map(inviteView);
+  }
+
+  /** Withdraws an invite code. @throws AppError NOT_FOUND (404). */
+  async deleteInvite(code: string): Promise<void> {
+    if (!(await repo.deleteInvite(this.db, code))) throw new AppError('NOT_FOUND', 'No such invite code');
+  }
+
+  private async openSession(tx: Queryable, user: UserRow, device: DeviceInfo) {
     const d = await repo.insertDevice(tx, { userId: user.id, name: device.name ?? '', userAgent: device.userAgent, ip: device.ip });
     const refresh = newRefreshToken();
     await repo.insertRefreshToken(tx, { hash: refresh.hash, deviceId: d.id, ttlS: this.refreshTtlS });
@@ -178,6 +208,17 @@ export class AuthService {
   private closeSockets(userId: string, deviceId: string, reason: string): Promise<void> {
     return closeSockets(this.pubsub, userId, { deviceId, code: CLOSE.UNAUTHORIZED, reason });
   }
+}
+
+function inviteView(i: InviteRow) {
+  return {
+    code: i.code,
+    created_by: i.created_by,
+    max_uses: i.max_uses,
+    uses: i.uses,
+    expires_at: i.expires_at?.toISOString() ?? null,
+    created_at: i.created_at.toISOString(),
+  };
 }
 
 export function normaliseEmail(email: string): string {

@@ -10,7 +10,8 @@
  *   (`{"type":"typing",room_id,user_id,user_name,typing,ts}`, `ts` in ms since the epoch; best effort:
  *   only while the hub runs; a bridge should ignore stale ones after an outage).
  *
- * Durability: the pusher follows `room_events` with a cursor persisted per bridge (`bridge_state`).
+ * Durability: the pusher is a follower of the log (events/follower.ts) with a cursor persisted per
+ * bridge (`bridge_state`).
  * A transaction is written whole into `bridge_state.pending_*` before it is sent and retried as it is
  * (exponential backoff from 250 ms up to `retry_max_ms`, across hub restarts too) until the bridge
  * answers 2xx; only then does the cursor move. So events reach the bridge in order, at least once,
@@ -19,22 +20,19 @@
 import type { Logger } from 'pino';
 import type { BridgeConfig } from '../../config/schema.js';
 import type { Database } from '../../db/database.js';
-import { CoalescingRunner } from '../../events/coalescing-runner.js';
+import { Follower } from '../../events/follower.js';
 import type { PubSub } from '../../events/pubsub.js';
-import { toWire, type EventStream } from '../../events/stream.js';
+import { toWire, type EventStream, type StreamEvent } from '../../events/stream.js';
+import type { RoomsService } from '../rooms/rooms.service.js';
+import type { UsersService } from '../users/users.service.js';
 import { bridgesRepository as repo, type BridgeStateRow } from './bridges.repository.js';
 
 const BATCH = 200;
 const MAX_EPHEMERAL = 200;
-const FIRST_RETRY_MS = 250;
 const PUT_TIMEOUT_MS = 30_000;
 
 export class TransactionPusher {
-  private readonly runner = new CoalescingRunner(() => this.run());
-  private stopped = false;
-  private attempts = 0;
-  private retryAt = 0;
-  private retryTimer?: NodeJS.Timeout;
+  private readonly follower: Follower;
   private ephemeral: Record<string, unknown>[] = [];
   private readonly roomSubs = new Map<string, () => void>();
   private unsubscribeStream?: () => void;
@@ -44,10 +42,14 @@ export class TransactionPusher {
     private readonly db: Database,
     private readonly stream: EventStream,
     private readonly pubsub: PubSub,
+    private readonly rooms: RoomsService,
+    private readonly users: UsersService,
     private readonly log: Logger,
     private readonly bridge: BridgeConfig,
     private readonly botId: string,
-  ) {}
+  ) {
+    this.follower = new Follower({ name: `bridge pusher ${bridge.id}`, log, step: () => this.step(), retry: { baseMs: 250, maxMs: bridge.retry_max_ms } });
+  }
 
   /** Creates the cursor at the stream's end on first start (no history replay), then starts pushing. */
   async start(): Promise<void> {
@@ -61,8 +63,7 @@ export class TransactionPusher {
   }
 
   stop(): void {
-    this.stopped = true;
-    clearTimeout(this.retryTimer);
+    void this.follower.stop();
     this.abort.abort();
     this.unsubscribeStream?.();
     for (const unsubscribe of this.roomSubs.values()) unsubscribe();
@@ -72,14 +73,14 @@ export class TransactionPusher {
   /** Follows typing in the rooms the bridge is in. */
   private async refreshRooms(): Promise<void> {
     try {
-      const ids = new Set(await repo.roomIds(this.db, this.bridge.id));
+      const ids = new Set(await this.rooms.roomIdsWithBridgeMembers(this.bridge.id));
       for (const [roomId, unsubscribe] of this.roomSubs) if (!ids.has(roomId)) (unsubscribe(), this.roomSubs.delete(roomId));
       for (const roomId of ids) {
-        if (this.roomSubs.has(roomId) || this.stopped) continue;
+        if (this.roomSubs.has(roomId) || this.follower.isStopped) continue;
         this.roomSubs.set(roomId, this.pubsub.subscribe(`room:${roomId}`, (m) => this.onEphemeral(m)));
       }
     } catch (err) {
-      if (!this.stopped) this.log.error({ err }, 'bridge room list failed');
+      if (!this.follower.isStopped) this.log.error({ err }, 'bridge room list failed');
     }
   }
 
@@ -91,47 +92,35 @@ export class TransactionPusher {
   }
 
   private wake(): void {
-    if (!this.stopped) this.runner.wake();
+    this.follower.wake();
   }
 
-  private async run(): Promise<void> {
-    try {
-      while (!this.stopped && (await this.step()));
-    } catch (err) {
-      if (!this.stopped) {
-        this.log.error({ err }, 'bridge push failed; retrying');
-        this.scheduleRetry();
-      }
-    }
-  }
-
-  /** One unit of work. @returns true when there may be more to do right away. */
+  /**
+   * One unit of work: open the next transaction when none is pending, then send the pending one.
+   * @returns true when there may be more to do right away.
+   * @throws when the bridge did not accept it (the follower retries after a backoff).
+   */
   private async step(): Promise<boolean> {
     let state = (await repo.state(this.db, this.bridge.id))!;
     if (!state.pending_txn_id) {
       const opened = await this.openNext(state);
       if (opened !== 'opened') return opened === 'more';
       state = (await repo.state(this.db, this.bridge.id))!;
-      if (!state.pending_txn_id) return true;
+      if (!state.pending_txn_id) return true; // another node opened it first
     }
-    if (Date.now() < this.retryAt) return false;
-    if (await this.put(state)) {
-      await repo.closeTxn(this.db, this.bridge.id, state.pending_txn_id!);
-      this.attempts = 0;
-      this.retryAt = 0;
-      return true;
-    }
-    this.scheduleRetry();
-    return false;
+    await this.put(state);
+    await repo.closeTxn(this.db, this.bridge.id, state.pending_txn_id!);
+    return true;
   }
 
   /** Reads what follows the cursor and opens a transaction when something concerns the bridge. */
   private async openNext(state: BridgeStateRow): Promise<'opened' | 'more' | 'idle'> {
-    const rows = await repo.eventsAfter(this.db, this.bridge.id, state.last_position, BATCH);
+    const rows = await this.stream.readAfter(state.last_position, BATCH);
+    const relevant = await this.relevance(rows);
     const ephemeral = this.ephemeral.splice(0);
     const events: Record<string, unknown>[] = [];
     for (const row of rows) {
-      if (!row.relevant) continue;
+      if (!relevant(row)) continue;
       (row.type === 'message.read' ? ephemeral : events).push(toWire(row));
     }
     const upto = rows.length ? rows[rows.length - 1].stream_position : state.last_position;
@@ -143,32 +132,28 @@ export class TransactionPusher {
     return 'opened';
   }
 
-  /** @returns true when the bridge accepted the transaction (2xx). */
-  private async put(state: BridgeStateRow): Promise<boolean> {
-    const url = `${this.bridge.url.replace(/\/$/, '')}/transactions/${encodeURIComponent(state.pending_txn_id!)}`;
-    try {
-      const res = await fetch(url, {
-        method: 'PUT',
-        headers: { authorization: `Bearer ${this.bridge.hs_token}`, 'content-type': 'application/json' },
-        body: JSON.stringify(state.pending_body),
-        signal: AbortSignal.any([this.abort.signal, AbortSignal.timeout(PUT_TIMEOUT_MS)]),
-      });
-      await res.arrayBuffer().catch(() => undefined);
-      if (res.ok) return true;
-      this.log.warn({ txn_id: state.pending_txn_id, status: res.status, attempts: this.attempts + 1 }, 'bridge refused transaction');
-    } catch (err) {
-      if (!this.stopped) this.log.warn({ txn_id: state.pending_txn_id, err: (err as Error).message, attempts: this.attempts + 1 }, 'bridge unreachable');
-    }
-    return false;
+  /**
+   * Which of `rows` concern the bridge: events of rooms where one of its users (bot or ghost) is a
+   * member now, and events naming one of them in `notify_user_ids` (a removal, a deletion).
+   */
+  private async relevance(rows: StreamEvent[]): Promise<(row: StreamEvent) => boolean> {
+    if (rows.length === 0) return () => false;
+    const rooms = new Set(await this.rooms.roomIdsWithBridgeMembers(this.bridge.id));
+    const named = [...new Set(rows.flatMap((r) => (rooms.has(r.room_id) ? [] : r.notify_user_ids)))];
+    const ours = new Set(named.length ? await this.users.bridgeUsersAmong(this.bridge.id, named) : []);
+    return (row) => rooms.has(row.room_id) || row.notify_user_ids.some((id) => ours.has(id));
   }
 
-  private scheduleRetry(): void {
-    this.attempts++;
-    const base = Math.min(this.bridge.retry_max_ms, FIRST_RETRY_MS * 2 ** Math.min(this.attempts - 1, 20));
-    const delay = Math.round(base * (0.8 + Math.random() * 0.4));
-    this.retryAt = Date.now() + delay;
-    clearTimeout(this.retryTimer);
-    this.retryTimer = setTimeout(() => this.wake(), delay);
-    this.retryTimer.unref();
+  /** Sends the pending transaction. @throws unless the bridge accepted it (2xx). */
+  private async put(state: BridgeStateRow): Promise<void> {
+    const url = `${this.bridge.url.replace(/\/$/, '')}/transactions/${encodeURIComponent(state.pending_txn_id!)}`;
+    const res = await fetch(url, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${this.bridge.hs_token}`, 'content-type': 'application/json' },
+      body: JSON.stringify(state.pending_body),
+      signal: AbortSignal.any([this.abort.signal, AbortSignal.timeout(PUT_TIMEOUT_MS)]),
+    });
+    await res.arrayBuffer().catch(() => undefined);
+    if (!res.ok) throw new Error(`bridge refused transaction ${state.pending_txn_id} with ${res.status}`);
   }
 }

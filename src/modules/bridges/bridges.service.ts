@@ -11,12 +11,12 @@ import type { BridgeConfig, Config } from '../../config/schema.js';
 import type { Database } from '../../db/database.js';
 import { AppError } from '../../errors.js';
 import type { PubSub } from '../../events/pubsub.js';
-import { appendRoomEvent, type EventStream } from '../../events/stream.js';
-import { roomEvents } from '../../events/catalog.js';
+import type { EventStream } from '../../events/stream.js';
 import type { AuthContext } from '../auth/auth.service.js';
-import { roomsRepository as rooms } from '../rooms/rooms.repository.js';
-import { roomView } from '../rooms/rooms.service.js';
-import { bridgesRepository as repo, type GhostRow } from './bridges.repository.js';
+import type { RoomsService } from '../rooms/rooms.service.js';
+import type { GhostRow } from '../users/users.repository.js';
+import type { UsersService } from '../users/users.service.js';
+import { bridgesRepository as repo } from './bridges.repository.js';
 import { TransactionPusher } from './bridges.pusher.js';
 
 /** A configured bridge with its derived names. */
@@ -60,6 +60,8 @@ export class BridgesService {
     private readonly db: Database,
     private readonly stream: EventStream,
     private readonly pubsub: PubSub,
+    private readonly rooms: RoomsService,
+    private readonly users: UsersService,
     private readonly config: Config,
     private readonly log: Logger,
   ) {}
@@ -81,13 +83,13 @@ export class BridgesService {
       }
       if (!b[b.network]) throw new ConfigError(`bridges.${b.id}`, `network "${b.network}" needs a [bridges.${b.network}] table`);
       seen.push(b);
-      const bot = await repo.upsertGhost(this.db, { bridgeId: b.id, localpart: `${namespace}bot`, name: b.bot_name || `${b.id} bridge`, avatarUrl: undefined });
+      const bot = await this.users.upsertGhost({ bridgeId: b.id, localpart: `${namespace}bot`, name: b.bot_name || `${b.id} bridge`, avatarUrl: undefined });
       if (!bot) throw new ConfigError(`bridges.${b.id}`, `the bot localpart "${namespace}bot" belongs to another bridge`);
       this.byId.set(b.id, { config: b, namespace, botId: bot.id });
       this.byToken.set(sha256(b.as_token), b.id);
     }
     for (const reg of this.byId.values()) {
-      const pusher = new TransactionPusher(this.db, this.stream, this.pubsub, this.log.child({ bridge: reg.config.id }), reg.config, reg.botId);
+      const pusher = new TransactionPusher(this.db, this.stream, this.pubsub, this.rooms, this.users, this.log.child({ bridge: reg.config.id }), reg.config, reg.botId);
       this.pushers.push(pusher);
       await pusher.start();
     }
@@ -114,8 +116,8 @@ export class BridgesService {
     if (!bridgeId) return null;
     const reg = this.byId.get(bridgeId)!;
     const acting = userId ?? reg.botId;
-    const user = /^[0-9a-f-]{36}$/i.test(acting) ? await repo.bridgeOfUser(this.db, acting) : undefined;
-    if (!user || user.bridge_id !== bridgeId) throw new AppError('FORBIDDEN', `user_id ${acting} is not in the namespace of bridge ${bridgeId}`);
+    const user = /^[0-9a-f-]{36}$/i.test(acting) ? await this.users.find(this.db, acting) : null;
+    if (!user || user.deactivated_at || user.bridge_id !== bridgeId) throw new AppError('FORBIDDEN', `user_id ${acting} is not in the namespace of bridge ${bridgeId}`);
     return { userId: acting, deviceId: NO_DEVICE, userName: user.name, bridgeId };
   }
 
@@ -129,7 +131,7 @@ export class BridgesService {
     if (!body.localpart.startsWith(reg.namespace) || body.localpart === `${reg.namespace}bot`) {
       throw new AppError('FORBIDDEN', `Ghost localparts of bridge ${bridgeId} start with "${reg.namespace}" (and "${reg.namespace}bot" is the bot)`);
     }
-    const row = await repo.upsertGhost(this.db, { bridgeId, localpart: body.localpart, name: body.name.trim(), avatarUrl: body.avatar_url });
+    const row = await this.users.upsertGhost({ bridgeId, localpart: body.localpart, name: body.name.trim(), avatarUrl: body.avatar_url });
     if (!row) throw new AppError('FORBIDDEN', 'That localpart belongs to another bridge');
     return { ghost: ghostView(row), created: row.inserted };
   }
@@ -144,31 +146,14 @@ export class BridgesService {
   async ensurePortal(bridgeId: string, body: { remote_id: string; name: string; topic?: string; members?: string[] }): Promise<{ room_id: string; created: boolean }> {
     const { botId } = this.get(bridgeId);
     const members = [...new Set((body.members ?? []).filter((id) => id !== botId))];
-    const existing = await rooms.existingUserIds(this.db, members);
-    const missing = members.find((id) => !existing.includes(id));
-    if (missing) throw new AppError('INVALID_USER', `Unknown user: ${missing}`);
+    await this.users.requireActive(members);
     return this.stream.write(async (tx) => {
       // One creator at a time per remote chat; the lock ends with the transaction.
-      await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`bridge-portal:${bridgeId}:${body.remote_id}`]);
-      let roomId = await repo.findPortal(tx, bridgeId, body.remote_id);
-      const created = !roomId;
-      let changed = created;
-      if (!roomId) {
-        const room = (await rooms.insertRoom(tx, { type: 'group', name: body.name.trim(), topic: body.topic ?? '', visibility: 'private', directKey: null, createdBy: botId }))!;
-        roomId = room.id;
-        await rooms.insertMember(tx, roomId, botId, 'owner');
-        await repo.insertPortal(tx, bridgeId, body.remote_id, roomId);
-      } else {
-        // Membership changes lock the room row, as RoomsService does, so they serialise with leaves and removals.
-        await rooms.lockRoom(tx, roomId);
-      }
-      for (const id of members) if (await rooms.insertMember(tx, roomId, id, 'member')) changed = true;
-      if (changed) {
-        const room = (await rooms.findRoom(tx, roomId))!;
-        const view = roomView(room, await rooms.listMembers(tx, roomId));
-        await appendRoomEvent(tx, roomEvents.roomUpdated(view));
-      }
-      return { room_id: roomId, created };
+      await repo.lockPortal(tx, bridgeId, body.remote_id);
+      const existing = await repo.findPortal(tx, bridgeId, body.remote_id);
+      const { roomId } = await this.rooms.ensurePortalRoom(tx, { roomId: existing, name: body.name, topic: body.topic ?? '', ownerId: botId, members });
+      if (!existing) await repo.insertPortal(tx, bridgeId, body.remote_id, roomId);
+      return { room_id: roomId, created: !existing };
     });
   }
 }

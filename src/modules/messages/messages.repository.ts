@@ -1,4 +1,4 @@
-/** SQL for messages, reactions and receipts. */
+/** SQL for messages, reactions, edit history and delivery receipts: the only module that writes them. */
 import type { Queryable } from '../../db/database.js';
 import { MESSAGE_ATTACHMENTS_SQL, type AttachmentRef } from '../attachments/attachments.repository.js';
 
@@ -31,14 +31,18 @@ export interface EditRow {
   editor_id: string;
 }
 
-const SELECT_MESSAGE = `
-  SELECT m.id, m.room_id, m.user_id, u.name AS user_name, m.content, m.reply_to, m.mentions, m.txn_id,
+/**
+ * The one projection of a message row (over `messages m JOIN users u`), in the shape `messageView`
+ * takes: history, single reads, PostgreSQL search hits and the Meilisearch documents all select it.
+ */
+export const MESSAGE_COLUMNS = `m.id, m.room_id, m.user_id, u.name AS user_name, m.content, m.reply_to, m.mentions, m.txn_id,
          m.stream_position, m.created_at, m.delivered_at, m.deleted_at, m.deleted_by, m.edited_at,
          ${MESSAGE_ATTACHMENTS_SQL} AS attachments,
          COALESCE((SELECT json_agg(json_build_object('key', r.key, 'count', r.count, 'user_ids', r.user_ids) ORDER BY r.first)
                    FROM (SELECT key, count(*)::int AS count, array_agg(user_id ORDER BY created_at) AS user_ids, min(created_at) AS first
-                         FROM reactions WHERE message_id = m.id GROUP BY key) r), '[]'::json) AS reactions
-  FROM messages m JOIN users u ON u.id = m.user_id`;
+                         FROM reactions WHERE message_id = m.id GROUP BY key) r), '[]'::json) AS reactions`;
+
+const SELECT_MESSAGE = `SELECT ${MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.user_id`;
 
 export const messagesRepository = {
   async insertMessage(
@@ -92,33 +96,11 @@ export const messagesRepository = {
     return ascending ? rows : rows.reverse();
   },
 
-  /** Empties a message: content, mentions, reactions, attachment links and edit history go. */
+  /** Empties a message: content, mentions, reactions and edit history go (attachment links: attachments module). */
   async redact(q: Queryable, id: string, by: string): Promise<void> {
     await q.query(`UPDATE messages SET content = '', mentions = '{}', edited_at = NULL, deleted_at = now(), deleted_by = $2 WHERE id = $1`, [id, by]);
     await q.query('DELETE FROM reactions WHERE message_id = $1', [id]);
-    await q.query('DELETE FROM message_attachments WHERE message_id = $1', [id]);
     await q.query('DELETE FROM message_edits WHERE message_id = $1', [id]);
-  },
-
-  /**
-   * Scrubs the content (and attachments) from the stored `message.new` event, and the content from
-   * the message's `message.edited` events, so a resume never replays them.
-   */
-  async redactStoredEvent(q: Queryable, streamPosition: number): Promise<void> {
-    await q.query(
-      `UPDATE room_events
-       SET payload = payload || jsonb_build_object('message', payload->'message'
-             || '{"content": "", "attachments": [], "mentions": [], "edited_at": null, "deleted": true}'::jsonb)
-       WHERE stream_position = $1`,
-      [streamPosition],
-    );
-    await q.query(
-      `UPDATE room_events e SET payload = jsonb_set(e.payload, '{content}', '""')
-       FROM room_events n
-       WHERE n.stream_position = $1 AND e.room_id = n.room_id AND e.stream_position > $1
-         AND e.type = 'message.edited' AND e.payload->>'message_id' = n.payload->'message'->>'id'`,
-      [streamPosition],
-    );
   },
 
   /** Locks a message row until the transaction ends, so edits, redactions and reactions of it run one at a time. */
@@ -130,16 +112,6 @@ export const messagesRepository = {
   async edit(q: Queryable, e: { id: string; previous: string; content: string; mentions: string[]; editorId: string; editedAt: Date }): Promise<void> {
     await q.query('INSERT INTO message_edits (message_id, content, edited_at, editor_id) VALUES ($1, $2, $3, $4)', [e.id, e.previous, e.editedAt, e.editorId]);
     await q.query('UPDATE messages SET content = $2, mentions = $3, edited_at = $4 WHERE id = $1', [e.id, e.content, e.mentions, e.editedAt]);
-  },
-
-  /** Puts the edited content into the stored `message.new` event, so a resume shows the current version. */
-  async editStoredEvent(q: Queryable, streamPosition: number, e: { content: string; mentions: string[]; editedAt: Date }): Promise<void> {
-    await q.query(
-      `UPDATE room_events SET payload = jsonb_set(jsonb_set(jsonb_set(payload, '{message,content}', to_jsonb($2::text)),
-         '{message,mentions}', to_jsonb($3::uuid[])), '{message,edited_at}', to_jsonb($4::text))
-       WHERE stream_position = $1`,
-      [streamPosition, e.content, e.mentions, e.editedAt.toISOString()],
-    );
   },
 
   /** The message's content now and its replaced versions, oldest first, read in one snapshot. */
@@ -179,29 +151,19 @@ export const messagesRepository = {
     return rows;
   },
 
-  /** Moves a member's read receipt forward to `position`. @returns the time when it moved, null when it was already there. */
-  async advanceReadReceipt(q: Queryable, roomId: string, userId: string, messageId: string, position: number): Promise<Date | null> {
-    const { rows } = await q.query<{ read_at: Date }>(
-      `UPDATE room_members SET read_position = $4, read_message_id = $3, read_at = now()
-       WHERE room_id = $1 AND user_id = $2 AND read_position < $4 RETURNING read_at`,
-      [roomId, userId, messageId, position],
-    );
-    return rows[0]?.read_at ?? null;
-  },
-
-  /** A member's read receipt as it stands; both null when nothing was marked read yet. */
-  async readReceipt(q: Queryable, roomId: string, userId: string): Promise<{ read_message_id: string | null; read_at: Date | null }> {
-    const { rows } = await q.query('SELECT read_message_id, read_at FROM room_members WHERE room_id = $1 AND user_id = $2', [roomId, userId]);
-    return rows[0];
-  },
-
   async latestMessage(q: Queryable, roomId: string): Promise<{ id: string; stream_position: number } | null> {
     const { rows } = await q.query('SELECT id, stream_position FROM messages WHERE room_id = $1 ORDER BY stream_position DESC LIMIT 1', [roomId]);
     return rows[0] ?? null;
   },
 
-  async memberIds(q: Queryable, roomId: string): Promise<string[]> {
-    const { rows } = await q.query<{ user_id: string }>('SELECT user_id FROM room_members WHERE room_id = $1', [roomId]);
-    return rows.map((r) => r.user_id);
+  /** Live (not redacted) messages by id, in no order (the search backends' documents and hits). */
+  async findLiveByIds(q: Queryable, ids: string[]): Promise<MessageRow[]> {
+    const { rows } = await q.query<MessageRow>(`${SELECT_MESSAGE} WHERE m.id = ANY($1::uuid[]) AND m.deleted_at IS NULL`, [ids]);
+    return rows;
+  },
+
+  async count(q: Queryable): Promise<number> {
+    const { rows } = await q.query<{ n: number }>('SELECT count(*)::int AS n FROM messages');
+    return rows[0].n;
   },
 };

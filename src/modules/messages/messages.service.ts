@@ -7,11 +7,12 @@ import crypto from 'node:crypto';
 import type { Database, Queryable } from '../../db/database.js';
 import { AppError } from '../../errors.js';
 import type { PubSub } from '../../events/pubsub.js';
-import { appendRoomEvent, type EventStream } from '../../events/stream.js';
+import { appendRoomEvent, editStoredMessage, redactStoredMessage, type EventStream } from '../../events/stream.js';
 import { roomEvents, type MessageWire } from '../../events/catalog.js';
-import { attachmentsRepository } from '../attachments/attachments.repository.js';
+import type { AttachmentsService } from '../attachments/attachments.service.js';
 import { attachmentView } from '../attachments/attachments.view.js';
 import type { RoomsService } from '../rooms/rooms.service.js';
+import type { UsersService } from '../users/users.service.js';
 import { assertCanRedact } from '../rooms/rooms.policy.js';
 import { messagesRepository as repo, type MessageRow } from './messages.repository.js';
 
@@ -56,10 +57,6 @@ function replayed(earlier: MessageRow, roomId: string): { message: MessageView; 
   return { message: messageView(earlier), created: false };
 }
 
-/** The room members `content` mentions; the member list is only read when there is a `<@` to resolve. */
-async function mentionsIn(tx: Queryable, roomId: string, content: string): Promise<string[]> {
-  return content.includes('<@') ? parseMentions(content, await repo.memberIds(tx, roomId)) : [];
-}
 
 export interface SendInput {
   /** May be empty when the message carries attachments. */
@@ -94,6 +91,8 @@ export class MessagesService {
     private readonly stream: EventStream,
     private readonly pubsub: PubSub,
     private readonly rooms: RoomsService,
+    private readonly users: UsersService,
+    private readonly attachments: AttachmentsService,
     private readonly maxMessageBytes: number,
     /** Seconds after sending during which the sender may edit; 0: no limit. */
     private readonly editWindowS: number,
@@ -125,16 +124,16 @@ export class MessagesService {
           const parent = await repo.findById(tx, input.reply_to);
           if (!parent || parent.room_id !== roomId) throw new AppError('INVALID_MESSAGE', 'reply_to is not a message of this room');
         }
-        const owned = attachmentIds.length ? await attachmentsRepository.findOwned(tx, userId, attachmentIds) : [];
+        const owned = attachmentIds.length ? await this.attachments.findOwned(tx, userId, attachmentIds) : [];
         const missing = attachmentIds.find((id) => !owned.some((a) => a.id === id));
         if (missing) throw new AppError('INVALID_ATTACHMENT', `Unknown attachment: ${missing}`);
-        const { rows } = await tx.query<{ name: string }>('SELECT name FROM users WHERE id = $1', [userId]);
-        const mentions = await mentionsIn(tx, roomId, input.content);
+        const sender = (await this.users.find(tx, userId))!;
+        const mentions = await this.mentionsIn(tx, roomId, input.content);
         const view: MessageView = {
           id: crypto.randomUUID(),
           room_id: roomId,
           user_id: userId,
-          user_name: rows[0].name,
+          user_name: sender.name,
           content: input.content,
           created_at: new Date(input.ts ?? Date.now()).toISOString(),
           edited_at: null,
@@ -160,7 +159,7 @@ export class MessagesService {
           createdAt: new Date(view.created_at),
           remoteId: input.remote_id ?? null,
         });
-        if (attachmentIds.length) await attachmentsRepository.link(tx, view.id, attachmentIds);
+        if (attachmentIds.length) await this.attachments.linkToMessage(tx, view.id, attachmentIds);
         return view;
       });
       return { message, created: true };
@@ -175,11 +174,12 @@ export class MessagesService {
   }
 
   /**
-   * A page of history, oldest first. `before`/`after` are message ids of this room.
-   * @returns `{messages, has_more}`: has_more tells whether older (or, with `after`, newer) messages exist.
+   * A page of history, oldest first. `before`/`after` are message ids of this room; `since` is a
+   * stream position (the page starts right after it, as `after` does).
+   * @returns `{messages, has_more}`: has_more tells whether older (or, with `after`/`since`, newer) messages exist.
    * @throws AppError INVALID_ROOM, NOT_A_MEMBER, INVALID_MESSAGE.
    */
-  async history(userId: string, roomId: string, opts: { before?: string; after?: string; limit: number }) {
+  async history(userId: string, roomId: string, opts: { before?: string; after?: string; since?: number; limit: number }) {
     await this.rooms.requireMember(this.db, roomId, userId);
     const anchor = async (id?: string) => {
       if (!id) return undefined;
@@ -187,9 +187,10 @@ export class MessagesService {
       if (!m || m.room_id !== roomId) throw new AppError('INVALID_MESSAGE', 'Paging anchor is not a message of this room');
       return m.stream_position;
     };
-    const rows = await repo.page(this.db, roomId, { before: await anchor(opts.before), after: await anchor(opts.after), limit: opts.limit + 1 });
+    const after = opts.since ?? (await anchor(opts.after));
+    const rows = await repo.page(this.db, roomId, { before: await anchor(opts.before), after, limit: opts.limit + 1 });
     const hasMore = rows.length > opts.limit;
-    const page = hasMore ? (opts.after ? rows.slice(0, opts.limit) : rows.slice(1)) : rows;
+    const page = hasMore ? (after !== undefined ? rows.slice(0, opts.limit) : rows.slice(1)) : rows;
     return { messages: page.map(messageView), has_more: hasMore };
   }
 
@@ -240,9 +241,9 @@ export class MessagesService {
       this.checkContent(content, (m.attachments ?? []).length > 0);
       if (content === m.content) return messageView(m);
       const editedAt = new Date();
-      const mentions = await mentionsIn(tx, m.room_id, content);
+      const mentions = await this.mentionsIn(tx, m.room_id, content);
       await repo.edit(tx, { id: messageId, previous: m.content, content, mentions, editorId: userId, editedAt });
-      await repo.editStoredEvent(tx, m.stream_position, { content, mentions, editedAt });
+      await editStoredMessage(tx, m.stream_position, { content, mentions, editedAt });
       await appendRoomEvent(tx, roomEvents.messageEdited(m.room_id, { message_id: messageId, content, edited_at: editedAt.toISOString(), editor_id: userId }));
       return messageView({ ...m, content, mentions, edited_at: editedAt });
     });
@@ -286,7 +287,8 @@ export class MessagesService {
       assertCanRedact(userId, m.user_id, role);
       if (m.deleted_at) return;
       await repo.redact(tx, messageId, userId);
-      await repo.redactStoredEvent(tx, m.stream_position);
+      await this.attachments.unlinkMessage(tx, messageId);
+      await redactStoredMessage(tx, m.stream_position);
       await appendRoomEvent(tx, roomEvents.messageDeleted(m.room_id, messageId, userId));
     });
   }
@@ -329,15 +331,25 @@ export class MessagesService {
         return { room_id: roomId, message_id: null, read_at: null, moved: false };
       }
       if ('room_id' in target && target.room_id !== roomId) throw new AppError('INVALID_MESSAGE', 'Message is not in this room');
-      const readAt = await repo.advanceReadReceipt(tx, roomId, userId, target.id, target.stream_position);
+      const readAt = await this.rooms.advanceReadReceipt(tx, roomId, userId, target.id, target.stream_position);
       if (!readAt) {
         // Already read up to there or further: answer with the receipt that stays in force.
-        const current = await repo.readReceipt(tx, roomId, userId);
+        const current = await this.rooms.readReceipt(tx, roomId, userId);
         return { room_id: roomId, message_id: current.read_message_id, read_at: current.read_at?.toISOString() ?? null, moved: false };
       }
       await appendRoomEvent(tx, roomEvents.messageRead(roomId, { message_id: target.id, user_id: userId, read_at: readAt.toISOString() }));
       return { room_id: roomId, message_id: target.id, read_at: readAt.toISOString(), moved: true };
     });
+  }
+
+  /** Messages stored (deleted ones included). */
+  count(): Promise<number> {
+    return repo.count(this.db);
+  }
+
+  /** The room members `content` mentions; the member list is only read when there is a `<@` to resolve. */
+  private async mentionsIn(tx: Queryable, roomId: string, content: string): Promise<string[]> {
+    return content.includes('<@') ? parseMentions(content, await this.rooms.memberIds(tx, roomId)) : [];
   }
 
   /** @throws AppError MESSAGE_TOO_LARGE (413), VALIDATION_FAILED (400: empty without attachments). */

@@ -11,7 +11,9 @@ import type { Logger } from 'pino';
 import type { Database } from '../../db/database.js';
 import { AppError } from '../../errors.js';
 import type { PubSub } from '../../events/pubsub.js';
+import type { RoomsService } from '../rooms/rooms.service.js';
 import { LocalPresenceCluster, type PresenceCluster } from './presence-cluster.js';
+import { presenceRepository as repo, type PresenceRow } from './presence.repository.js';
 
 export type PresenceStatus = 'online' | 'away' | 'busy' | 'offline';
 
@@ -28,6 +30,7 @@ export class PresenceService {
 
   constructor(
     private readonly db: Database,
+    private readonly rooms: RoomsService,
     private readonly pubsub: PubSub,
     private readonly graceMs: number,
     private readonly log: Logger,
@@ -74,8 +77,7 @@ export class PresenceService {
    * @returns how many users were reset.
    */
   async resetAtStart(): Promise<number> {
-    const { rowCount } = await this.db.query(`UPDATE presence SET status = 'offline' WHERE status <> 'offline'`);
-    return rowCount ?? 0;
+    return repo.resetAll(this.db);
   }
 
   /** Stops pending offline timers and leaves the cluster. */
@@ -102,36 +104,20 @@ export class PresenceService {
 
   /** Presence of those of `userIds` the viewer may see; the others are left out. */
   async query(viewerId: string, userIds: string[]): Promise<PresenceView[]> {
-    const { rows } = await this.db.query(
-      `SELECT u.id AS user_id, COALESCE(p.status, 'offline') AS status, COALESCE(p.status_text, '') AS status_text, p.last_seen
-       FROM users u LEFT JOIN presence p ON p.user_id = u.id
-       WHERE u.id = ANY($2::uuid[]) AND (u.id = $1 OR EXISTS (
-         SELECT 1 FROM room_members a JOIN room_members b ON a.room_id = b.room_id WHERE a.user_id = $1 AND b.user_id = u.id))`,
-      [viewerId, userIds],
-    );
-    return rows.map(view);
+    const visible = await this.rooms.sharingARoomWith(viewerId, userIds);
+    return visible.length ? (await repo.get(this.db, visible)).map(view) : [];
   }
 
   private async set(userId: string, status: PresenceStatus, statusText?: string, opts: { onlyIfOffline?: boolean } = {}) {
-    const { rows } = await this.db.query(
-      `INSERT INTO presence (user_id, status, status_text, last_seen) VALUES ($1, $2, COALESCE($3, ''), now())
-       ON CONFLICT (user_id) DO UPDATE SET status = $2, status_text = COALESCE($3, presence.status_text), last_seen = now()
-         WHERE NOT $4 OR presence.status = 'offline'
-       RETURNING user_id, status, status_text, last_seen`,
-      [userId, status, statusText ?? null, opts.onlyIfOffline ?? false],
-    );
-    if (!rows[0]) return null;
-    const event = { type: 'presence', ...view(rows[0]) };
-    const { rows: watchers } = await this.db.query<{ user_id: string }>(
-      `SELECT DISTINCT b.user_id FROM room_members a JOIN room_members b ON a.room_id = b.room_id WHERE a.user_id = $1
-       UNION SELECT $1::uuid`,
-      [userId],
-    );
-    await Promise.all(watchers.map((w) => this.pubsub.publish(`user:${w.user_id}`, event)));
-    return view(rows[0]);
+    const row = await repo.set(this.db, userId, status, statusText, opts.onlyIfOffline ?? false);
+    if (!row) return null;
+    const event = { type: 'presence', ...view(row) };
+    const watchers = await this.rooms.coMemberIds(userId);
+    await Promise.all(watchers.map((id) => this.pubsub.publish(`user:${id}`, event)));
+    return view(row);
   }
 }
 
-function view(r: any): PresenceView {
+function view(r: PresenceRow): PresenceView {
   return { user_id: r.user_id, status: r.status, status_text: r.status_text, last_seen: r.last_seen ? new Date(r.last_seen).toISOString() : null };
 }

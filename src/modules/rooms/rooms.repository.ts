@@ -1,5 +1,6 @@
 /** SQL for rooms and their members. */
 import type { Queryable } from '../../db/database.js';
+import { containsPattern } from '../../db/like.js';
 import type { Role, RoomType } from './rooms.policy.js';
 
 export interface RoomRow {
@@ -15,6 +16,9 @@ export interface RoomRow {
   created_at: Date;
   deleted_at: Date | null;
 }
+
+/** A room in the admins' list, with its member and message counts. */
+export type RoomPageRow = RoomRow & { member_count: number; message_count: number };
 
 export interface MemberRow {
   user_id: string;
@@ -114,9 +118,82 @@ export const roomsRepository = {
     return rows.map((r) => r.room_id);
   },
 
-  async existingUserIds(q: Queryable, ids: string[]): Promise<string[]> {
-    const { rows } = await q.query<{ id: string }>('SELECT id FROM users WHERE id = ANY($1::uuid[]) AND deactivated_at IS NULL', [ids]);
-    return rows.map((r) => r.id);
+  async memberIds(q: Queryable, roomId: string): Promise<string[]> {
+    const { rows } = await q.query<{ user_id: string }>('SELECT user_id FROM room_members WHERE room_id = $1', [roomId]);
+    return rows.map((r) => r.user_id);
+  },
+
+  /** Everyone who shares a room with `userId`, and `userId`. */
+  async coMemberIds(q: Queryable, userId: string): Promise<string[]> {
+    const { rows } = await q.query<{ user_id: string }>(
+      `SELECT DISTINCT b.user_id FROM room_members a JOIN room_members b ON a.room_id = b.room_id WHERE a.user_id = $1
+       UNION SELECT $1::uuid`,
+      [userId],
+    );
+    return rows.map((r) => r.user_id);
+  },
+
+  /** Those of `ids` that are `viewerId` or share a room with them. */
+  async sharingARoomWith(q: Queryable, viewerId: string, ids: string[]): Promise<string[]> {
+    const { rows } = await q.query<{ user_id: string }>(
+      `SELECT DISTINCT b.user_id FROM room_members a JOIN room_members b ON a.room_id = b.room_id
+       WHERE a.user_id = $1 AND b.user_id = ANY($2::uuid[])
+       UNION SELECT $1::uuid WHERE $1::uuid = ANY($2::uuid[])`,
+      [viewerId, ids],
+    );
+    return rows.map((r) => r.user_id);
+  },
+
+  /** Ids of the rooms where one of bridge `bridgeId`'s users (bot or ghost) is a member. */
+  async roomIdsWithBridgeMembers(q: Queryable, bridgeId: string): Promise<string[]> {
+    const { rows } = await q.query<{ room_id: string }>(
+      'SELECT DISTINCT m.room_id FROM room_members m JOIN users u ON u.id = m.user_id WHERE u.bridge_id = $1',
+      [bridgeId],
+    );
+    return rows.map((r) => r.room_id);
+  },
+
+  /** True when `userId` is a member of one of `roomIds`. */
+  async isMemberOfAny(q: Queryable, userId: string, roomIds: string[]): Promise<boolean> {
+    const { rows } = await q.query('SELECT 1 FROM room_members WHERE user_id = $1 AND room_id = ANY($2::uuid[]) LIMIT 1', [userId, roomIds]);
+    return rows.length > 0;
+  },
+
+  /** Moves a member's read receipt forward to `position`. @returns the time when it moved, null when it was already there. */
+  async advanceReadReceipt(q: Queryable, roomId: string, userId: string, messageId: string, position: number): Promise<Date | null> {
+    const { rows } = await q.query<{ read_at: Date }>(
+      `UPDATE room_members SET read_position = $4, read_message_id = $3, read_at = now()
+       WHERE room_id = $1 AND user_id = $2 AND read_position < $4 RETURNING read_at`,
+      [roomId, userId, messageId, position],
+    );
+    return rows[0]?.read_at ?? null;
+  },
+
+  /** A member's read receipt as it stands; both null when nothing was marked read yet. */
+  async readReceipt(q: Queryable, roomId: string, userId: string): Promise<{ read_message_id: string | null; read_at: Date | null }> {
+    const { rows } = await q.query('SELECT read_message_id, read_at FROM room_members WHERE room_id = $1 AND user_id = $2', [roomId, userId]);
+    return rows[0];
+  },
+
+  /** A page of live (not deleted) rooms for admins, newest first, optionally matching `q` in the name. */
+  async page(q: Queryable, f: { q?: string; limit: number; offset: number }): Promise<{ rows: RoomPageRow[]; total: number }> {
+    const where = `r.deleted_at IS NULL AND ($1::text IS NULL OR lower(r.name) LIKE $1)`;
+    const pattern = f.q ? containsPattern(f.q) : null;
+    const { rows } = await q.query<RoomPageRow>(
+      `SELECT r.*,
+         (SELECT count(*)::int FROM room_members m WHERE m.room_id = r.id) AS member_count,
+         (SELECT count(*)::int FROM messages g WHERE g.room_id = r.id) AS message_count
+       FROM rooms r WHERE ${where} ORDER BY r.created_at DESC, r.id LIMIT $2 OFFSET $3`,
+      [pattern, f.limit, f.offset],
+    );
+    const count = await q.query<{ n: number }>(`SELECT count(*)::int AS n FROM rooms r WHERE ${where}`, [pattern]);
+    return { rows, total: count.rows[0].n };
+  },
+
+  /** Rooms not deleted. */
+  async count(q: Queryable): Promise<number> {
+    const { rows } = await q.query<{ n: number }>('SELECT count(*)::int AS n FROM rooms WHERE deleted_at IS NULL');
+    return rows[0].n;
   },
 
   /** The caller's rooms with their last message and unread count, most recently active first. */

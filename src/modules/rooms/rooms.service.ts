@@ -12,7 +12,8 @@ import {
   assertCanAddMember, assertCanDeleteRoom, assertCanEditRoom, assertCanLeave, assertCanRemoveMember, assertCanSetRole,
   directKey, nextOwner, type Role, type RoomType,
 } from './rooms.policy.js';
-import { roomsRepository as repo, type MemberRow, type RoomRow } from './rooms.repository.js';
+import type { UsersService } from '../users/users.service.js';
+import { roomsRepository as repo, type MemberRow, type RoomPageRow, type RoomRow } from './rooms.repository.js';
 
 export function roomView(room: RoomRow, members: MemberRow[]): RoomWire {
   return {
@@ -30,10 +31,26 @@ export function roomView(room: RoomRow, members: MemberRow[]): RoomWire {
 
 export type RoomView = RoomWire;
 
+/** A room in the admins' list: no members, but their count and the message count. */
+function roomPageView(r: RoomPageRow) {
+  return {
+    id: r.id,
+    type: r.type,
+    name: r.name,
+    topic: r.topic,
+    visibility: r.visibility,
+    created_by: r.created_by,
+    created_at: r.created_at.toISOString(),
+    member_count: r.member_count,
+    message_count: r.message_count,
+  };
+}
+
 export class RoomsService {
   constructor(
     private readonly db: Database,
     private readonly stream: EventStream,
+    private readonly users: UsersService,
   ) {}
 
   /**
@@ -51,9 +68,7 @@ export class RoomsService {
       if (body.visibility === 'public') throw new AppError('VALIDATION_FAILED', 'Direct rooms are private');
     }
     if (body.visibility === 'public' && body.type !== 'channel') throw new AppError('VALIDATION_FAILED', 'Only channels can be public');
-    const existing = await repo.existingUserIds(this.db, others);
-    const missing = others.filter((id) => !existing.includes(id));
-    if (missing.length) throw new AppError('INVALID_USER', `Unknown user: ${missing[0]}`);
+    await this.users.requireActive(others);
 
     const key = body.type === 'direct' ? directKey(userId, others[0]) : null;
     if (key) {
@@ -170,9 +185,7 @@ export class RoomsService {
 
   /** Adds members (admins; group and channel rooms). Already-present users are ignored. */
   async addMembers(userId: string, roomId: string, userIds: string[]) {
-    const existing = await repo.existingUserIds(this.db, userIds);
-    const missing = userIds.filter((id) => !existing.includes(id));
-    if (missing.length) throw new AppError('INVALID_USER', `Unknown user: ${missing[0]}`);
+    await this.users.requireActive(userIds);
     return this.stream.write(async (tx) => {
       await repo.lockRoom(tx, roomId);
       const { room, role } = await this.requireMember(tx, roomId, userId);
@@ -239,6 +252,82 @@ export class RoomsService {
       }
       return this.emitUpdated(tx, room, [userId]);
     });
+  }
+
+  /**
+   * The room of a bridge portal, inside the bridge's transaction (it holds its own lock on the remote
+   * chat): created when `roomId` is null (a private group owned by `ownerId`), else locked like every
+   * membership change; then `members` not yet in it are added. Emits `room.updated` when anything
+   * changed.
+   * @returns the room id and whether it changed.
+   */
+  async ensurePortalRoom(
+    tx: Queryable,
+    p: { roomId: string | null; name: string; topic: string; ownerId: string; members: string[] },
+  ): Promise<{ roomId: string; changed: boolean }> {
+    let roomId = p.roomId;
+    let changed = false;
+    if (!roomId) {
+      const room = (await repo.insertRoom(tx, { type: 'group', name: p.name.trim(), topic: p.topic, visibility: 'private', directKey: null, createdBy: p.ownerId }))!;
+      roomId = room.id;
+      await repo.insertMember(tx, roomId, p.ownerId, 'owner');
+      changed = true;
+    } else {
+      await repo.lockRoom(tx, roomId);
+    }
+    for (const id of p.members) if (await repo.insertMember(tx, roomId, id, 'member')) changed = true;
+    if (changed) await this.emitUpdated(tx, (await repo.findRoom(tx, roomId))!);
+    return { roomId, changed };
+  }
+
+  /** Member ids of a room. */
+  memberIds(q: Queryable, roomId: string): Promise<string[]> {
+    return repo.memberIds(q, roomId);
+  }
+
+  /** Everyone who shares a room with `userId`, and `userId` (who sees their presence). */
+  coMemberIds(userId: string): Promise<string[]> {
+    return repo.coMemberIds(this.db, userId);
+  }
+
+  /** Those of `ids` that are `viewerId` or share a room with them. */
+  sharingARoomWith(viewerId: string, ids: string[]): Promise<string[]> {
+    return repo.sharingARoomWith(this.db, viewerId, ids);
+  }
+
+  /** Ids of the rooms where one of bridge `bridgeId`'s users (bot or ghost) is a member. */
+  roomIdsWithBridgeMembers(bridgeId: string): Promise<string[]> {
+    return repo.roomIdsWithBridgeMembers(this.db, bridgeId);
+  }
+
+  /** True when `userId` is a member of one of `roomIds`. */
+  isMemberOfAny(userId: string, roomIds: string[]): Promise<boolean> {
+    return roomIds.length ? repo.isMemberOfAny(this.db, userId, roomIds) : Promise.resolve(false);
+  }
+
+  /**
+   * Moves a member's cumulative read receipt forward to stream position `position` (message
+   * `messageId`), inside the caller's transaction.
+   * @returns when it moved, or null when it already was there or further.
+   */
+  advanceReadReceipt(tx: Queryable, roomId: string, userId: string, messageId: string, position: number): Promise<Date | null> {
+    return repo.advanceReadReceipt(tx, roomId, userId, messageId, position);
+  }
+
+  /** A member's read receipt as it stands; both null when nothing was marked read yet. */
+  readReceipt(q: Queryable, roomId: string, userId: string): Promise<{ read_message_id: string | null; read_at: Date | null }> {
+    return repo.readReceipt(q, roomId, userId);
+  }
+
+  /** A page of rooms (not deleted) for admins, newest first, with member and message counts: `{rooms, total}`. `q` matches the name. */
+  async page(f: { q?: string; limit: number; offset: number }) {
+    const { rows, total } = await repo.page(this.db, f);
+    return { rooms: rows.map(roomPageView), total };
+  }
+
+  /** Rooms not deleted. */
+  count(): Promise<number> {
+    return repo.count(this.db);
   }
 
   private async requireRoom(q: Queryable, roomId: string): Promise<RoomRow> {

@@ -10,8 +10,9 @@
  * then advances the persisted cursor. A crash or an outage therefore replays a batch instead of losing
  * it, and replaying is harmless (documents are replaced whole, deletions are idempotent).
  *
- * It is woken by the stream reader (`EventStream.onEvents`), not by polling; on start it catches up
- * from its cursor. On failure it retries with exponential backoff (0.25 s doubling up to 30 s).
+ * It is a follower of the log (events/follower.ts): woken by the stream reader (`EventStream.onEvents`),
+ * not by polling; on start it catches up from its cursor; on failure it retries with the shared
+ * backoff (0.25 s doubling up to 30 s).
  *
  * With several nodes, one indexer per index works at a time: each batch first claims or renews a lease
  * in the cursor row (`leader`, `lease_until`, 60 s). The others stand by and check again when the lease
@@ -24,14 +25,14 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { Config } from '../../config/schema.js';
 import type { Queryable } from '../../db/database.js';
-import { CoalescingRunner } from '../../events/coalescing-runner.js';
-import type { EventStream } from '../../events/stream.js';
+import { messageIdOf } from '../../events/catalog.js';
+import { Follower } from '../../events/follower.js';
+import { readAfter, type EventStream } from '../../events/stream.js';
+import { messagesRepository } from '../messages/messages.repository.js';
 import { MeilisearchIndex, type MessageDocument } from './meilisearch-index.js';
+import { searchRepository as repo } from './search.repository.js';
 
 const BATCH = 500;
-const MESSAGE_EVENTS = ['message.new', 'message.edited', 'message.deleted'];
-const BACKOFF_BASE_MS = 250;
-const BACKOFF_MAX_MS = 30_000;
 const LEASE_S = 60;
 
 /**
@@ -53,10 +54,7 @@ export class SearchIndexer extends EventEmitter {
   private readonly nodeId = crypto.randomUUID();
   private cursor = 0;
   private standbyTimer?: NodeJS.Timeout;
-  private failures = 0;
-  private readonly runner = new CoalescingRunner(() => this.run());
-  private stopped = false;
-  private retryTimer?: NodeJS.Timeout;
+  private readonly follower: Follower;
   private unsubscribe?: () => void;
   private settingsApplied = false;
 
@@ -66,6 +64,16 @@ export class SearchIndexer extends EventEmitter {
     private readonly log: Logger,
   ) {
     super();
+    this.follower = new Follower({
+      name: 'search indexer',
+      log,
+      step: async () => {
+        await this.applySettingsOnce();
+        return (await this.step()) === BATCH;
+      },
+      retry: { baseMs: 250, maxMs: 30_000 },
+      onFailure: (err, retryInMs) => this.emit('failed', err, retryInMs),
+    });
   }
 
   /** The last stream position applied and confirmed. */
@@ -75,22 +83,20 @@ export class SearchIndexer extends EventEmitter {
 
   /** Loads the persisted cursor, follows the stream and starts catching up (in the background). */
   async start(stream: EventStream): Promise<void> {
-    this.cursor = await this.loadCursor();
+    this.cursor = await repo.position(this.db, this.index.indexName);
     this.unsubscribe = stream.onEvents((events) => {
-      if (events.some((e) => MESSAGE_EVENTS.includes(e.type))) this.wake();
+      if (events.some((e) => messageIdOf(e.payload) !== null)) this.follower.wake();
     });
-    this.wake();
+    this.follower.wake();
   }
 
   /** Stops following the stream and waits for the batch in flight. */
   async stop(): Promise<void> {
-    this.stopped = true;
     this.unsubscribe?.();
-    clearTimeout(this.retryTimer);
     clearTimeout(this.standbyTimer);
-    await this.runner.idle();
-    await this.db
-      .query('UPDATE search_index_cursor SET leader = NULL, lease_until = NULL WHERE index_name = $1 AND leader = $2', [this.index.indexName, this.nodeId])
+    await this.follower.stop();
+    await repo
+      .release(this.db, this.index.indexName, this.nodeId)
       .catch((err) => this.log.warn({ err }, 'could not release the search indexing lease'));
   }
 
@@ -104,7 +110,7 @@ export class SearchIndexer extends EventEmitter {
         resolve();
       };
       this.on('indexed', check);
-      this.wake();
+      this.follower.wake();
     });
   }
 
@@ -113,26 +119,22 @@ export class SearchIndexer extends EventEmitter {
    * @throws the first failure (the cursor stays at the last confirmed batch).
    */
   async catchUp(): Promise<void> {
-    if (!this.settingsApplied) {
-      await this.index.applySettings();
-      this.settingsApplied = true;
-    }
-    while ((await this.step()) === BATCH && !this.stopped);
+    await this.applySettingsOnce();
+    while ((await this.step()) === BATCH && !this.follower.isStopped);
+  }
+
+  private async applySettingsOnce(): Promise<void> {
+    if (this.settingsApplied) return;
+    await this.index.applySettings();
+    this.settingsApplied = true;
   }
 
   /**
    * Claims or renews the lease. @returns the shared cursor when this indexer leads, null when another
    * indexer holds an unexpired lease (`force` takes it regardless: reindex).
    */
-  private async lease(force = false): Promise<number | null> {
-    const { rows } = await this.db.query<{ position: number }>(
-      `INSERT INTO search_index_cursor (index_name, position, leader, lease_until) VALUES ($1, 0, $2, now() + make_interval(secs => $3))
-       ON CONFLICT (index_name) DO UPDATE SET leader = $2, lease_until = now() + make_interval(secs => $3)
-         WHERE $4 OR search_index_cursor.leader IS NULL OR search_index_cursor.leader = $2 OR search_index_cursor.lease_until < now()
-       RETURNING position`,
-      [this.index.indexName, this.nodeId, LEASE_S, force],
-    );
-    return rows[0]?.position ?? null;
+  private lease(force = false): Promise<number | null> {
+    return repo.lease(this.db, this.index.indexName, this.nodeId, LEASE_S, force);
   }
 
   /** Clears the index, resets the cursor to 0 and rebuilds everything (`switchboard search reindex`). */
@@ -141,37 +143,14 @@ export class SearchIndexer extends EventEmitter {
     this.settingsApplied = true;
     await this.lease(true);
     await this.index.clear();
-    await this.db.query('UPDATE search_index_cursor SET position = 0, updated_at = now() WHERE index_name = $1', [this.index.indexName]);
+    await repo.reset(this.db, this.index.indexName);
     this.cursor = 0;
     await this.catchUp();
   }
 
   /** Resolves once no batch is in progress. */
   idle(): Promise<void> {
-    return this.runner.idle();
-  }
-
-  private wake(): void {
-    if (this.stopped || this.retryTimer) return;
-    this.runner.wake();
-  }
-
-  private async run(): Promise<void> {
-    if (this.stopped || this.retryTimer) return; // a wake during a failed run waits for the backoff
-    try {
-      await this.catchUp();
-      this.failures = 0;
-    } catch (err) {
-      if (this.stopped) return;
-      const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** this.failures++);
-      this.log.warn({ err, position: this.cursor, retry_in_ms: delay }, 'search indexing failed; retrying');
-      this.retryTimer = setTimeout(() => {
-        this.retryTimer = undefined;
-        this.wake();
-      }, delay);
-      this.retryTimer.unref();
-      this.emit('failed', err, delay);
-    }
+    return this.follower.idle();
   }
 
   /** Applies one batch of events, when this indexer holds the lease. @returns how many events it read. */
@@ -182,14 +161,9 @@ export class SearchIndexer extends EventEmitter {
       return 0;
     }
     this.cursor = shared; // the row is the truth: a reindex or another leader may have moved it
-    const { rows } = await this.db.query<{ stream_position: number; message_id: string | null }>(
-      `SELECT stream_position,
-              CASE WHEN type = ANY($3::text[]) THEN COALESCE(payload->'message'->>'id', payload->>'message_id') END AS message_id
-       FROM room_events WHERE stream_position > $1 ORDER BY stream_position LIMIT $2`,
-      [this.cursor, BATCH, MESSAGE_EVENTS],
-    );
+    const rows = await readAfter(this.db, this.cursor, BATCH);
     if (rows.length === 0) return 0;
-    const ids = [...new Set(rows.flatMap((r) => (r.message_id ? [r.message_id] : [])))];
+    const ids = [...new Set(rows.flatMap((r) => messageIdOf(r.payload) ?? []))];
     if (ids.length) {
       const docs = await this.loadDocuments(ids);
       const live = new Set(docs.map((d) => d.id));
@@ -200,11 +174,7 @@ export class SearchIndexer extends EventEmitter {
     const last = rows[rows.length - 1].stream_position;
     // Only while still leading: a reindex that took the lease meanwhile has reset the cursor, and
     // moving it forward again would make the reindex skip what it must replay.
-    const { rowCount } = await this.db.query(
-      `UPDATE search_index_cursor SET position = GREATEST(position, $2), updated_at = now() WHERE index_name = $1 AND leader = $3`,
-      [this.index.indexName, last, this.nodeId],
-    );
-    if (rowCount === 0) {
+    if (!(await repo.advance(this.db, this.index.indexName, last, this.nodeId))) {
       this.standBy();
       return 0;
     }
@@ -215,28 +185,25 @@ export class SearchIndexer extends EventEmitter {
 
   /** Another indexer leads: look again once its lease could have lapsed (it may have crashed). */
   private standBy(): void {
-    if (this.standbyTimer || this.stopped) return;
+    if (this.standbyTimer || this.follower.isStopped) return;
     this.standbyTimer = setTimeout(() => {
       this.standbyTimer = undefined;
-      this.wake();
+      this.follower.wake();
     }, LEASE_S * 1000).unref();
   }
 
-  private async loadCursor(): Promise<number> {
-    const { rows } = await this.db.query<{ position: number }>('SELECT position FROM search_index_cursor WHERE index_name = $1', [this.index.indexName]);
-    return rows[0]?.position ?? 0;
-  }
 
   /** Documents for the given message ids that exist and are not redacted. */
   private async loadDocuments(ids: string[]): Promise<MessageDocument[]> {
-    const { rows } = await this.db.query<MessageDocument>(
-      `SELECT m.id, m.room_id, m.user_id, u.name AS user_name, m.content,
-              floor(extract(epoch FROM m.created_at) * 1000) / 1000 AS created_at,
-              EXISTS (SELECT 1 FROM message_attachments a WHERE a.message_id = m.id) AS has_attachment
-       FROM messages m JOIN users u ON u.id = m.user_id
-       WHERE m.id = ANY($1::uuid[]) AND m.deleted_at IS NULL`,
-      [ids],
-    );
-    return rows.map((r) => ({ ...r, created_at: Number(r.created_at) }));
+    const rows = await messagesRepository.findLiveByIds(this.db, ids);
+    return rows.map((m) => ({
+      id: m.id,
+      room_id: m.room_id,
+      user_id: m.user_id,
+      user_name: m.user_name,
+      content: m.content,
+      created_at: m.created_at.getTime() / 1000,
+      has_attachment: (m.attachments ?? []).length > 0,
+    }));
   }
 }

@@ -14,8 +14,8 @@ import { generateTenantToken } from 'meilisearch/token';
 import type { Config } from '../../config/schema.js';
 import type { Queryable } from '../../db/database.js';
 import { AppError } from '../../errors.js';
+import { messagesRepository } from '../messages/messages.repository.js';
 import { messageView } from '../messages/messages.service.js';
-import { HIT_COLUMNS } from './postgres-search.js';
 import type { SearchHit, SearchIndex, SearchQuery } from './search-index.js';
 
 /** One indexed message. `created_at` is unix time in seconds (fractional, millisecond precision). */
@@ -127,7 +127,7 @@ export class MeilisearchIndex implements SearchIndex {
       if (err instanceof MeilisearchApiError && err.cause?.code === 'index_not_found') return [];
       throw new AppError('SEARCH_UNAVAILABLE', `Search backend failed: ${(err as Error).message}`);
     }
-    const rows = await this.loadMessages(hits.map((h) => h.id));
+    const rows = hits.length ? await messagesRepository.findLiveByIds(this.db, hits.map((h) => h.id)) : [];
     const byId = new Map(rows.map((r) => [r.id, r]));
     return hits.flatMap((h) => {
       const row = byId.get(h.id);
@@ -153,18 +153,6 @@ export class MeilisearchIndex implements SearchIndex {
       expiresAt,
     });
     return { token, host: this.config.public_url || this.config.url, index_uid: this.indexName, expires_at: expiresAt.toISOString() };
-  }
-
-  /** Live (not redacted) messages by id, in the shape `messageView` takes. */
-  private async loadMessages(ids: string[]) {
-    if (ids.length === 0) return [];
-    const { rows } = await this.db.query(
-      `SELECT ${HIT_COLUMNS}
-       FROM messages m JOIN users u ON u.id = m.user_id
-       WHERE m.id = ANY($1::uuid[]) AND m.deleted_at IS NULL`,
-      [ids],
-    );
-    return rows;
   }
 }
 

@@ -6,13 +6,9 @@
  * https://www.postgresql.org/docs/current/textsearch-controls.html
  */
 import type { Queryable } from '../../db/database.js';
-import { MESSAGE_ATTACHMENTS_SQL } from '../attachments/attachments.repository.js';
+import { MESSAGE_COLUMNS } from '../messages/messages.repository.js';
 import { messageView } from '../messages/messages.service.js';
 import type { SearchHit, SearchIndex, SearchQuery } from './search-index.js';
-
-/** Columns (over `messages m JOIN users u`) that `messageView` needs for a search hit. */
-export const HIT_COLUMNS = `m.id, m.room_id, m.user_id, u.name AS user_name, m.content, m.reply_to, m.mentions, m.txn_id, m.stream_position,
-  m.created_at, m.edited_at, m.delivered_at, m.deleted_at, m.deleted_by, ${MESSAGE_ATTACHMENTS_SQL} AS attachments, '[]'::json AS reactions`;
 
 export class PostgresSearchIndex implements SearchIndex {
   constructor(private readonly db: Queryable) {}
@@ -21,7 +17,7 @@ export class PostgresSearchIndex implements SearchIndex {
     const order = query.order === 'newest' ? 'm.created_at DESC, m.stream_position DESC' : 'rank DESC, m.stream_position DESC';
     const { rows } = await this.db.query(
       `WITH q AS (SELECT websearch_to_tsquery('simple', $1) AS tsq)
-       SELECT ${HIT_COLUMNS},
+       SELECT ${MESSAGE_COLUMNS},
               ts_rank(m.search_vector, q.tsq) AS rank,
               ts_headline('simple', m.content, q.tsq, 'StartSel=<mark>, StopSel=</mark>, HighlightAll=false, MaxFragments=2') AS highlight
        FROM messages m CROSS JOIN q JOIN users u ON u.id = m.user_id

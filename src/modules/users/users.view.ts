@@ -1,5 +1,5 @@
 /** Row -> wire shapes for users. */
-import type { UserRow } from '../auth/auth.repository.js';
+import type { UserRow } from './users.repository.js';
 
 /** `bridge_id` is set on ghosts (people on another network, puppeted by that bridge): clients may badge them. */
 export function publicUser(u: Pick<UserRow, 'id' | 'name' | 'avatar_url' | 'created_at' | 'bridge_id'>) {

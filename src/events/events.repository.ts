@@ -1,0 +1,87 @@
+/**
+ * SQL for `room_events`, the persisted event log: the only module that writes it. Positions come
+ * from the table's sequence under one transaction-scoped advisory lock (see stream.ts for why).
+ */
+import type { Queryable } from '../db/database.js';
+import type { NewRoomEvent } from './catalog.js';
+import type { StreamEvent } from './stream.js';
+
+/** Any constant shared by all writers: the advisory lock that orders stream positions. */
+export const STREAM_LOCK_KEY = 0x53574244;
+
+const COLUMNS = 'stream_position, room_id, type, payload, notify_user_ids, created_at';
+
+export const eventsRepository = {
+  /** Takes the stream lock (until the transaction ends) and inserts the event. @returns its position. */
+  async append(tx: Queryable, event: NewRoomEvent): Promise<number> {
+    await tx.query('SELECT pg_advisory_xact_lock($1)', [STREAM_LOCK_KEY]);
+    const { rows } = await tx.query<{ stream_position: number }>(
+      'INSERT INTO room_events (room_id, type, payload, notify_user_ids) VALUES ($1, $2, $3, $4) RETURNING stream_position',
+      [event.room_id, event.payload.type, event.payload, event.notify_user_ids ?? []],
+    );
+    return rows[0].stream_position;
+  },
+
+  /** Every event after `cursor`, in stream order, at most `limit`. */
+  async readAfter(q: Queryable, cursor: number, limit: number): Promise<StreamEvent[]> {
+    const { rows } = await q.query<StreamEvent>(`SELECT ${COLUMNS} FROM room_events WHERE stream_position > $1 ORDER BY stream_position LIMIT $2`, [cursor, limit]);
+    return rows;
+  },
+
+  /**
+   * Events after `since` in rooms `roomIds`, or naming `userId` in `notify_user_ids`, in stream order.
+   * With `roomsLeft`, also the events of rooms `userId` was named in after `since` (removed, left,
+   * deleted), up to that event.
+   */
+  async readSince(q: Queryable, since: number, roomIds: string[], userId: string, limit: number, roomsLeft: boolean): Promise<StreamEvent[]> {
+    const { rows } = await q.query<StreamEvent>(
+      `WITH left_rooms AS (
+         SELECT room_id, max(stream_position) AS upto FROM room_events
+         WHERE $5 AND stream_position > $1 AND $3::uuid = ANY(notify_user_ids) GROUP BY room_id
+       )
+       SELECT e.stream_position, e.room_id, e.type, e.payload, e.notify_user_ids, e.created_at
+       FROM room_events e LEFT JOIN left_rooms l ON l.room_id = e.room_id
+       WHERE e.stream_position > $1 AND (e.room_id = ANY($2::uuid[]) OR $3::uuid = ANY(e.notify_user_ids) OR e.stream_position < l.upto)
+       ORDER BY e.stream_position LIMIT $4`,
+      [since, roomIds, userId, limit, roomsLeft],
+    );
+    return rows;
+  },
+
+  async maxPosition(q: Queryable): Promise<number> {
+    const { rows } = await q.query<{ max: number | null }>('SELECT max(stream_position) AS max FROM room_events');
+    return rows[0].max ?? 0;
+  },
+
+  /** Puts edited content into the stored `message.new` at `streamPosition`, so a resume shows the current version. */
+  async editStoredMessage(q: Queryable, streamPosition: number, e: { content: string; mentions: string[]; editedAt: Date }): Promise<void> {
+    await q.query(
+      `UPDATE room_events SET payload = jsonb_set(jsonb_set(jsonb_set(payload, '{message,content}', to_jsonb($2::text)),
+         '{message,mentions}', to_jsonb($3::uuid[])), '{message,edited_at}', to_jsonb($4::text))
+       WHERE stream_position = $1`,
+      [streamPosition, e.content, e.mentions, e.editedAt.toISOString()],
+    );
+  },
+
+  /**
+   * Scrubs a redacted message from the log: the content (and attachments, mentions) of its stored
+   * `message.new` at `streamPosition`, and the content of its later `message.edited` events, so a
+   * resume never replays them.
+   */
+  async redactStoredMessage(q: Queryable, streamPosition: number): Promise<void> {
+    await q.query(
+      `UPDATE room_events
+       SET payload = payload || jsonb_build_object('message', payload->'message'
+             || '{"content": "", "attachments": [], "mentions": [], "edited_at": null, "deleted": true}'::jsonb)
+       WHERE stream_position = $1`,
+      [streamPosition],
+    );
+    await q.query(
+      `UPDATE room_events e SET payload = jsonb_set(e.payload, '{content}', '""')
+       FROM room_events n
+       WHERE n.stream_position = $1 AND e.room_id = n.room_id AND e.stream_position > $1
+         AND e.type = 'message.edited' AND e.payload->>'message_id' = n.payload->'message'->>'id'`,
+      [streamPosition],
+    );
+  },
+};
