@@ -10,7 +10,7 @@
 import crypto from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { WhatsAppSettingsSchema } from '../../src/config/schema.js';
-import { relay, safeEqual } from '../kit/bridge.js';
+import { relay, safeEqual } from '../kit/helpers.js';
 import type { BridgeContext, Connector, MediaFile, OutboundMessage, RemoteMedia, SentMessage } from '../kit/types.js';
 import { CloudApi } from './cloud-api.js';
 import { parseWebhook } from './convert.js';
