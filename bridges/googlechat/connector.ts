@@ -21,7 +21,21 @@ import type { Static } from 'typebox';
 import { ConfigError } from '../../src/config/load.js';
 import type { GoogleChatSettingsSchema } from '../../src/config/schema.js';
 import type { Op } from '../kit/store.js';
-import { RemoteError, type BridgeContext, type BridgedMessage, type Connector, type MediaFile, type OutboundMessage, type RemoteEvent, type RemoteMedia, type SentMessage } from '../kit/types.js';
+import {
+  RemoteError,
+  type BridgeContext,
+  type BridgedMessage,
+  type Connector,
+  type EditHandlingConnector,
+  type MediaDownloadingConnector,
+  type MediaFile,
+  type OutboundMessage,
+  type ReactionHandlingConnector,
+  type RedactionHandlingConnector,
+  type RemoteEvent,
+  type RemoteMedia,
+  type SentMessage,
+} from '../kit/types.js';
 import { CLIENT_ID_PREFIX, fromInteraction, fromPush, messageEvent, outboundTexts, spaceInfo, type Lifecycle, type SpaceInfo } from './convert.js';
 import { GoogleChat } from './google.js';
 import { TokenError, TokenVerifier } from './verify.js';
@@ -38,7 +52,7 @@ function clientId(hubId: string, i: number): string {
   return `${CLIENT_ID_PREFIX}${hubId.toLowerCase()}-${i}`;
 }
 
-export class GoogleChatConnector implements Connector {
+export class GoogleChatConnector implements Connector, EditHandlingConnector, RedactionHandlingConnector, ReactionHandlingConnector, MediaDownloadingConnector {
   readonly network = 'googlechat';
   readonly displayName = 'Google Chat';
   readonly google: GoogleChat;

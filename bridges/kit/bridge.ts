@@ -1,6 +1,6 @@
 /**
- * The bridge runtime every network shares, lifecycle and intake: it opens the store, waits for the
- * hub, runs the HTTP server (the hub's transactions, `GET /health` and the connector's routes), and
+ * The bridge runtime every network shares, lifecycle and intake: it finds the connector's
+ * capabilities (once), opens the store, waits for the hub, runs the HTTP server (the hub's transactions, `GET /health` and the connector's routes), and
  * takes in both directions through one durable queue, handing each item to its direction's handler:
  *
  * - remote -> hub (`remote-to-hub.ts`): the connector hands `RemoteEvent`s to `receive`; they are
@@ -31,7 +31,7 @@ import { WorkQueue, type NewItem, type WorkItem } from './queue.js';
 import { RemoteToHub, type HubIdentity } from './remote-to-hub.js';
 import { BridgeState, connectorOp } from './state.js';
 import type { Op } from './store.js';
-import { RemoteError, type BridgeContext, type Connector, type RemoteEvent } from './types.js';
+import { RemoteError, capabilitiesOf, type BridgeContext, type Connector, type RemoteEvent } from './types.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -98,11 +98,12 @@ export class Bridge {
    * @returns the URL it listens on.
    */
   async start(): Promise<string> {
+    const capabilities = capabilitiesOf(this.connector);
     this.state = await BridgeState.open(this.opts.dataDir);
     this.queue = new WorkQueue(this.state.store, (item) => this.handle(item), (item, err) => this.deadLetter(item, err), this.opts, this.log);
     const identity = await this.whoami();
-    this.remote = new RemoteToHub(this.hub, this.state, this.connector, identity, this.log);
-    this.outbound = new HubToRemote(this.hub, this.state, this.connector, (userId) => this.remote.isOurs(userId), this.log);
+    this.remote = new RemoteToHub(this.hub, this.state, this.connector, capabilities, identity, this.log);
+    this.outbound = new HubToRemote(this.hub, this.state, this.connector, capabilities, (userId) => this.remote.isOurs(userId), this.log);
 
     const url = new URL(this.opts.url);
     // forceCloseConnections: an idle keep-alive connection would hold close() up for its timeout; a
@@ -168,7 +169,7 @@ export class Bridge {
     const items: NewItem[] = [];
     for (const ev of all) {
       if (ev.type === 'typing') {
-        void this.outbound.typing(ev);
+        void this.outbound.onTyping(ev);
         continue;
       }
       if (typeof ev.stream_position === 'number') items.push({ lane: `out:${ev.room_id}`, key: `hub:${ev.stream_position}`, kind: 'hub', data: ev });

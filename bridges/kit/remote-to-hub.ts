@@ -8,7 +8,7 @@
 import type { Logger } from 'pino';
 import { HubClient, HubError } from './hub-client.js';
 import type { BridgeState } from './state.js';
-import { RemoteError, type Connector, type RemoteEvent, type RemotePortal, type RemoteUser } from './types.js';
+import { RemoteError, type Capabilities, type Connector, type MediaFile, type RemoteEvent, type RemoteMedia, type RemotePortal, type RemoteUser } from './types.js';
 
 /** Who the bridge is on the hub (`GET /api/bridge/whoami`). */
 export interface HubIdentity {
@@ -21,15 +21,27 @@ type Remote<T extends RemoteEvent['type']> = Extract<RemoteEvent, { type: T }>;
 
 export class RemoteToHub {
   private readonly ghostIds = new Set<string>();
+  /** Fetches a remote file; without the media capability, a permanent failure (the file is named in the text). */
+  private readonly download: (media: RemoteMedia) => Promise<MediaFile>;
+  /** The connector's portal members (none when it has no such setting). */
+  private readonly portalMembers: () => string[];
 
   constructor(
     private readonly hub: HubClient,
     private readonly state: BridgeState,
     private readonly connector: Connector,
+    capabilities: Capabilities,
     private readonly identity: HubIdentity,
     private readonly log: Logger,
   ) {
     for (const g of state.ghosts.values()) this.ghostIds.add(g.hubId);
+    const { media } = capabilities;
+    this.download = media
+      ? (m) => media.downloadMedia(m)
+      : async () => {
+          throw new RemoteError(`the ${connector.network} connector cannot fetch files`, false);
+        };
+    this.portalMembers = connector.portalMembers?.bind(connector) ?? (() => []);
   }
 
   /** True for the bridge's own users (its bot and its ghosts): what they write never goes back out. */
@@ -89,8 +101,7 @@ export class RemoteToHub {
     const notes: string[] = [];
     for (const media of ev.media ?? []) {
       try {
-        if (!this.connector.downloadMedia) throw new RemoteError(`the ${this.connector.network} connector cannot fetch files`, false);
-        attachments.push(await this.hub.upload(ghost, await this.connector.downloadMedia(media)));
+        attachments.push(await this.hub.upload(ghost, await this.download(media)));
       } catch (err) {
         if ((err instanceof HubError || err instanceof RemoteError) && !err.transient) notes.push(`📎 ${media.fileName ?? 'file'} (not bridged: ${err.message})`);
         else throw err;
@@ -206,7 +217,7 @@ export class RemoteToHub {
   private async ensurePortal(portal: RemotePortal, ghost?: string): Promise<string> {
     const s = this.state;
     const known = s.portals.get(portal.id);
-    const wanted = [...(ghost ? [ghost] : []), ...(this.connector.portalMembers?.() ?? [])];
+    const wanted = [...(ghost ? [ghost] : []), ...this.portalMembers()];
     if (known && wanted.every((id) => known.members.includes(id))) return known.roomId;
     const members = [...new Set([...(known?.members ?? []), ...wanted])];
     const res = await this.hub.call<{ room_id: string }>('POST', '/api/bridge/portals', { body: { remote_id: portal.id, name: portal.name.slice(0, 200), members } });

@@ -11,7 +11,7 @@ import crypto from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { WhatsAppSettingsSchema } from '../../src/config/schema.js';
 import { relay, safeEqual } from '../kit/helpers.js';
-import type { BridgeContext, Connector, MediaFile, OutboundMessage, RemoteMedia, SentMessage } from '../kit/types.js';
+import type { BridgeContext, Connector, MediaDownloadingConnector, MediaFile, OutboundMessage, ReactionHandlingConnector, ReadReceiptHandlingConnector, RemoteMedia, SentMessage, TypingHandlingConnector } from '../kit/types.js';
 import { CloudApi } from './cloud-api.js';
 import { parseWebhook } from './convert.js';
 import type { Static } from 'typebox';
@@ -36,7 +36,7 @@ function mediaType(mimeType: string): 'image' | 'video' | 'audio' | 'document' {
   return 'document';
 }
 
-export class WhatsAppConnector implements Connector {
+export class WhatsAppConnector implements Connector, ReactionHandlingConnector, ReadReceiptHandlingConnector, TypingHandlingConnector, MediaDownloadingConnector {
   readonly network = 'whatsapp';
   readonly displayName = 'WhatsApp';
   private readonly api: CloudApi;

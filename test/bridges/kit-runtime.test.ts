@@ -12,13 +12,27 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bridge } from '../../bridges/kit/bridge.js';
 import type { HubMessageRecord } from '../../bridges/kit/state.js';
-import { RemoteError, type BridgeContext, type BridgedMessage, type Connector, type MediaFile, type OutboundMessage, type RemoteEvent, type RemoteUser, type SentMessage } from '../../bridges/kit/types.js';
+import {
+  RemoteError,
+  type BridgeContext,
+  type BridgedMessage,
+  type Connector,
+  type EditHandlingConnector,
+  type MediaDownloadingConnector,
+  type MediaFile,
+  type OutboundMessage,
+  type ReactionHandlingConnector,
+  type RedactionHandlingConnector,
+  type RemoteEvent,
+  type RemoteUser,
+  type SentMessage,
+} from '../../bridges/kit/types.js';
 import { freePort } from '../e2e/spawn.js';
 import { WsClient, api, register, startTestHub, type Session, type TestHub } from '../helpers/hub.js';
 import { bridgeConfig } from './bridge-config.js';
 
 /** A network that exists only in this test: it records what the kit asks of it. */
-class ScriptedConnector implements Connector {
+class ScriptedConnector implements Connector, EditHandlingConnector, RedactionHandlingConnector, ReactionHandlingConnector, MediaDownloadingConnector {
   readonly network = 'fake';
   readonly displayName = 'Fakechat';
   ctx!: BridgeContext;
