@@ -17,9 +17,6 @@
  * `asuser:<message>` parts created by the delegated user (only it may change them).
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Static } from 'typebox';
-import { ConfigError } from '../../src/config/load.js';
-import type { GoogleChatSettingsSchema } from '../../src/config/schema.js';
 import type { Op } from '../kit/store.js';
 import {
   RemoteError,
@@ -38,9 +35,8 @@ import {
 } from '../kit/types.js';
 import { CLIENT_ID_PREFIX, fromInteraction, fromPush, messageEvent, outboundTexts, spaceInfo, type Lifecycle, type SpaceInfo } from './convert.js';
 import { GoogleChat } from './google.js';
+import type { GoogleChatSettings } from './settings.js';
 import { TokenError, TokenVerifier } from './verify.js';
-
-export type GoogleChatSettings = Static<typeof GoogleChatSettingsSchema>;
 
 interface SpaceRecord {
   displayName: string;
@@ -62,12 +58,11 @@ export class GoogleChatConnector implements Connector, EditHandlingConnector, Re
   private stopped = false;
   private ctx!: BridgeContext;
 
-  /** @param retryMaxMs longest wait between retries of a space's activation, ms. @throws ConfigError without credentials_file. */
+  /** @param retryMaxMs longest wait between retries of a space's activation, ms. @throws Error when `credentials_file` cannot be read. */
   constructor(
     private readonly settings: GoogleChatSettings,
     private readonly retryMaxMs: number,
   ) {
-    if (!settings.credentials_file) throw new ConfigError('bridges.googlechat', 'needs credentials_file (the service account key file)');
     this.google = new GoogleChat({
       credentialsFile: settings.credentials_file,
       delegatedUser: settings.delegated_user,

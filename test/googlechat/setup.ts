@@ -6,7 +6,8 @@ import { pino } from 'pino';
 import { Value } from 'typebox/value';
 import type { Bridge } from '../../bridges/kit/bridge.js';
 import { createBridge } from '../../bridges/run.js';
-import { BridgeSchema, GoogleChatSettingsSchema, type BridgeConfig, type Config } from '../../src/config/schema.js';
+import { GoogleChatSettingsSchema } from '../../bridges/googlechat/settings.js';
+import { BridgeSchema, type BridgeConfig, type Config } from '../../src/config/schema.js';
 import type { GoogleChatSimulator } from './sim.js';
 
 /**
