@@ -77,7 +77,7 @@ export class GoogleChatConnector implements Connector, EditHandlingConnector, Re
       pubsubAudience: settings.pubsub_audience,
       pubsubServiceAccount: settings.pubsub_service_account,
       chatCertsUrl: settings.chat_certs_url,
-      oidcJwksUrl: settings.oidc_jwks_url,
+      oidcCertsUrl: settings.oidc_certs_url,
     });
   }
 

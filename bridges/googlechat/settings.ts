@@ -31,7 +31,7 @@ export const GoogleChatSettingsSchema = Type.Object(
     token_url: Type.String({ default: 'https://oauth2.googleapis.com/token', description: 'OAuth 2.0 token endpoint (service-account JWT bearer flow).' }),
     events_api_base_url: Type.String({ default: 'https://workspaceevents.googleapis.com/', description: 'Workspace Events API root URL.' }),
     chat_certs_url: Type.String({ default: 'https://www.googleapis.com/service_accounts/v1/metadata/x509/chat@system.gserviceaccount.com', description: 'x509 certificates of the Chat token signer (audience_mode "project-number").' }),
-    oidc_jwks_url: Type.String({ default: 'https://www.googleapis.com/oauth2/v3/certs', description: 'Google\'s OIDC signing keys (endpoint-URL audience and Pub/Sub push tokens).' }),
+    oidc_certs_url: Type.String({ default: 'https://www.googleapis.com/oauth2/v1/certs', description: 'Google\'s OIDC signing certificates, x509 PEM by key id (endpoint-URL audience and Pub/Sub push tokens).' }),
   },
   { additionalProperties: false },
 );

@@ -30,7 +30,7 @@ export function googleChatBridgeConfig(sim: GoogleChatSimulator, dir: string, po
     token_url: `${sim.url}/token`,
     events_api_base_url: sim.url,
     chat_certs_url: `${sim.url}/x509/chat`,
-    oidc_jwks_url: `${sim.url}/oauth2/v3/certs`,
+    oidc_certs_url: `${sim.url}/oauth2/v1/certs`,
     ...settings,
   });
   const entry = Value.Default(BridgeSchema, {
