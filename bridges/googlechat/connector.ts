@@ -17,6 +17,7 @@
  * `asuser:<message>` parts created by the delegated user (only it may change them).
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { backoffDelay } from '../../src/lib/backoff.js';
 import type { Op } from '../kit/store.js';
 import {
   RemoteError,
@@ -218,7 +219,7 @@ export class GoogleChatConnector implements Connector, EditHandlingConnector, Re
             this.ctx.log.error({ space, err: err.message }, 'space not activated');
             return;
           }
-          const delay = Math.min(this.retryMaxMs, 250 * 2 ** Math.min(attempt, 10));
+          const delay = backoffDelay(attempt, { maxMs: this.retryMaxMs });
           this.ctx.log.warn({ space, err: (err as Error).message, delay_ms: delay }, 'space activation retried');
           await new Promise((resolve) => setTimeout(resolve, delay));
         }

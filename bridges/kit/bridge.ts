@@ -24,6 +24,7 @@
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { backoffDelay } from '../../src/lib/backoff.js';
 import { safeEqual } from './helpers.js';
 import { HubClient, HubError } from './hub-client.js';
 import { HubToRemote } from './hub-to-remote.js';
@@ -155,7 +156,7 @@ export class Bridge {
         return { botId: me.bot_user_id, namespace: me.namespace };
       } catch (err) {
         if (!(err instanceof HubError && err.transient)) throw err;
-        const delay = Math.min(this.opts.retryMaxMs, 250 * 2 ** Math.min(attempt, 10));
+        const delay = backoffDelay(attempt, { maxMs: this.opts.retryMaxMs });
         this.log.warn({ err: err.message, delay_ms: delay }, 'waiting for the hub');
         await new Promise((resolve) => setTimeout(resolve, delay));
       }
