@@ -19,21 +19,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { backoffDelay } from '../../src/lib/backoff.js';
 import type { Op } from '../kit/store.js';
-import {
-  RemoteError,
-  type BridgeContext,
-  type BridgedMessage,
-  type Connector,
-  type EditHandlingConnector,
-  type MediaDownloadingConnector,
-  type MediaFile,
-  type OutboundMessage,
-  type ReactionHandlingConnector,
-  type RedactionHandlingConnector,
-  type RemoteEvent,
-  type RemoteMedia,
-  type SentMessage,
-} from '../kit/types.js';
+import { RemoteError, type BridgeContext, type BridgedMessage, type Connector, type EditHandlingConnector, type MediaDownloadingConnector, type MediaFile, type OutboundMessage, type ReactionHandlingConnector, type RedactionHandlingConnector, type RemoteEvent, type RemoteMedia, type SentMessage } from '../kit/types.js';
 import { CLIENT_ID_PREFIX, fromInteraction, fromPush, messageEvent, outboundTexts, spaceInfo, type Lifecycle, type SpaceInfo } from './convert.js';
 import { GoogleChat } from './google.js';
 import type { GoogleChatSettings } from './settings.js';

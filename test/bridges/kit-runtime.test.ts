@@ -12,21 +12,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bridge } from '../../bridges/kit/bridge.js';
 import type { HubMessageRecord } from '../../bridges/kit/state.js';
-import {
-  RemoteError,
-  type BridgeContext,
-  type BridgedMessage,
-  type Connector,
-  type EditHandlingConnector,
-  type MediaDownloadingConnector,
-  type MediaFile,
-  type OutboundMessage,
-  type ReactionHandlingConnector,
-  type RedactionHandlingConnector,
-  type RemoteEvent,
-  type RemoteUser,
-  type SentMessage,
-} from '../../bridges/kit/types.js';
+import { RemoteError, type BridgeContext, type BridgedMessage, type Connector, type EditHandlingConnector, type MediaDownloadingConnector, type MediaFile, type OutboundMessage, type ReactionHandlingConnector, type RedactionHandlingConnector, type RemoteEvent, type RemoteUser, type SentMessage } from '../../bridges/kit/types.js';
 import { freePort } from '../e2e/spawn.js';
 import { WsClient, api, register, startTestHub, type Session, type TestHub } from '../helpers/hub.js';
 import { bridgeConfig } from './bridge-config.js';
