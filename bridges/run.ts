@@ -26,6 +26,7 @@ function connectorFor(bridge: BridgeConfig): Connector {
       return new WhatsAppConnector(bridge.whatsapp);
     case 'googlechat':
       if (!bridge.googlechat) throw new ConfigError(`bridges.${bridge.id}`, 'needs a [bridges.googlechat] table');
+      if (!bridge.googlechat.credentials_file) throw new ConfigError('bridges.googlechat', 'needs credentials_file (the service account key file)');
       return new GoogleChatConnector(bridge.googlechat, bridge.retry_max_ms);
   }
 }

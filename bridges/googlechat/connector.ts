@@ -17,16 +17,13 @@
  * `asuser:<message>` parts created by the delegated user (only it may change them).
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Static } from 'typebox';
-import { ConfigError } from '../../src/config/load.js';
-import type { GoogleChatSettingsSchema } from '../../src/config/schema.js';
+import { backoffDelay } from '../../src/lib/backoff.js';
 import type { Op } from '../kit/store.js';
-import { RemoteError, type BridgeContext, type BridgedMessage, type Connector, type MediaFile, type OutboundMessage, type RemoteEvent, type RemoteMedia, type SentMessage } from '../kit/types.js';
+import { RemoteError, type BridgeContext, type BridgedMessage, type Connector, type EditHandlingConnector, type MediaDownloadingConnector, type MediaFile, type OutboundMessage, type ReactionHandlingConnector, type RedactionHandlingConnector, type RemoteEvent, type RemoteMedia, type SentMessage } from '../kit/types.js';
 import { CLIENT_ID_PREFIX, fromInteraction, fromPush, messageEvent, outboundTexts, spaceInfo, type Lifecycle, type SpaceInfo } from './convert.js';
 import { GoogleChat } from './google.js';
+import type { GoogleChatSettings } from './settings.js';
 import { TokenError, TokenVerifier } from './verify.js';
-
-export type GoogleChatSettings = Static<typeof GoogleChatSettingsSchema>;
 
 interface SpaceRecord {
   displayName: string;
@@ -38,7 +35,7 @@ function clientId(hubId: string, i: number): string {
   return `${CLIENT_ID_PREFIX}${hubId.toLowerCase()}-${i}`;
 }
 
-export class GoogleChatConnector implements Connector {
+export class GoogleChatConnector implements Connector, EditHandlingConnector, RedactionHandlingConnector, ReactionHandlingConnector, MediaDownloadingConnector {
   readonly network = 'googlechat';
   readonly displayName = 'Google Chat';
   readonly google: GoogleChat;
@@ -48,12 +45,11 @@ export class GoogleChatConnector implements Connector {
   private stopped = false;
   private ctx!: BridgeContext;
 
-  /** @param retryMaxMs longest wait between retries of a space's activation, ms. @throws ConfigError without credentials_file. */
+  /** @param retryMaxMs longest wait between retries of a space's activation, ms. @throws Error when `credentials_file` cannot be read. */
   constructor(
     private readonly settings: GoogleChatSettings,
     private readonly retryMaxMs: number,
   ) {
-    if (!settings.credentials_file) throw new ConfigError('bridges.googlechat', 'needs credentials_file (the service account key file)');
     this.google = new GoogleChat({
       credentialsFile: settings.credentials_file,
       delegatedUser: settings.delegated_user,
@@ -68,7 +64,7 @@ export class GoogleChatConnector implements Connector {
       pubsubAudience: settings.pubsub_audience,
       pubsubServiceAccount: settings.pubsub_service_account,
       chatCertsUrl: settings.chat_certs_url,
-      oidcJwksUrl: settings.oidc_jwks_url,
+      oidcCertsUrl: settings.oidc_certs_url,
     });
   }
 
@@ -209,7 +205,7 @@ export class GoogleChatConnector implements Connector {
             this.ctx.log.error({ space, err: err.message }, 'space not activated');
             return;
           }
-          const delay = Math.min(this.retryMaxMs, 250 * 2 ** Math.min(attempt, 10));
+          const delay = backoffDelay(attempt, { maxMs: this.retryMaxMs });
           this.ctx.log.warn({ space, err: (err as Error).message, delay_ms: delay }, 'space activation retried');
           await new Promise((resolve) => setTimeout(resolve, delay));
         }

@@ -12,7 +12,7 @@
  * interaction events https://developers.google.com/workspace/chat/api/reference/rest/v1/Event,
  * Workspace event data https://developers.google.com/workspace/events/guides/events-chat.
  */
-import { relay } from '../kit/bridge.js';
+import { relay } from '../kit/helpers.js';
 import type { RemoteEvent, RemoteMedia, RemotePortal, RemoteUser } from '../kit/types.js';
 import type { Message } from './google.js';
 

@@ -1,23 +1,23 @@
 /**
- * Checks the bearer tokens Google sends the bridge, with `jose`:
+ * Checks the bearer tokens Google sends the bridge, with `google-auth-library`'s `OAuth2Client`: it
+ * fetches the signing certificates (a `{kid: x509 PEM}` map) from its `oauth2FederatedSignonPemCertsUrl`
+ * endpoint, caches them for the response's `Cache-Control: max-age`, and verifies the signature
+ * (RS256), `iat`/`exp` (5 minutes of clock skew allowed), the issuer and the audience:
  *
  * - Chat app interaction events, audience "project number": a JWT from
  *   `chat@system.gserviceaccount.com` (issuer) for the project number (audience), signed with a key
- *   from Google's published x509 certificates of that account.
+ *   from that account's published x509 certificates (`chat_certs_url`).
  * - Chat app interaction events, audience "HTTP endpoint URL": a Google OIDC ID token (issuer
- *   `https://accounts.google.com`, keys from Google's JWKS) for the endpoint URL, whose `email` is
- *   `chat@system.gserviceaccount.com`.
+ *   `https://accounts.google.com`, Google's certificates `oidc_certs_url`) for the endpoint URL, whose
+ *   `email` is `chat@system.gserviceaccount.com`.
  *   https://developers.google.com/workspace/chat/verify-requests-from-chat
  * - Pub/Sub push: a Google OIDC ID token for the push subscription's audience, whose `email` is the
  *   push service account (verified). https://cloud.google.com/pubsub/docs/authenticate-push-subscriptions
  */
-import { createRemoteJWKSet, importX509, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { OAuth2Client, type TokenPayload } from 'google-auth-library';
 
 export const CHAT_ISSUER = 'chat@system.gserviceaccount.com';
 const OIDC_ISSUERS = ['https://accounts.google.com', 'accounts.google.com'];
-/** Unknown key ids refetch the certificates at most this often, ms. */
-const REFETCH_MIN_MS = 30_000;
-const TIMEOUT_MS = 10_000;
 
 export interface VerifierOptions {
   audienceMode: 'project-number' | 'endpoint-url';
@@ -25,24 +25,30 @@ export interface VerifierOptions {
   endpointUrl: string;
   pubsubAudience: string;
   pubsubServiceAccount: string;
+  /** The Chat token signer's x509 certificates, `{kid: PEM}`. */
   chatCertsUrl: string;
-  oidcJwksUrl: string;
+  /** Google's OIDC signing certificates, `{kid: PEM}` (https://www.googleapis.com/oauth2/v1/certs). */
+  oidcCertsUrl: string;
 }
 
 /** A token that does not verify; the caller answers 401. */
 export class TokenError extends Error {}
 
 export class TokenVerifier {
-  private readonly oidcKeys: JWTVerifyGetKey;
-  private certs = new Map<string, CryptoKey>();
-  private certsFetchedAt = 0;
-  private certsMaxAgeMs = 0;
+  /** Verifies Chat tokens (issuer chat@system.gserviceaccount.com) against `chatCertsUrl`. */
+  private readonly chat: OAuth2Client;
+  /** Verifies Google OIDC ID tokens against `oidcCertsUrl`. */
+  private readonly oidc: OAuth2Client;
 
   constructor(private readonly opts: VerifierOptions) {
-    this.oidcKeys = createRemoteJWKSet(new URL(opts.oidcJwksUrl), { timeoutDuration: TIMEOUT_MS });
+    this.chat = new OAuth2Client({ endpoints: { oauth2FederatedSignonPemCertsUrl: opts.chatCertsUrl }, issuers: [CHAT_ISSUER] });
+    this.oidc = new OAuth2Client({ endpoints: { oauth2FederatedSignonPemCertsUrl: opts.oidcCertsUrl }, issuers: OIDC_ISSUERS });
   }
 
-  /** Verifies an interaction event's `Authorization` header. @throws TokenError. */
+  /**
+   * Verifies an interaction event's `Authorization` header.
+   * @throws TokenError for a missing or bad token; the certificates' fetch errors (GaxiosError) as they are.
+   */
   async verifyChat(authorization: string | undefined): Promise<void> {
     const token = bearer(authorization);
     if (this.opts.audienceMode === 'endpoint-url') {
@@ -50,14 +56,13 @@ export class TokenVerifier {
       return;
     }
     if (!this.opts.projectNumber) throw new TokenError('googlechat.project_number is not set');
-    try {
-      await jwtVerify(token, (header) => this.chatKey(header.kid), { issuer: CHAT_ISSUER, audience: this.opts.projectNumber, algorithms: ['RS256'] });
-    } catch (err) {
-      throw new TokenError(`Chat token refused: ${(err as Error).message}`);
-    }
+    await verify(this.chat, token, this.opts.projectNumber, 'Chat token');
   }
 
-  /** Verifies a Pub/Sub push's `Authorization` header. @throws TokenError. */
+  /**
+   * Verifies a Pub/Sub push's `Authorization` header.
+   * @throws TokenError for a missing or bad token; the certificates' fetch errors as they are.
+   */
   async verifyPubsub(authorization: string | undefined): Promise<void> {
     if (!this.opts.pubsubAudience || !this.opts.pubsubServiceAccount) throw new TokenError('googlechat.pubsub_audience and pubsub_service_account must be set');
     await this.verifyOidc(bearer(authorization), this.opts.pubsubAudience, this.opts.pubsubServiceAccount);
@@ -65,34 +70,22 @@ export class TokenVerifier {
 
   private async verifyOidc(token: string, audience: string, email: string): Promise<void> {
     if (!audience) throw new TokenError('No audience configured');
-    let claims: JWTPayload;
-    try {
-      ({ payload: claims } = await jwtVerify(token, this.oidcKeys, { issuer: OIDC_ISSUERS, audience, algorithms: ['RS256'] }));
-    } catch (err) {
-      throw new TokenError(`OIDC token refused: ${(err as Error).message}`);
-    }
+    const claims = await verify(this.oidc, token, audience, 'OIDC token');
     if (claims.email !== email || claims.email_verified !== true) throw new TokenError(`OIDC token is for ${String(claims.email)}, not ${email}`);
   }
+}
 
-  /** The Chat signing key `kid`, from the x509 certificates (refetched when stale or unknown). */
-  private async chatKey(kid: string | undefined): Promise<CryptoKey> {
-    if (!kid) throw new TokenError('Token without kid');
-    const age = Date.now() - this.certsFetchedAt;
-    if (age > this.certsMaxAgeMs || (!this.certs.has(kid) && age > REFETCH_MIN_MS)) await this.fetchCerts();
-    const key = this.certs.get(kid);
-    if (!key) throw new TokenError(`Unknown key id ${kid}`);
-    return key;
-  }
-
-  private async fetchCerts(): Promise<void> {
-    const res = await fetch(this.opts.chatCertsUrl, { signal: AbortSignal.timeout(TIMEOUT_MS) });
-    if (!res.ok) throw new TokenError(`Certificates unavailable: HTTP ${res.status}`);
-    const pems = (await res.json()) as Record<string, string>;
-    const certs = new Map<string, CryptoKey>();
-    for (const [kid, pem] of Object.entries(pems)) certs.set(kid, await importX509(pem, 'RS256'));
-    this.certs = certs;
-    this.certsFetchedAt = Date.now();
-    this.certsMaxAgeMs = Number(/max-age=(\d+)/.exec(res.headers.get('cache-control') ?? '')?.[1] ?? 3600) * 1000;
+/**
+ * What `OAuth2Client.verifyIdToken` does, in its two steps, so that a failure to fetch the
+ * certificates (not the token's fault) is not taken for a bad token. @returns the token's claims.
+ */
+async function verify(client: OAuth2Client, token: string, audience: string, what: string): Promise<TokenPayload> {
+  const { certs } = await client.getFederatedSignonCertsAsync();
+  try {
+    const ticket = await client.verifySignedJwtWithCertsAsync(token, certs, audience, client.issuers);
+    return ticket.getPayload()!;
+  } catch (err) {
+    throw new TokenError(`${what} refused: ${(err as Error).message}`);
   }
 }
 

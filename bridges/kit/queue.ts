@@ -6,13 +6,14 @@
  *   handled (then its key is remembered as `seen:<key>`), so a crash at any point re-runs it.
  * - Deduped: an item whose key is queued or seen is dropped (webhook redeliveries, retried
  *   transactions).
- * - Retried: a failure marked `transient` is retried with exponential backoff (250 ms doubling up to
- *   `retryMaxMs`, with jitter). Hub failures (`HubError`) are retried without limit, since the hub
+ * - Retried: a failure marked `transient` is retried with exponential backoff (`backoffDelay`: 250 ms
+ *   doubling up to `retryMaxMs`, ±20 % jitter). Hub failures (`HubError`) are retried without limit, since the hub
  *   coming back is only a matter of time; remote failures (`RemoteError`) up to `maxAttempts` tries.
  * - Dead-lettered: a permanent failure or the last try moves the item to `dead:<seq>`; `onDead` may
  *   queue follow-up items (a notice in the room) in the same atomic write.
  */
 import type { Logger } from 'pino';
+import { backoffDelay } from '../../src/lib/backoff.js';
 import { HubError } from './hub-client.js';
 import type { FileStore, Op } from './store.js';
 
@@ -31,8 +32,6 @@ export interface QueueOptions {
   maxAttempts: number;
   retryMaxMs: number;
 }
-
-const FIRST_RETRY_MS = 250;
 
 export class WorkQueue {
   private seq = 0;
@@ -149,7 +148,7 @@ export class WorkQueue {
         const retry = e instanceof HubError ? e.transient : e.transient === true && attempt < this.opts.maxAttempts;
         if (this.stopped) return false;
         if (retry) {
-          const delay = Math.round(Math.min(this.opts.retryMaxMs, FIRST_RETRY_MS * 2 ** Math.min(attempt - 1, 20)) * (0.8 + Math.random() * 0.4));
+          const delay = backoffDelay(attempt, { maxMs: this.opts.retryMaxMs });
           this.log.warn({ key: item.key, attempt, delay_ms: delay, err: e.message }, 'retrying');
           await this.sleep(delay);
           continue;

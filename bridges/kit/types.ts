@@ -1,6 +1,7 @@
 /**
- * The connector contract (after mautrix bridgev2's split: a small required interface plus optional
- * capabilities, with network ids and conversion kept inside the connector), the remote events a
+ * The connector contract (after mautrix bridgev2's split: a small required interface plus one optional
+ * interface per capability, as bridgev2's `ReactionHandlingNetworkAPI` pairs adding and removing a
+ * reaction, with network ids and conversion kept inside the connector), the remote events a
  * connector produces, and what the kit hands it to send.
  */
 import type { FastifyInstance } from 'fastify';
@@ -22,7 +23,7 @@ export interface RemoteUser {
   avatarUrl?: string;
 }
 
-/** A file on the remote network, fetched with `Connector.downloadMedia` when the event is handled. */
+/** A file on the remote network, fetched with `MediaDownloadingConnector.downloadMedia` when the event is handled. */
 export interface RemoteMedia {
   /** The network's media id. */
   id: string;
@@ -142,8 +143,10 @@ export interface BridgeContext {
 }
 
 /**
- * A network connector. Required: its names, start/stop and sending messages. The optional methods
- * are capabilities; the kit skips what a connector does not have. Sends throw `RemoteError`.
+ * A network connector. Required: its names, start/stop and sending messages. What else the network
+ * can carry is an optional capability: one interface each (below), implemented by the connector
+ * class and found once at start (`capabilitiesOf`); the kit leaves out what a connector does not
+ * have. Sends throw `RemoteError`.
  */
 export interface Connector {
   /** Network id, e.g. "whatsapp" (dedupe keys, logs). */
@@ -158,22 +161,82 @@ export interface Connector {
   /** Hub users added to every portal (besides the ghosts). */
   portalMembers?(): string[];
   sendMessage(portal: string, msg: OutboundMessage): Promise<SentMessage>;
+}
+
+/** Capability: hub edits reach the network. */
+export interface EditHandlingConnector {
   /** A hub message that went to the network was edited to `text`. @returns its remote part ids afterwards. */
-  sendEdit?(portal: string, msg: BridgedMessage, text: string): Promise<string[]>;
+  sendEdit(portal: string, msg: BridgedMessage, text: string): Promise<string[]>;
+}
+
+/** Capability: hub deletions reach the network. */
+export interface RedactionHandlingConnector {
   /** A hub message that went to the network was deleted. */
-  sendRedaction?(portal: string, msg: BridgedMessage): Promise<void>;
+  sendRedaction(portal: string, msg: BridgedMessage): Promise<void>;
+}
+
+/** Capability: hub reactions reach the network, added and removed (one needs the other). */
+export interface ReactionHandlingConnector {
   /**
    * The first hub user reacted with `emoji` to remote message `targetId` (the bridge reacts once per
    * emoji and message for all hub users). @returns the remote reaction id, when the network has them
    * and may echo the reaction back (the kit then drops the echo).
    */
-  sendReaction?(portal: string, targetId: string, emoji: string): Promise<string | undefined>;
+  sendReaction(portal: string, targetId: string, emoji: string): Promise<string | undefined>;
   /** The last hub user took `emoji` back; `reactionId`: what `sendReaction` returned. */
-  sendReactionRemove?(portal: string, targetId: string, emoji: string, reactionId: string | undefined): Promise<void>;
+  sendReactionRemove(portal: string, targetId: string, emoji: string, reactionId: string | undefined): Promise<void>;
+}
+
+/** Capability: hub read receipts reach the network. */
+export interface ReadReceiptHandlingConnector {
   /** A hub user read up to remote message `targetId` (one that came from the network). */
-  sendReadReceipt?(portal: string, targetId: string): Promise<void>;
+  sendReadReceipt(portal: string, targetId: string): Promise<void>;
+}
+
+/** Capability: hub typing reaches the network. */
+export interface TypingHandlingConnector {
   /** A hub user is typing; `lastRemoteId`: the latest message that came from the network there. */
-  sendTyping?(portal: string, lastRemoteId: string): Promise<void>;
+  sendTyping(portal: string, lastRemoteId: string): Promise<void>;
+}
+
+/** Capability: files of remote messages can be fetched (without it they are named in the text). */
+export interface MediaDownloadingConnector {
   /** Fetches a remote file. */
-  downloadMedia?(media: RemoteMedia): Promise<MediaFile>;
+  downloadMedia(media: RemoteMedia): Promise<MediaFile>;
+}
+
+/** The capabilities a connector has: each is the connector itself, seen through that interface. */
+export interface Capabilities {
+  edits?: EditHandlingConnector;
+  redactions?: RedactionHandlingConnector;
+  reactions?: ReactionHandlingConnector;
+  readReceipts?: ReadReceiptHandlingConnector;
+  typing?: TypingHandlingConnector;
+  media?: MediaDownloadingConnector;
+}
+
+/** The methods of each capability. */
+const CAPABILITY_METHODS: { [K in keyof Capabilities]-?: (keyof NonNullable<Capabilities[K]>)[] } = {
+  edits: ['sendEdit'],
+  redactions: ['sendRedaction'],
+  reactions: ['sendReaction', 'sendReactionRemove'],
+  readReceipts: ['sendReadReceipt'],
+  typing: ['sendTyping'],
+  media: ['downloadMedia'],
+};
+
+/**
+ * The capabilities `connector` implements (all methods of the interface present).
+ * @throws Error when it has only some of one capability's methods (e.g. `sendReaction` without
+ *   `sendReactionRemove`): a connector error, found at start.
+ */
+export function capabilitiesOf(connector: Connector): Capabilities {
+  const methods = connector as unknown as Record<string, unknown>;
+  const found: Record<string, Connector> = {};
+  for (const [name, needed] of Object.entries(CAPABILITY_METHODS) as [string, string[]][]) {
+    const missing = needed.filter((m) => typeof methods[m] !== 'function');
+    if (missing.length === 0) found[name] = connector;
+    else if (missing.length < needed.length) throw new Error(`The ${connector.network} connector has part of the ${name} capability: ${missing.join(', ')} missing`);
+  }
+  return found as Capabilities;
 }

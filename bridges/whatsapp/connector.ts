@@ -9,14 +9,11 @@
  */
 import crypto from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import type { WhatsAppSettingsSchema } from '../../src/config/schema.js';
-import { relay, safeEqual } from '../kit/bridge.js';
-import type { BridgeContext, Connector, MediaFile, OutboundMessage, RemoteMedia, SentMessage } from '../kit/types.js';
+import { relay, safeEqual } from '../kit/helpers.js';
+import type { BridgeContext, Connector, MediaDownloadingConnector, MediaFile, OutboundMessage, ReactionHandlingConnector, ReadReceiptHandlingConnector, RemoteMedia, SentMessage, TypingHandlingConnector } from '../kit/types.js';
 import { CloudApi } from './cloud-api.js';
 import { parseWebhook } from './convert.js';
-import type { Static } from 'typebox';
-
-export type WhatsAppSettings = Static<typeof WhatsAppSettingsSchema>;
+import type { WhatsAppSettings } from './settings.js';
 
 /** `sha256=<hex>` of the body with the app secret, as Meta sends in X-Hub-Signature-256. */
 export function signBody(raw: Buffer | string, appSecret: string): string {
@@ -36,7 +33,7 @@ function mediaType(mimeType: string): 'image' | 'video' | 'audio' | 'document' {
   return 'document';
 }
 
-export class WhatsAppConnector implements Connector {
+export class WhatsAppConnector implements Connector, ReactionHandlingConnector, ReadReceiptHandlingConnector, TypingHandlingConnector, MediaDownloadingConnector {
   readonly network = 'whatsapp';
   readonly displayName = 'WhatsApp';
   private readonly api: CloudApi;

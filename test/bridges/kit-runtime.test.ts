@@ -11,13 +11,14 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Bridge } from '../../bridges/kit/bridge.js';
-import { RemoteError, type BridgeContext, type BridgedMessage, type Connector, type MediaFile, type OutboundMessage, type RemoteEvent, type RemoteUser, type SentMessage } from '../../bridges/kit/types.js';
+import type { HubMessageRecord } from '../../bridges/kit/state.js';
+import { RemoteError, type BridgeContext, type BridgedMessage, type Connector, type EditHandlingConnector, type MediaDownloadingConnector, type MediaFile, type OutboundMessage, type ReactionHandlingConnector, type RedactionHandlingConnector, type RemoteEvent, type RemoteUser, type SentMessage } from '../../bridges/kit/types.js';
 import { freePort } from '../e2e/spawn.js';
 import { WsClient, api, register, startTestHub, type Session, type TestHub } from '../helpers/hub.js';
 import { bridgeConfig } from './bridge-config.js';
 
 /** A network that exists only in this test: it records what the kit asks of it. */
-class ScriptedConnector implements Connector {
+class ScriptedConnector implements Connector, EditHandlingConnector, RedactionHandlingConnector, ReactionHandlingConnector, MediaDownloadingConnector {
   readonly network = 'fake';
   readonly displayName = 'Fakechat';
   ctx!: BridgeContext;
@@ -102,8 +103,8 @@ async function until<T>(check: () => T | undefined | false, timeoutMs = 5000): P
 }
 
 /** Waits until the bridge has sent hub message `hubId` and stored what came back. @returns that record. */
-function bridged(hubId: string): Promise<any> {
-  return until(() => bridge.store.get<any>(`hubmsg:${hubId}`));
+function bridged(hubId: string): Promise<HubMessageRecord> {
+  return until(() => bridge.state.hubMessages.get(hubId));
 }
 
 async function history(): Promise<any[]> {
@@ -204,10 +205,10 @@ describe('hub -> remote', () => {
 
   it('hands edits and deletions all parts and the sender name, and keeps the mapping to the parts left', async () => {
     expect((await api(t.url, 'PATCH', `/api/messages/${long}`, { token: alice.token, body: { content: 'just one' } })).status).toBe(200);
-    await until(() => bridge.store.get<any>(`hubmsg:${long}`).parts.length === 1);
+    await until(() => bridge.state.hubMessages.get(long)!.parts.length === 1);
     expect(fake.edits.at(-1)).toEqual({ msg: { hubId: long, parts, thread: `t-${long}`, senderName: 'Alice' }, text: 'just one' });
-    expect(bridge.store.get<any>(`hubmsg:${long}`).parts).toEqual([parts[0]]);
-    expect(bridge.store.has(`remote:${parts[1]}`)).toBe(false);
+    expect(bridge.state.hubMessages.get(long)!.parts).toEqual([parts[0]]);
+    expect(bridge.state.remoteMessages.has(parts[1])).toBe(false);
     // The network deleting the dropped part is not a deletion of the hub message.
     await receive({ ...base(), type: 'delete', targetId: parts[1] });
     // An edit coming back for a message the bridge sent is its own echo.
@@ -255,7 +256,7 @@ describe('reactions', () => {
 
   it('makes one bridge reaction per emoji for all hub users, taken back with the last one, and drops its echo', async () => {
     // Each change is awaited in the bridge's record of who holds the reaction.
-    const held = () => bridge.store.get<{ users: string[] }>(`oreact:${target}:🎉`)?.users ?? [];
+    const held = () => bridge.state.hubReactions.get({ message: target, emoji: '🎉' })?.users ?? [];
     const react = async (who: Session, add: boolean) => {
       const res = await api(t.url, add ? 'PUT' : 'DELETE', `/api/messages/${target}/reactions/${encodeURIComponent('🎉')}`, { token: who.token });
       expect(res.status).toBeLessThan(300);
@@ -284,7 +285,7 @@ describe('connector state', () => {
     const ev = message('marked');
     await fake.ctx.receive([ev], [{ put: 'lastseen:chat-1', value: ev.ts }]);
     expect(fake.ctx.state.get('lastseen:chat-1')).toBe(ev.ts);
-    expect(bridge.store.get('c:lastseen:chat-1')).toBe(ev.ts);
+    expect(bridge.state.store.get('c:lastseen:chat-1')).toBe(ev.ts);
     expect(fake.ctx.state.entries('lastseen:')).toEqual([['lastseen:chat-1', ev.ts]]);
     // One line of the store's log is one atomic batch: the mark and the queued event share it.
     const batches = fs.readFileSync(path.join(dataDir, 'state.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as any[]);
@@ -293,6 +294,6 @@ describe('connector state', () => {
     await ws.next('message.new', (e) => e.message.content === 'marked');
 
     await fake.ctx.state.batch([{ del: 'lastseen:chat-1' }]);
-    expect(bridge.store.has('c:lastseen:chat-1')).toBe(false);
+    expect(bridge.state.store.has('c:lastseen:chat-1')).toBe(false);
   });
 });

@@ -1,4 +1,4 @@
-/** Bridge kit units: the JSON-lines store and the durable per-lane queue. */
+/** Bridge kit units: the JSON-lines store, the durable per-lane queue and the connector capabilities. */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -7,7 +7,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { HubError } from '../../bridges/kit/hub-client.js';
 import { WorkQueue, type WorkItem } from '../../bridges/kit/queue.js';
 import { FileStore } from '../../bridges/kit/store.js';
-import { RemoteError } from '../../bridges/kit/types.js';
+import { RemoteError, capabilitiesOf, type Connector } from '../../bridges/kit/types.js';
+import { WhatsAppConnector } from '../../bridges/whatsapp/connector.js';
 
 const log = pino({ level: 'silent' });
 const dirs: string[] = [];
@@ -179,5 +180,20 @@ describe('WorkQueue', () => {
     // Item 2 was in hand at the stop: handled, and its completion recorded, so it does not run again.
     expect(handled).toEqual([1, 2, 3, 4]);
     await store.close();
+  });
+});
+
+describe('capabilitiesOf', () => {
+  const base: Connector = { network: 'fake', displayName: 'Fake', start: async () => {}, stop: async () => {}, sendMessage: async () => ({ ids: [] }) };
+
+  it('finds the optional interfaces a connector implements, and only those', () => {
+    const whatsapp = new WhatsAppConnector({ api_base_url: 'http://127.0.0.1:1', phone_number_id: '1', access_token: '', app_secret: '', verify_token: '', webhook_path: '/w', relay_format: '', portal_members: [], send_rate_per_s: 1 });
+    expect(Object.keys(capabilitiesOf(whatsapp)).sort()).toEqual(['media', 'reactions', 'readReceipts', 'typing']);
+    expect(capabilitiesOf(base)).toEqual({});
+  });
+
+  it('refuses a connector with half of a paired capability', () => {
+    const half = { ...base, sendReaction: async () => undefined };
+    expect(() => capabilitiesOf(half)).toThrow(/reactions capability: sendReactionRemove missing/);
   });
 });

@@ -84,7 +84,7 @@ describe('webhook', () => {
     expect((await put('wrong', 'probe-1')).status).toBe(403);
     expect((await put(t.config.bridges[0].hs_token, 'probe-1')).status).toBe(200);
     expect((await put(t.config.bridges[0].hs_token, 'probe-1')).status).toBe(200);
-    expect(bridge.store.has('txn:probe-1')).toBe(true);
+    expect(bridge.state.transactions.has('probe-1')).toBe(true);
   });
 
   it('refuses a forged signature and stores nothing', async () => {
@@ -93,7 +93,7 @@ describe('webhook', () => {
     expect(await sim.deliver(payload, { signature: forged })).toBe(401);
     expect(await sim.deliver(payload, { signature: '' })).toBe(401);
     expect(bridge.queue.size).toBe(0);
-    expect(bridge.store.entries('portal:')).toHaveLength(0);
+    expect(bridge.state.portals.values()).toHaveLength(0);
   });
 });
 
@@ -164,7 +164,7 @@ describe('hub -> WhatsApp', () => {
     expect(out.to).toBe(MARIA);
     expect(out.payload.context).toEqual({ message_id: firstIn.wamid });
     await bridge.queue.idle();
-    expect(bridge.store.get<any>(`hubmsg:${id}`)).toMatchObject({ remoteId: out.wamid, dir: 'out' });
+    expect(bridge.state.hubMessages.get(id)).toMatchObject({ remoteId: out.wamid, dir: 'out' });
     // The ghost's own messages never go back out (no echo).
     expect(sim.sent.some((s) => s.payload.text?.body?.includes('Hola, Alice!'))).toBe(false);
   });
@@ -243,7 +243,7 @@ describe('reactions, receipts and typing', () => {
     const zoe = sim.text('15550003333', 'Zoe', 'hello from Zoe');
     await sim.deliver(zoe.payload);
     const zoeRoom = (await ws.next('message.new', (e) => e.message.content === 'hello from Zoe')).room_id;
-    const mariaLast = bridge.store.get<string>(`lastin:${MARIA}`)!;
+    const mariaLast = bridge.state.lastInbound.get(MARIA)!;
     const typing = (room: string, ts: number, txn: string) =>
       fetch(`${t.config.bridges[0].url}/transactions/${txn}`, {
         method: 'PUT',
@@ -274,13 +274,13 @@ describe('errors', () => {
   it('shows the 24-hour window error (131047) in the room instead of retrying', async () => {
     sim.windowClosed.add(MARIA);
     const attempts = sim.attempts;
-    const dead = bridge.store.entries('dead:').length;
+    const dead = bridge.state.store.entries('dead:').length;
     const id = await aliceSays('too late');
     const notice = await ws.next('message.new', (e) => e.message.content.includes('131047'));
     sim.windowClosed.delete(MARIA);
     expect(notice.message).toMatchObject({ user_name: 'whatsapp bridge', reply_to: id });
     expect(sim.attempts - attempts).toBe(1);
-    expect(bridge.store.entries('dead:')).toHaveLength(dead + 1);
+    expect(bridge.state.store.entries('dead:')).toHaveLength(dead + 1);
   });
 
   it('gives up on a message after max_attempts transient failures and says so', async () => {

@@ -1,7 +1,7 @@
 /**
  * Google Chat conversion and token checks in isolation: Workspace event payloads (single and batch)
  * to bridge events, echo detection, the 32,000-byte split, and the endpoint-URL audience variant of
- * interaction-event tokens (Google's OIDC keys, served by the simulator).
+ * interaction-event tokens (Google's OIDC certificates, served by the simulator).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_MESSAGE_BYTES, fromInteraction, fromPush, outboundTexts, splitBytes } from '../../bridges/googlechat/convert.js';
@@ -72,7 +72,7 @@ describe('interaction tokens, endpoint-URL audience', () => {
   beforeAll(async () => {
     sim = new GoogleChatSimulator();
     await sim.start();
-    verifier = new TokenVerifier({ audienceMode: 'endpoint-url', projectNumber: '', endpointUrl: endpoint, pubsubAudience: '', pubsubServiceAccount: '', chatCertsUrl: `${sim.url}/x509/chat`, oidcJwksUrl: `${sim.url}/oauth2/v3/certs` });
+    verifier = new TokenVerifier({ audienceMode: 'endpoint-url', projectNumber: '', endpointUrl: endpoint, pubsubAudience: '', pubsubServiceAccount: '', chatCertsUrl: `${sim.url}/x509/chat`, oidcCertsUrl: `${sim.url}/oauth2/v1/certs` });
   });
   afterAll(() => sim.close());
 
@@ -82,5 +82,7 @@ describe('interaction tokens, endpoint-URL audience', () => {
     await expect(verifier.verifyChat(`Bearer ${await sim.oidcToken({ aud: 'https://other.example.test', email: 'chat@system.gserviceaccount.com' })}`)).rejects.toThrow(/aud/);
     await expect(verifier.verifyChat(`Bearer ${await sim.oidcToken({ aud: endpoint, email: 'chat@system.gserviceaccount.com' }, { foreignKey: true })}`)).rejects.toThrow();
     await expect(verifier.verifyChat(undefined)).rejects.toThrow(/Missing/);
+    // google-auth-library fetched Google's certificates from the simulator once and kept them for their max-age.
+    expect(sim.requests.filter((r) => r.path === '/oauth2/v1/certs')).toHaveLength(1);
   });
 });

@@ -68,7 +68,7 @@ describe('verification', () => {
     const event = { type: 'ADDED_TO_SPACE', space: { name: space, displayName: 'Project X', spaceType: 'SPACE', type: 'ROOM' }, user: bob };
     for (const forge of ['key', 'audience', 'issuer', 'none', 'expired'] as const) expect(await sim.interact(event, { forge })).toBe(401);
     expect(bridge.queue.size).toBe(0);
-    expect(bridge.store.entries('c:space:')).toHaveLength(0);
+    expect(bridge.state.connector.entries('space:')).toHaveLength(0);
   });
 
   it('refuses Pub/Sub pushes without the push service account token (401)', async () => {

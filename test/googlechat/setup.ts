@@ -6,7 +6,8 @@ import { pino } from 'pino';
 import { Value } from 'typebox/value';
 import type { Bridge } from '../../bridges/kit/bridge.js';
 import { createBridge } from '../../bridges/run.js';
-import { BridgeSchema, GoogleChatSettingsSchema, type BridgeConfig, type Config } from '../../src/config/schema.js';
+import { GoogleChatSettingsSchema } from '../../bridges/googlechat/settings.js';
+import { BridgeSchema, type BridgeConfig, type Config } from '../../src/config/schema.js';
 import type { GoogleChatSimulator } from './sim.js';
 
 /**
@@ -29,7 +30,7 @@ export function googleChatBridgeConfig(sim: GoogleChatSimulator, dir: string, po
     token_url: `${sim.url}/token`,
     events_api_base_url: sim.url,
     chat_certs_url: `${sim.url}/x509/chat`,
-    oidc_jwks_url: `${sim.url}/oauth2/v3/certs`,
+    oidc_certs_url: `${sim.url}/oauth2/v1/certs`,
     ...settings,
   });
   const entry = Value.Default(BridgeSchema, {

@@ -17,12 +17,16 @@
  *   operations answered done) delivered by Pub/Sub push: `POST {push endpoint}` with an OIDC token of
  *   the push service account and `{"message":{"data":base64(event data),"attributes":{"ce-type",…},
  *   "messageId","publishTime"},"subscription"}`. https://developers.google.com/workspace/events/guides/events-chat
- * - Keys: the Chat app's token certificates (`GET /x509/chat`, a `{kid: PEM}` map) and Google's OIDC
- *   JWKS (`GET /oauth2/v3/certs`), with which it signs interaction events and pushes.
+ * - Keys: the Chat app's token certificates (`GET /x509/chat`) and Google's OIDC certificates
+ *   (`GET /oauth2/v1/certs`), with which it signs interaction events and pushes. Both are served as
+ *   Google serves them: a JSON map from key id to an x509 certificate in PEM, with
+ *   `Cache-Control: public, max-age=…`.
+ *   https://www.googleapis.com/service_accounts/v1/metadata/x509/chat@system.gserviceaccount.com,
+ *   https://developers.google.com/identity/openid-connect/openid-connect#validatinganidtoken
  */
 import crypto from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { SignJWT, exportJWK, jwtVerify } from 'jose';
+import { SignJWT, jwtVerify } from 'jose';
 import { selfSignedCert } from './x509.js';
 
 const GOOGLE_TOKEN_URL = 'https://oauth2.googleapis.com/token';
@@ -86,9 +90,10 @@ class ApiError extends Error {
   }
 }
 
-/** `sign` a JWT with `key`, header `kid`. */
-async function sign(payload: Record<string, unknown>, key: crypto.KeyObject, kid: string, ttlS = 3600): Promise<string> {
-  return new SignJWT(payload).setProtectedHeader({ alg: 'RS256', kid, typ: 'JWT' }).setIssuedAt().setExpirationTime(`${ttlS}s`).sign(key);
+/** `sign` a JWT with `key`, header `kid`, issued `agoS` seconds ago and valid for `ttlS` seconds. */
+async function sign(payload: Record<string, unknown>, key: crypto.KeyObject, kid: string, ttlS = 3600, agoS = 0): Promise<string> {
+  const iat = Math.floor(Date.now() / 1000) - agoS;
+  return new SignJWT(payload).setProtectedHeader({ alg: 'RS256', kid, typ: 'JWT' }).setIssuedAt(iat).setExpirationTime(iat + ttlS).sign(key);
 }
 
 function rsa() {
@@ -108,6 +113,7 @@ export class GoogleChatSimulator {
   private readonly chatKey = { kid: crypto.randomBytes(20).toString('hex'), ...rsa() };
   private readonly oidcKey = { kid: crypto.randomBytes(20).toString('hex'), ...rsa() };
   private readonly chatCert = selfSignedCert(this.chatKey.privateKey, this.chatKey.publicKey, CHAT_ISSUER);
+  private readonly oidcCert = selfSignedCert(this.oidcKey.privateKey, this.oidcKey.publicKey, 'accounts.google.com');
 
   url = '';
   /** The bridge's interaction endpoint (what the Chat app configuration points at). */
@@ -162,8 +168,10 @@ export class GoogleChatSimulator {
     });
 
     app.post('/token', async (req, reply) => this.token(req.body as Record<string, string>, reply));
-    app.get('/x509/chat', async (_req, reply) => reply.header('cache-control', 'public, max-age=3600').send({ [this.chatKey.kid]: this.chatCert }));
-    app.get('/oauth2/v3/certs', async () => ({ keys: [{ ...(await exportJWK(this.oidcKey.publicKey)), kid: this.oidcKey.kid, alg: 'RS256', use: 'sig' }] }));
+    const certs = (key: { kid: string }, pem: string) => async (_req: FastifyRequest, reply: FastifyReply) =>
+      reply.header('cache-control', 'public, max-age=3600, must-revalidate, no-transform').send({ [key.kid]: pem });
+    app.get('/x509/chat', certs(this.chatKey, this.chatCert));
+    app.get('/oauth2/v1/certs', certs(this.oidcKey, this.oidcCert));
 
     const api = (method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, handler: (req: FastifyRequest, t: Token, reply: FastifyReply) => Promise<unknown>) =>
       app.route({
@@ -357,14 +365,16 @@ export class GoogleChatSimulator {
 
   /**
    * An interaction event (`MESSAGE`, `ADDED_TO_SPACE`, `REMOVED_FROM_SPACE`) POSTed to the bridge
-   * with the Chat bearer token. `forge`: sign with a foreign key, the wrong audience or issuer, or no token.
+   * with the Chat bearer token. `forge`: sign with a foreign key, the wrong audience or issuer, no
+   * token, or one that expired an hour ago (past the clock skew verifiers allow: 5 minutes in
+   * google-auth-library).
    * https://developers.google.com/workspace/chat/api/reference/rest/v1/Event
    * @returns the HTTP status.
    */
   async interact(event: Record<string, unknown>, opts: { forge?: 'key' | 'audience' | 'issuer' | 'none' | 'expired'; audience?: string } = {}): Promise<number> {
     const key = opts.forge === 'key' ? rsa().privateKey : this.chatKey.privateKey;
     const claims = { iss: opts.forge === 'issuer' ? 'someone@example.test' : CHAT_ISSUER, aud: opts.forge === 'audience' ? '999999999999' : (opts.audience ?? this.projectNumber) };
-    const token = await sign(claims, key, this.chatKey.kid, opts.forge === 'expired' ? -60 : 3600);
+    const token = opts.forge === 'expired' ? await sign(claims, key, this.chatKey.kid, 3600, 7200) : await sign(claims, key, this.chatKey.kid);
     const res = await fetch(this.interactionUrl, {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...(opts.forge === 'none' ? {} : { authorization: `Bearer ${token}` }) },

@@ -132,6 +132,14 @@ describe('loadConfig', () => {
     expect(configError(() => load({ configPath: tomlFile('[sevrer]\nport = 1\n') })).key).toBe('sevrer');
   });
 
+  it('validates the connectors\' settings tables (their schemas live with the connectors), naming the key', () => {
+    const bridge = (network: string, table: string) =>
+      tomlFile(['[[bridges]]', `id = "b"`, `network = "${network}"`, `as_token = "${'a'.repeat(40)}"`, `hs_token = "${'h'.repeat(40)}"`, `[bridges.${network}]`, table].join('\n'));
+    expect(configError(() => load({ configPath: bridge('googlechat', 'audience_mode = "whoever"') })).key).toBe('bridges.0.googlechat.audience_mode');
+    expect(configError(() => load({ configPath: bridge('whatsapp', 'acces_token = "x"') })).message).toBe('bridges.0.whatsapp.acces_token: unknown key');
+    expect(load({ configPath: bridge('googlechat', 'project_number = "42"') }).bridges[0].googlechat).toMatchObject({ project_number: '42', audience_mode: 'project-number', events_path: '/googlechat/events' });
+  });
+
   it('rejects unknown SWITCHBOARD_ variables and unknown CLI keys', () => {
     const err = configError(() => load({ env: { SWITCHBOARD_SERVER__PROT: '1' } }));
     expect(err.key).toBe('SWITCHBOARD_SERVER__PROT');

@@ -1,0 +1,136 @@
+/**
+ * Hub -> remote: the handlers of the hub's room events (from `PUT /transactions/{txn_id}`), one at a
+ * time per portal room (the queue's lanes), handed to the connector. Events written by the bridge's
+ * own users (its bot and its ghosts) never go out; edits and deletions go out only for messages the
+ * bridge sent there, and what each send produced on the network is recorded so replies, edits,
+ * reactions and echoes find it. Typing is best effort and not queued.
+ */
+import type { Logger } from 'pino';
+import type { HubClient } from './hub-client.js';
+import type { Op } from './store.js';
+import type { BridgeState, HubMessageRecord } from './state.js';
+import type { BridgedMessage, Capabilities, Connector, EditHandlingConnector, ReactionHandlingConnector, ReadReceiptHandlingConnector, RedactionHandlingConnector, TypingHandlingConnector } from './types.js';
+
+/** Typing older than this when it arrives is dropped (it was held up by an outage), ms. */
+const TYPING_STALE_MS = 10_000;
+
+type Handler = (ev: any, portal: string) => Promise<void>;
+
+export class HubToRemote {
+  /** The handlers of the hub events this connector can carry, chosen once from its capabilities; other events are dropped. */
+  private readonly handlers: Record<string, Handler>;
+
+  constructor(
+    private readonly hub: HubClient,
+    private readonly state: BridgeState,
+    private readonly connector: Connector,
+    capabilities: Capabilities,
+    /** True for the bridge's own hub users. */
+    private readonly isOurs: (userId: string | undefined) => boolean,
+    private readonly log: Logger,
+  ) {
+    const { edits, redactions, reactions, readReceipts, typing } = capabilities;
+    const handlers: Record<string, Handler> = { 'message.new': (ev, portal) => this.message(ev, portal) };
+    if (edits) handlers['message.edited'] = (ev, portal) => this.edit(edits, ev, portal);
+    if (redactions) handlers['message.deleted'] = (ev, portal) => this.redaction(redactions, ev, portal);
+    if (reactions) handlers['reaction.added'] = handlers['reaction.removed'] = (ev, portal) => this.reaction(reactions, ev, portal);
+    if (readReceipts) handlers['message.read'] = (ev, portal) => this.readReceipt(readReceipts, ev, portal);
+    if (typing) handlers.typing = (ev, portal) => this.typing(typing, ev, portal);
+    this.handlers = handlers;
+  }
+
+  /** Hands one hub event of portal room `portal` (the remote chat id) to the connector. @throws RemoteError, HubError. */
+  async handle(ev: any, portal: string): Promise<void> {
+    await this.handlers[ev.type]?.(ev, portal);
+  }
+
+  /** Typing (`{room_id, user_id, typing, ts}`) is best effort: not queued, failures only logged. */
+  async onTyping(ev: { type: 'typing'; room_id: string }): Promise<void> {
+    const portal = this.state.portalOfRoom.get(ev.room_id);
+    if (portal) await this.handle(ev, portal).catch((err) => this.log.warn({ err: err.message }, 'typing not sent'));
+  }
+
+  /** Sends a hub message with its files, and maps every remote part it took back to it. */
+  private async message(ev: any, portal: string): Promise<void> {
+    const s = this.state;
+    const m = ev.message;
+    if (this.isOurs(m.user_id) || s.hubMessages.has(m.id) || m.deleted) return;
+    const media = [];
+    for (const a of m.attachments ?? []) media.push({ data: await this.hub.download(a.id), mimeType: a.mime_type, fileName: a.filename });
+    const replied = m.reply_to ? s.hubMessages.get(m.reply_to) : undefined;
+    const sent = await this.connector.sendMessage(portal, { hubId: m.id, text: m.content, senderName: m.user_name, replyTo: replied?.remoteId, thread: replied?.thread, media });
+    const thread = sent.thread ?? replied?.thread;
+    await s.write([
+      s.hubMessages.put(m.id, { remoteId: sent.ids[0], parts: sent.ids, portal, dir: 'out', thread, name: m.user_name }),
+      ...sent.ids.map((id) => s.remoteMessages.put(id, { hubId: m.id, roomId: ev.room_id, dir: 'out', thread })),
+      // It started a thread: replies there answer it.
+      ...(thread && !s.threads.has(thread) ? [s.threads.put(thread, sent.ids[0])] : []),
+    ]);
+  }
+
+  /** An edit of a message the bridge sent; the parts it has afterwards replace the old ones. */
+  private async edit(c: EditHandlingConnector, ev: any, portal: string): Promise<void> {
+    const s = this.state;
+    const rec = s.hubMessages.get(ev.message_id);
+    if (this.isOurs(ev.editor_id) || rec?.dir !== 'out') return;
+    const parts = await c.sendEdit(portal, bridged(ev.message_id, rec), ev.content);
+    await s.write([
+      s.hubMessages.put(ev.message_id, { ...rec, remoteId: parts[0], parts }),
+      ...parts.filter((p) => !rec.parts.includes(p)).map((p) => s.remoteMessages.put(p, { hubId: ev.message_id, roomId: ev.room_id, dir: 'out', thread: rec.thread })),
+      ...rec.parts.filter((p) => !parts.includes(p)).map((p) => s.remoteMessages.del(p)),
+    ]);
+  }
+
+  private async redaction(c: RedactionHandlingConnector, ev: any, portal: string): Promise<void> {
+    const rec = this.state.hubMessages.get(ev.message_id);
+    if (this.isOurs(ev.deleted_by) || rec?.dir !== 'out') return;
+    await c.sendRedaction(portal, bridged(ev.message_id, rec));
+  }
+
+  /**
+   * Hub users' reactions become the bridge's reaction on the network: one per emoji and message,
+   * made when the first hub user adds it and taken back when the last one removes it.
+   */
+  private async reaction(c: ReactionHandlingConnector, ev: { type: string; message_id: string; user_id: string; key: string }, portal: string): Promise<void> {
+    const s = this.state;
+    const target = s.hubMessages.get(ev.message_id);
+    if (this.isOurs(ev.user_id) || !target) return;
+    const which = { message: ev.message_id, emoji: ev.key };
+    const held = s.hubReactions.get(which) ?? { users: [] };
+    const add = ev.type === 'reaction.added';
+    if (add === held.users.includes(ev.user_id)) return;
+    const users = add ? [...held.users, ev.user_id] : held.users.filter((u) => u !== ev.user_id);
+    const ops: Op[] = [];
+    let id = held.id;
+    if (add && held.users.length === 0) {
+      id = await c.sendReaction(portal, target.remoteId, ev.key);
+      if (id) ops.push(s.ownReactions.put(id, Date.now()));
+    }
+    if (users.length === 0) await c.sendReactionRemove(portal, target.remoteId, ev.key, id);
+    ops.push(users.length ? s.hubReactions.put(which, { users, id }) : s.hubReactions.del(which));
+    await s.write(ops);
+  }
+
+  /** A hub user read up to a message: the receipt goes out for it (one from the network) or the latest one that came in. */
+  private async readReceipt(c: ReadReceiptHandlingConnector, ev: any, portal: string): Promise<void> {
+    const s = this.state;
+    if (this.isOurs(ev.user_id)) return;
+    const target = s.hubMessages.get(ev.message_id);
+    const remoteId = target?.dir === 'in' ? target.remoteId : s.lastInbound.get(portal);
+    if (!remoteId || s.readUpTo.get(portal) === remoteId) return;
+    await c.sendReadReceipt(portal, remoteId);
+    await s.write([s.readUpTo.put(portal, remoteId)]);
+  }
+
+  /** Typing goes out after the latest message that came in, and not when older than 10 s (a retried transaction). */
+  private async typing(c: TypingHandlingConnector, ev: { user_id: string; typing: boolean; ts?: number }, portal: string): Promise<void> {
+    const last = this.state.lastInbound.get(portal);
+    if (!ev.typing || this.isOurs(ev.user_id) || !last) return;
+    if (ev.ts !== undefined && Date.now() - ev.ts > TYPING_STALE_MS) return;
+    await c.sendTyping(portal, last);
+  }
+}
+
+function bridged(hubId: string, rec: HubMessageRecord): BridgedMessage {
+  return { hubId, parts: rec.parts, thread: rec.thread, senderName: rec.name ?? '' };
+}
