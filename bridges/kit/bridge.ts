@@ -24,6 +24,7 @@
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import type { BridgeTransaction } from '../../src/events/catalog.js';
 import { backoffDelay } from '../../src/lib/backoff.js';
 import { safeEqual } from './helpers.js';
 import { HubClient, HubError } from './hub-client.js';
@@ -124,7 +125,7 @@ export class Bridge {
       const auth = req.headers.authorization ?? '';
       if (!auth.startsWith('Bearer ')) return reply.code(401).send({ error: { code: 'UNAUTHORIZED', message: 'Missing hs_token' } });
       if (!safeEqual(auth.slice(7), this.opts.hsToken)) return reply.code(403).send({ error: { code: 'FORBIDDEN', message: 'Wrong hs_token' } });
-      await this.onTransaction((req.params as { txn_id: string }).txn_id, req.body as { events?: any[]; ephemeral?: any[] });
+      await this.onTransaction((req.params as { txn_id: string }).txn_id, req.body as Partial<BridgeTransaction>);
       return {};
     });
     const ctx: BridgeContext = { log: this.log, state: this.state.connector, receive: (events, ops = []) => this.receive(events, ops.map(connectorOp)) };
@@ -164,7 +165,7 @@ export class Bridge {
   }
 
   /** Queues a transaction's room events (typing is handed over at once, not queued) and marks the txn id taken. */
-  private async onTransaction(txnId: string, body: { events?: any[]; ephemeral?: any[] }): Promise<void> {
+  private async onTransaction(txnId: string, body: Partial<BridgeTransaction>): Promise<void> {
     if (this.state.transactions.has(txnId)) return;
     const all = [...(body.events ?? []), ...(body.ephemeral ?? [])];
     const items: NewItem[] = [];

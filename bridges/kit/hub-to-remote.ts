@@ -6,6 +6,7 @@
  * reactions and echoes find it. Typing is best effort and not queued.
  */
 import type { Logger } from 'pino';
+import type { BridgeTransaction } from '../../src/events/catalog.js';
 import type { HubClient } from './hub-client.js';
 import type { Op } from './store.js';
 import type { BridgeState, HubMessageRecord } from './state.js';
@@ -14,44 +15,50 @@ import type { BridgedMessage, Capabilities, Connector, EditHandlingConnector, Re
 /** Typing older than this when it arrives is dropped (it was held up by an outage), ms. */
 const TYPING_STALE_MS = 10_000;
 
-type Handler = (ev: any, portal: string) => Promise<void>;
+/** What the hub puts in a transaction (src/events/catalog.ts): room events and typing. */
+export type HubEvent = BridgeTransaction['ephemeral'][number];
+type Of<K extends HubEvent['type']> = Extract<HubEvent, { type: K }>;
 
 export class HubToRemote {
-  /** The handlers of the hub events this connector can carry, chosen once from its capabilities; other events are dropped. */
-  private readonly handlers: Record<string, Handler>;
-
   constructor(
     private readonly hub: HubClient,
     private readonly state: BridgeState,
     private readonly connector: Connector,
-    capabilities: Capabilities,
+    /** What the connector can carry, checked once at start; events it cannot carry are dropped. */
+    private readonly capabilities: Capabilities,
     /** True for the bridge's own hub users. */
     private readonly isOurs: (userId: string | undefined) => boolean,
     private readonly log: Logger,
-  ) {
-    const { edits, redactions, reactions, readReceipts, typing } = capabilities;
-    const handlers: Record<string, Handler> = { 'message.new': (ev, portal) => this.message(ev, portal) };
-    if (edits) handlers['message.edited'] = (ev, portal) => this.edit(edits, ev, portal);
-    if (redactions) handlers['message.deleted'] = (ev, portal) => this.redaction(redactions, ev, portal);
-    if (reactions) handlers['reaction.added'] = handlers['reaction.removed'] = (ev, portal) => this.reaction(reactions, ev, portal);
-    if (readReceipts) handlers['message.read'] = (ev, portal) => this.readReceipt(readReceipts, ev, portal);
-    if (typing) handlers.typing = (ev, portal) => this.typing(typing, ev, portal);
-    this.handlers = handlers;
-  }
+  ) {}
 
   /** Hands one hub event of portal room `portal` (the remote chat id) to the connector. @throws RemoteError, HubError. */
-  async handle(ev: any, portal: string): Promise<void> {
-    await this.handlers[ev.type]?.(ev, portal);
+  async handle(ev: HubEvent, portal: string): Promise<void> {
+    const { edits, redactions, reactions, readReceipts, typing } = this.capabilities;
+    switch (ev.type) {
+      case 'message.new':
+        return this.message(ev, portal);
+      case 'message.edited':
+        return edits && this.edit(edits, ev, portal);
+      case 'message.deleted':
+        return redactions && this.redaction(redactions, ev, portal);
+      case 'reaction.added':
+      case 'reaction.removed':
+        return reactions && this.reaction(reactions, ev, portal);
+      case 'message.read':
+        return readReceipts && this.readReceipt(readReceipts, ev, portal);
+      case 'typing':
+        return typing && this.typing(typing, ev, portal);
+    }
   }
 
   /** Typing (`{room_id, user_id, typing, ts}`) is best effort: not queued, failures only logged. */
-  async onTyping(ev: { type: 'typing'; room_id: string }): Promise<void> {
+  async onTyping(ev: Of<'typing'>): Promise<void> {
     const portal = this.state.portalOfRoom.get(ev.room_id);
     if (portal) await this.handle(ev, portal).catch((err) => this.log.warn({ err: err.message }, 'typing not sent'));
   }
 
   /** Sends a hub message with its files, and maps every remote part it took back to it. */
-  private async message(ev: any, portal: string): Promise<void> {
+  private async message(ev: Of<'message.new'>, portal: string): Promise<void> {
     const s = this.state;
     const m = ev.message;
     if (this.isOurs(m.user_id) || s.hubMessages.has(m.id) || m.deleted) return;
@@ -69,7 +76,7 @@ export class HubToRemote {
   }
 
   /** An edit of a message the bridge sent; the parts it has afterwards replace the old ones. */
-  private async edit(c: EditHandlingConnector, ev: any, portal: string): Promise<void> {
+  private async edit(c: EditHandlingConnector, ev: Of<'message.edited'>, portal: string): Promise<void> {
     const s = this.state;
     const rec = s.hubMessages.get(ev.message_id);
     if (this.isOurs(ev.editor_id) || rec?.dir !== 'out') return;
@@ -81,7 +88,7 @@ export class HubToRemote {
     ]);
   }
 
-  private async redaction(c: RedactionHandlingConnector, ev: any, portal: string): Promise<void> {
+  private async redaction(c: RedactionHandlingConnector, ev: Of<'message.deleted'>, portal: string): Promise<void> {
     const rec = this.state.hubMessages.get(ev.message_id);
     if (this.isOurs(ev.deleted_by) || rec?.dir !== 'out') return;
     await c.sendRedaction(portal, bridged(ev.message_id, rec));
@@ -91,7 +98,7 @@ export class HubToRemote {
    * Hub users' reactions become the bridge's reaction on the network: one per emoji and message,
    * made when the first hub user adds it and taken back when the last one removes it.
    */
-  private async reaction(c: ReactionHandlingConnector, ev: { type: string; message_id: string; user_id: string; key: string }, portal: string): Promise<void> {
+  private async reaction(c: ReactionHandlingConnector, ev: Of<'reaction.added' | 'reaction.removed'>, portal: string): Promise<void> {
     const s = this.state;
     const target = s.hubMessages.get(ev.message_id);
     if (this.isOurs(ev.user_id) || !target) return;
@@ -112,7 +119,7 @@ export class HubToRemote {
   }
 
   /** A hub user read up to a message: the receipt goes out for it (one from the network) or the latest one that came in. */
-  private async readReceipt(c: ReadReceiptHandlingConnector, ev: any, portal: string): Promise<void> {
+  private async readReceipt(c: ReadReceiptHandlingConnector, ev: Of<'message.read'>, portal: string): Promise<void> {
     const s = this.state;
     if (this.isOurs(ev.user_id)) return;
     const target = s.hubMessages.get(ev.message_id);
@@ -123,7 +130,7 @@ export class HubToRemote {
   }
 
   /** Typing goes out after the latest message that came in, and not when older than 10 s (a retried transaction). */
-  private async typing(c: TypingHandlingConnector, ev: { user_id: string; typing: boolean; ts?: number }, portal: string): Promise<void> {
+  private async typing(c: TypingHandlingConnector, ev: Of<'typing'>, portal: string): Promise<void> {
     const last = this.state.lastInbound.get(portal);
     if (!ev.typing || this.isOurs(ev.user_id) || !last) return;
     if (ev.ts !== undefined && Date.now() - ev.ts > TYPING_STALE_MS) return;

@@ -91,6 +91,28 @@ export type RoomEventOf<K extends RoomEventType> = Extract<RoomEvent, { type: K 
 /** A room event as clients receive it: the payload plus `room_id` and `stream_position`. */
 export type WireRoomEvent = RoomEvent & { room_id: string; stream_position: number };
 
+/**
+ * Typing: ephemeral (never stored), published on `room:<id>` and put in bridge transactions'
+ * `ephemeral` list with `ts` (ms since the epoch, when the hub saw it).
+ */
+export interface TypingEvent {
+  type: 'typing';
+  room_id: string;
+  user_id: string;
+  user_name: string;
+  typing: boolean;
+  ts?: number;
+}
+
+/**
+ * The body of an appservice transaction, `PUT {bridge url}/transactions/{txn_id}` (docs/BRIDGES.md):
+ * room events in stream order, and the ephemeral ones (read receipts, typing).
+ */
+export interface BridgeTransaction {
+  events: WireRoomEvent[];
+  ephemeral: (WireRoomEvent | TypingEvent)[];
+}
+
 /** A room event to append (`appendRoomEvent`). */
 export interface NewRoomEvent {
   room_id: string;

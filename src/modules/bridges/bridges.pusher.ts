@@ -20,6 +20,7 @@
 import type { Logger } from 'pino';
 import type { BridgeConfig } from '../../config/schema.js';
 import type { Database } from '../../db/database.js';
+import type { BridgeTransaction, TypingEvent } from '../../events/catalog.js';
 import { Follower } from '../../events/follower.js';
 import type { PubSub } from '../../events/pubsub.js';
 import { toWire, type EventStream, type StreamEvent } from '../../events/stream.js';
@@ -33,7 +34,7 @@ const PUT_TIMEOUT_MS = 30_000;
 
 export class TransactionPusher {
   private readonly follower: Follower;
-  private ephemeral: Record<string, unknown>[] = [];
+  private ephemeral: TypingEvent[] = [];
   private readonly roomSubs = new Map<string, () => void>();
   private unsubscribeStream?: () => void;
   private readonly abort = new AbortController();
@@ -84,7 +85,7 @@ export class TransactionPusher {
     }
   }
 
-  private onEphemeral(message: any): void {
+  private onEphemeral(message: TypingEvent): void {
     if (message?.type !== 'typing' || message.user_id === this.botId) return;
     this.ephemeral.push({ ...message, ts: Date.now() });
     if (this.ephemeral.length > MAX_EPHEMERAL) this.ephemeral.shift();
@@ -117,18 +118,17 @@ export class TransactionPusher {
   private async openNext(state: BridgeStateRow): Promise<'opened' | 'more' | 'idle'> {
     const rows = await this.stream.readAfter(state.last_position, BATCH);
     const relevant = await this.relevance(rows);
-    const ephemeral = this.ephemeral.splice(0);
-    const events: Record<string, unknown>[] = [];
+    const body: BridgeTransaction = { events: [], ephemeral: this.ephemeral.splice(0) };
     for (const row of rows) {
       if (!relevant(row)) continue;
-      (row.type === 'message.read' ? ephemeral : events).push(toWire(row));
+      (row.type === 'message.read' ? body.ephemeral : body.events).push(toWire(row));
     }
     const upto = rows.length ? rows[rows.length - 1].stream_position : state.last_position;
-    if (events.length === 0 && ephemeral.length === 0) {
+    if (body.events.length === 0 && body.ephemeral.length === 0) {
       if (rows.length) await repo.advance(this.db, this.bridge.id, upto);
       return rows.length === BATCH ? 'more' : 'idle';
     }
-    await repo.openTxn(this.db, this.bridge.id, state.txn_seq, String(state.txn_seq + 1), upto, { events, ephemeral });
+    await repo.openTxn(this.db, this.bridge.id, state.txn_seq, String(state.txn_seq + 1), upto, body);
     return 'opened';
   }
 

@@ -1,5 +1,6 @@
 /** SQL for bridges: portal rooms and the per-bridge transaction cursor (ghosts are users: users.repository.ts). */
 import type { Queryable } from '../../db/database.js';
+import type { BridgeTransaction } from '../../events/catalog.js';
 
 export interface BridgeStateRow {
   bridge_id: string;
@@ -7,7 +8,7 @@ export interface BridgeStateRow {
   txn_seq: number;
   pending_txn_id: string | null;
   pending_upto: number | null;
-  pending_body: { events: unknown[]; ephemeral: unknown[] } | null;
+  pending_body: BridgeTransaction | null;
 }
 
 export const bridgesRepository = {

@@ -4,6 +4,7 @@
  * `typing_timeout_ms` (10 s) without a refresh, which sends `typing:false`; so do typing.stop, sending a
  * message in the room, and the user's last socket closing.
  */
+import type { TypingEvent } from '../../events/catalog.js';
 import type { PubSub } from '../../events/pubsub.js';
 
 export class TypingService {
@@ -45,6 +46,7 @@ export class TypingService {
   }
 
   private publish(roomId: string, userId: string, userName: string, typing: boolean): Promise<void> {
-    return this.pubsub.publish(`room:${roomId}`, { type: 'typing', room_id: roomId, user_id: userId, user_name: userName, typing });
+    const event: TypingEvent = { type: 'typing', room_id: roomId, user_id: userId, user_name: userName, typing };
+    return this.pubsub.publish(`room:${roomId}`, event);
   }
 }
