@@ -19,6 +19,11 @@ export class CoalescingRunner {
     this.current = this.loop();
   }
 
+  /** True while a run is in progress. */
+  get running(): boolean {
+    return this.current !== undefined;
+  }
+
   /** Resolves once no run is in progress. */
   idle(): Promise<void> {
     return this.current ?? Promise.resolve();

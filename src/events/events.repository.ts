@@ -12,14 +12,24 @@ export const STREAM_LOCK_KEY = 0x53574244;
 const COLUMNS = 'stream_position, room_id, type, payload, notify_user_ids, created_at';
 
 export const eventsRepository = {
-  /** Takes the stream lock (until the transaction ends) and inserts the event. @returns its position. */
-  async append(tx: Queryable, event: NewRoomEvent): Promise<number> {
+  /**
+   * Takes the stream lock (until the transaction ends) and inserts the events in one statement.
+   * @returns their positions, in the order of `events` (consecutive, increasing: under the lock no
+   *   other writer draws from the sequence).
+   */
+  async append(tx: Queryable, events: NewRoomEvent[]): Promise<number[]> {
     await tx.query('SELECT pg_advisory_xact_lock($1)', [STREAM_LOCK_KEY]);
-    const { rows } = await tx.query<{ stream_position: number }>(
-      'INSERT INTO room_events (room_id, type, payload, notify_user_ids) VALUES ($1, $2, $3, $4) RETURNING stream_position',
-      [event.room_id, event.payload.type, event.payload, event.notify_user_ids ?? []],
+    const rows = events.map((e) => ({ room_id: e.room_id, type: e.payload.type, payload: e.payload, notify_user_ids: e.notify_user_ids ?? [] }));
+    const { rows: inserted } = await tx.query<{ stream_position: number }>(
+      `INSERT INTO room_events (room_id, type, payload, notify_user_ids)
+       SELECT room_id, type, payload, notify_user_ids
+       FROM jsonb_to_recordset($1::jsonb) AS t(room_id uuid, type text, payload jsonb, notify_user_ids uuid[])
+       RETURNING stream_position`,
+      [JSON.stringify(rows)],
     );
-    return rows[0].stream_position;
+    // The sequence is drawn in the order of the rows scanned, so sorting restores the input order
+    // whatever order RETURNING lists them in.
+    return inserted.map((r) => r.stream_position).sort((a, b) => a - b);
   },
 
   /** Every event after `cursor`, in stream order, at most `limit`. */

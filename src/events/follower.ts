@@ -46,6 +46,11 @@ export class Follower {
     await this.runner.idle();
   }
 
+  /** True while a run is in progress. */
+  get busy(): boolean {
+    return this.runner.running;
+  }
+
   get isStopped(): boolean {
     return this.stopped;
   }

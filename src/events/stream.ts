@@ -14,6 +14,7 @@
  * its cursor, in order, and hands it to its listeners. The same
  * read serves resume (`readSince`), so live and resumed delivery see identical events.
  */
+import crypto from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Database, Queryable } from '../db/database.js';
 import type { NewRoomEvent, RoomEventOf, RoomEventType, WireRoomEvent } from './catalog.js';
@@ -42,13 +43,29 @@ export type StreamEvent = {
   };
 }[RoomEventType];
 
+/** The events each `EventStream.write` transaction appended, by its client, so the commit can dispatch them. */
+const appendedIn = new WeakMap<Queryable, StreamEvent[]>();
+
 /**
- * Appends one event inside the caller's transaction (`EventStream.write` pokes the readers after the
- * commit). Build `event` with a `roomEvents` constructor (events/catalog.ts).
- * @returns the event's stream position.
+ * Appends events inside the caller's transaction, in one statement under one acquisition of the
+ * stream lock. Build them with the `roomEvents` constructors (events/catalog.ts). Inside
+ * `EventStream.write` they are handed to this node's listeners right after the commit.
+ * @returns their stream positions, in order.
  */
-export function appendRoomEvent(tx: Queryable, event: NewRoomEvent): Promise<number> {
-  return eventsRepository.append(tx, event);
+export async function appendRoomEvents(tx: Queryable, events: NewRoomEvent[]): Promise<number[]> {
+  const positions = await eventsRepository.append(tx, events);
+  const created_at = new Date();
+  appendedIn.get(tx)?.push(
+    ...events.map(
+      (e, i) => ({ stream_position: positions[i], room_id: e.room_id, type: e.payload.type, payload: e.payload, notify_user_ids: e.notify_user_ids ?? [], created_at }) as StreamEvent,
+    ),
+  );
+  return positions;
+}
+
+/** One event: see `appendRoomEvents`. @returns its stream position. */
+export async function appendRoomEvent(tx: Queryable, event: NewRoomEvent): Promise<number> {
+  return (await appendRoomEvents(tx, [event]))[0];
 }
 
 /**
@@ -85,6 +102,8 @@ export function toWire(event: StreamEvent): WireRoomEvent {
 export type StreamListener = (events: StreamEvent[]) => void;
 
 export class EventStream {
+  /** Names this node in its pokes, so it does not read again for its own writes. */
+  private readonly nodeId = crypto.randomUUID();
   private cursor = 0;
   private readonly reader: Follower;
   private unsubscribe?: () => void;
@@ -101,7 +120,9 @@ export class EventStream {
   /** Starts following the stream from its current end. */
   async start(): Promise<void> {
     this.cursor = await this.maxPosition();
-    this.unsubscribe = this.pubsub.subscribe('stream', () => this.reader.wake());
+    this.unsubscribe = this.pubsub.subscribe('stream', (poke: { node?: string }) => {
+      if (poke?.node !== this.nodeId) this.reader.wake();
+    });
   }
 
   stop(): void {
@@ -120,22 +141,38 @@ export class EventStream {
   }
 
   /**
-   * Runs `fn` in a transaction and pokes the stream readers after commit: the one way services write
-   * room events.
+   * Runs `fn` in a transaction; after the commit, pokes the other nodes' readers and hands the
+   * events `fn` appended to this node's listeners: the one way services write room events.
    */
   async write<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
-    const result = await this.db.transaction(fn);
-    this.notify();
+    const appended: StreamEvent[] = [];
+    const result = await this.db.transaction(async (tx) => {
+      appendedIn.set(tx, appended);
+      try {
+        return await fn(tx);
+      } finally {
+        appendedIn.delete(tx);
+      }
+    });
+    if (appended.length) this.committed(appended);
     return result;
   }
 
   /**
-   * Tells every node's reader that new events are committed. This node's reader is woken directly
-   * too, so its own sockets get its own writes even while the pub/sub (Redis) is unreachable.
+   * After a commit of `events` (in stream order) on this node: pokes every other node's reader, and
+   * hands the events to this node's listeners without reading them back when that provably skips
+   * nothing: the reader is idle and they follow its cursor without a gap. The stream lock makes that
+   * proof hold: positions below the first of them were drawn, committed or rolled back before it.
+   * Otherwise (another node wrote in between, or the reader is busy) the reader reads from its cursor.
+   * It is also woken when the pub/sub (Redis) is unreachable, so this node's sockets always get its
+   * own writes.
    */
-  notify(): void {
-    this.reader.wake();
-    this.pubsub.publish('stream', { at: Date.now() }).catch((err) => this.log.error({ err }, 'stream poke failed'));
+  private committed(events: StreamEvent[]): void {
+    this.pubsub.publish('stream', { node: this.nodeId }).catch((err) => this.log.error({ err }, 'stream poke failed'));
+    const follows = !this.reader.busy && events.every((e, i) => e.stream_position === this.cursor + 1 + i);
+    if (!follows) return this.reader.wake();
+    this.cursor = events[events.length - 1].stream_position;
+    this.dispatch(events);
   }
 
   /** Reads whatever was committed past the cursor (e.g. after pokes may have been missed). */
@@ -167,13 +204,17 @@ export class EventStream {
     const rows = await this.readAfter(this.cursor, READ_BATCH);
     if (rows.length === 0) return false;
     this.cursor = rows[rows.length - 1].stream_position;
+    this.dispatch(rows);
+    return rows.length === READ_BATCH;
+  }
+
+  private dispatch(events: StreamEvent[]): void {
     for (const listener of this.listeners) {
       try {
-        listener(rows);
+        listener(events);
       } catch (err) {
         this.log.error({ err }, 'stream listener failed');
       }
     }
-    return rows.length === READ_BATCH;
   }
 }
