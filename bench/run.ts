@@ -20,7 +20,7 @@ import vm from 'node:vm';
 import WebSocket from 'ws';
 import type { Hub } from '../src/hub.js';
 import { messagesRepository } from '../src/modules/messages/messages.repository.js';
-import { appendRoomEvent } from '../src/events/stream.js';
+import { appendRoomEvents } from '../src/events/stream.js';
 import { roomEvents } from '../src/events/catalog.js';
 import { WsClient, api, register, startTestHub, type Session, type TestHub } from '../test/helpers/hub.js';
 import { spawnHub, type SpawnedHub } from '../test/e2e/spawn.js';
@@ -63,36 +63,26 @@ async function createRoom(base: string, owner: Session, body: Record<string, unk
 async function seedMessages(hub: Hub, roomId: string, sender: Session, count: number): Promise<void> {
   for (let from = 0; from < count; from += SEED_BATCH) {
     await hub.stream.write(async (tx) => {
-      for (let i = from; i < Math.min(count, from + SEED_BATCH); i++) {
-        const createdAt = new Date();
-        const message = {
-          id: crypto.randomUUID(),
-          room_id: roomId,
-          user_id: sender.user.id,
-          user_name: sender.user.name,
-          content: `missed ${i}`,
-          created_at: createdAt.toISOString(),
-          edited_at: null,
-          reply_to: null,
-          attachments: [],
-          mentions: [],
-          reactions: [],
-          delivered_at: null,
-          deleted: false,
-        };
-        const position = await appendRoomEvent(tx, roomEvents.messageNew(message));
-        await messagesRepository.insertMessage(tx, {
-          id: message.id,
-          roomId,
-          userId: sender.user.id,
-          content: message.content,
-          replyTo: null,
-          mentions: [],
-          txnId: null,
-          streamPosition: position,
-          createdAt,
-        });
-      }
+      const messages = Array.from({ length: Math.min(count, from + SEED_BATCH) - from }, (_, k) => ({
+        id: crypto.randomUUID(),
+        room_id: roomId,
+        user_id: sender.user.id,
+        user_name: sender.user.name,
+        content: `missed ${from + k}`,
+        created_at: new Date().toISOString(),
+        edited_at: null,
+        reply_to: null,
+        attachments: [],
+        mentions: [],
+        reactions: [],
+        delivered_at: null,
+        deleted: false,
+      }));
+      const positions = await appendRoomEvents(tx, messages.map((m) => roomEvents.messageNew(m)));
+      await messagesRepository.insertMessages(
+        tx,
+        messages.map((m, i) => ({ id: m.id, room_id: roomId, user_id: m.user_id, content: m.content, reply_to: null, mentions: [], txn_id: null, stream_position: positions[i], created_at: m.created_at, remote_id: null })),
+      );
     });
   }
 }

@@ -82,7 +82,7 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
   if (!config.redis.url) await presence.resetAtStart();
   const metrics = createMetrics();
   const fanout = new Fanout(pubsub, stream, log);
-  const messages = new MessagesService(db, stream, pubsub, rooms, users, attachments, config.limits.max_message_bytes, config.limits.edit_window_s);
+  const messages = new MessagesService(db, stream, pubsub, rooms, users, attachments, metrics, config.limits.max_message_bytes, config.limits.edit_window_s);
   followSocketWrites(fanout, messages, metrics, log);
   return {
     config,

@@ -136,7 +136,6 @@ async function dispatch(hub: Hub, conn: Connection, frame: AnyFrame): Promise<vo
   switch (frame.type) {
     case 'message.send': {
       const { message, created } = await hub.messages.send(userId, frame.room_id, frame);
-      if (created) hub.metrics.messagesSent.inc();
       conn.send({
         type: 'message.sent',
         txn_id: frame.txn_id ?? null,

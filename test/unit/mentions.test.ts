@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseMentions } from '../../src/modules/messages/messages.service.js';
+import { parseMentions } from '../../src/modules/messages/messages.view.js';
 
 const A = '0b8f2d6e-1c2a-4e5b-8f90-1a2b3c4d5e6f';
 const B = 'f1e2d3c4-b5a6-4978-8a9b-0c1d2e3f4a5b';

@@ -128,7 +128,6 @@ export const TOOLS: Tool[] = [
       const retryMs = await limitSend();
       if (retryMs > 0) throw new AppError('RATE_LIMITED', `Too many messages; retry in ${Math.ceil(retryMs / 1000)} s`);
       const { message, created } = await hub.messages.send(agent.userId, room_id, input);
-      if (created) hub.metrics.messagesSent.inc();
       return { message, duplicate: !created };
     },
   }),

@@ -6,7 +6,7 @@
  */
 import type { Hub } from '../../hub.js';
 import type { StreamEvent } from '../../events/stream.js';
-import type { MessageView } from '../messages/messages.service.js';
+import type { MessageView } from '../messages/messages.view.js';
 
 const READ_BATCH = 500;
 

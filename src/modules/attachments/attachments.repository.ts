@@ -51,18 +51,19 @@ export const attachmentsRepository = {
     return rows.map((r) => r.room_id);
   },
 
-  /** Those of `ids` that `userId` uploaded. */
-  async findOwned(q: Queryable, userId: string, ids: string[]): Promise<AttachmentRow[]> {
-    const { rows } = await q.query<AttachmentRow>('SELECT * FROM attachments WHERE uploader_id = $1 AND id = ANY($2::uuid[])', [userId, ids]);
+  /** Those of `ids` that exist. */
+  async findByIds(q: Queryable, ids: string[]): Promise<AttachmentRow[]> {
+    const { rows } = await q.query<AttachmentRow>('SELECT * FROM attachments WHERE id = ANY($1::uuid[])', [ids]);
     return rows;
   },
 
-  /** Links attachments to a message, in the given order. */
-  async link(q: Queryable, messageId: string, ids: string[]): Promise<void> {
+  /** Links attachments to messages, each message's in the given order, in one statement. */
+  async link(q: Queryable, links: { message_id: string; attachment_ids: string[] }[]): Promise<void> {
+    const rows = links.flatMap((l) => l.attachment_ids.map((id, position) => ({ message_id: l.message_id, attachment_id: id, position })));
     await q.query(
       `INSERT INTO message_attachments (message_id, attachment_id, position)
-       SELECT $1, id, ord - 1 FROM unnest($2::uuid[]) WITH ORDINALITY AS t(id, ord)`,
-      [messageId, ids],
+       SELECT message_id, attachment_id, position FROM jsonb_to_recordset($1::jsonb) AS t(message_id uuid, attachment_id uuid, position int)`,
+      [JSON.stringify(rows)],
     );
   },
 

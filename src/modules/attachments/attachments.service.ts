@@ -58,14 +58,14 @@ export class AttachmentsService {
     private readonly opts: { maxBytes: number; thumbnailMaxPx: number },
   ) {}
 
-  /** Those of `ids` that `userId` uploaded (a send may attach only the sender's own uploads). */
-  findOwned(q: Queryable, userId: string, ids: string[]): Promise<AttachmentRow[]> {
-    return repo.findOwned(q, userId, ids);
+  /** Those of `ids` that exist, with their uploaders (a send may attach only the sender's own uploads). */
+  findMany(q: Queryable, ids: string[]): Promise<AttachmentRow[]> {
+    return repo.findByIds(q, ids);
   }
 
-  /** Links attachments to a new message, in display order, inside the send's transaction. */
-  linkToMessage(tx: Queryable, messageId: string, ids: string[]): Promise<void> {
-    return repo.link(tx, messageId, ids);
+  /** Links attachments to new messages, each in display order, inside the sends' transaction. */
+  linkToMessages(tx: Queryable, links: { message_id: string; attachment_ids: string[] }[]): Promise<void> {
+    return repo.link(tx, links);
   }
 
   /** Drops a message's attachment links, inside the redaction's transaction (the files stay). */

@@ -11,6 +11,8 @@ export interface MessageRow {
   reply_to: string | null;
   mentions: string[];
   txn_id: string | null;
+  /** Bridges: the remote network's message id. */
+  remote_id: string | null;
   stream_position: number;
   created_at: Date;
   delivered_at: Date | null;
@@ -35,7 +37,7 @@ export interface EditRow {
  * The one projection of a message row (over `messages m JOIN users u`), in the shape `messageView`
  * takes: history, single reads, PostgreSQL search hits and the Meilisearch documents all select it.
  */
-export const MESSAGE_COLUMNS = `m.id, m.room_id, m.user_id, u.name AS user_name, m.content, m.reply_to, m.mentions, m.txn_id,
+export const MESSAGE_COLUMNS = `m.id, m.room_id, m.user_id, u.name AS user_name, m.content, m.reply_to, m.mentions, m.txn_id, m.remote_id,
          m.stream_position, m.created_at, m.delivered_at, m.deleted_at, m.deleted_by, m.edited_at,
          ${MESSAGE_ATTACHMENTS_SQL} AS attachments,
          COALESCE((SELECT json_agg(json_build_object('key', r.key, 'count', r.count, 'user_ids', r.user_ids) ORDER BY r.first)
@@ -44,34 +46,51 @@ export const MESSAGE_COLUMNS = `m.id, m.room_id, m.user_id, u.name AS user_name,
 
 const SELECT_MESSAGE = `SELECT ${MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.user_id`;
 
+/** A new message row (`created_at` ISO 8601). */
+export interface MessageInsert {
+  id: string;
+  room_id: string;
+  user_id: string;
+  content: string;
+  reply_to: string | null;
+  mentions: string[];
+  txn_id: string | null;
+  stream_position: number;
+  created_at: string;
+  remote_id: string | null;
+}
+
 export const messagesRepository = {
-  async insertMessage(
-    q: Queryable,
-    m: {
-      id: string; roomId: string; userId: string; content: string; replyTo: string | null; mentions: string[]; txnId: string | null;
-      streamPosition: number; createdAt: Date; remoteId?: string | null;
-    },
-  ): Promise<void> {
+  /** Inserts messages in one statement. */
+  async insertMessages(q: Queryable, rows: MessageInsert[]): Promise<void> {
     await q.query(
       `INSERT INTO messages (id, room_id, user_id, content, reply_to, mentions, txn_id, stream_position, created_at, remote_id)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-      [m.id, m.roomId, m.userId, m.content, m.replyTo, m.mentions, m.txnId, m.streamPosition, m.createdAt, m.remoteId ?? null],
+       SELECT id, room_id, user_id, content, reply_to, mentions, txn_id, stream_position, created_at, remote_id
+       FROM jsonb_to_recordset($1::jsonb) AS t(id uuid, room_id uuid, user_id uuid, content text, reply_to uuid, mentions uuid[],
+         txn_id text, stream_position bigint, created_at timestamptz, remote_id text)`,
+      [JSON.stringify(rows)],
     );
+  },
+
+  /** Messages a user already sent with one of these `txn_id`s or `remote_id`s (nulls match nothing). */
+  async findEarlier(q: Queryable, keys: { user_id: string; txn_id: string | null; remote_id: string | null }[]): Promise<MessageRow[]> {
+    const { rows } = await q.query<MessageRow>(
+      `${SELECT_MESSAGE}
+       JOIN jsonb_to_recordset($1::jsonb) AS k(user_id uuid, txn_id text, remote_id text)
+         ON m.user_id = k.user_id AND (m.txn_id = k.txn_id OR m.remote_id = k.remote_id)`,
+      [JSON.stringify(keys)],
+    );
+    return rows;
+  },
+
+  /** The room of each of these messages that exists: message id -> room id. */
+  async roomsOf(q: Queryable, ids: string[]): Promise<Map<string, string>> {
+    const { rows } = await q.query<{ id: string; room_id: string }>('SELECT id, room_id FROM messages WHERE id = ANY($1::uuid[])', [ids]);
+    return new Map(rows.map((r) => [r.id, r.room_id]));
   },
 
   async findById(q: Queryable, id: string): Promise<MessageRow | null> {
     const { rows } = await q.query<MessageRow>(`${SELECT_MESSAGE} WHERE m.id = $1`, [id]);
-    return rows[0] ?? null;
-  },
-
-  async findByTxn(q: Queryable, userId: string, txnId: string): Promise<MessageRow | null> {
-    const { rows } = await q.query<MessageRow>(`${SELECT_MESSAGE} WHERE m.user_id = $1 AND m.txn_id = $2`, [userId, txnId]);
-    return rows[0] ?? null;
-  },
-
-  /** The message a bridge user posted with this remote id (see migrations/0006_bridges.sql). */
-  async findByRemoteId(q: Queryable, userId: string, remoteId: string): Promise<MessageRow | null> {
-    const { rows } = await q.query<MessageRow>(`${SELECT_MESSAGE} WHERE m.user_id = $1 AND m.remote_id = $2`, [userId, remoteId]);
     return rows[0] ?? null;
   },
 

@@ -7,7 +7,7 @@ import { EditMessageBody, HistoryQuery, MarkReadBody, MessageIdParams, ReactionP
 const tags = ['messages'];
 
 export async function messagesRoutes(app: FastifyInstance): Promise<void> {
-  const { messages, config, metrics } = app.hub;
+  const { messages, config } = app.hub;
 
   /**
    * A page of history, oldest first: `{messages, has_more}`. `?limit=` (default 50, max
@@ -31,7 +31,6 @@ export async function messagesRoutes(app: FastifyInstance): Promise<void> {
     const body = req.body as { ts?: number; remote_id?: string };
     if ((body.ts !== undefined || body.remote_id !== undefined) && !bridgeIdOf(req.auth)) throw new AppError('FORBIDDEN', 'ts and remote_id are for bridges');
     const { message, created } = await messages.send(req.auth.userId, (req.params as { room_id: string }).room_id, req.body as any);
-    if (created) metrics.messagesSent.inc();
     reply.code(created ? 201 : 200);
     return { id: message.id, created_at: message.created_at, stream_position: message.stream_position, duplicate: !created };
   });

@@ -12,64 +12,12 @@ import { roomEvents, type MessageWire } from '../../events/catalog.js';
 import type { AttachmentsService } from '../attachments/attachments.service.js';
 import { attachmentView } from '../attachments/attachments.view.js';
 import type { RoomsService } from '../rooms/rooms.service.js';
+import type { Metrics } from '../../plugins/metrics.js';
 import type { UsersService } from '../users/users.service.js';
+import { MessageWriter } from './message-writer.js';
 import { assertCanRedact } from '../rooms/rooms.policy.js';
-import { messagesRepository as repo, type MessageRow } from './messages.repository.js';
-
-/** The wire shape of a message (`message.new`, history, search hits). */
-export function messageView(m: MessageRow): MessageWire {
-  return {
-    id: m.id,
-    room_id: m.room_id,
-    user_id: m.user_id,
-    user_name: m.user_name,
-    content: m.content,
-    created_at: m.created_at.toISOString(),
-    edited_at: m.edited_at?.toISOString() ?? null,
-    reply_to: m.reply_to,
-    attachments: (m.attachments ?? []).map(attachmentView),
-    mentions: m.mentions,
-    reactions: m.reactions,
-    stream_position: m.stream_position,
-    delivered_at: m.delivered_at?.toISOString() ?? null,
-    deleted: m.deleted_at !== null,
-  };
-}
-
-export type MessageView = MessageWire;
-
-/** Mentions are written `<@user_id>` in content; only members of the room count. */
-export function parseMentions(content: string, memberIds: string[]): string[] {
-  const found = new Set<string>();
-  for (const match of content.matchAll(/<@([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})>/gi)) {
-    const id = match[1].toLowerCase();
-    if (memberIds.includes(id)) found.add(id);
-  }
-  return [...found];
-}
-
-/**
- * The answer to a send whose `txn_id` the user already used: that message, if it went to this room.
- * @throws AppError CONFLICT (409) when the txn_id belongs to a message in another room.
- */
-function replayed(earlier: MessageRow, roomId: string): { message: MessageView; created: false } {
-  if (earlier.room_id !== roomId) throw new AppError('CONFLICT', 'txn_id was already used for a message in another room');
-  return { message: messageView(earlier), created: false };
-}
-
-
-export interface SendInput {
-  /** May be empty when the message carries attachments. */
-  content: string;
-  reply_to?: string;
-  txn_id?: string;
-  /** Attachment ids the sender uploaded, in display order. */
-  attachments?: string[];
-  /** Bridges only: the original time on the remote network, ms since the epoch (becomes `created_at`). */
-  ts?: number;
-  /** Bridges only: the remote network's message id; repeating a send with it returns the first message. */
-  remote_id?: string;
-}
+import { messagesRepository as repo } from './messages.repository.js';
+import { messageView, parseMentions, type MessageView, type SendInput } from './messages.view.js';
 
 /** The delivery receipt sent to a message's sender, once, on `user:<sender>`. */
 export interface DeliveredEvent {
@@ -93,13 +41,19 @@ export class MessagesService {
     private readonly rooms: RoomsService,
     private readonly users: UsersService,
     private readonly attachments: AttachmentsService,
+    private readonly metrics: Metrics,
     private readonly maxMessageBytes: number,
     /** Seconds after sending during which the sender may edit; 0: no limit. */
     private readonly editWindowS: number,
-  ) {}
+  ) {
+    this.writer = new MessageWriter(db, stream, rooms, attachments);
+  }
+
+  private readonly writer: MessageWriter;
 
   /**
-   * Sends a message. With `txn_id`, repeating the call returns the first message and stores nothing.
+   * Sends a message, through this node's group commit (`MessageWriter`): it resolves once the message
+   * is committed. With `txn_id`, repeating the call returns the first message and stores nothing.
    * @returns the message and whether it was created now.
    * @throws AppError MESSAGE_TOO_LARGE (413), VALIDATION_FAILED (400), INVALID_ROOM (404),
    *   NOT_A_MEMBER (403), INVALID_MESSAGE (404, `reply_to` not in this room), INVALID_ATTACHMENT
@@ -109,68 +63,9 @@ export class MessagesService {
   async send(userId: string, roomId: string, input: SendInput): Promise<{ message: MessageView; created: boolean }> {
     const attachmentIds = [...new Set(input.attachments ?? [])];
     this.checkContent(input.content, attachmentIds.length > 0);
-    if (input.txn_id) {
-      const earlier = await repo.findByTxn(this.db, userId, input.txn_id);
-      if (earlier) return replayed(earlier, roomId);
-    }
-    if (input.remote_id) {
-      const earlier = await repo.findByRemoteId(this.db, userId, input.remote_id);
-      if (earlier) return replayed(earlier, roomId);
-    }
-    try {
-      const message = await this.stream.write(async (tx) => {
-        await this.rooms.requireMember(tx, roomId, userId);
-        if (input.reply_to) {
-          const parent = await repo.findById(tx, input.reply_to);
-          if (!parent || parent.room_id !== roomId) throw new AppError('INVALID_MESSAGE', 'reply_to is not a message of this room');
-        }
-        const owned = attachmentIds.length ? await this.attachments.findOwned(tx, userId, attachmentIds) : [];
-        const missing = attachmentIds.find((id) => !owned.some((a) => a.id === id));
-        if (missing) throw new AppError('INVALID_ATTACHMENT', `Unknown attachment: ${missing}`);
-        const sender = (await this.users.find(tx, userId))!;
-        const mentions = await this.mentionsIn(tx, roomId, input.content);
-        const view: MessageView = {
-          id: crypto.randomUUID(),
-          room_id: roomId,
-          user_id: userId,
-          user_name: sender.name,
-          content: input.content,
-          created_at: new Date(input.ts ?? Date.now()).toISOString(),
-          edited_at: null,
-          reply_to: input.reply_to ?? null,
-          attachments: attachmentIds.map((id) => attachmentView(owned.find((a) => a.id === id)!)),
-          mentions,
-          reactions: [],
-          stream_position: 0,
-          delivered_at: null,
-          deleted: false,
-        };
-        const { stream_position: _unset, ...eventMessage } = view;
-        view.stream_position = await appendRoomEvent(tx, roomEvents.messageNew(eventMessage));
-        await repo.insertMessage(tx, {
-          id: view.id,
-          roomId,
-          userId,
-          content: view.content,
-          replyTo: view.reply_to,
-          mentions,
-          txnId: input.txn_id ?? null,
-          streamPosition: view.stream_position,
-          createdAt: new Date(view.created_at),
-          remoteId: input.remote_id ?? null,
-        });
-        if (attachmentIds.length) await this.attachments.linkToMessage(tx, view.id, attachmentIds);
-        return view;
-      });
-      return { message, created: true };
-    } catch (err: any) {
-      // A concurrent send with the same txn_id (or remote_id) committed first: answer with that one.
-      if (err?.code === '23505' && (input.txn_id || input.remote_id)) {
-        const earlier = input.txn_id ? await repo.findByTxn(this.db, userId, input.txn_id) : await repo.findByRemoteId(this.db, userId, input.remote_id!);
-        if (earlier) return replayed(earlier, roomId);
-      }
-      throw err;
-    }
+    const result = await this.writer.submit(userId, roomId, input, attachmentIds);
+    if (result.created) this.metrics.messagesSent.inc();
+    return result;
   }
 
   /**

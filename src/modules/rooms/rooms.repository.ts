@@ -118,6 +118,37 @@ export const roomsRepository = {
     return rows.map((r) => r.room_id);
   },
 
+  /**
+   * The (room, user) pairs of `pairs` that are memberships of live rooms, key-share locked until the
+   * transaction ends (see `getRole`), with each member's name.
+   * @returns `"<room_id>:<user_id>"` -> the user's name.
+   */
+  async lockMembers(q: Queryable, pairs: { room_id: string; user_id: string }[]): Promise<Map<string, string>> {
+    const { rows } = await q.query<{ room_id: string; user_id: string; name: string }>(
+      `SELECT m.room_id, m.user_id, u.name
+       FROM room_members m JOIN users u ON u.id = m.user_id JOIN rooms r ON r.id = m.room_id AND r.deleted_at IS NULL
+       WHERE (m.room_id, m.user_id) IN (SELECT room_id, user_id FROM jsonb_to_recordset($1::jsonb) AS p(room_id uuid, user_id uuid))
+       FOR KEY SHARE OF m`,
+      [JSON.stringify(pairs)],
+    );
+    return new Map(rows.map((r) => [`${r.room_id}:${r.user_id}`, r.name]));
+  },
+
+  /** Those of `ids` that are rooms not deleted. */
+  async liveRoomIds(q: Queryable, ids: string[]): Promise<string[]> {
+    const { rows } = await q.query<{ id: string }>('SELECT id FROM rooms WHERE id = ANY($1::uuid[]) AND deleted_at IS NULL', [ids]);
+    return rows.map((r) => r.id);
+  },
+
+  /** The member ids of each of `roomIds`: room id -> user ids. */
+  async memberIdsOf(q: Queryable, roomIds: string[]): Promise<Map<string, string[]>> {
+    const { rows } = await q.query<{ room_id: string; ids: string[] }>(
+      'SELECT room_id, array_agg(user_id) AS ids FROM room_members WHERE room_id = ANY($1::uuid[]) GROUP BY room_id',
+      [roomIds],
+    );
+    return new Map(rows.map((r) => [r.room_id, r.ids]));
+  },
+
   async memberIds(q: Queryable, roomId: string): Promise<string[]> {
     const { rows } = await q.query<{ user_id: string }>('SELECT user_id FROM room_members WHERE room_id = $1', [roomId]);
     return rows.map((r) => r.user_id);

@@ -285,6 +285,25 @@ export class RoomsService {
     return repo.memberIds(q, roomId);
   }
 
+  /** Member ids of each of `roomIds`: room id -> user ids. */
+  memberIdsOf(q: Queryable, roomIds: string[]): Promise<Map<string, string[]>> {
+    return repo.memberIdsOf(q, roomIds);
+  }
+
+  /**
+   * For a batch of sends, inside its transaction: which (room, user) pairs are memberships of live
+   * rooms, key-share locking them so a concurrent leave or removal waits for the commit.
+   * @returns `"<room_id>:<user_id>"` -> the member's name.
+   */
+  lockMembers(tx: Queryable, pairs: { room_id: string; user_id: string }[]): Promise<Map<string, string>> {
+    return repo.lockMembers(tx, pairs);
+  }
+
+  /** Those of `ids` that are rooms not deleted. */
+  liveRoomIds(q: Queryable, ids: string[]): Promise<string[]> {
+    return repo.liveRoomIds(q, ids);
+  }
+
   /** Everyone who shares a room with `userId`, and `userId` (who sees their presence). */
   coMemberIds(userId: string): Promise<string[]> {
     return repo.coMemberIds(this.db, userId);

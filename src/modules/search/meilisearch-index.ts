@@ -15,7 +15,7 @@ import type { Config } from '../../config/schema.js';
 import type { Queryable } from '../../db/database.js';
 import { AppError } from '../../errors.js';
 import { messagesRepository } from '../messages/messages.repository.js';
-import { messageView } from '../messages/messages.service.js';
+import { messageView } from '../messages/messages.view.js';
 import type { SearchHit, SearchIndex, SearchQuery } from './search-index.js';
 
 /** One indexed message. `created_at` is unix time in seconds (fractional, millisecond precision). */

@@ -7,7 +7,7 @@
  */
 import type { Queryable } from '../../db/database.js';
 import { MESSAGE_COLUMNS } from '../messages/messages.repository.js';
-import { messageView } from '../messages/messages.service.js';
+import { messageView } from '../messages/messages.view.js';
 import type { SearchHit, SearchIndex, SearchQuery } from './search-index.js';
 
 export class PostgresSearchIndex implements SearchIndex {

@@ -4,7 +4,7 @@
  * the searcher belongs to: a backend must never return a hit outside them, nor a redacted message.
  * `test/search/conformance.test.ts` runs the same behaviours against every backend.
  */
-import type { MessageView } from '../messages/messages.service.js';
+import type { MessageView } from '../messages/messages.view.js';
 
 export interface SearchQuery {
   /** The user's query text: words (all must match) and "quoted phrases". */

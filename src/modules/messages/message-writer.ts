@@ -1,0 +1,255 @@
+/**
+ * The group commit of sends: every `message.send` of this node (WebSocket, REST, agent tools, MCP,
+ * bridges) is written by one writer, which takes everything waiting and writes it in one
+ * transaction: one locked membership read for the whole batch, one look-up each of earlier
+ * `txn_id`s / `remote_id`s, reply targets, attachments and mention candidates (only when some send
+ * needs it), one acquisition of the stream lock, multi-row INSERTs, one commit (and one fsync).
+ *
+ * - No fixed delay: a lone send is written at once; batches form only from what arrives while a
+ *   commit is in flight (and what arrives in the same tick).
+ * - A send that breaks a rule (not a member, unknown reply target, someone else's attachment, a
+ *   `txn_id` used in another room) fails alone, with its own error; its neighbours are written.
+ * - A batch whose transaction fails (say a `txn_id` committed by another node meanwhile) is written
+ *   again one send at a time, so whatever broke it fails alone too.
+ * - Order: sends are written, and get stream positions, in the order they were submitted.
+ * - Exact membership: the batch key-share locks the senders' `room_members` rows (as a single send
+ *   always did), so a removal committed first refuses the send, and one that comes later waits.
+ */
+import crypto from 'node:crypto';
+import type { Database, Queryable } from '../../db/database.js';
+import { roomEvents, type AttachmentWire, type MessageWire } from '../../events/catalog.js';
+import { appendRoomEvents, type EventStream } from '../../events/stream.js';
+import { AppError } from '../../errors.js';
+import type { AttachmentsService } from '../attachments/attachments.service.js';
+import { attachmentView } from '../attachments/attachments.view.js';
+import type { RoomsService } from '../rooms/rooms.service.js';
+import { messagesRepository as repo, type MessageRow } from './messages.repository.js';
+import { messageView, parseMentions, type SendInput } from './messages.view.js';
+
+/** Most sends in one transaction. */
+const MAX_BATCH = 500;
+
+export interface SendResult {
+  message: MessageWire;
+  /** False when a send with the same `txn_id` (or `remote_id`) was written before: this is that message. */
+  created: boolean;
+}
+
+interface PendingSend {
+  userId: string;
+  roomId: string;
+  input: SendInput;
+  /** Distinct attachment ids, in display order. */
+  attachmentIds: string[];
+  resolve(result: SendResult): void;
+  reject(err: unknown): void;
+}
+
+/** What the batch decided for one send. */
+type Outcome =
+  | { kind: 'write'; message: MessageWire }
+  | { kind: 'replay'; earlier: MessageRow }
+  /** The same `txn_id`/`remote_id` as an earlier send of this batch: answered with that one's message. */
+  | { kind: 'same-as'; first: PendingSend }
+  | { kind: 'error'; err: AppError };
+
+export class MessageWriter {
+  private queue: PendingSend[] = [];
+  private running = false;
+
+  constructor(
+    private readonly db: Database,
+    private readonly stream: EventStream,
+    private readonly rooms: RoomsService,
+    private readonly attachments: AttachmentsService,
+  ) {}
+
+  /**
+   * Queues a send (content already checked by the caller) and resolves once it is committed.
+   * @throws AppError INVALID_ROOM, NOT_A_MEMBER, INVALID_MESSAGE, INVALID_ATTACHMENT, CONFLICT (see
+   *   `MessagesService.send`), or the database's error.
+   */
+  submit(userId: string, roomId: string, input: SendInput, attachmentIds: string[]): Promise<SendResult> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ userId, roomId, input, attachmentIds, resolve, reject });
+      if (!this.running) {
+        this.running = true;
+        // Sends submitted in this same tick (a burst read from one socket chunk) join the first batch.
+        queueMicrotask(() => void this.drain());
+      }
+    });
+  }
+
+  private async drain(): Promise<void> {
+    try {
+      while (this.queue.length) await this.write(this.queue.splice(0, MAX_BATCH));
+    } finally {
+      this.running = false;
+    }
+  }
+
+  /** Writes a batch; if its transaction fails, writes its sends one at a time instead. */
+  private async write(batch: PendingSend[]): Promise<void> {
+    let outcomes: Map<PendingSend, Outcome>;
+    try {
+      outcomes = await this.stream.write((tx) => this.writeBatch(tx, batch));
+    } catch (err) {
+      if (batch.length > 1) {
+        for (const send of batch) await this.write([send]);
+        return;
+      }
+      return this.failed(batch[0], err);
+    }
+    for (const send of batch) this.answer(send, outcomes.get(send)!, outcomes);
+  }
+
+  /** Checks the batch's rules with one query per kind of check, then writes what passed. */
+  private async writeBatch(tx: Queryable, batch: PendingSend[]): Promise<Map<PendingSend, Outcome>> {
+    const outcomes = new Map<PendingSend, Outcome>();
+    const fail = (send: PendingSend, code: ConstructorParameters<typeof AppError>[0], message: string) => outcomes.set(send, { kind: 'error', err: new AppError(code, message) });
+    const open = () => batch.filter((s) => !outcomes.has(s));
+
+    // 1. A repeated txn_id / remote_id answers with the first message, as a single send always did first.
+    const keyed = batch.filter((s) => s.input.txn_id || s.input.remote_id);
+    if (keyed.length) {
+      const earlier = await repo.findEarlier(tx, keyed.map((s) => ({ user_id: s.userId, txn_id: s.input.txn_id ?? null, remote_id: s.input.remote_id ?? null })));
+      const firstByKey = new Map<string, PendingSend>();
+      for (const send of keyed) {
+        const found = earlier.find(
+          (m) => m.user_id === send.userId && ((send.input.txn_id && m.txn_id === send.input.txn_id) || (send.input.remote_id && m.remote_id === send.input.remote_id)),
+        );
+        if (found) {
+          outcomes.set(send, { kind: 'replay', earlier: found });
+          continue;
+        }
+        const keys = [send.input.txn_id && `t:${send.userId}:${send.input.txn_id}`, send.input.remote_id && `r:${send.userId}:${send.input.remote_id}`].filter(Boolean) as string[];
+        const first = keys.map((k) => firstByKey.get(k)).find(Boolean);
+        if (first) outcomes.set(send, { kind: 'same-as', first });
+        else for (const k of keys) firstByKey.set(k, send);
+      }
+    }
+
+    // 2. Membership, locked, with the senders' names.
+    const members = await this.rooms.lockMembers(tx, open().map((s) => ({ room_id: s.roomId, user_id: s.userId })));
+    const notMembers = open().filter((s) => !members.has(`${s.roomId}:${s.userId}`));
+    if (notMembers.length) {
+      const live = new Set(await this.rooms.liveRoomIds(tx, [...new Set(notMembers.map((s) => s.roomId))]));
+      for (const send of notMembers) {
+        if (!live.has(send.roomId)) fail(send, 'INVALID_ROOM', 'Room not found');
+        else fail(send, 'NOT_A_MEMBER', 'You are not a member of this room');
+      }
+    }
+
+    // 3. Reply targets must be messages of the same room.
+    const replying = open().filter((s) => s.input.reply_to);
+    if (replying.length) {
+      const rooms = await repo.roomsOf(tx, [...new Set(replying.map((s) => s.input.reply_to!))]);
+      for (const send of replying) {
+        if (rooms.get(send.input.reply_to!) !== send.roomId) fail(send, 'INVALID_MESSAGE', 'reply_to is not a message of this room');
+      }
+    }
+
+    // 4. Attachments must be the sender's own uploads.
+    const attaching = open().filter((s) => s.attachmentIds.length);
+    const owned = new Map<string, AttachmentWire>();
+    if (attaching.length) {
+      const rows = await this.attachments.findMany(tx, [...new Set(attaching.flatMap((s) => s.attachmentIds))]);
+      for (const send of attaching) {
+        const missing = send.attachmentIds.find((id) => rows.find((a) => a.id === id)?.uploader_id !== send.userId);
+        if (missing) fail(send, 'INVALID_ATTACHMENT', `Unknown attachment: ${missing}`);
+      }
+      for (const a of rows) owned.set(a.id, attachmentView(a));
+    }
+
+    // 5. Mentions count only members of the room; the member lists are read only when some content has `<@`.
+    const mentioning = open().filter((s) => s.input.content.includes('<@'));
+    const memberIds = mentioning.length ? await this.rooms.memberIdsOf(tx, [...new Set(mentioning.map((s) => s.roomId))]) : new Map<string, string[]>();
+
+    // 6. Write what passed, in submission order.
+    const writing = open();
+    if (writing.length === 0) return outcomes;
+    const messages = writing.map((send): MessageWire => ({
+      id: crypto.randomUUID(),
+      room_id: send.roomId,
+      user_id: send.userId,
+      user_name: members.get(`${send.roomId}:${send.userId}`)!,
+      content: send.input.content,
+      created_at: new Date(send.input.ts ?? Date.now()).toISOString(),
+      edited_at: null,
+      reply_to: send.input.reply_to ?? null,
+      attachments: send.attachmentIds.map((id) => owned.get(id)!),
+      mentions: send.input.content.includes('<@') ? parseMentions(send.input.content, memberIds.get(send.roomId) ?? []) : [],
+      reactions: [],
+      stream_position: 0,
+      delivered_at: null,
+      deleted: false,
+    }));
+    const positions = await appendRoomEvents(
+      tx,
+      messages.map(({ stream_position: _unset, ...m }) => roomEvents.messageNew(m)),
+    );
+    messages.forEach((m, i) => (m.stream_position = positions[i]));
+    await repo.insertMessages(
+      tx,
+      writing.map((send, i) => ({
+        id: messages[i].id,
+        room_id: send.roomId,
+        user_id: send.userId,
+        content: send.input.content,
+        reply_to: messages[i].reply_to,
+        mentions: messages[i].mentions,
+        txn_id: send.input.txn_id ?? null,
+        stream_position: positions[i],
+        created_at: messages[i].created_at,
+        remote_id: send.input.remote_id ?? null,
+      })),
+    );
+    const links = writing.flatMap((send, i) => (send.attachmentIds.length ? [{ message_id: messages[i].id, attachment_ids: send.attachmentIds }] : []));
+    if (links.length) await this.attachments.linkToMessages(tx, links);
+    writing.forEach((send, i) => outcomes.set(send, { kind: 'write', message: messages[i] }));
+    return outcomes;
+  }
+
+  /** Answers one send from its batch's outcome (after the commit). */
+  private answer(send: PendingSend, outcome: Outcome, outcomes: Map<PendingSend, Outcome>): void {
+    try {
+      switch (outcome.kind) {
+        case 'write':
+          return send.resolve({ message: outcome.message, created: true });
+        case 'replay':
+          return send.resolve(replayed(send.roomId, outcome.earlier.room_id, messageView(outcome.earlier)));
+        case 'same-as': {
+          const first = outcomes.get(outcome.first)!;
+          if (first.kind !== 'write') return this.answer(send, first, outcomes);
+          return send.resolve(replayed(send.roomId, first.message.room_id, first.message));
+        }
+        case 'error':
+          return send.reject(outcome.err);
+      }
+    } catch (err) {
+      send.reject(err);
+    }
+  }
+
+  /**
+   * A send written alone failed. A unique violation on its `txn_id`/`remote_id` means one committed
+   * first (on another node): it answers with that message. Anything else is its error.
+   */
+  private async failed(send: PendingSend, err: unknown): Promise<void> {
+    if ((err as { code?: string })?.code === '23505' && (send.input.txn_id || send.input.remote_id)) {
+      const [earlier] = await repo.findEarlier(this.db, [{ user_id: send.userId, txn_id: send.input.txn_id ?? null, remote_id: send.input.remote_id ?? null }]).catch(() => []);
+      if (earlier) return this.answer(send, { kind: 'replay', earlier }, new Map());
+    }
+    send.reject(err);
+  }
+}
+
+/**
+ * The answer to a send whose `txn_id` (or `remote_id`) the user already used: that message, if it
+ * went to the same room.
+ * @throws AppError CONFLICT (409) when it went to another room.
+ */
+function replayed(roomId: string, earlierRoomId: string, message: MessageWire): SendResult {
+  if (earlierRoomId !== roomId) throw new AppError('CONFLICT', 'txn_id was already used for a message in another room');
+  return { message, created: false };
+}

@@ -1,0 +1,50 @@
+/** Row -> wire shape of a message, and the rule for mentions. */
+import type { MessageWire } from '../../events/catalog.js';
+import { attachmentView } from '../attachments/attachments.view.js';
+import type { MessageRow } from './messages.repository.js';
+
+/** The wire shape of a message (`message.new`, history, search hits). */
+export function messageView(m: MessageRow): MessageWire {
+  return {
+    id: m.id,
+    room_id: m.room_id,
+    user_id: m.user_id,
+    user_name: m.user_name,
+    content: m.content,
+    created_at: m.created_at.toISOString(),
+    edited_at: m.edited_at?.toISOString() ?? null,
+    reply_to: m.reply_to,
+    attachments: (m.attachments ?? []).map(attachmentView),
+    mentions: m.mentions,
+    reactions: m.reactions,
+    stream_position: m.stream_position,
+    delivered_at: m.delivered_at?.toISOString() ?? null,
+    deleted: m.deleted_at !== null,
+  };
+}
+
+export type MessageView = MessageWire;
+
+/** Mentions are written `<@user_id>` in content; only members of the room count. */
+export function parseMentions(content: string, memberIds: string[]): string[] {
+  const found = new Set<string>();
+  for (const match of content.matchAll(/<@([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})>/gi)) {
+    const id = match[1].toLowerCase();
+    if (memberIds.includes(id)) found.add(id);
+  }
+  return [...found];
+}
+
+/** What a send carries (`MessagesService.send`). */
+export interface SendInput {
+  /** May be empty when the message carries attachments. */
+  content: string;
+  reply_to?: string;
+  txn_id?: string;
+  /** Attachment ids the sender uploaded, in display order. */
+  attachments?: string[];
+  /** Bridges only: the original time on the remote network, ms since the epoch (becomes `created_at`). */
+  ts?: number;
+  /** Bridges only: the remote network's message id; repeating a send with it returns the first message. */
+  remote_id?: string;
+}
