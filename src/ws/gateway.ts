@@ -14,7 +14,9 @@ import type { AuthContext } from '../modules/auth/auth.service.js';
 import type { SocketLimits } from '../plugins/rate-limit.js';
 import { CLOSE } from '../events/socket-control.js';
 import type { Connection } from './connection.js';
-import { parseFrame, type AnyFrame } from './frames.js';
+import type { MessageView } from '../modules/messages/messages.view.js';
+import { parseFrame, type AnyFrame, type Frame } from './frames.js';
+import { FramePipeline } from './pipeline.js';
 
 const WsQuery = Type.Object({
   access_token: Type.Optional(Type.String()),
@@ -46,16 +48,11 @@ export async function gatewayRoutes(app: FastifyInstance): Promise<void> {
 async function serveSocket(hub: Hub, socket: WebSocket, auth: AuthContext, since: number | undefined, limits: SocketLimits): Promise<void> {
   const conn = hub.fanout.open(socket, auth, hub.config.limits.max_send_queue_bytes);
 
-  // Frames that arrive while we set up are queued behind it, then handled one at a time.
-  let queue: Promise<void> = Promise.resolve();
+  // Frames that arrive while we set up wait for it; then sends are pipelined (see FramePipeline).
   let ready!: () => void;
   const setUp = new Promise<void>((resolve) => (ready = resolve));
-  socket.on('message', (data, isBinary) => {
-    queue = queue
-      .then(() => setUp)
-      .then(() => handleFrame(hub, conn, isBinary ? null : data.toString(), limits))
-      .catch((err) => hub.log.error({ err }, 'WebSocket frame handling failed'));
-  });
+  const frames = new FramePipeline(setUp, (reply) => conn.send(reply), (err) => hub.log.error({ err }, 'WebSocket frame handling failed'));
+  socket.on('message', (data, isBinary) => acceptFrame(hub, conn, frames, isBinary ? null : data.toString(), limits));
   // Counted in presence only once `connected` was called, so a failed set-up cannot uncount another socket.
   let present = false;
   socket.on('close', () => {
@@ -92,81 +89,91 @@ async function serveSocket(hub: Hub, socket: WebSocket, auth: AuthContext, since
   }
 }
 
-async function handleFrame(hub: Hub, conn: Connection, text: string | null, limits: SocketLimits): Promise<void> {
+/**
+ * Takes one incoming frame, in arrival order: rate limits and validation at once, then a
+ * `message.send` goes to the writer without waiting for earlier sends to commit, and any other frame
+ * after every earlier frame is done. Replies (acknowledgements, errors) go out in frame order.
+ */
+function acceptFrame(hub: Hub, conn: Connection, frames: FramePipeline, text: string | null, limits: SocketLimits): void {
   if (!conn.open) return;
   const frameWaitMs = limits.frame();
   if (frameWaitMs > 0) {
     const parsed = text === null ? null : parseFrame(text);
-    return sendRateLimited(conn, frameWaitMs, parsed?.ok ? (parsed.frame as { txn_id?: string }).txn_id : parsed?.txn_id);
+    return frames.reply(rateLimited(frameWaitMs, parsed?.ok ? txnIdOf(parsed.frame) : parsed?.txn_id));
   }
-  if (text === null) {
-    conn.send({ type: 'error', code: 'INVALID_FRAME', message: 'Binary frames are not supported; send JSON text' });
-    return;
-  }
+  if (text === null) return frames.reply({ type: 'error', code: 'INVALID_FRAME', message: 'Binary frames are not supported; send JSON text' });
   const parsed = parseFrame(text);
-  if (!parsed.ok) {
-    conn.send({ type: 'error', code: parsed.code, message: parsed.message, ...(parsed.txn_id ? { txn_id: parsed.txn_id } : {}) });
-    return;
-  }
+  if (!parsed.ok) return frames.reply({ type: 'error', code: parsed.code, message: parsed.message, ...(parsed.txn_id ? { txn_id: parsed.txn_id } : {}) });
   const frame = parsed.frame;
+  const failed = (err: unknown) => errorReply(hub, frame, err);
   if (frame.type === 'message.send') {
-    const sendWaitMs = await limits.send();
-    if (sendWaitMs > 0) return sendRateLimited(conn, sendWaitMs, frame.txn_id);
+    // Counted now, in frame order; the writer gets the frame once the count allows it.
+    const allowed = limits.send();
+    return frames.pipelined(async () => {
+      const waitMs = await allowed;
+      if (waitMs > 0) return { reply: Promise.resolve(rateLimited(waitMs, frame.txn_id)) };
+      const sent = hub.messages.send(conn.userId, frame.room_id, frame);
+      return { reply: sent.then((result) => acknowledge(hub, conn, frame, result), failed) };
+    });
   }
-  try {
-    await dispatch(hub, conn, frame);
-  } catch (err) {
-    const txn = 'txn_id' in frame && frame.txn_id ? { txn_id: frame.txn_id } : {};
-    if (err instanceof AppError) {
-      conn.send({ type: 'error', code: err.code, message: err.message, ...txn });
-    } else {
-      hub.log.error({ err, frame: frame.type }, 'WebSocket frame failed');
-      conn.send({ type: 'error', code: 'INTERNAL', message: 'Internal error', ...txn });
-    }
-  }
+  frames.sequential(() => dispatch(hub, conn, frame).catch(failed));
+}
+
+/** `message.sent` for a committed send; the sender's typing in that room stops. */
+function acknowledge(hub: Hub, conn: Connection, frame: Frame<'message.send'>, { message, created }: { message: MessageView; created: boolean }) {
+  hub.typing.stop(frame.room_id, conn.userId).catch((err) => hub.log.error({ err }, 'typing stop failed'));
+  return {
+    type: 'message.sent',
+    txn_id: frame.txn_id ?? null,
+    message_id: message.id,
+    room_id: message.room_id,
+    stream_position: message.stream_position,
+    created_at: message.created_at,
+    duplicate: !created,
+  };
+}
+
+/** The `error` reply for a frame that failed (an AppError's code; anything else is logged, INTERNAL). */
+function errorReply(hub: Hub, frame: AnyFrame, err: unknown) {
+  const txn = txnIdOf(frame) ? { txn_id: txnIdOf(frame) } : {};
+  if (err instanceof AppError) return { type: 'error', code: err.code, message: err.message, ...txn };
+  hub.log.error({ err, frame: frame.type }, 'WebSocket frame failed');
+  return { type: 'error', code: 'INTERNAL', message: 'Internal error', ...txn };
+}
+
+function txnIdOf(frame: AnyFrame): string | undefined {
+  return 'txn_id' in frame ? frame.txn_id : undefined;
 }
 
 /** The frame was not processed: `{"type":"error","code":"RATE_LIMITED","retry_after_ms","txn_id"?}`. */
-function sendRateLimited(conn: Connection, retryAfterMs: number, txnId: string | undefined): void {
-  conn.send({ type: 'error', code: 'RATE_LIMITED', message: `Rate limited; retry in ${retryAfterMs} ms`, retry_after_ms: retryAfterMs, ...(txnId ? { txn_id: txnId } : {}) });
+function rateLimited(retryAfterMs: number, txnId: string | undefined) {
+  return { type: 'error', code: 'RATE_LIMITED', message: `Rate limited; retry in ${retryAfterMs} ms`, retry_after_ms: retryAfterMs, ...(txnId ? { txn_id: txnId } : {}) };
 }
 
-async function dispatch(hub: Hub, conn: Connection, frame: AnyFrame): Promise<void> {
+/** Every frame but `message.send` (pipelined above). */
+async function dispatch(hub: Hub, conn: Connection, frame: Exclude<AnyFrame, Frame<'message.send'>>): Promise<object | null> {
   const { userId, userName } = conn.auth;
   switch (frame.type) {
-    case 'message.send': {
-      const { message, created } = await hub.messages.send(userId, frame.room_id, frame);
-      conn.send({
-        type: 'message.sent',
-        txn_id: frame.txn_id ?? null,
-        message_id: message.id,
-        room_id: message.room_id,
-        stream_position: message.stream_position,
-        created_at: message.created_at,
-        duplicate: !created,
-      });
-      await hub.typing.stop(frame.room_id, userId);
-      return;
-    }
     case 'typing.start':
       await requireMembership(hub, conn, frame.room_id);
-      return hub.typing.start(frame.room_id, userId, userName);
+      await hub.typing.start(frame.room_id, userId, userName);
+      return null;
     case 'typing.stop':
       await requireMembership(hub, conn, frame.room_id);
-      return hub.typing.stop(frame.room_id, userId);
+      await hub.typing.stop(frame.room_id, userId);
+      return null;
     case 'message.read':
       await hub.messages.markRead(userId, frame.room_id, frame.message_id);
-      return;
+      return null;
     case 'presence.update':
       await hub.presence.update(userId, frame.status, frame.status_text);
-      return;
+      return null;
     case 'reaction.add':
     case 'reaction.remove':
       await hub.messages.react(userId, frame.message_id, frame.key, frame.type === 'reaction.add');
-      return;
+      return null;
     case 'ping':
-      conn.send({ type: 'pong', ...(frame.txn_id ? { txn_id: frame.txn_id } : {}) });
-      return;
+      return { type: 'pong', ...(frame.txn_id ? { txn_id: frame.txn_id } : {}) };
   }
 }
 
