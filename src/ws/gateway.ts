@@ -2,8 +2,8 @@
  * `GET /ws`: the JSON WebSocket. Authenticated before the upgrade (`Authorization: Bearer <token>` or
  * `?access_token=`; 401 otherwise). `?since=<stream_position>` replays every room event after that
  * position, in order, exactly once, before live events; then the server sends
- * `{"type":"ready","stream_position","resumed"}`. Frames from one socket are handled one at a time,
- * in order. Protocol: docs/WEBSOCKET_API.md.
+ * `{"type":"ready","stream_position","resumed"}`. A socket's sends are pipelined into the node's
+ * group commit and every reply comes back in frame order (pipeline.ts). Protocol: docs/WEBSOCKET_API.md.
  */
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';

@@ -169,19 +169,23 @@ export class WsClient {
    * Waits for the next event (after those already taken) of `type` that satisfies `match`; events
    * skipped on the way stay readable through `events`.
    */
-  async next(type: string, match: (e: any) => boolean = () => true, timeoutMs = 5000): Promise<any> {
+  next(type: string, match: (e: any) => boolean = () => true, timeoutMs = 5000): Promise<any> {
+    return this.nextMatching((e) => e.type === type && match(e), type, timeoutMs);
+  }
+
+  private async nextMatching(match: (e: any) => boolean, what: string, timeoutMs: number): Promise<any> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       for (; this.cursor < this.events.length; this.cursor++) {
         const e = this.events[this.cursor];
-        if (e.type === type && match(e)) {
+        if (match(e)) {
           this.cursor++;
           return e;
         }
       }
-      if (this.closed) throw new Error(`socket closed (${this.closed.code} ${this.closed.reason}) while waiting for ${type}`);
+      if (this.closed) throw new Error(`socket closed (${this.closed.code} ${this.closed.reason}) while waiting for ${what}`);
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting for ${type}; saw ${JSON.stringify(this.events.slice(-5))}`);
+      if (left <= 0) throw new Error(`timed out waiting for ${what}; saw ${JSON.stringify(this.events.slice(-5))}`);
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, left);
         this.waiters.push(() => {
@@ -190,6 +194,11 @@ export class WsClient {
         });
       });
     }
+  }
+
+  /** Waits for the next event (after those already taken) of any of `types`. */
+  nextOf(types: string[], timeoutMs = 5000): Promise<any> {
+    return this.nextMatching((e) => types.includes(e.type), `one of ${types.join(', ')}`, timeoutMs);
   }
 
   /** Events of a type received so far (taken or not). */
