@@ -12,6 +12,21 @@ import { toWire, type StreamEvent } from '../events/stream.js';
 /** Live events buffered during catch-up before the socket is treated as a slow consumer. */
 const MAX_PENDING_EVENTS = 10_000;
 
+/** Each room event's wire form, encoded once per node however many sockets it goes to. */
+const encoded = new WeakMap<StreamEvent, Buffer>();
+
+/** The UTF-8 JSON of a room event's wire form (`toWire`), encoded on first use. */
+export function encodeEvent(event: StreamEvent): Buffer {
+  let data = encoded.get(event);
+  if (!data) encoded.set(event, (data = Buffer.from(JSON.stringify(toWire(event)))));
+  return data;
+}
+
+/** The `net.Socket` under a `ws` socket (`ws` keeps it as `_socket`), for corking a burst of writes. */
+interface RawSocketHolder {
+  _socket?: { cork(): void; uncork(): void } | null;
+}
+
 /** Called after each room event written to a socket (the fan-out reports it to its listeners). */
 export type StreamWriteHook = (conn: Connection, event: StreamEvent) => void;
 
@@ -21,6 +36,7 @@ export class Connection {
   /** Stream position of the last room event written to this socket. */
   lastPosition: number;
   private live = false;
+  private corked = false;
   private pending: StreamEvent[] = [];
 
   constructor(
@@ -56,15 +72,33 @@ export class Connection {
    * too slow.
    */
   send(event: unknown, callback?: (err?: Error) => void): boolean {
+    return this.sendData(Buffer.from(JSON.stringify(event)), callback);
+  }
+
+  /** Queues one text frame of UTF-8 JSON. @returns as `send`. */
+  private sendData(data: Buffer, callback?: (err?: Error) => void): boolean {
     if (!this.open) return false;
-    const data = JSON.stringify(event);
     // An event larger than the whole bound still goes out when nothing else is queued.
-    if (this.socket.bufferedAmount > 0 && this.socket.bufferedAmount + Buffer.byteLength(data) > this.maxQueueBytes) {
+    if (this.socket.bufferedAmount > 0 && this.socket.bufferedAmount + data.length > this.maxQueueBytes) {
       this.close(CLOSE.SLOW_CONSUMER, 'send queue full; reconnect with since');
       return false;
     }
-    this.socket.send(data, callback);
+    this.cork();
+    this.socket.send(data, { binary: false }, callback);
     return true;
+  }
+
+  /** Holds this tick's writes back and hands them to the kernel together at its end (fewer syscalls in a burst). */
+  private cork(): void {
+    if (this.corked) return;
+    const raw = (this.socket as unknown as RawSocketHolder)._socket;
+    if (!raw) return;
+    this.corked = true;
+    raw.cork();
+    process.nextTick(() => {
+      this.corked = false;
+      raw.uncork();
+    });
   }
 
   /** A room event for this socket: written now when live, buffered while catching up. */
@@ -115,7 +149,7 @@ export class Connection {
   /** @returns true when written; `flushed` then fires once the frame reaches the kernel (or the socket closes). */
   private write(event: StreamEvent, flushed?: () => void): boolean {
     if (event.stream_position <= this.lastPosition) return false;
-    if (!this.send(toWire(event), flushed)) return false;
+    if (!this.sendData(encodeEvent(event), flushed)) return false;
     this.lastPosition = event.stream_position;
     this.onStreamWrite(this, event);
     return true;
