@@ -27,6 +27,8 @@ export interface SpawnedHub {
   output(): string;
   /** SIGTERM to the child's process group, SIGKILL after `graceMs`; then removes the temp dir. */
   stop(graceMs?: number): Promise<void>;
+  /** SIGKILL to the child's process group at once (a crash); resolves once it exited. Keeps the temp dir. */
+  kill(): Promise<void>;
 }
 
 /** A port that was free a moment ago on 127.0.0.1. */
@@ -42,13 +44,15 @@ export async function freePort(): Promise<number> {
  * Spawns `npm start -- --data-dir <tmp>/data --port <free> [--config <tmp>/switchboard.toml]` and
  * resolves once the hub logs "Switchboard listening".
  * @param opts.toml config file contents (written to the temp dir); none when omitted.
+ * @param opts.dataDir the data dir to use (kept on stop: a restart on the same embedded database);
+ *   default a fresh one in the temp dir.
  * @param opts.timeoutMs give up (and kill the child) after this long, ms (default 60 000).
  * @throws Error when the child exits or times out before listening (with its output).
  */
-export async function spawnHub(opts: { toml?: string; timeoutMs?: number } = {}): Promise<SpawnedHub> {
+export async function spawnHub(opts: { toml?: string; timeoutMs?: number; dataDir?: string } = {}): Promise<SpawnedHub> {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-e2e-'));
   const port = await freePort();
-  const args = ['start', '--', '--data-dir', path.join(tmp, 'data'), '--port', String(port)];
+  const args = ['start', '--', '--data-dir', opts.dataDir ?? path.join(tmp, 'data'), '--port', String(port)];
   if (opts.toml !== undefined) {
     fs.writeFileSync(path.join(tmp, 'switchboard.toml'), opts.toml);
     args.push('--config', path.join(tmp, 'switchboard.toml'));
@@ -97,14 +101,19 @@ export async function spawnHub(opts: { toml?: string; timeoutMs?: number } = {})
       return false;
     }
   };
+  const signal = (s: NodeJS.Signals) => {
+    try {
+      process.kill(-child.pid!, s);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+    }
+  };
+  const kill = async () => {
+    signal('SIGKILL');
+    await exit;
+    while (hubPid !== undefined && alive(hubPid)) await new Promise((resolve) => setTimeout(resolve, 20));
+  };
   const stop = async (graceMs = 10_000) => {
-    const signal = (s: NodeJS.Signals) => {
-      try {
-        process.kill(-child.pid!, s);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
-      }
-    };
     signal('SIGTERM');
     // npm may exit before the hub has closed its database: wait for both, then kill what is left.
     const deadline = Date.now() + graceMs;
@@ -133,6 +142,7 @@ export async function spawnHub(opts: { toml?: string; timeoutMs?: number } = {})
       hubPid: entry.pid,
       output: () => tail.join('\n'),
       stop,
+      kill,
     };
   } catch (err) {
     await stop(2000);
