@@ -53,7 +53,7 @@ export async function buildApp(hub: Hub): Promise<FastifyInstance> {
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.decorate('hub', hub);
-  app.decorateRequest('auth', null as unknown as AuthContext);
+  app.decorateRequest('auth');
   // Every route: a string PostgreSQL cannot store is a 400, not a failed query (src/db/text.ts).
   app.addHook('preValidation', async (req) => {
     for (const [part, value] of [['params', req.params], ['querystring', req.query], ['body', req.body]] as const) {

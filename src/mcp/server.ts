@@ -8,7 +8,8 @@
  * Schema (TypeBox) for REST and MCP alike, while `McpServer` only takes zod schemas.
  */
 import type { ServerResponse } from 'node:http';
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyReply } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import {
@@ -125,7 +126,7 @@ export function createMcpServer(ctx: Omit<ToolContext, 'signal'> & { shutdown: A
  * TOKEN_EXPIRED (with `WWW-Authenticate: Bearer`) without a valid agent token. `GET` and `DELETE`
  * answer 405: the server is stateless, with no session or server-initiated stream.
  */
-export async function mcpRoutes(app: FastifyInstance, opts: { version: string }): Promise<void> {
+export const mcpRoutes: FastifyPluginAsyncTypebox<{ version: string }> = async (app, opts) => {
   const { hub } = app;
   // Shutdown ends the tool calls in flight (see createMcpServer) and their answers close their
   // connection: app.close() would otherwise wait out both a long poll and the idle keep-alive
@@ -172,4 +173,4 @@ export async function mcpRoutes(app: FastifyInstance, opts: { version: string })
     reply.code(405).header('allow', 'POST').send({ jsonrpc: '2.0', error: { code: -32000, message: 'Method not allowed: this MCP server is stateless; use POST' }, id: null });
   app.get('/mcp', { schema: { hide: true } }, notAllowed);
   app.delete('/mcp', { schema: { hide: true } }, notAllowed);
-}
+};

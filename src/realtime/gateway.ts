@@ -5,7 +5,7 @@
  * `{"type":"ready","stream_position","resumed"}`. Frames from one socket are handled one at a time,
  * in order. Protocol: docs/WEBSOCKET_API.md.
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { WebSocket } from 'ws';
 import { AppError } from '../errors.js';
@@ -21,7 +21,7 @@ const WsQuery = Type.Object({
   since: Type.Optional(Type.Integer({ minimum: 0 })),
 });
 
-export async function gatewayRoutes(app: FastifyInstance): Promise<void> {
+export const gatewayRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const hub = app.hub;
 
   app.get(
@@ -31,17 +31,17 @@ export async function gatewayRoutes(app: FastifyInstance): Promise<void> {
       schema: { querystring: WsQuery, hide: true },
       preValidation: async (req) => {
         const header = req.headers.authorization;
-        const token = header?.startsWith('Bearer ') ? header.slice(7) : (req.query as { access_token?: string }).access_token;
+        const token = header?.startsWith('Bearer ') ? header.slice(7) : req.query.access_token;
         if (!token) throw new AppError('UNAUTHORIZED', 'Missing access token');
         req.auth = await hub.auth.authenticate(token);
       },
     },
     async (socket: WebSocket, req) => {
-      const since = (req.query as { since?: number }).since;
+      const since = req.query.since;
       await serveSocket(hub, socket, req.auth, since, app.socketLimits(req));
     },
   );
-}
+};
 
 async function serveSocket(hub: Hub, socket: WebSocket, auth: AuthContext, since: number | undefined, limits: SocketLimits): Promise<void> {
   const onStreamWrite = (conn: Connection, event: StreamEvent) => {

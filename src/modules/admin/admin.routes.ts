@@ -3,16 +3,14 @@
  * access token of an admin (`users.is_admin` or an email in `auth.admin_emails`); anyone else gets
  * 403 FORBIDDEN. Operator's guide: docs/OPERATIONS.md.
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { AppError } from '../../errors.js';
 import { AdminService } from './admin.service.js';
 import { AdminUser, CreateInviteBody, IdParams, Invite, InviteParams, PageQuery, RoomPage, Stats, UserPage } from './admin.schemas.js';
 
 const tags = ['admin'];
-type Page = { q?: string; limit: number; offset: number };
-
-export async function adminRoutes(app: FastifyInstance): Promise<void> {
+export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const admin = new AdminService(app.hub);
 
   // Runs after the access-token hook of the enclosing scope, so `req.auth` is set.
@@ -21,7 +19,7 @@ export async function adminRoutes(app: FastifyInstance): Promise<void> {
   });
 
   /** Users, newest first, deactivated ones included: `{users, total}`. `?q=` (name or email contains, case-insensitive), `?limit=` (1-200, default 50), `?offset=`. */
-  app.get('/api/admin/users', { schema: { tags, querystring: PageQuery, response: { 200: UserPage } } }, async (req) => admin.listUsers(req.query as Page));
+  app.get('/api/admin/users', { schema: { tags, querystring: PageQuery, response: { 200: UserPage } } }, async (req) => admin.listUsers(req.query));
 
   /**
    * Deactivate a user: their sessions are revoked and their sockets on every node close at once
@@ -29,15 +27,15 @@ export async function adminRoutes(app: FastifyInstance): Promise<void> {
    * user. 404 INVALID_USER; 403 FORBIDDEN for oneself.
    */
   app.post('/api/admin/users/:id/deactivate', { schema: { tags, params: IdParams, response: { 200: AdminUser } } }, async (req) =>
-    admin.deactivate(req.auth.userId, (req.params as { id: string }).id),
+    admin.deactivate(req.auth.userId, req.params.id),
   );
 
   /** Rooms (not deleted), newest first, with member and message counts: `{rooms, total}`. `?q=` (name contains), `?limit=`, `?offset=`. */
-  app.get('/api/admin/rooms', { schema: { tags, querystring: PageQuery, response: { 200: RoomPage } } }, async (req) => admin.listRooms(req.query as Page));
+  app.get('/api/admin/rooms', { schema: { tags, querystring: PageQuery, response: { 200: RoomPage } } }, async (req) => admin.listRooms(req.query));
 
   /** Delete any room: members are removed and get `room.deleted`; messages are kept. 204; 404 INVALID_ROOM. */
   app.delete('/api/admin/rooms/:id', { schema: { tags, params: IdParams } }, async (req, reply) => {
-    await admin.deleteRoom(req.auth.userId, (req.params as { id: string }).id);
+    await admin.deleteRoom(req.auth.userId, req.params.id);
     reply.code(204).send();
   });
 
@@ -47,7 +45,7 @@ export async function adminRoutes(app: FastifyInstance): Promise<void> {
   /** Issue an invite code (for `auth.registration = "invite"`). Body `{max_uses?: 1, expires_in_s?}`. 201 with the invite. */
   app.post('/api/admin/invites', { schema: { tags, body: CreateInviteBody, response: { 201: Invite } } }, async (req, reply) => {
     reply.code(201);
-    return admin.createInvite(req.auth.userId, req.body as { max_uses: number; expires_in_s?: number });
+    return admin.createInvite(req.auth.userId, req.body);
   });
 
   /** Every invite code with its use count, newest first. */
@@ -55,7 +53,7 @@ export async function adminRoutes(app: FastifyInstance): Promise<void> {
 
   /** Withdraw an invite code. 204; 404 NOT_FOUND. */
   app.delete('/api/admin/invites/:code', { schema: { tags, params: InviteParams } }, async (req, reply) => {
-    await admin.deleteInvite((req.params as { code: string }).code);
+    await admin.deleteInvite(req.params.code);
     reply.code(204).send();
   });
-}
+};

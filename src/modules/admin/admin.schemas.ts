@@ -1,13 +1,13 @@
 import { Type } from 'typebox';
-import { SelfUser, Uuid } from '../users/users.schemas.js';
+import { SelfUser, Uuid, WithDefault } from '../users/users.schemas.js';
 
 const DateTime = Type.String({ format: 'date-time' });
 
 export const PageQuery = Type.Object(
   {
     q: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
-    limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
-    offset: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, default: 0 }),
+    limit: WithDefault(Type.Integer({ minimum: 1, maximum: 200, default: 50 })),
+    offset: WithDefault(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, default: 0 })),
   },
   { additionalProperties: false },
 );
@@ -44,7 +44,7 @@ export const Stats = Type.Object({
 
 export const CreateInviteBody = Type.Object(
   {
-    max_uses: Type.Integer({ minimum: 1, maximum: 10000, default: 1, description: 'Registrations the code allows.' }),
+    max_uses: WithDefault(Type.Integer({ minimum: 1, maximum: 10000, default: 1, description: 'Registrations the code allows.' })),
     expires_in_s: Type.Optional(Type.Integer({ minimum: 1, maximum: 31536000, description: 'Lifetime, seconds; never expires when omitted.' })),
   },
   { additionalProperties: false },

@@ -2,17 +2,14 @@
  * Agent token management (with the user's normal access token, never with an agent token) and bot
  * users. The tokens themselves are used on `/api/mcp/*` and `/mcp` (see tools.routes.ts, src/mcp).
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { AppError } from '../../errors.js';
 import { AdminService } from '../admin/admin.service.js';
 import { AgentToken, AgentTokenParams, CreateAgentTokenBody, CreateBotBody, CreatedAgentToken, CreatedBot } from './agents.schemas.js';
-import type { NewTokenInput } from './agents.service.js';
 
 const tags = ['agents'];
-type NewToken = NewTokenInput & { name: string };
-
-export async function agentTokenRoutes(app: FastifyInstance): Promise<void> {
+export const agentTokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { agents } = app.hub;
   const admin = new AdminService(app.hub);
 
@@ -22,7 +19,7 @@ export async function agentTokenRoutes(app: FastifyInstance): Promise<void> {
    */
   app.post('/api/agent-tokens', { schema: { tags, body: CreateAgentTokenBody, response: { 201: CreatedAgentToken } } }, async (req, reply) => {
     reply.code(201);
-    return agents.createToken(req.auth.userId, req.body as NewToken);
+    return agents.createToken(req.auth.userId, req.body);
   });
 
   /** The caller's agent tokens and those they created for bots, newest first, without secrets. */
@@ -30,7 +27,7 @@ export async function agentTokenRoutes(app: FastifyInstance): Promise<void> {
 
   /** Revoke one of those tokens; it stops working at once. 204; 404 INVALID_AGENT_TOKEN. */
   app.delete('/api/agent-tokens/:id', { schema: { tags, params: AgentTokenParams } }, async (req, reply) => {
-    await agents.revokeToken(req.auth.userId, (req.params as { id: string }).id);
+    await agents.revokeToken(req.auth.userId, req.params.id);
     reply.code(204).send();
   });
 
@@ -42,6 +39,6 @@ export async function agentTokenRoutes(app: FastifyInstance): Promise<void> {
   app.post('/api/bots', { schema: { tags, body: CreateBotBody, response: { 201: CreatedBot } } }, async (req, reply) => {
     if (!(await admin.isAdmin(req.auth.userId))) throw new AppError('FORBIDDEN', 'Only server admins can create bot users');
     reply.code(201);
-    return agents.createBot(req.auth.userId, req.body as NewToken);
+    return agents.createBot(req.auth.userId, req.body);
   });
-}
+};

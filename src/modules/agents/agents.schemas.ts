@@ -6,7 +6,7 @@ import { Uuid } from '../users/users.schemas.js';
 export const SCOPES = ['rooms:read', 'messages:read', 'messages:write', 'search', 'presence:read'] as const;
 export type Scope = (typeof SCOPES)[number];
 
-export const ScopeSchema = Type.Union(SCOPES.map((s) => Type.Literal(s)));
+export const ScopeSchema = Type.Enum(SCOPES);
 
 const NewToken = {
   scopes: Type.Array(ScopeSchema, { minItems: 1, maxItems: SCOPES.length, uniqueItems: true }),

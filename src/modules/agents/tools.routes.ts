@@ -3,7 +3,7 @@
  * (`Authorization: Bearer sbat_…`); user access tokens are refused here, and agent tokens everywhere
  * else in `/api`.
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { agentAuth, type AgentContext } from './agents.service.js';
 import { callTool, listTools } from './tools.js';
@@ -16,9 +16,9 @@ declare module 'fastify' {
 
 const tags = ['agents'];
 
-export async function agentToolRoutes(app: FastifyInstance): Promise<void> {
+export const agentToolRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { hub } = app;
-  app.decorateRequest('agent', null as unknown as AgentContext);
+  app.decorateRequest('agent');
   app.addHook('onRequest', async (req) => {
     req.agent = await hub.agents.authenticateHeader(req.headers.authorization);
     req.auth = agentAuth(req.agent);
@@ -54,9 +54,9 @@ export async function agentToolRoutes(app: FastifyInstance): Promise<void> {
     const limitSend = app.socketLimits(req).send;
     inFlight.add(controller);
     try {
-      return await callTool({ hub, agent: req.agent, signal: controller.signal, limitSend }, (req.params as { name: string }).name, req.body);
+      return await callTool({ hub, agent: req.agent, signal: controller.signal, limitSend }, req.params.name, req.body);
     } finally {
       inFlight.delete(controller);
     }
   });
-}
+};

@@ -1,5 +1,6 @@
 /** The media repository over REST: upload, download (with byte ranges) and thumbnails. */
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { AppError } from '../../errors.js';
 import { Uuid } from '../users/users.schemas.js';
@@ -9,7 +10,7 @@ import { IMAGE_TYPES } from './attachments.service.js';
 const tags = ['attachments'];
 const IdParams = Type.Object({ id: Uuid });
 
-export async function attachmentsRoutes(app: FastifyInstance): Promise<void> {
+export const attachmentsRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { attachments, config } = app.hub;
   const maxBytes = config.storage.max_attachment_size_mb * 1048576;
 
@@ -36,13 +37,13 @@ export async function attachmentsRoutes(app: FastifyInstance): Promise<void> {
    * INVALID_ATTACHMENT to anyone else). Honours one `Range: bytes=…` (206; 416 RANGE_NOT_SATISFIABLE).
    * Images are `inline`, everything else `attachment`.
    */
-  app.get('/api/attachments/:id', { schema: { tags, params: IdParams } }, async (req, reply) => serve(req, reply, false));
+  app.get('/api/attachments/:id', { schema: { tags, params: IdParams } }, async (req, reply) => serve(req, reply, req.params.id, false));
 
   /** The image's WebP thumbnail (longest side `storage.thumbnail_max_px`); 404 INVALID_ATTACHMENT when it has none. */
-  app.get('/api/attachments/:id/thumbnail', { schema: { tags, params: IdParams } }, async (req, reply) => serve(req, reply, true));
+  app.get('/api/attachments/:id/thumbnail', { schema: { tags, params: IdParams } }, async (req, reply) => serve(req, reply, req.params.id, true));
 
-  async function serve(req: FastifyRequest, reply: FastifyReply, thumbnail: boolean) {
-    const file = await attachments.open(req.auth.userId, (req.params as { id: string }).id, thumbnail);
+  async function serve(req: FastifyRequest, reply: FastifyReply, id: string, thumbnail: boolean) {
+    const file = await attachments.open(req.auth.userId, id, thumbnail);
     const range = parseRange(req.headers.range, file.size);
     if (range === 'unsatisfiable') {
       reply.header('content-range', `bytes */${file.size}`);
@@ -63,4 +64,4 @@ export async function attachmentsRoutes(app: FastifyInstance): Promise<void> {
     const span = range ?? { start: 0, end: file.size - 1 };
     return reply.header('content-length', span.end - span.start + 1).send(file.read(span));
   }
-}
+};

@@ -1,7 +1,8 @@
 /**
  * Auth endpoints. Public: register, login, refresh. Authenticated: logout, devices.
  */
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyRequest } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { DeviceParams, Device, LoginBody, RefreshBody, RegisterBody, SessionResponse } from './auth.schemas.js';
 
@@ -12,7 +13,7 @@ function deviceInfo(req: FastifyRequest) {
 }
 
 /** Routes that need no access token. */
-export async function publicAuthRoutes(app: FastifyInstance): Promise<void> {
+export const publicAuthRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { auth } = app.hub;
 
   /**
@@ -21,22 +22,22 @@ export async function publicAuthRoutes(app: FastifyInstance): Promise<void> {
    */
   app.post('/api/auth/register', { schema: { tags, body: RegisterBody, response: { 201: SessionResponse } } }, async (req, reply) => {
     reply.code(201);
-    return auth.register(req.body as any, deviceInfo(req), app.hub.config.auth.registration);
+    return auth.register(req.body, deviceInfo(req), app.hub.config.auth.registration);
   });
 
   /** Log in with email and password: a new device session. 401 INVALID_CREDENTIALS. */
   app.post('/api/auth/login', { schema: { tags, body: LoginBody, response: { 200: SessionResponse } } }, async (req) => {
-    return auth.login(req.body as any, deviceInfo(req));
+    return auth.login(req.body, deviceInfo(req));
   });
 
   /** Rotate a refresh token. 401 INVALID_REFRESH_TOKEN, or REFRESH_TOKEN_REUSED (the session is revoked). */
   app.post('/api/auth/refresh', { schema: { tags, body: RefreshBody, response: { 200: SessionResponse } } }, async (req) => {
-    return auth.refresh((req.body as { refresh_token: string }).refresh_token);
+    return auth.refresh(req.body.refresh_token);
   });
-}
+};
 
 /** Routes for an authenticated caller. */
-export async function authRoutes(app: FastifyInstance): Promise<void> {
+export const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { auth } = app.hub;
 
   /** End this device session: its tokens stop working and its sockets close (4401). 204. */
@@ -50,7 +51,7 @@ export async function authRoutes(app: FastifyInstance): Promise<void> {
 
   /** Revoke one of the caller's device sessions; its sockets close at once. 204; 404 INVALID_DEVICE. */
   app.delete('/api/devices/:id', { schema: { tags, params: DeviceParams } }, async (req, reply) => {
-    await auth.revokeDevice(req.auth.userId, (req.params as { id: string }).id);
+    await auth.revokeDevice(req.auth.userId, req.params.id);
     reply.code(204).send();
   });
-}
+};

@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { Uuid } from '../users/users.schemas.js';
+import { Uuid, WithDefault } from '../users/users.schemas.js';
 
 export const RoomIdParams = Type.Object({ room_id: Uuid });
 export const MessageIdParams = Type.Object({ id: Uuid });
@@ -20,7 +20,7 @@ export const SendMessageBody = Type.Object(
 export const EditMessageBody = Type.Object({ content: Type.String() }, { additionalProperties: false });
 
 export const HistoryQuery = Type.Object({
-  limit: Type.Optional(Type.Integer({ minimum: 1, default: 50 })),
+  limit: WithDefault(Type.Integer({ minimum: 1, default: 50 })),
   before: Type.Optional(Uuid),
   after: Type.Optional(Uuid),
 });

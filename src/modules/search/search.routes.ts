@@ -1,11 +1,10 @@
 /** Message search, limited to the caller's rooms, and tenant tokens for searching Meilisearch directly. */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { SearchQuerystring } from './search.schemas.js';
-import type { SearchParams } from './search.service.js';
 
 const tags = ['search'];
 
-export async function searchRoutes(app: FastifyInstance): Promise<void> {
+export const searchRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const service = app.hub.search;
 
   /**
@@ -16,7 +15,7 @@ export async function searchRoutes(app: FastifyInstance): Promise<void> {
    * 503 SEARCH_UNAVAILABLE when the search backend cannot answer.
    */
   app.get('/api/search/messages', { schema: { tags, querystring: SearchQuerystring } }, async (req) =>
-    service.search(req.auth.userId, req.query as SearchParams),
+    service.search(req.auth.userId, req.query),
   );
 
   /**
@@ -27,4 +26,4 @@ export async function searchRoutes(app: FastifyInstance): Promise<void> {
    * https://www.meilisearch.com/docs/learn/security/tenant_tokens
    */
   app.get('/api/search/token', { schema: { tags } }, async (req) => service.token(req.auth.userId));
-}
+};

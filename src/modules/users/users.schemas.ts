@@ -1,6 +1,16 @@
-import { Type } from 'typebox';
+import { Type, type TSchema } from 'typebox';
 
 export const Uuid = Type.String({ format: 'uuid' });
+
+/**
+ * A property with a `default`: optional on the wire (not in `required`, so the OpenAPI document says
+ * so), and always present once validated, because the app's Ajv fills defaults in (`useDefaults`).
+ * Typed as the schema itself so handlers read it without a fallback.
+ */
+export function WithDefault<T extends TSchema>(schema: T): T {
+  if (!('default' in schema)) throw new Error('WithDefault needs a schema with a default');
+  return Type.Optional(schema) as unknown as T;
+}
 
 /** A user as other users see them. */
 export const PublicUser = Type.Object({
@@ -34,5 +44,5 @@ export const UpdateMeBody = Type.Object(
 
 export const UserSearchQuery = Type.Object({
   q: Type.String({ minLength: 1, maxLength: 100 }),
-  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 50, default: 20 })),
+  limit: WithDefault(Type.Integer({ minimum: 1, maximum: 50, default: 20 })),
 });
