@@ -151,7 +151,7 @@ export const mcpRoutes: FastifyPluginAsyncTypebox<{ version: string }> = async (
     }
     req.auth = agentAuth(agent);
     const shutdown = new AbortController();
-    const server = createMcpServer({ hub, agent, limitSend: app.socketLimits(req).send, shutdown: shutdown.signal }, opts.version);
+    const server = createMcpServer({ hub, agent, limitSend: () => app.sendLimiter(req), shutdown: shutdown.signal }, opts.version);
     const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
     inFlight.set(reply.raw, shutdown);
     if (closing) {

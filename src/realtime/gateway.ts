@@ -38,12 +38,12 @@ export const gatewayRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (socket: WebSocket, req) => {
       const since = req.query.since;
-      await serveSocket(hub, socket, req.auth, since, app.socketLimits(req));
+      await serveSocket(hub, socket, req.auth, since, app.socketLimits(), () => app.sendLimiter(req));
     },
   );
 };
 
-async function serveSocket(hub: Hub, socket: WebSocket, auth: AuthContext, since: number | undefined, limits: SocketLimits): Promise<void> {
+async function serveSocket(hub: Hub, socket: WebSocket, auth: AuthContext, since: number | undefined, limits: SocketLimits, limitSend: () => Promise<number>): Promise<void> {
   const onStreamWrite = (conn: Connection, event: StreamEvent) => {
     hub.metrics.eventsDelivered.inc();
     if (event.type !== 'message.new') return;
@@ -61,7 +61,7 @@ async function serveSocket(hub: Hub, socket: WebSocket, auth: AuthContext, since
   socket.on('message', (data, isBinary) => {
     queue = queue
       .then(() => setUp)
-      .then(() => handleFrame(hub, conn, isBinary ? null : data.toString(), limits))
+      .then(() => handleFrame(hub, conn, isBinary ? null : data.toString(), limits, limitSend))
       .catch((err) => hub.log.error({ err }, 'WebSocket frame handling failed'));
   });
   // Counted in presence only once `connected` was called, so a failed set-up cannot uncount another socket.
@@ -100,7 +100,7 @@ async function serveSocket(hub: Hub, socket: WebSocket, auth: AuthContext, since
   }
 }
 
-async function handleFrame(hub: Hub, conn: Connection, text: string | null, limits: SocketLimits): Promise<void> {
+async function handleFrame(hub: Hub, conn: Connection, text: string | null, limits: SocketLimits, limitSend: () => Promise<number>): Promise<void> {
   if (!conn.open) return;
   const frameWaitMs = limits.frame();
   if (frameWaitMs > 0) {
@@ -118,7 +118,7 @@ async function handleFrame(hub: Hub, conn: Connection, text: string | null, limi
   }
   const frame = parsed.frame;
   if (frame.type === 'message.send') {
-    const sendWaitMs = await limits.send();
+    const sendWaitMs = await limitSend();
     if (sendWaitMs > 0) return sendRateLimited(conn, sendWaitMs, frame.txn_id);
   }
   try {

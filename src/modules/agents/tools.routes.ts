@@ -51,10 +51,9 @@ export const agentToolRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post('/api/mcp/tools/:name', { schema: { tags, params: Type.Object({ name: Type.String({ maxLength: 100 }) }) } }, async (req, reply) => {
     const controller = new AbortController();
     reply.raw.once('close', () => controller.abort());
-    const limitSend = app.socketLimits(req).send;
     inFlight.add(controller);
     try {
-      return await callTool({ hub, agent: req.agent, signal: controller.signal, limitSend }, req.params.name, req.body);
+      return await callTool({ hub, agent: req.agent, signal: controller.signal, limitSend: () => app.sendLimiter(req) }, req.params.name, req.body);
     } finally {
       inFlight.delete(controller);
     }
