@@ -26,6 +26,7 @@ import { messagesRoutes } from './modules/messages/messages.routes.js';
 import { roomsRoutes } from './modules/rooms/rooms.routes.js';
 import { searchRoutes } from './modules/search/search.routes.js';
 import { usersRoutes } from './modules/users/users.routes.js';
+import { drainingPlugin } from './plugins/draining.js';
 import { rateLimitPlugin } from './plugins/rate-limit.js';
 import { closeAllSockets, gatewayRoutes } from './realtime/gateway.js';
 
@@ -61,20 +62,13 @@ export async function buildApp(hub: Hub): Promise<FastifyInstance> {
       if (bad !== null) throw new AppError('VALIDATION_FAILED', `${part}${bad ? `/${bad.replaceAll('.', '/')}` : ''} must not contain U+0000 or an unpaired surrogate`);
     }
   });
-  // While closing, every response ends its connection: a request in flight at shutdown would
-  // otherwise leave a keep-alive connection that holds close() for the keep-alive timeout.
-  let closing = false;
   app.addHook('onSend', async (req, reply) => {
     reply.header('x-request-id', req.id);
-    if (closing) reply.header('connection', 'close');
   });
   app.addHook('onResponse', async (req, reply) => {
     hub.metrics.httpDuration.observe({ method: req.method, route: req.routeOptions.url ?? 'unmatched', status: reply.statusCode }, reply.elapsedTime / 1000);
   });
-  app.addHook('preClose', async () => {
-    closing = true;
-    closeAllSockets(hub);
-  });
+  app.addHook('preClose', async () => closeAllSockets(hub));
   app.addHook('onClose', async () => closeHub(hub));
 
   app.setErrorHandler((err: FastifyError, req, reply) => {
@@ -109,6 +103,7 @@ export async function buildApp(hub: Hub): Promise<FastifyInstance> {
     });
   }
   await app.register(rateLimitPlugin);
+  await app.register(drainingPlugin);
 
   /** Liveness: the process answers. */
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));

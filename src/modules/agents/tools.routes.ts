@@ -24,19 +24,6 @@ export const agentToolRoutes: FastifyPluginAsyncTypebox = async (app) => {
     req.auth = agentAuth(req.agent);
   });
 
-  // Shutdown aborts the calls in flight (a wait_for_messages answers timed_out at once) and its
-  // answers close their connection: app.close() would otherwise wait out both the long poll and the
-  // idle keep-alive connection after it.
-  const inFlight = new Set<AbortController>();
-  let closing = false;
-  app.addHook('preClose', async () => {
-    closing = true;
-    for (const controller of inFlight) controller.abort();
-  });
-  app.addHook('onSend', async (req, reply) => {
-    if (closing) reply.header('connection', 'close');
-  });
-
   /** The tools: `{tools: [{name, description, inputSchema, outputSchema, scope}]}` (JSON Schema, as MCP `tools/list`). */
   app.get('/api/mcp/tools', { schema: { tags } }, async () => ({ tools: listTools() }));
 
@@ -49,13 +36,10 @@ export const agentToolRoutes: FastifyPluginAsyncTypebox = async (app) => {
    * (less when the hub shuts down).
    */
   app.post('/api/mcp/tools/:name', { schema: { tags, params: Type.Object({ name: Type.String({ maxLength: 100 }) }) } }, async (req, reply) => {
-    const controller = new AbortController();
-    reply.raw.once('close', () => controller.abort());
-    inFlight.add(controller);
-    try {
-      return await callTool({ hub, agent: req.agent, signal: controller.signal, limitSend: () => app.sendLimiter(req) }, req.params.name, req.body);
-    } finally {
-      inFlight.delete(controller);
-    }
+    // Ends early when the client goes away or the hub shuts down (src/plugins/draining.ts).
+    const gone = new AbortController();
+    reply.raw.once('close', () => gone.abort());
+    const signal = AbortSignal.any([gone.signal, app.closingSignal]);
+    return callTool({ hub, agent: req.agent, signal, limitSend: () => app.sendLimiter(req) }, req.params.name, req.body);
   });
 };
