@@ -6,6 +6,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
 import type { Database } from './db/database.js';
+import { AdminService } from './modules/admin/admin.service.js';
 import { AttachmentsService } from './modules/attachments/attachments.service.js';
 import { AgentsService } from './modules/agents/agents.service.js';
 import { AuthService } from './modules/auth/auth.service.js';
@@ -50,6 +51,8 @@ export interface Hub {
   agents: AgentsService;
   /** Registered bridges: as_token auth, ghosts, portals and the transaction pushers. */
   bridges: BridgesService;
+  /** Who is a server admin, and the admin API's user, room and invite management. */
+  admin: AdminService;
 }
 
 /** Builds the services and starts following the event stream. */
@@ -74,6 +77,7 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
   );
   // The only node: whoever the table says is online was left so by a crash or a stop within the grace.
   if (!config.redis.url) await presence.resetAtStart();
+  const fanout = new Fanout(pubsub, stream, log);
   return {
     config,
     db,
@@ -81,7 +85,7 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
     metrics: createMetrics(),
     pubsub,
     stream,
-    fanout: new Fanout(pubsub, stream, log),
+    fanout,
     auth: new AuthService(db, tokens, pubsub, config.auth.refresh_token_ttl_s, config.auth.admin_emails),
     users: new UsersService(db),
     rooms,
@@ -97,6 +101,7 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
     }),
     agents: new AgentsService(db),
     bridges,
+    admin: new AdminService({ db, stream, pubsub, fanout, config, rooms }),
   };
 }
 

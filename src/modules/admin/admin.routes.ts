@@ -6,12 +6,12 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { AppError } from '../../errors.js';
-import { AdminService } from './admin.service.js';
 import { AdminUser, CreateInviteBody, IdParams, Invite, InviteParams, PageQuery, RoomPage, Stats, UserPage } from './admin.schemas.js';
 
 const tags = ['admin'];
+
 export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  const admin = new AdminService(app.hub);
+  const { admin } = app.hub;
 
   // Runs after the access-token hook of the enclosing scope, so `req.auth` is set.
   app.addHook('onRequest', async (req) => {

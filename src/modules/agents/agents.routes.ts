@@ -5,13 +5,11 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { AppError } from '../../errors.js';
-import { AdminService } from '../admin/admin.service.js';
 import { AgentToken, AgentTokenParams, CreateAgentTokenBody, CreateBotBody, CreatedAgentToken, CreatedBot } from './agents.schemas.js';
 
 const tags = ['agents'];
 export const agentTokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  const { agents } = app.hub;
-  const admin = new AdminService(app.hub);
+  const { agents, admin } = app.hub;
 
   /**
    * Create an agent token acting as the caller, with scopes and an optional lifetime (`expires_in_s`,
