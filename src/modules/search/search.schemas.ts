@@ -1,5 +1,7 @@
+/** Search requests and results. */
 import { Type } from 'typebox';
-import { WithDefault } from '../users/users.schemas.js';
+import { Message } from '../messages/messages.schemas.js';
+import { DateTime, WithDefault } from '../users/users.schemas.js';
 
 /** `GET /api/search/messages` query string. */
 export const SearchQuerystring = Type.Object(
@@ -15,3 +17,22 @@ export const SearchQuerystring = Type.Object(
     offset: WithDefault(Type.Integer({ minimum: 0, maximum: 10000, default: 0 })),
   },
 );
+
+export const SearchHit = Type.Object({
+  message: Message,
+  highlight: Type.String({ description: 'The content with matches wrapped in <mark>…</mark> (other text is not HTML-escaped).' }),
+  rank: Type.Number({ description: 'Backend-specific relevance, higher is better; compare only within one response.' }),
+});
+
+export const SearchResults = Type.Object({
+  results: Type.Array(SearchHit),
+  has_more: Type.Boolean({ description: 'Whether a next page (offset + limit) has results.' }),
+});
+
+/** A Meilisearch tenant token for searching Meilisearch directly. */
+export const SearchToken = Type.Object({
+  token: Type.String(),
+  host: Type.String({ description: 'Meilisearch\'s URL (search.public_url, else search.url).' }),
+  index_uid: Type.String(),
+  expires_at: DateTime,
+});
