@@ -141,8 +141,7 @@ export async function buildApp(hub: Hub): Promise<FastifyInstance> {
         operationId: 'getMetrics',
         summary: 'Prometheus metrics',
         description: 'The hub\'s metrics (`switchboard_*`) and the process\'s, in the Prometheus text exposition format. Operator\'s guide: docs/OPERATIONS.md.',
-        produces: ['text/plain'],
-        response: { 200: Type.String({ description: 'Text exposition format 0.0.4' }) },
+        response: { 200: { description: 'Text exposition format 0.0.4', content: { 'text/plain': { schema: Type.String() } } } },
       },
     },
     async (req, reply) => {

@@ -27,7 +27,7 @@ export type ErrorStatus = 400 | 401 | 403 | 404 | 409 | 413 | 415 | 416 | 429 | 
 function errorResponse(status: ErrorStatus) {
   const codes = Object.entries(ERROR_CATALOG).filter(([, s]) => s === status).map(([code]) => code);
   // No code of its own (415): Fastify refused the request, and the error handler answers BAD_REQUEST.
-  const description = `${STATUS_CODES[status]}: \`{error: {code, message}}\` with code ${(codes.length ? codes : ['BAD_REQUEST']).join(', ')}.`;
+  const description = `${STATUS_CODES[status]}: \`{error: {code, message}}\`; codes with this status: ${(codes.length ? codes : ['BAD_REQUEST']).join(', ')}.`;
   return Type.Unsafe<Static<typeof ErrorResponse>>({ $ref: 'Error#', description });
 }
 
