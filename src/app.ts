@@ -6,11 +6,10 @@
 import crypto from 'node:crypto';
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import fastifyCors from '@fastify/cors';
-import fastifySwagger from '@fastify/swagger';
-import fastifySwaggerUi from '@fastify/swagger-ui';
 import fastifyMultipart from '@fastify/multipart';
 import fastifyWebsocket from '@fastify/websocket';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
 import { unstorableTextPath } from './db/text.js';
 import { AppError, errorBody } from './errors.js';
 import { closeHub, type Hub } from './hub.js';
@@ -26,6 +25,8 @@ import { messagesRoutes } from './modules/messages/messages.routes.js';
 import { roomsRoutes } from './modules/rooms/rooms.routes.js';
 import { searchRoutes } from './modules/search/search.routes.js';
 import { usersRoutes } from './modules/users/users.routes.js';
+import { drainingPlugin } from './plugins/draining.js';
+import { documentErrors, errorResponses, openapiPlugin } from './plugins/openapi.js';
 import { rateLimitPlugin } from './plugins/rate-limit.js';
 import { closeAllSockets, gatewayRoutes } from './ws/gateway.js';
 
@@ -53,7 +54,7 @@ export async function buildApp(hub: Hub): Promise<FastifyInstance> {
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.decorate('hub', hub);
-  app.decorateRequest('auth', null as unknown as AuthContext);
+  app.decorateRequest('auth');
   // Every route: a string PostgreSQL cannot store is a 400, not a failed query (src/db/text.ts).
   app.addHook('preValidation', async (req) => {
     for (const [part, value] of [['params', req.params], ['querystring', req.query], ['body', req.body]] as const) {
@@ -61,20 +62,13 @@ export async function buildApp(hub: Hub): Promise<FastifyInstance> {
       if (bad !== null) throw new AppError('VALIDATION_FAILED', `${part}${bad ? `/${bad.replaceAll('.', '/')}` : ''} must not contain U+0000 or an unpaired surrogate`);
     }
   });
-  // While closing, every response ends its connection: a request in flight at shutdown would
-  // otherwise leave a keep-alive connection that holds close() for the keep-alive timeout.
-  let closing = false;
   app.addHook('onSend', async (req, reply) => {
     reply.header('x-request-id', req.id);
-    if (closing) reply.header('connection', 'close');
   });
   app.addHook('onResponse', async (req, reply) => {
     hub.metrics.httpDuration.observe({ method: req.method, route: req.routeOptions.url ?? 'unmatched', status: reply.statusCode }, reply.elapsedTime / 1000);
   });
-  app.addHook('preClose', async () => {
-    closing = true;
-    closeAllSockets(hub);
-  });
+  app.addHook('preClose', async () => closeAllSockets(hub));
   app.addHook('onClose', async () => closeHub(hub));
 
   app.setErrorHandler((err: FastifyError, req, reply) => {
@@ -89,14 +83,7 @@ export async function buildApp(hub: Hub): Promise<FastifyInstance> {
   });
   app.setNotFoundHandler((req, reply) => reply.code(404).send(errorBody('NOT_FOUND', `No route ${req.method} ${req.url.split('?')[0]}`)));
 
-  await app.register(fastifySwagger, {
-    openapi: {
-      info: { title: 'Switchboard', version: VERSION, description: 'Chat hub REST API. The WebSocket protocol is in docs/WEBSOCKET_API.md.' },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
-      security: [{ bearer: [] }],
-    },
-  });
-  await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
+  await app.register(openapiPlugin, { version: VERSION });
   await app.register(fastifyWebsocket, { options: { maxPayload: config.limits.max_ws_frame_bytes } });
   await app.register(fastifyMultipart);
   if (config.server.cors_origins.length > 0) {
@@ -109,28 +96,65 @@ export async function buildApp(hub: Hub): Promise<FastifyInstance> {
     });
   }
   await app.register(rateLimitPlugin);
+  await app.register(drainingPlugin);
 
-  /** Liveness: the process answers. */
-  app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
-  /** Readiness: the database answers (503 UNAVAILABLE otherwise). */
-  app.get('/readyz', { schema: { hide: true } }, async (req, reply) => {
-    try {
-      await hub.db.query('SELECT 1');
-      return { status: 'ready' };
-    } catch (err) {
-      req.log.warn({ err }, 'database not reachable');
-      return reply.code(503).send(errorBody('UNAVAILABLE', 'Database not reachable'));
-    }
-  });
-  /** Prometheus metrics, text exposition format. */
-  app.get('/metrics', { schema: { hide: true } }, async (req, reply) => {
-    reply.type(hub.metrics.registry.contentType);
-    return hub.metrics.registry.metrics();
-  });
+  const health = { tags: ['health'], security: [] };
+  app.get(
+    '/healthz',
+    {
+      schema: {
+        ...health,
+        operationId: 'getLiveness',
+        summary: 'Liveness',
+        description: 'The process answers. For a liveness probe.',
+        response: { 200: Type.Object({ status: Type.Literal('ok') }, { description: 'Alive' }) },
+      },
+    },
+    async () => ({ status: 'ok' as const }),
+  );
+  app.get(
+    '/readyz',
+    {
+      schema: {
+        ...health,
+        operationId: 'getReadiness',
+        summary: 'Readiness',
+        description: 'The database answers: 200, else 503 UNAVAILABLE. For a readiness probe or a load balancer.',
+        response: { 200: Type.Object({ status: Type.Literal('ready') }, { description: 'Ready' }), ...errorResponses(503) },
+      },
+    },
+    async (req, reply) => {
+      try {
+        await hub.db.query('SELECT 1');
+        return { status: 'ready' as const };
+      } catch (err) {
+        req.log.warn({ err }, 'database not reachable');
+        return reply.code(503).send(errorBody('UNAVAILABLE', 'Database not reachable'));
+      }
+    },
+  );
+  app.get(
+    '/metrics',
+    {
+      schema: {
+        ...health,
+        operationId: 'getMetrics',
+        summary: 'Prometheus metrics',
+        description: 'The hub\'s metrics (`switchboard_*`) and the process\'s, in the Prometheus text exposition format. Operator\'s guide: docs/OPERATIONS.md.',
+        response: { 200: { description: 'Text exposition format 0.0.4', content: { 'text/plain': { schema: Type.String() } } } },
+      },
+    },
+    async (req, reply) => {
+      reply.type(hub.metrics.registry.contentType);
+      return hub.metrics.registry.metrics();
+    },
+  );
 
   await app.register(publicAuthRoutes);
   await app.register(gatewayRoutes);
   await app.register(async (api) => {
+    // 401 without a valid token; 403 for a bridge acting as a user outside its namespace.
+    api.addHook('onRoute', documentErrors(401, 403));
     api.addHook('onRequest', async (req) => {
       const header = req.headers.authorization;
       if (!header?.startsWith('Bearer ')) throw new AppError('UNAUTHORIZED', 'Missing access token (Authorization: Bearer <token>)');

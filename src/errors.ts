@@ -3,6 +3,7 @@
  * status; the WebSocket gateway sends `{"type":"error","code","message","txn_id"?}`. Codes are stable:
  * clients switch on them, so never rename one, only add.
  */
+import { Type } from 'typebox';
 export const ERROR_CATALOG = {
   BAD_REQUEST: 400,
   VALIDATION_FAILED: 400,
@@ -56,3 +57,17 @@ export class AppError extends Error {
 export function errorBody(code: ErrorCode | string, message: string) {
   return { error: { code, message } };
 }
+
+/**
+ * The schema of every REST error body, `{"error":{"code","message"}}`; `$id` `Error`, so the OpenAPI
+ * document has it once (`#/components/schemas/Error`) and responses refer to it (src/plugins/openapi.ts).
+ */
+export const ErrorResponse = Type.Object(
+  {
+    error: Type.Object({
+      code: Type.Enum(Object.keys(ERROR_CATALOG), { description: 'A stable code of the catalog in src/errors.ts.' }),
+      message: Type.String({ description: 'For people; may change.' }),
+    }),
+  },
+  { $id: 'Error' },
+);

@@ -6,6 +6,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
 import type { Database } from './db/database.js';
+import { AdminService } from './modules/admin/admin.service.js';
 import { AttachmentsService } from './modules/attachments/attachments.service.js';
 import { AgentsService } from './modules/agents/agents.service.js';
 import { AuthService } from './modules/auth/auth.service.js';
@@ -50,6 +51,8 @@ export interface Hub {
   agents: AgentsService;
   /** Registered bridges: as_token auth, ghosts, portals and the transaction pushers. */
   bridges: BridgesService;
+  /** Who is a server admin, and the admin API's user, room and invite management. */
+  admin: AdminService;
 }
 
 /** Builds the services and starts following the event stream. */
@@ -84,6 +87,7 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
   const fanout = new Fanout(pubsub, stream, log);
   const messages = new MessagesService(db, stream, pubsub, rooms, users, attachments, metrics, config.limits.max_message_bytes, config.limits.edit_window_s);
   followSocketWrites(fanout, messages, metrics, log);
+  const auth = new AuthService(db, users, tokens, pubsub, config.auth.refresh_token_ttl_s, config.auth.admin_emails);
   return {
     config,
     db,
@@ -92,7 +96,7 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
     pubsub,
     stream,
     fanout,
-    auth: new AuthService(db, users, tokens, pubsub, config.auth.refresh_token_ttl_s, config.auth.admin_emails),
+    auth,
     users,
     rooms,
     messages,
@@ -104,6 +108,7 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
     attachments,
     agents: new AgentsService(db, users),
     bridges,
+    admin: new AdminService({ db, stream, pubsub, fanout, config, auth, users, rooms, messages }),
   };
 }
 

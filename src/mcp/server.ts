@@ -7,8 +7,8 @@
  * Built on the SDK's low-level `Server` rather than `McpServer`: the tools are defined once with JSON
  * Schema (TypeBox) for REST and MCP alike, while `McpServer` only takes zod schemas.
  */
-import type { ServerResponse } from 'node:http';
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyReply } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import {
@@ -125,20 +125,8 @@ export function createMcpServer(ctx: Omit<ToolContext, 'signal'> & { shutdown: A
  * TOKEN_EXPIRED (with `WWW-Authenticate: Bearer`) without a valid agent token. `GET` and `DELETE`
  * answer 405: the server is stateless, with no session or server-initiated stream.
  */
-export async function mcpRoutes(app: FastifyInstance, opts: { version: string }): Promise<void> {
+export const mcpRoutes: FastifyPluginAsyncTypebox<{ version: string }> = async (app, opts) => {
   const { hub } = app;
-  // Shutdown ends the tool calls in flight (see createMcpServer) and their answers close their
-  // connection: app.close() would otherwise wait out both a long poll and the idle keep-alive
-  // connection after it.
-  const inFlight = new Map<ServerResponse, AbortController>();
-  let closing = false;
-  app.addHook('preClose', async () => {
-    closing = true;
-    for (const [res, shutdown] of inFlight) {
-      res.shouldKeepAlive = false;
-      shutdown.abort();
-    }
-  });
 
   app.post('/mcp', { schema: { hide: true } }, async (req, reply) => {
     let agent: AgentContext;
@@ -149,20 +137,14 @@ export async function mcpRoutes(app: FastifyInstance, opts: { version: string })
       throw err;
     }
     req.auth = agentAuth(agent);
-    const shutdown = new AbortController();
-    const server = createMcpServer({ hub, agent, limitSend: app.socketLimits(req).send, shutdown: shutdown.signal }, opts.version);
+    // Shutdown ends the tool calls in flight, and the answer ends its connection (src/plugins/draining.ts):
+    // app.close() would otherwise wait out both a long poll and the idle keep-alive connection after it.
+    const server = createMcpServer({ hub, agent, limitSend: () => app.sendLimiter(req), shutdown: app.closingSignal }, opts.version);
     const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
-    inFlight.set(reply.raw, shutdown);
-    if (closing) {
-      reply.raw.shouldKeepAlive = false;
-      shutdown.abort();
-    }
-    reply.raw.once('close', () => {
-      inFlight.delete(reply.raw);
-      void server.close();
-    });
+    reply.raw.once('close', () => void server.close());
     await server.connect(transport);
     reply.hijack();
+    reply.endConnectionOnShutdown();
     reply.raw.setHeader('x-request-id', req.id);
     await transport.handleRequest(req.raw, reply.raw, req.body);
   });
@@ -172,4 +154,4 @@ export async function mcpRoutes(app: FastifyInstance, opts: { version: string })
     reply.code(405).header('allow', 'POST').send({ jsonrpc: '2.0', error: { code: -32000, message: 'Method not allowed: this MCP server is stateless; use POST' }, id: null });
   app.get('/mcp', { schema: { hide: true } }, notAllowed);
   app.delete('/mcp', { schema: { hide: true } }, notAllowed);
-}
+};

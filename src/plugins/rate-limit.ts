@@ -10,12 +10,14 @@
  * handler, so a refused request changes nothing). Over a limit: 429 `RATE_LIMITED` with
  * `Retry-After` (seconds until the window resets).
  *
- * WebSocket (`socketLimits`, used by the gateway):
- * - `message.send` frames count against the same per-user send counter as REST (one limiter, keyed
- *   by user id, called with the socket's authenticated upgrade request);
- * - every frame takes a token from a per-connection bucket (`ws_frames_per_s` refill, `ws_burst`
- *   size). A bucket rather than the plugin's store: it belongs to one socket (no key, nothing to
- *   evict, gone with the socket) and, unlike a fixed window, gives `ws_burst` its meaning.
+ * Message sends (`app.sendLimiter`): one counter per user (`messages_per_user_per_min`) for every
+ * way of sending: the REST send route above, `message.send` WebSocket frames, and the agents'
+ * `send_message` tool over REST and MCP.
+ *
+ * WebSocket frames (`app.socketLimits`, used by the gateway): every frame takes a token from a
+ * per-connection bucket (`ws_frames_per_s` refill, `ws_burst` size). A bucket rather than the
+ * plugin's store: it belongs to one socket (no key, nothing to evict, gone with the socket) and,
+ * unlike a fixed window, gives `ws_burst` its meaning.
  * Over a limit the frame is not processed and the socket gets an `error` event `RATE_LIMITED` with
  * `retry_after_ms`; it stays open. Frames larger than `limits.max_ws_frame_bytes` close the socket
  * with 1009 (the `ws` maxPayload, set in app.ts).
@@ -27,18 +29,22 @@ import { Redis } from 'ioredis';
 import { AppError } from '../errors.js';
 import { normaliseEmail } from '../modules/auth/auth.service.js';
 
-/** The limits of one WebSocket connection. */
+/** The frame limit of one WebSocket connection. */
 export interface SocketLimits {
   /** Takes a token for one incoming frame. @returns 0 when allowed, else ms until a token is available. */
   frame(): number;
-  /** Counts one message send against the user's send limit. @returns 0 when allowed, else ms until the window resets. */
-  send(): Promise<number>;
 }
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** Limits for a new socket; `req` is its upgrade request, already authenticated (`req.auth`). */
-    socketLimits(req: FastifyRequest): SocketLimits;
+    /** The frame limit for a new socket. */
+    socketLimits(): SocketLimits;
+    /**
+     * Counts one message send against the send limit of `req.auth.userId` (an authenticated request:
+     * REST, an agent tool call, or a socket's upgrade request).
+     * @returns 0 when allowed, else ms until the window resets.
+     */
+    sendLimiter(req: FastifyRequest): Promise<number>;
   }
 }
 
@@ -95,7 +101,7 @@ async function rateLimits(app: FastifyInstance): Promise<void> {
     };
   };
   const byIp = (req: FastifyRequest) => normalizeIP(req.ip);
-  const sendsPerUser = limiter(cfg.messages_per_user_per_min, 60_000, (req) => req.auth.userId);
+  const sendLimiter = limiter(cfg.messages_per_user_per_min, 60_000, (req) => req.auth.userId);
 
   const limitedRoutes: Record<string, Limiter[]> = {
     'POST /api/auth/login': [
@@ -103,7 +109,7 @@ async function rateLimits(app: FastifyInstance): Promise<void> {
       limiter(cfg.login_per_account_per_min, 60_000, (req) => normaliseEmail((req.body as { email: string }).email)),
     ],
     'POST /api/auth/register': [limiter(cfg.register_per_ip_per_hour, 3_600_000, byIp)],
-    'POST /api/rooms/:room_id/messages': [sendsPerUser],
+    'POST /api/rooms/:room_id/messages': [sendLimiter],
   };
 
   app.addHook('onRoute', (route) => {
@@ -121,11 +127,12 @@ async function rateLimits(app: FastifyInstance): Promise<void> {
     route.preHandler = [...[route.preHandler ?? []].flat(), enforce];
   });
 
-  app.decorate('socketLimits', (req: FastifyRequest): SocketLimits => {
+  app.decorate('sendLimiter', sendLimiter);
+  app.decorate('socketLimits', (): SocketLimits => {
     const bucket = cfg.ws_frames_per_s > 0 ? new TokenBucket(cfg.ws_frames_per_s, cfg.ws_burst) : null;
-    return { frame: () => bucket?.take() ?? 0, send: () => sendsPerUser(req) };
+    return { frame: () => bucket?.take() ?? 0 };
   });
 }
 
-/** Registers `@fastify/rate-limit`, the REST limits and `app.socketLimits`. Register before the routes. */
+/** Registers `@fastify/rate-limit`, the REST limits, `app.sendLimiter` and `app.socketLimits`. Register before the routes. */
 export const rateLimitPlugin = fp(rateLimits, { name: 'switchboard-rate-limits' });

@@ -5,7 +5,7 @@
  * `{"type":"ready","stream_position","resumed"}`. A socket's sends are pipelined into the node's
  * group commit and every reply comes back in frame order (pipeline.ts). Protocol: docs/WEBSOCKET_API.md.
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { WebSocket } from 'ws';
 import { AppError } from '../errors.js';
@@ -23,7 +23,7 @@ const WsQuery = Type.Object({
   since: Type.Optional(Type.Integer({ minimum: 0 })),
 });
 
-export async function gatewayRoutes(app: FastifyInstance): Promise<void> {
+export const gatewayRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const hub = app.hub;
 
   app.get(
@@ -33,26 +33,26 @@ export async function gatewayRoutes(app: FastifyInstance): Promise<void> {
       schema: { querystring: WsQuery, hide: true },
       preValidation: async (req) => {
         const header = req.headers.authorization;
-        const token = header?.startsWith('Bearer ') ? header.slice(7) : (req.query as { access_token?: string }).access_token;
+        const token = header?.startsWith('Bearer ') ? header.slice(7) : req.query.access_token;
         if (!token) throw new AppError('UNAUTHORIZED', 'Missing access token');
         req.auth = await hub.auth.authenticate(token);
       },
     },
     async (socket: WebSocket, req) => {
-      const since = (req.query as { since?: number }).since;
-      await serveSocket(hub, socket, req.auth, since, app.socketLimits(req));
+      const since = req.query.since;
+      await serveSocket(hub, socket, req.auth, since, app.socketLimits(), () => app.sendLimiter(req));
     },
   );
-}
+};
 
-async function serveSocket(hub: Hub, socket: WebSocket, auth: AuthContext, since: number | undefined, limits: SocketLimits): Promise<void> {
+async function serveSocket(hub: Hub, socket: WebSocket, auth: AuthContext, since: number | undefined, limits: SocketLimits, limitSend: () => Promise<number>): Promise<void> {
   const conn = hub.fanout.open(socket, auth, hub.config.limits.max_send_queue_bytes);
 
   // Frames that arrive while we set up wait for it; then sends are pipelined (see FramePipeline).
   let ready!: () => void;
   const setUp = new Promise<void>((resolve) => (ready = resolve));
   const frames = new FramePipeline(setUp, (reply) => conn.send(reply), (err) => hub.log.error({ err }, 'WebSocket frame handling failed'));
-  socket.on('message', (data, isBinary) => acceptFrame(hub, conn, frames, isBinary ? null : data.toString(), limits));
+  socket.on('message', (data, isBinary) => acceptFrame(hub, conn, frames, isBinary ? null : data.toString(), limits, limitSend));
   // Counted in presence only once `connected` was called, so a failed set-up cannot uncount another socket.
   let present = false;
   socket.on('close', () => {
@@ -94,7 +94,7 @@ async function serveSocket(hub: Hub, socket: WebSocket, auth: AuthContext, since
  * `message.send` goes to the writer without waiting for earlier sends to commit, and any other frame
  * after every earlier frame is done. Replies (acknowledgements, errors) go out in frame order.
  */
-function acceptFrame(hub: Hub, conn: Connection, frames: FramePipeline, text: string | null, limits: SocketLimits): void {
+function acceptFrame(hub: Hub, conn: Connection, frames: FramePipeline, text: string | null, limits: SocketLimits, limitSend: () => Promise<number>): void {
   if (!conn.open) return;
   const frameWaitMs = limits.frame();
   if (frameWaitMs > 0) {
@@ -108,7 +108,7 @@ function acceptFrame(hub: Hub, conn: Connection, frames: FramePipeline, text: st
   const failed = (err: unknown) => errorReply(hub, frame, err);
   if (frame.type === 'message.send') {
     // Counted now, in frame order; the writer gets the frame once the count allows it.
-    const allowed = limits.send();
+    const allowed = limitSend();
     return frames.pipelined(async () => {
       const waitMs = await allowed;
       if (waitMs > 0) return { reply: Promise.resolve(rateLimited(waitMs, frame.txn_id)) };

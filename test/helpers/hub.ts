@@ -17,6 +17,7 @@ import { loadConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import { migrate, openDatabase } from '../../src/db/database.js';
 import { createHub, type Hub } from '../../src/hub.js';
+import { checkResponsesAgainstDocument } from './openapi-responses.js';
 
 export type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? (T[K] extends unknown[] ? T[K] : DeepPartial<T[K]>) : T[K] };
 
@@ -61,6 +62,7 @@ function merge(base: any, over: any): any {
 /**
  * Starts a hub listening on a free loopback port, on a fresh database, with Redis pub/sub when REDIS_URL
  * is set (on its own channel prefix). `shareWith`: a second node on the same database and channels.
+ * Every response is checked against the hub's OpenAPI document; `close()` fails on a violation.
  */
 export async function startTestHub(overrides: DeepPartial<Config> = {}, opts: { shareWith?: TestHub } = {}): Promise<TestHub> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-test-'));
@@ -80,6 +82,7 @@ export async function startTestHub(overrides: DeepPartial<Config> = {}, opts: { 
   await migrate(db);
   const hub = await createHub(config, db, log);
   const app = await buildApp(hub);
+  const violations = checkResponsesAgainstDocument(app);
   await app.listen({ host: '127.0.0.1', port: 0 });
   const port = (app.server.address() as { port: number }).port;
   return {
@@ -88,10 +91,12 @@ export async function startTestHub(overrides: DeepPartial<Config> = {}, opts: { 
     config,
     url: `http://127.0.0.1:${port}`,
     wsUrl: `ws://127.0.0.1:${port}`,
+    /** Stops the hub; fails when a response broke the OpenAPI document (see ./openapi-responses.ts). */
     async close() {
       await app.close();
       await scratch?.drop();
       fs.rmSync(dataDir, { recursive: true, force: true });
+      if (violations.length) throw new Error(`Responses the OpenAPI document does not allow:\n${violations.join('\n')}`);
     },
   };
 }

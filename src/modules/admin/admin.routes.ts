@@ -3,59 +3,149 @@
  * access token of an admin (`users.is_admin` or an email in `auth.admin_emails`); anyone else gets
  * 403 FORBIDDEN. Operator's guide: docs/OPERATIONS.md.
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { AppError } from '../../errors.js';
-import { AdminService } from './admin.service.js';
+import { errorResponses } from '../../plugins/openapi.js';
 import { AdminUser, CreateInviteBody, IdParams, Invite, InviteParams, PageQuery, RoomPage, Stats, UserPage } from './admin.schemas.js';
 
 const tags = ['admin'];
-type Page = { q?: string; limit: number; offset: number };
+const adminsOnly = 'Server admins only (403 FORBIDDEN otherwise).';
 
-export async function adminRoutes(app: FastifyInstance): Promise<void> {
-  const admin = new AdminService(app.hub);
+export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const { admin } = app.hub;
 
   // Runs after the access-token hook of the enclosing scope, so `req.auth` is set.
   app.addHook('onRequest', async (req) => {
     if (!(await admin.isAdmin(req.auth.userId))) throw new AppError('FORBIDDEN', 'Server admins only');
   });
 
-  /** Users, newest first, deactivated ones included: `{users, total}`. `?q=` (name or email contains, case-insensitive), `?limit=` (1-200, default 50), `?offset=`. */
-  app.get('/api/admin/users', { schema: { tags, querystring: PageQuery, response: { 200: UserPage } } }, async (req) => admin.listUsers(req.query as Page));
-
-  /**
-   * Deactivate a user: their sessions are revoked and their sockets on every node close at once
-   * with 4401; they can no longer log in. Their rooms and messages are kept. Idempotent; returns the
-   * user. 404 INVALID_USER; 403 FORBIDDEN for oneself.
-   */
-  app.post('/api/admin/users/:id/deactivate', { schema: { tags, params: IdParams, response: { 200: AdminUser } } }, async (req) =>
-    admin.deactivate(req.auth.userId, (req.params as { id: string }).id),
+  app.get(
+    '/api/admin/users',
+    {
+      schema: {
+        operationId: 'adminListUsers',
+        summary: 'List users',
+        description: `Users, newest first, deactivated ones included, with the total matching. \`q\`: name or email contains (case-insensitive). ${adminsOnly}`,
+        tags,
+        querystring: PageQuery,
+        response: { 200: Type.With(UserPage, { description: 'A page of users' }) },
+      },
+    },
+    async (req) => admin.listUsers(req.query),
   );
 
-  /** Rooms (not deleted), newest first, with member and message counts: `{rooms, total}`. `?q=` (name contains), `?limit=`, `?offset=`. */
-  app.get('/api/admin/rooms', { schema: { tags, querystring: PageQuery, response: { 200: RoomPage } } }, async (req) => admin.listRooms(req.query as Page));
+  app.post(
+    '/api/admin/users/:id/deactivate',
+    {
+      schema: {
+        operationId: 'adminDeactivateUser',
+        summary: 'Deactivate a user',
+        description:
+          'Deactivates a user: their sessions are revoked and their sockets on every node close at once with 4401; they can no ' +
+          `longer log in. Their rooms and messages are kept. Idempotent. 404 INVALID_USER; 403 FORBIDDEN for oneself. ${adminsOnly}`,
+        tags,
+        params: IdParams,
+        response: { 200: Type.With(AdminUser, { description: 'The user, deactivated' }), ...errorResponses(404) },
+      },
+    },
+    async (req) => admin.deactivate(req.auth.userId, req.params.id),
+  );
 
-  /** Delete any room: members are removed and get `room.deleted`; messages are kept. 204; 404 INVALID_ROOM. */
-  app.delete('/api/admin/rooms/:id', { schema: { tags, params: IdParams } }, async (req, reply) => {
-    await admin.deleteRoom(req.auth.userId, (req.params as { id: string }).id);
-    reply.code(204).send();
-  });
+  app.get(
+    '/api/admin/rooms',
+    {
+      schema: {
+        operationId: 'adminListRooms',
+        summary: 'List rooms',
+        description: `Rooms (not deleted), newest first, with member and message counts and the total matching. \`q\`: name contains. ${adminsOnly}`,
+        tags,
+        querystring: PageQuery,
+        response: { 200: Type.With(RoomPage, { description: 'A page of rooms' }) },
+      },
+    },
+    async (req) => admin.listRooms(req.query),
+  );
 
-  /** Counts of users, rooms and messages, sockets open on this node, and the latest stream position. */
-  app.get('/api/admin/stats', { schema: { tags, response: { 200: Stats } } }, async () => admin.stats());
+  app.delete(
+    '/api/admin/rooms/:id',
+    {
+      schema: {
+        operationId: 'adminDeleteRoom',
+        summary: 'Delete any room',
+        description: `Deletes a room: members are removed and get \`room.deleted\`; messages are kept. 204; 404 INVALID_ROOM. ${adminsOnly}`,
+        tags,
+        params: IdParams,
+        response: { 204: Type.Null({ description: 'Deleted' }), ...errorResponses(404) },
+      },
+    },
+    async (req, reply) => {
+      await admin.deleteRoom(req.auth.userId, req.params.id);
+      reply.code(204).send(null);
+    },
+  );
 
-  /** Issue an invite code (for `auth.registration = "invite"`). Body `{max_uses?: 1, expires_in_s?}`. 201 with the invite. */
-  app.post('/api/admin/invites', { schema: { tags, body: CreateInviteBody, response: { 201: Invite } } }, async (req, reply) => {
-    reply.code(201);
-    return admin.createInvite(req.auth.userId, req.body as { max_uses: number; expires_in_s?: number });
-  });
+  app.get(
+    '/api/admin/stats',
+    {
+      schema: {
+        operationId: 'adminGetStats',
+        summary: 'Server stats',
+        description: `Counts of users, rooms and messages, the sockets open on the node that answers, and the latest stream position. ${adminsOnly}`,
+        tags,
+        response: { 200: Type.With(Stats, { description: 'The stats' }) },
+      },
+    },
+    async () => admin.stats(),
+  );
 
-  /** Every invite code with its use count, newest first. */
-  app.get('/api/admin/invites', { schema: { tags, response: { 200: Type.Array(Invite) } } }, async () => admin.listInvites());
+  app.post(
+    '/api/admin/invites',
+    {
+      schema: {
+        operationId: 'adminCreateInvite',
+        summary: 'Issue an invite code',
+        description: `Issues an invite code (for \`auth.registration = "invite"\`), usable \`max_uses\` times, until \`expires_in_s\` from now. 201. ${adminsOnly}`,
+        tags,
+        body: CreateInviteBody,
+        response: { 201: Type.With(Invite, { description: 'The invite' }) },
+      },
+    },
+    async (req, reply) => {
+      reply.code(201);
+      return admin.createInvite(req.auth.userId, req.body);
+    },
+  );
 
-  /** Withdraw an invite code. 204; 404 NOT_FOUND. */
-  app.delete('/api/admin/invites/:code', { schema: { tags, params: InviteParams } }, async (req, reply) => {
-    await admin.deleteInvite((req.params as { code: string }).code);
-    reply.code(204).send();
-  });
-}
+  app.get(
+    '/api/admin/invites',
+    {
+      schema: {
+        operationId: 'adminListInvites',
+        summary: 'List invite codes',
+        description: `Every invite code with its use count, newest first (used-up and expired ones included). ${adminsOnly}`,
+        tags,
+        response: { 200: Type.Array(Invite, { description: 'The invites' }) },
+      },
+    },
+    async () => admin.listInvites(),
+  );
+
+  app.delete(
+    '/api/admin/invites/:code',
+    {
+      schema: {
+        operationId: 'adminDeleteInvite',
+        summary: 'Withdraw an invite code',
+        description: `Withdraws an invite code. 204; 404 NOT_FOUND. ${adminsOnly}`,
+        tags,
+        params: InviteParams,
+        response: { 204: Type.Null({ description: 'Withdrawn' }), ...errorResponses(404) },
+      },
+    },
+    async (req, reply) => {
+      await admin.deleteInvite(req.params.code);
+      reply.code(204).send(null);
+    },
+  );
+};

@@ -1,13 +1,13 @@
+/** Admin API requests and shapes. */
 import { Type } from 'typebox';
-import { SelfUser, Uuid } from '../users/users.schemas.js';
-
-const DateTime = Type.String({ format: 'date-time' });
+import { RoomType, Visibility } from '../rooms/rooms.schemas.js';
+import { DateTime, Nullable, SelfUser, Uuid, WithDefault } from '../users/users.schemas.js';
 
 export const PageQuery = Type.Object(
   {
-    q: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
-    limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
-    offset: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, default: 0 }),
+    q: Type.Optional(Type.String({ minLength: 1, maxLength: 100, description: 'Contains, case-insensitive (users: name or email; rooms: name).' })),
+    limit: WithDefault(Type.Integer({ minimum: 1, maximum: 200, default: 50 })),
+    offset: WithDefault(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, default: 0 })),
   },
   { additionalProperties: false },
 );
@@ -15,23 +15,23 @@ export const PageQuery = Type.Object(
 export const IdParams = Type.Object({ id: Uuid });
 
 /** A user as admins see them. */
-export const AdminUser = Type.Object({ ...SelfUser.properties, deactivated_at: Type.Union([DateTime, Type.Null()]) });
+export const AdminUser = Type.Object({ ...SelfUser.properties, deactivated_at: Nullable(DateTime) });
 
-export const UserPage = Type.Object({ users: Type.Array(AdminUser), total: Type.Integer() });
+export const UserPage = Type.Object({ users: Type.Array(AdminUser), total: Type.Integer({ description: 'Users matching, all pages.' }) });
 
 export const AdminRoom = Type.Object({
   id: Uuid,
-  type: Type.String(),
+  type: RoomType,
   name: Type.String(),
   topic: Type.String(),
-  visibility: Type.String(),
-  created_by: Type.Union([Uuid, Type.Null()]),
+  visibility: Visibility,
+  created_by: Nullable(Uuid),
   created_at: DateTime,
   member_count: Type.Integer(),
   message_count: Type.Integer(),
 });
 
-export const RoomPage = Type.Object({ rooms: Type.Array(AdminRoom), total: Type.Integer() });
+export const RoomPage = Type.Object({ rooms: Type.Array(AdminRoom), total: Type.Integer({ description: 'Rooms matching, all pages.' }) });
 
 export const Stats = Type.Object({
   users: Type.Integer({ description: 'All accounts, deactivated included.' }),
@@ -44,7 +44,7 @@ export const Stats = Type.Object({
 
 export const CreateInviteBody = Type.Object(
   {
-    max_uses: Type.Integer({ minimum: 1, maximum: 10000, default: 1, description: 'Registrations the code allows.' }),
+    max_uses: WithDefault(Type.Integer({ minimum: 1, maximum: 10000, default: 1, description: 'Registrations the code allows.' })),
     expires_in_s: Type.Optional(Type.Integer({ minimum: 1, maximum: 31536000, description: 'Lifetime, seconds; never expires when omitted.' })),
   },
   { additionalProperties: false },
@@ -52,10 +52,10 @@ export const CreateInviteBody = Type.Object(
 
 export const Invite = Type.Object({
   code: Type.String(),
-  created_by: Type.Union([Uuid, Type.Null()]),
+  created_by: Nullable(Uuid),
   max_uses: Type.Integer(),
   uses: Type.Integer(),
-  expires_at: Type.Union([DateTime, Type.Null()]),
+  expires_at: Nullable(DateTime),
   created_at: DateTime,
 });
 

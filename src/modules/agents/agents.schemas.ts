@@ -1,12 +1,12 @@
 /** Agent tokens and bot users: request and response shapes. */
 import { Type } from 'typebox';
-import { Uuid } from '../users/users.schemas.js';
+import { DateTime, Nullable, Uuid } from '../users/users.schemas.js';
 
 /** What a token may do; each tool needs one scope. */
 export const SCOPES = ['rooms:read', 'messages:read', 'messages:write', 'search', 'presence:read'] as const;
 export type Scope = (typeof SCOPES)[number];
 
-export const ScopeSchema = Type.Union(SCOPES.map((s) => Type.Literal(s)));
+export const ScopeSchema = Type.Enum(SCOPES);
 
 const NewToken = {
   scopes: Type.Array(ScopeSchema, { minItems: 1, maxItems: SCOPES.length, uniqueItems: true }),
@@ -27,12 +27,12 @@ export const AgentTokenParams = Type.Object({ id: Uuid });
 
 export const AgentToken = Type.Object({
   id: Uuid,
-  user_id: Uuid,
+  user_id: Type.With(Uuid, { description: 'The user the token acts as (the caller, or a bot).' }),
   name: Type.String(),
   scopes: Type.Array(ScopeSchema),
-  created_at: Type.String({ format: 'date-time' }),
-  expires_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
-  last_used_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  created_at: DateTime,
+  expires_at: Nullable(Type.With(DateTime, { description: 'Null: never expires.' })),
+  last_used_at: Nullable(DateTime),
 });
 
 /** A token as returned once, at creation: the listing fields plus the secret. */

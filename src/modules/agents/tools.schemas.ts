@@ -1,67 +1,38 @@
 /**
- * JSON Schemas (TypeBox) of what the agent tools return. Objects are open (extra properties allowed) so
- * fields added to the wire shapes later do not break clients that validate results.
+ * JSON Schemas (TypeBox) of the agent tools' results and of the tool endpoints. The wire shapes are
+ * those of the REST API, from their modules. Objects are open (extra properties allowed) so fields
+ * added to the wire shapes later do not break clients that validate results.
  */
-import { Type, type TSchema } from 'typebox';
-import { Uuid } from '../users/users.schemas.js';
+import { Type } from 'typebox';
+import { ScopeSchema } from './agents.schemas.js';
 
-const DateTime = Type.String({ format: 'date-time' });
-const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
+export { Message } from '../messages/messages.schemas.js';
+export { Room, RoomMember as Member, RoomSummary } from '../rooms/rooms.schemas.js';
+export { SearchHit } from '../search/search.schemas.js';
+export { Presence } from '../users/users.schemas.js';
 
-/** A message as in history and `message.new` (see `messageView`). */
-export const Message = Type.Object({
-  id: Uuid,
-  room_id: Uuid,
-  user_id: Uuid,
-  user_name: Type.String(),
-  content: Type.String({ description: 'Text; mentions are written <@user_id>.' }),
-  created_at: DateTime,
-  reply_to: Nullable(Uuid),
-  attachments: Type.Array(Type.Unknown()),
-  mentions: Type.Array(Uuid),
-  reactions: Type.Array(Type.Object({ key: Type.String(), count: Type.Integer(), user_ids: Type.Array(Uuid) })),
-  stream_position: Type.Integer({ description: 'Position in the event stream; pass as `since` to read or wait for what follows.' }),
-  delivered_at: Nullable(DateTime),
-  deleted: Type.Boolean(),
-});
+export const ToolParams = Type.Object({ name: Type.String({ maxLength: 100 }) });
 
-export const RoomSummary = Type.Object({
-  id: Uuid,
-  type: Type.String({ description: 'direct | group | channel' }),
+/** One agent tool as listed (`listTools`): its JSON Schemas are those MCP `tools/list` gives. */
+export const ToolListing = Type.Object({
   name: Type.String(),
-  topic: Type.String(),
-  visibility: Type.String({ description: 'public | private' }),
-  created_at: DateTime,
-  role: Type.String({ description: 'The user\'s role: owner | admin | member' }),
-  member_count: Type.Integer(),
-  unread_count: Type.Integer(),
-  last_message: Nullable(
-    Type.Object({ id: Uuid, user_id: Uuid, user_name: Type.String(), content: Type.String(), created_at: DateTime, stream_position: Type.Integer(), deleted: Type.Boolean() }),
-  ),
+  description: Type.String(),
+  inputSchema: Type.Object({}, { additionalProperties: true, description: 'JSON Schema of the arguments.' }),
+  outputSchema: Type.Object({}, { additionalProperties: true, description: 'JSON Schema of the result.' }),
+  scope: Type.With(ScopeSchema, { description: 'The scope a token needs to call it.' }),
 });
 
-export const Member = Type.Object({ user_id: Uuid, name: Type.String(), avatar_url: Nullable(Type.String()), role: Type.String(), joined_at: DateTime });
+/**
+ * The arguments of a tool call, as a JSON body; checked against the tool's input schema by `callTool`.
+ * Per media type, so a call without a body (a tool that takes no arguments) is not validated at all.
+ */
+export const ToolArguments = {
+  content: {
+    'application/json': {
+      schema: Type.Union([Type.Object({}, { additionalProperties: true }), Type.Null()], { description: 'The arguments; {}, null or no body for none.' }),
+    },
+  },
+};
 
-export const Room = Type.Object({
-  id: Uuid,
-  type: Type.String(),
-  name: Type.String(),
-  topic: Type.String(),
-  visibility: Type.String(),
-  created_by: Nullable(Uuid),
-  created_at: DateTime,
-  members: Type.Array(Member),
-});
-
-export const SearchHit = Type.Object({
-  message: Message,
-  highlight: Type.String({ description: 'The content with matches wrapped in <mark>…</mark>.' }),
-  rank: Type.Number(),
-});
-
-export const Presence = Type.Object({
-  user_id: Uuid,
-  status: Type.String({ description: 'online | away | busy | offline' }),
-  status_text: Type.String(),
-  last_seen: Nullable(DateTime),
-});
+/** A tool's result: it matches the tool's `outputSchema`. */
+export const ToolResult = Type.Object({}, { additionalProperties: true, description: 'The tool\'s result; it matches its outputSchema' });

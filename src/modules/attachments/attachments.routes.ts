@@ -1,48 +1,91 @@
 /** The media repository over REST: upload, download (with byte ranges) and thumbnails. */
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { AppError } from '../../errors.js';
-import { Uuid } from '../users/users.schemas.js';
+import { errorResponses } from '../../plugins/openapi.js';
 import { contentDisposition, parseRange } from './attachments.http.js';
+import { Attachment, AttachmentParams, FileBytes, UploadBody } from './attachments.schemas.js';
 import { IMAGE_TYPES } from './attachments.service.js';
 
 const tags = ['attachments'];
-const IdParams = Type.Object({ id: Uuid });
+const download = {
+  200: FileBytes('The bytes, with the file\'s Content-Type; Content-Disposition inline for images, else attachment'),
+  206: FileBytes('The requested byte range (Content-Range)'),
+  ...errorResponses(404, 416),
+};
 
-export async function attachmentsRoutes(app: FastifyInstance): Promise<void> {
+export const attachmentsRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { attachments, config } = app.hub;
   const maxBytes = config.storage.max_attachment_size_mb * 1048576;
 
-  /**
-   * Upload one file as `multipart/form-data` (the first file part; any field name). 201
-   * `{id, url, filename, size, mime_type, thumbnail_url?}`: `mime_type` is sniffed from the bytes,
-   * `size` in bytes. Send the id in a message's `attachments` to share it.
-   * 413 ATTACHMENT_TOO_LARGE beyond `storage.max_attachment_size_mb` MiB; 400 VALIDATION_FAILED without
-   * a file part, for a body that is not multipart/form-data (or has no boundary), and for one cut short.
-   */
-  app.post('/api/attachments', { schema: { tags, consumes: ['multipart/form-data'] } }, async (req, reply) => {
-    if (!req.isMultipart()) throw new AppError('VALIDATION_FAILED', 'Send one file in a multipart/form-data body');
-    const part = await req.file({ limits: { fileSize: maxBytes, files: 1 } }).catch((err: Error) => {
-      throw new AppError('VALIDATION_FAILED', `Malformed multipart/form-data body: ${err.message}`);
-    });
-    if (!part) throw new AppError('VALIDATION_FAILED', 'Send one file in a multipart/form-data body');
-    const view = await attachments.upload(req.auth.userId, part.filename, part.file);
-    reply.code(201);
-    return view;
-  });
+  app.post(
+    '/api/attachments',
+    {
+      schema: {
+        operationId: 'uploadAttachment',
+        summary: 'Upload a file',
+        description:
+          'Uploads one file as `multipart/form-data` (the first file part; any field name). `mime_type` is sniffed from the ' +
+          'bytes. Send the id in a message\'s `attachments` to share it. 413 ATTACHMENT_TOO_LARGE beyond ' +
+          '`storage.max_attachment_size_mb` MiB; 400 VALIDATION_FAILED without a file part, for a body that is not ' +
+          'multipart/form-data (or has no boundary), and for one cut short.',
+        tags,
+        consumes: ['multipart/form-data'],
+        body: UploadBody,
+        response: { 201: Type.With(Attachment, { description: 'The stored file' }) },
+      },
+      // The body schema documents the multipart parts; the handler reads them from the stream itself.
+      validatorCompiler: () => () => true,
+    },
+    async (req, reply) => {
+      if (!req.isMultipart()) throw new AppError('VALIDATION_FAILED', 'Send one file in a multipart/form-data body');
+      const part = await req.file({ limits: { fileSize: maxBytes, files: 1 } }).catch((err: Error) => {
+        throw new AppError('VALIDATION_FAILED', `Malformed multipart/form-data body: ${err.message}`);
+      });
+      if (!part) throw new AppError('VALIDATION_FAILED', 'Send one file in a multipart/form-data body');
+      const view = await attachments.upload(req.auth.userId, part.filename, part.file);
+      reply.code(201);
+      return view;
+    },
+  );
 
-  /**
-   * The file's bytes, for its uploader and the members of a room where a message carries it (404
-   * INVALID_ATTACHMENT to anyone else). Honours one `Range: bytes=…` (206; 416 RANGE_NOT_SATISFIABLE).
-   * Images are `inline`, everything else `attachment`.
-   */
-  app.get('/api/attachments/:id', { schema: { tags, params: IdParams } }, async (req, reply) => serve(req, reply, false));
+  app.get(
+    '/api/attachments/:id',
+    {
+      schema: {
+        operationId: 'downloadAttachment',
+        summary: 'Download a file',
+        description:
+          'The file\'s bytes, for its uploader and the members of a room where a message carries it (404 INVALID_ATTACHMENT to ' +
+          'anyone else). Honours one `Range: bytes=…` (206; 416 RANGE_NOT_SATISFIABLE, with `Content-Range: bytes */size`).',
+        tags,
+        params: AttachmentParams,
+        response: download,
+      },
+    },
+    async (req, reply) => serve(req, reply, req.params.id, false),
+  );
 
-  /** The image's WebP thumbnail (longest side `storage.thumbnail_max_px`); 404 INVALID_ATTACHMENT when it has none. */
-  app.get('/api/attachments/:id/thumbnail', { schema: { tags, params: IdParams } }, async (req, reply) => serve(req, reply, true));
+  app.get(
+    '/api/attachments/:id/thumbnail',
+    {
+      schema: {
+        operationId: 'downloadAttachmentThumbnail',
+        summary: 'Download a thumbnail',
+        description:
+          'The image\'s WebP thumbnail (longest side `storage.thumbnail_max_px`), for whoever may download the file; 404 ' +
+          'INVALID_ATTACHMENT when it has none. Honours `Range` as the download does.',
+        tags,
+        params: AttachmentParams,
+        response: download,
+      },
+    },
+    async (req, reply) => serve(req, reply, req.params.id, true),
+  );
 
-  async function serve(req: FastifyRequest, reply: FastifyReply, thumbnail: boolean) {
-    const file = await attachments.open(req.auth.userId, (req.params as { id: string }).id, thumbnail);
+  async function serve(req: FastifyRequest, reply: FastifyReply, id: string, thumbnail: boolean) {
+    const file = await attachments.open(req.auth.userId, id, thumbnail);
     const range = parseRange(req.headers.range, file.size);
     if (range === 'unsatisfiable') {
       reply.header('content-range', `bytes */${file.size}`);
@@ -63,4 +106,4 @@ export async function attachmentsRoutes(app: FastifyInstance): Promise<void> {
     const span = range ?? { start: 0, end: file.size - 1 };
     return reply.header('content-length', span.end - span.start + 1).send(file.read(span));
   }
-}
+};

@@ -1,5 +1,6 @@
+/** Auth requests, sessions and devices. */
 import { Type } from 'typebox';
-import { SelfUser, Uuid } from '../users/users.schemas.js';
+import { DateTime, SelfUser, Uuid } from '../users/users.schemas.js';
 
 export const RegisterBody = Type.Object(
   {
@@ -25,9 +26,9 @@ export const RefreshBody = Type.Object({ refresh_token: Type.String({ minLength:
 
 /** What register, login and refresh return. `expires_in` is the access token's lifetime in seconds. */
 export const SessionResponse = Type.Object({
-  token: Type.String(),
-  refresh_token: Type.String(),
-  expires_in: Type.Integer(),
+  token: Type.String({ description: 'The access token (a JWT): `Authorization: Bearer <token>`.' }),
+  refresh_token: Type.String({ description: 'Single use: POST /api/auth/refresh answers the next one.' }),
+  expires_in: Type.Integer({ description: 'The access token\'s lifetime, seconds.' }),
   device_id: Uuid,
   user: SelfUser,
 });
@@ -37,9 +38,9 @@ export const Device = Type.Object({
   name: Type.String(),
   user_agent: Type.String(),
   ip: Type.String(),
-  created_at: Type.String({ format: 'date-time' }),
-  last_seen_at: Type.String({ format: 'date-time' }),
-  current: Type.Boolean(),
+  created_at: DateTime,
+  last_seen_at: DateTime,
+  current: Type.Boolean({ description: 'The session making this request.' }),
 });
 
 export const DeviceParams = Type.Object({ id: Uuid });

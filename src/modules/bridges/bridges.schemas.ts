@@ -1,5 +1,6 @@
+/** The bridge API's requests and shapes (docs/BRIDGES.md). */
 import { Type } from 'typebox';
-import { Uuid } from '../users/users.schemas.js';
+import { Nullable, Uuid } from '../users/users.schemas.js';
 
 export const GhostBody = Type.Object(
   {
@@ -14,7 +15,7 @@ export const GhostView = Type.Object({
   id: Uuid,
   localpart: Type.String(),
   name: Type.String(),
-  avatar_url: Type.Union([Type.String(), Type.Null()]),
+  avatar_url: Nullable(Type.String()),
 });
 
 export const PortalBody = Type.Object(
@@ -28,3 +29,13 @@ export const PortalBody = Type.Object(
 );
 
 export const RemoteIdParams = Type.Object({ remote_id: Type.String({ minLength: 1, maxLength: 255 }) });
+
+export const MessageParams = Type.Object({ id: Uuid });
+
+export const BridgeWhoami = Type.Object({
+  id: Type.String({ description: 'The bridge id (its [[bridges]] entry).' }),
+  bot_user_id: Uuid,
+  namespace: Type.String({ description: 'The prefix of its ghosts\' localparts.' }),
+});
+
+export const Portal = Type.Object({ room_id: Uuid, created: Type.Boolean() });

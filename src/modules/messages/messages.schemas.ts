@@ -1,15 +1,17 @@
+/** Message requests and the message shapes (`messageView`, send results, receipts, edit history). */
 import { Type } from 'typebox';
-import { Uuid } from '../users/users.schemas.js';
+import { Attachment } from '../attachments/attachments.schemas.js';
+import { DateTime, Nullable, Uuid, WithDefault } from '../users/users.schemas.js';
 
 export const RoomIdParams = Type.Object({ room_id: Uuid });
 export const MessageIdParams = Type.Object({ id: Uuid });
-export const ReactionParams = Type.Object({ id: Uuid, key: Type.String({ minLength: 1, maxLength: 64 }) });
+export const ReactionParams = Type.Object({ id: Uuid, key: Type.String({ minLength: 1, maxLength: 64, description: 'An emoji or short text, URL-encoded.' }) });
 
 export const SendMessageBody = Type.Object(
   {
-    content: Type.String(),
+    content: Type.String({ description: 'Text; mention someone with <@user_id>. May be empty when the message carries attachments.' }),
     reply_to: Type.Optional(Uuid),
-    txn_id: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+    txn_id: Type.Optional(Type.String({ minLength: 1, maxLength: 255, description: 'Makes the send idempotent per caller: a repeat returns the first message.' })),
     attachments: Type.Optional(Type.Array(Uuid, { maxItems: 10, description: 'Ids from POST /api/attachments, uploaded by the sender.' })),
     ts: Type.Optional(Type.Integer({ minimum: 0, description: 'Bridges only: original time on the remote network, ms since the epoch.' })),
     remote_id: Type.Optional(Type.String({ minLength: 1, maxLength: 255, description: 'Bridges only: the remote message id; a repeat returns the first message.' })),
@@ -20,9 +22,61 @@ export const SendMessageBody = Type.Object(
 export const EditMessageBody = Type.Object({ content: Type.String() }, { additionalProperties: false });
 
 export const HistoryQuery = Type.Object({
-  limit: Type.Optional(Type.Integer({ minimum: 1, default: 50 })),
-  before: Type.Optional(Uuid),
-  after: Type.Optional(Uuid),
+  limit: WithDefault(Type.Integer({ minimum: 1, default: 50, description: 'Page size; at most limits.history_page_max.' })),
+  before: Type.Optional(Type.With(Uuid, { description: 'A message id: the page before it (older).' })),
+  after: Type.Optional(Type.With(Uuid, { description: 'A message id: the page after it (newer).' })),
 });
 
-export const MarkReadBody = Type.Object({ message_id: Type.Optional(Uuid) }, { additionalProperties: false });
+export const MarkReadBody = Type.Object({ message_id: Type.Optional(Type.With(Uuid, { description: 'Default: the room\'s latest message.' })) }, { additionalProperties: false });
+
+/** A message as history, `message.new` and search hits carry it (`messageView`). */
+export const Message = Type.Object({
+  id: Uuid,
+  room_id: Uuid,
+  user_id: Uuid,
+  user_name: Type.String(),
+  content: Type.String({ description: 'Text; mentions are written <@user_id>. Empty once redacted.' }),
+  created_at: DateTime,
+  edited_at: Nullable(DateTime),
+  reply_to: Nullable(Uuid),
+  attachments: Type.Array(Attachment),
+  mentions: Type.Array(Uuid),
+  reactions: Type.Array(Type.Object({ key: Type.String(), count: Type.Integer(), user_ids: Type.Array(Uuid) })),
+  stream_position: Type.Integer({ description: 'Position in the event stream; pass as `since` to read or wait for what follows.' }),
+  delivered_at: Nullable(DateTime),
+  deleted: Type.Boolean(),
+});
+
+export const HistoryPage = Type.Object({
+  messages: Type.Array(Message, { description: 'Oldest first.' }),
+  has_more: Type.Boolean({ description: 'Whether older (with `after`: newer) messages exist.' }),
+});
+
+export const SendResult = Type.Object({
+  id: Uuid,
+  created_at: DateTime,
+  stream_position: Type.Integer(),
+  duplicate: Type.Boolean({ description: 'true: the txn_id or remote_id was used before; nothing was stored.' }),
+});
+
+export const EditHistory = Type.Object({
+  message_id: Uuid,
+  versions: Type.Array(
+    Type.Object({
+      content: Type.String(),
+      edited_at: Nullable(Type.With(DateTime, { description: 'Null for the original.' })),
+      editor_id: Uuid,
+    }),
+    { description: 'Oldest first; the last is the current content.' },
+  ),
+});
+
+export const ReactionCount = Type.Object({ key: Type.String(), count: Type.Integer({ description: 'Reactions with this key on the message now.' }) });
+
+/** The read receipt in force after a mark-read. */
+export const ReadReceipt = Type.Object({
+  room_id: Uuid,
+  message_id: Nullable(Type.With(Uuid, { description: 'Null when the member has read nothing (an empty room, or they joined after the latest read).' })),
+  read_at: Nullable(DateTime),
+  moved: Type.Boolean({ description: 'false: the receipt was already there or further, and is returned unchanged.' }),
+});

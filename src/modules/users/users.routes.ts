@@ -1,65 +1,117 @@
 /** User profiles and presence. */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { PublicUser, SelfUser, UpdateMeBody, UserSearchQuery, Uuid } from './users.schemas.js';
+import { errorResponses } from '../../plugins/openapi.js';
+import {
+  Presence, PresenceParams, PresenceQueryBody, PublicUser, SelfUser, SetPresenceBody, UpdateMeBody, UserIdParams, UserSearchQuery,
+} from './users.schemas.js';
 
-const PresenceView = Type.Object({
-  user_id: Uuid,
-  status: Type.String(),
-  status_text: Type.String(),
-  last_seen: Type.Union([Type.String(), Type.Null()]),
-});
-
-export async function usersRoutes(app: FastifyInstance): Promise<void> {
+export const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { users, presence } = app.hub;
 
-  /** The caller's own profile, with email. */
-  app.get('/api/me', { schema: { tags: ['users'], response: { 200: SelfUser } } }, async (req) => users.me(req.auth.userId));
-
-  /** Change the caller's name or avatar URL. */
-  app.patch('/api/me', { schema: { tags: ['users'], body: UpdateMeBody, response: { 200: SelfUser } } }, async (req) =>
-    users.updateMe(req.auth.userId, req.body as any),
+  app.get(
+    '/api/me',
+    {
+      schema: {
+        operationId: 'getMe',
+        summary: 'Your profile',
+        description: 'The caller\'s own profile, with email and admin flag.',
+        tags: ['users'],
+        response: { 200: Type.With(SelfUser, { description: 'The caller' }), ...errorResponses(404) },
+      },
+    },
+    async (req) => users.me(req.auth.userId),
   );
 
-  /** Users by name or email prefix (for starting a direct room). `?q=&limit=` (max 50). */
-  app.get('/api/users/search', { schema: { tags: ['users'], querystring: UserSearchQuery, response: { 200: Type.Array(PublicUser) } } }, async (req) => {
-    const { q, limit } = req.query as { q: string; limit: number };
-    return users.search(q, limit);
-  });
-
-  /** A user's public profile. 404 INVALID_USER. */
-  app.get('/api/users/:id', { schema: { tags: ['users'], params: Type.Object({ id: Uuid }), response: { 200: PublicUser } } }, async (req) =>
-    users.get((req.params as { id: string }).id),
+  app.patch(
+    '/api/me',
+    {
+      schema: {
+        operationId: 'updateMe',
+        summary: 'Change your profile',
+        description: 'Changes the caller\'s display name and/or avatar URL (`avatar_url: null` clears it).',
+        tags: ['users'],
+        body: UpdateMeBody,
+        response: { 200: Type.With(SelfUser, { description: 'The caller as now stored' }) },
+      },
+    },
+    async (req) => users.updateMe(req.auth.userId, req.body),
   );
 
-  /** A user's presence, visible only when sharing a room with them. 404 INVALID_USER otherwise. */
-  app.get('/api/presence/:user_id', { schema: { tags: ['presence'], params: Type.Object({ user_id: Uuid }), response: { 200: PresenceView } } }, async (req) =>
-    presence.get(req.auth.userId, (req.params as { user_id: string }).user_id),
+  app.get(
+    '/api/users/search',
+    {
+      schema: {
+        operationId: 'searchUsers',
+        summary: 'Find users',
+        description:
+          'Users (not deactivated) whose name starts with `q` or has a word starting with it (case-insensitive), or whose ' +
+          'email is exactly `q`, by name; for starting a direct room. `limit` at most 50.',
+        tags: ['users'],
+        querystring: UserSearchQuery,
+        response: { 200: Type.Array(PublicUser, { description: 'Matching users' }) },
+      },
+    },
+    async (req) => users.search(req.query.q, req.query.limit),
   );
 
-  /** Presence of several users (those not sharing a room with the caller are left out). */
+  app.get(
+    '/api/users/:id',
+    {
+      schema: {
+        operationId: 'getUser',
+        summary: 'A user\'s profile',
+        description: 'A user\'s public profile. 404 INVALID_USER for an unknown or deactivated user.',
+        tags: ['users'],
+        params: UserIdParams,
+        response: { 200: Type.With(PublicUser, { description: 'The user' }), ...errorResponses(404) },
+      },
+    },
+    async (req) => users.get(req.params.id),
+  );
+
+  app.get(
+    '/api/presence/:user_id',
+    {
+      schema: {
+        operationId: 'getPresence',
+        summary: 'A user\'s presence',
+        description: 'Visible only to users sharing a room with them (and to themselves); 404 INVALID_USER otherwise.',
+        tags: ['presence'],
+        params: PresenceParams,
+        response: { 200: Type.With(Presence, { description: 'The user\'s presence' }), ...errorResponses(404) },
+      },
+    },
+    async (req) => presence.get(req.auth.userId, req.params.user_id),
+  );
+
   app.post(
     '/api/presence/query',
-    { schema: { tags: ['presence'], body: Type.Object({ user_ids: Type.Array(Uuid, { maxItems: 500 }) }, { additionalProperties: false }), response: { 200: Type.Array(PresenceView) } } },
-    async (req) => presence.query(req.auth.userId, (req.body as { user_ids: string[] }).user_ids),
+    {
+      schema: {
+        operationId: 'queryPresence',
+        summary: 'Presence of several users',
+        description: 'Presence of up to 500 users; those not sharing a room with the caller are left out.',
+        tags: ['presence'],
+        body: PresenceQueryBody,
+        response: { 200: Type.Array(Presence, { description: 'Presence of the visible users among them' }) },
+      },
+    },
+    async (req) => presence.query(req.auth.userId, req.body.user_ids),
   );
 
-  /** Set the caller's presence status and status text. */
   app.put(
     '/api/presence',
     {
       schema: {
+        operationId: 'setPresence',
+        summary: 'Set your presence',
+        description: 'Sets the caller\'s status (online, away, busy, offline) and status text; users sharing a room get `presence` over the WebSocket.',
         tags: ['presence'],
-        body: Type.Object(
-          { status: Type.Union(['online', 'away', 'busy', 'offline'].map((s) => Type.Literal(s))), status_text: Type.Optional(Type.String({ maxLength: 200 })) },
-          { additionalProperties: false },
-        ),
-        response: { 200: PresenceView },
+        body: SetPresenceBody,
+        response: { 200: Type.With(Presence, { description: 'The caller\'s presence now' }) },
       },
     },
-    async (req) => {
-      const body = req.body as { status: 'online' | 'away' | 'busy' | 'offline'; status_text?: string };
-      return presence.update(req.auth.userId, body.status, body.status_text);
-    },
+    async (req) => presence.update(req.auth.userId, req.body.status, req.body.status_text),
   );
-}
+};
