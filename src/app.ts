@@ -14,6 +14,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { unstorableTextPath } from './db/text.js';
 import { AppError, errorBody } from './errors.js';
 import { closeHub, type Hub } from './hub.js';
+import { PACKAGE_VERSION } from './lib/package.js';
 import { mcpRoutes } from './mcp/server.js';
 import { adminRoutes } from './modules/admin/admin.routes.js';
 import { agentTokenRoutes } from './modules/agents/agents.routes.js';
@@ -38,7 +39,8 @@ declare module 'fastify' {
   }
 }
 
-export const VERSION = '0.1.0';
+/** The package version (package.json), shown in the OpenAPI document and the MCP server info. */
+export const VERSION = PACKAGE_VERSION;
 
 /** The app; `app.close()` closes sockets (1001), the hub and its database. */
 export async function buildApp(hub: Hub): Promise<FastifyInstance> {
