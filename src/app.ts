@@ -27,6 +27,7 @@ import { messagesRoutes } from './modules/messages/messages.routes.js';
 import { roomsRoutes } from './modules/rooms/rooms.routes.js';
 import { searchRoutes } from './modules/search/search.routes.js';
 import { usersRoutes } from './modules/users/users.routes.js';
+import { metricsRoutes } from './plugins/metrics.js';
 import { rateLimitPlugin } from './plugins/rate-limit.js';
 import { closeAllSockets, gatewayRoutes } from './realtime/gateway.js';
 
@@ -124,11 +125,7 @@ export async function buildApp(hub: Hub): Promise<FastifyInstance> {
       return reply.code(503).send(errorBody('UNAVAILABLE', 'Database not reachable'));
     }
   });
-  /** Prometheus metrics, text exposition format. */
-  app.get('/metrics', { schema: { hide: true } }, async (req, reply) => {
-    reply.type(hub.metrics.registry.contentType);
-    return hub.metrics.registry.metrics();
-  });
+  await app.register(metricsRoutes);
 
   await app.register(publicAuthRoutes);
   await app.register(gatewayRoutes);
