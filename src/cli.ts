@@ -117,10 +117,13 @@ async function newUserPassword(opts: { password?: string; passwordStdin?: boolea
   if (!process.stdin.isTTY) {
     throw new CliError(`no password: use --password-stdin, --password or env ${PASSWORD_ENV} (or run on a terminal to be asked)`, EXIT.FAILURE);
   }
-  const ask = (prompt: string) =>
-    read({ prompt, silent: true, replace: '', output: process.stderr }).catch(() => {
+  const ask = async (prompt: string) => {
+    const typed = await read({ prompt, silent: true, replace: '', output: process.stderr }).catch(() => {
       throw new CliError('cancelled', EXIT.FAILURE);
     });
+    process.stderr.write('\n'); // the Enter that ended it was not echoed
+    return typed;
+  };
   const password = await ask('Password: ');
   if ((await ask('Password again: ')) !== password) throw new CliError('the two passwords differ', EXIT.FAILURE);
   return password;
