@@ -1,25 +1,33 @@
-# Switchboard image: `docker build -t switchboard .`, then
+# Switchboard image: `docker build -t switchboard --build-arg GIT_COMMIT=$(git rev-parse HEAD) .`, then
 #   docker run -p 8081:8081 -v switchboard-data:/data switchboard
-# The hub runs from its TypeScript sources through tsx (a runtime dependency); nothing is compiled.
+# or the whole stack with docker-compose.yml. The image runs the compiled code (dist/) on Node 24 LTS
+# with production dependencies only, as the unprivileged `node` user.
 
 # Build stage: the full Node image has python3, make and g++ for native addons (argon2, sharp) that
 # have no prebuilt binary for the platform.
-FROM node:20-bookworm AS build
+FROM node:24-trixie AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund
-
-# Runtime stage: same Debian release (glibc) as the build stage, without the toolchain.
-FROM node:20-bookworm-slim
-ENV NODE_ENV=production \
-    SWITCHBOARD_HOST=0.0.0.0 \
-    SWITCHBOARD_DATA_DIR=/data
-WORKDIR /app
-COPY --from=build /app/node_modules ./node_modules
-COPY package.json ./
-COPY bin ./bin
+# Dependencies first (their own layer, reused while the lockfile is unchanged); --ignore-scripts
+# skips our `prepare` (the sources are not here yet), `npm rebuild` then runs the addons' install scripts.
+RUN npm ci --ignore-scripts --no-audit --no-fund && npm rebuild --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 COPY bridges ./bridges
+RUN npm run build && npm prune --omit=dev --no-audit --no-fund
+
+# Runtime stage: same Debian release (glibc) as the build stage, without the toolchain, tsx or TypeScript.
+FROM node:24-trixie-slim
+ARG GIT_COMMIT=""
+ENV NODE_ENV=production \
+    SWITCHBOARD_HOST=0.0.0.0 \
+    SWITCHBOARD_DATA_DIR=/data \
+    GIT_COMMIT=$GIT_COMMIT
+WORKDIR /app
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY package.json ./
+COPY bin ./bin
 COPY migrations ./migrations
 RUN mkdir -p /data && chown node:node /data
 USER node

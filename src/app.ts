@@ -13,6 +13,7 @@ import { Type } from 'typebox';
 import { unstorableTextPath } from './db/text.js';
 import { AppError, errorBody } from './errors.js';
 import { closeHub, type Hub } from './hub.js';
+import { PACKAGE_VERSION } from './lib/package.js';
 import { mcpRoutes } from './mcp/server.js';
 import { adminRoutes } from './modules/admin/admin.routes.js';
 import { agentTokenRoutes } from './modules/agents/agents.routes.js';
@@ -27,6 +28,7 @@ import { searchRoutes } from './modules/search/search.routes.js';
 import { usersRoutes } from './modules/users/users.routes.js';
 import { drainingPlugin } from './plugins/draining.js';
 import { documentErrors, errorResponses, openapiPlugin } from './plugins/openapi.js';
+import { metricsRoutes } from './plugins/metrics.js';
 import { rateLimitPlugin } from './plugins/rate-limit.js';
 import { closeAllSockets, gatewayRoutes } from './ws/gateway.js';
 
@@ -39,7 +41,8 @@ declare module 'fastify' {
   }
 }
 
-export const VERSION = '0.1.0';
+/** The package version (package.json), shown in the OpenAPI document and the MCP server info. */
+export const VERSION = PACKAGE_VERSION;
 
 /** The app; `app.close()` closes sockets (1001), the hub and its database. */
 export async function buildApp(hub: Hub): Promise<FastifyInstance> {
@@ -133,22 +136,7 @@ export async function buildApp(hub: Hub): Promise<FastifyInstance> {
       }
     },
   );
-  app.get(
-    '/metrics',
-    {
-      schema: {
-        ...health,
-        operationId: 'getMetrics',
-        summary: 'Prometheus metrics',
-        description: 'The hub\'s metrics (`switchboard_*`) and the process\'s, in the Prometheus text exposition format. Operator\'s guide: docs/OPERATIONS.md.',
-        response: { 200: { description: 'Text exposition format 0.0.4', content: { 'text/plain': { schema: Type.String() } } } },
-      },
-    },
-    async (req, reply) => {
-      reply.type(hub.metrics.registry.contentType);
-      return hub.metrics.registry.metrics();
-    },
-  );
+  await app.register(metricsRoutes);
 
   await app.register(publicAuthRoutes);
   await app.register(gatewayRoutes);

@@ -42,7 +42,12 @@ export async function startHub(config: Config): Promise<{ url: string; close(): 
   if (applied.length) log.info({ applied }, 'migrations applied');
   const hub = await createHub(config, db, log);
   const app = await buildApp(hub);
-  await app.listen({ host: config.server.host, port: config.server.port });
+  try {
+    await app.listen({ host: config.server.host, port: config.server.port });
+  } catch (err) {
+    await app.close(); // closes the hub and its database: a failed start leaves nothing open
+    throw err;
+  }
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.server.port;
   const url = `http://${config.server.host.includes(':') ? `[${config.server.host}]` : config.server.host}:${port}`;

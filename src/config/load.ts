@@ -4,6 +4,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import didYouMean from 'didyoumean2';
 import dotenv from 'dotenv';
 import { parse, stringify, TomlError } from 'smol-toml';
 import { Value } from 'typebox/value';
@@ -40,6 +41,8 @@ interface JsonSchema {
   const?: unknown;
   /** Set on secret keys (see schema.ts): true redacts the whole value, 'url' only a password in it. */
   secret?: boolean | 'url';
+  /** A commented-out TOML example printed after the description (see schema.ts). */
+  sample?: string;
 }
 
 type Obj = Record<string, unknown>;
@@ -66,6 +69,30 @@ for (const [key, schema] of Object.entries(ROOT.properties!)) {
 
 /** Generic env name of every leaf: `SWITCHBOARD_<SECTION>__<KEY>`, e.g. `SWITCHBOARD_AUTH__JWT_SECRET`. */
 const ENV_GENERIC = new Map([...LEAVES.keys()].map((k) => [ENV_PREFIX + k.split('.').join('__').toUpperCase(), k]));
+
+/**
+ * `did you mean <prefix><name>?` for the name closest to `input` (didyoumean2's default similarity
+ * threshold), or '' when none is close. Names are compared without the `prefix` they all share.
+ */
+function suggest(prefix: string, input: string, names: readonly string[]): string {
+  const match = didYouMean(input, names);
+  return match ? `did you mean ${prefix}${match}?` : '';
+}
+
+/** The schema at a key path (array indexes step into `items`), if the schema has one there. */
+function schemaAt(path: string[]): JsonSchema | undefined {
+  let schema: JsonSchema | undefined = ROOT;
+  for (const part of path) schema = schema?.type === 'array' ? schema.items : schema?.properties?.[part];
+  return schema;
+}
+
+/** `<key>: unknown key`, suggesting the closest key of the same table. */
+function unknownKey(key: string): ConfigError {
+  const parts = key.split('.');
+  const table = parts.slice(0, -1);
+  const hint = suggest(table.map((p) => `${p}.`).join(''), parts[parts.length - 1], Object.keys(schemaAt(table)?.properties ?? {}));
+  return new ConfigError(key, hint ? `unknown key (${hint})` : 'unknown key');
+}
 
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Date);
 
@@ -98,7 +125,7 @@ function setPath(cfg: Obj, dotted: string, value: unknown): void {
 }
 
 function getPath(cfg: unknown, dotted: string): unknown {
-  return dotted.split('.').reduce<unknown>((node, p) => (isObj(node) ? node[p] : undefined), cfg);
+  return dotted.split('.').reduce<unknown>((node, p) => (isObj(node) || Array.isArray(node) ? (node as Obj)[p] : undefined), cfg);
 }
 
 function readEnv(opts: LoadOptions): NodeJS.ProcessEnv {
@@ -136,7 +163,11 @@ function envValues(env: NodeJS.ProcessEnv): Map<string, string> {
   for (const [name, value] of Object.entries(env)) {
     if (!name.startsWith(ENV_PREFIX) || name in ENV_ALIASES || value === undefined) continue;
     const key = ENV_GENERIC.get(name);
-    if (!key) throw new ConfigError(name, 'unknown environment variable (no such config key)');
+    if (!key) {
+      const names = [...ENV_GENERIC.keys(), ...Object.keys(ENV_ALIASES)].filter((n) => n.startsWith(ENV_PREFIX)).map((n) => n.slice(ENV_PREFIX.length));
+      const hint = suggest(ENV_PREFIX, name.slice(ENV_PREFIX.length), names);
+      throw new ConfigError(name, `unknown environment variable (no such config key${hint ? `; ${hint}` : ''})`);
+    }
     out.set(key, value);
   }
   return out;
@@ -146,17 +177,17 @@ function describeError(cfg: Obj, error: { keyword: string; schemaPath: string; i
   const key = error.instancePath.split('/').filter(Boolean).join('.');
   if (error.keyword === 'additionalProperties') {
     const [extra] = error.params.additionalProperties as string[];
-    return new ConfigError(key ? `${key}.${extra}` : extra, 'unknown key');
+    return unknownKey(key ? `${key}.${extra}` : extra);
   }
-  if (error.keyword === 'boolean' && error.schemaPath.endsWith('/additionalProperties')) {
-    return new ConfigError(key, 'unknown key');
-  }
-  const got = JSON.stringify(getPath(cfg, key));
-  const schema = LEAVES.get(key);
+  if (error.keyword === 'boolean' && error.schemaPath.endsWith('/additionalProperties')) return unknownKey(key);
+  const schema = schemaAt(key ? key.split('.') : []);
+  const value = getPath(cfg, key);
+  // The offending value, unless it is a secret or a whole table.
+  const got = schema?.secret || isObj(value) ? '' : ` (got ${JSON.stringify(value)})`;
   if (schema?.anyOf?.every((s) => s.const !== undefined)) {
-    return new ConfigError(key, `must be one of ${schema.anyOf.map((s) => JSON.stringify(s.const)).join(', ')} (got ${got})`);
+    return new ConfigError(key, `must be one of ${schema.anyOf.map((s) => JSON.stringify(s.const)).join(', ')}${got}`);
   }
-  return new ConfigError(key || '(root)', `${error.message} (got ${got})`);
+  return new ConfigError(key || '(root)', `${error.message}${got}`);
 }
 
 /**
@@ -167,7 +198,8 @@ function describeError(cfg: Obj, error: { keyword: string; schemaPath: string; i
  * Returns a fresh, fully defaulted object; the inputs are not mutated.
  * @throws ConfigError for an unreadable or invalid TOML file, an unknown `SWITCHBOARD_*` variable or
  *   CLI key, any schema violation (unknown key, wrong type, out of range) and a non-empty
- *   `auth.jwt_secret` shorter than 32 characters.
+ *   `auth.jwt_secret` shorter than 32 characters. An unknown key or variable names the closest
+ *   known one when there is a close one ("server.prot: unknown key (did you mean server.port?)").
  */
 export function loadConfig(opts: LoadOptions = {}): Config {
   const env = readEnv(opts);
@@ -183,13 +215,18 @@ export function loadConfig(opts: LoadOptions = {}): Config {
 
   for (const [key, value] of Object.entries(opts.cli ?? {})) {
     const schema = LEAVES.get(key);
-    if (!schema) throw new ConfigError(key, 'unknown config key');
+    if (!schema) {
+      const hint = suggest('', key, [...LEAVES.keys()]);
+      throw new ConfigError(key, hint ? `unknown config key (${hint})` : 'unknown config key');
+    }
     if (value !== undefined) setPath(cfg, key, typeof value === 'string' ? coerce(value, schema) : structuredClone(value));
   }
 
   const config = Value.Default(ConfigSchema, cfg) as Obj;
-  const [first] = Value.Errors(ConfigSchema, config);
-  if (first) throw describeError(config, first as unknown as Parameters<typeof describeError>[1]);
+  // An unknown key first: it is often a misspelt required one, which would be reported as missing.
+  const errors = [...Value.Errors(ConfigSchema, config)] as unknown as Parameters<typeof describeError>[1][];
+  const first = errors.find((e) => e.keyword === 'additionalProperties') ?? errors[0];
+  if (first) throw describeError(config, first);
 
   const secret = (config as Config).auth.jwt_secret;
   if (secret !== '' && secret.length < 32) {
@@ -228,24 +265,64 @@ export function redactConfig(cfg: Config): Config {
   return redact(ROOT, structuredClone(cfg)) as Config;
 }
 
+/** Comment width: generated lines stay within this many columns. */
+const COMMENT_COLUMNS = 100;
+
+/**
+ * `text` as `# ` comment lines, wrapped at COMMENT_COLUMNS (a longer word or code span gets a line of
+ * its own); "\n" breaks a line, "\n\n" leaves a `#` line.
+ */
+function commentLines(text: string): string[] {
+  return text.split('\n\n').flatMap((paragraph, i) => [
+    ...(i > 0 ? ['#'] : []),
+    ...paragraph.split('\n').flatMap((line) => {
+      const wrapped: string[] = [];
+      let current = '';
+      // Words, a `code span` counting as one, so that no command is split across lines.
+      for (const word of line.match(/(?:`[^`]*`|\S)+/g) ?? ['']) {
+        if (current && current.length + 1 + word.length > COMMENT_COLUMNS - 2) {
+          wrapped.push(current);
+          current = word;
+        } else {
+          current = current ? `${current} ${word}` : word;
+        }
+      }
+      return [...wrapped, current].map((l) => `# ${l}`);
+    }),
+  ]);
+}
+
+/** An array of tables (`[[bridges]]`): rendered after the sections, never among the top-level keys. */
+const isTableArray = (schema: JsonSchema) => schema.type === 'array' && schema.items?.type === 'object';
+
 /**
  * Renders `cfg` as a TOML document in schema order: top-level keys first, then one `[section]`
- * table per section. With `comments: true` every key is preceded by `# <description>` from the
- * schema. `loadConfig` of the output yields `cfg` again.
+ * table per section, then `[[bridges]]` tables (none when there are no bridges). With
+ * `comments: true` (`generate-config`, and config.example.toml is its output) the root schema's
+ * description heads the file, each section's follows its header, each key's precedes the key, and an
+ * empty `bridges` shows its description and commented-out sample. `loadConfig` of the output yields
+ * `cfg` again.
  */
 export function configToToml(cfg: Config, opts: { comments?: boolean } = {}): string {
-  const renderKeys = (props: Record<string, JsonSchema>, values: Obj): string[] =>
-    Object.entries(props).flatMap(([key, schema]) => [
-      ...(opts.comments && schema.description ? [`# ${schema.description}`] : []),
-      stringify({ [key]: values[key] }).trim(),
-    ]);
+  const comment = (schema: JsonSchema) => (opts.comments && schema.description ? commentLines(schema.description) : []);
+  const renderKeys = (props: [string, JsonSchema][], values: Obj): string[] =>
+    props.flatMap(([key, schema]) => [...comment(schema), stringify({ [key]: values[key] }).trim()]);
 
   const props = Object.entries(ROOT.properties!);
-  const top = Object.fromEntries(props.filter(([, s]) => s.type !== 'object'));
-  const blocks = [renderKeys(top, cfg as Obj).join('\n')];
+  const blocks = [
+    ...(opts.comments ? [comment(ROOT).join('\n')] : []),
+    renderKeys(props.filter(([, s]) => s.type !== 'object' && !isTableArray(s)), cfg as Obj).join('\n'),
+  ];
   for (const [section, schema] of props) {
     if (schema.type !== 'object') continue;
-    blocks.push([`[${section}]`, ...renderKeys(schema.properties!, (cfg as Obj)[section] as Obj)].join('\n'));
+    const keys = renderKeys(Object.entries(schema.properties!), (cfg as Obj)[section] as Obj);
+    blocks.push([`[${section}]`, ...comment(schema), ...keys].join('\n'));
+  }
+  for (const [key, schema] of props) {
+    if (!isTableArray(schema)) continue;
+    const tables = (cfg as Obj)[key] as Obj[];
+    if (tables.length > 0) blocks.push(stringify({ [key]: tables }).trim());
+    else if (opts.comments) blocks.push([...comment(schema), '#', ...(schema.sample ?? '').split('\n').map((l) => (l ? `# ${l}` : '#'))].join('\n'));
   }
   return blocks.join('\n\n') + '\n';
 }

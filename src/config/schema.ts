@@ -2,6 +2,10 @@
  * The configuration schema: one TypeBox schema gives the shape, the defaults and the validation of
  * every key. Sources are merged with precedence CLI flags > environment > TOML file > defaults
  * (see `load.ts`). Units are part of key names (`_ms`, `_s`, `_bytes`).
+ *
+ * The descriptions are the comments of `switchboard generate-config`, which is config.example.toml
+ * (a test keeps them equal): a section's description comes after its `[header]`, a key's before the
+ * key; `load.ts` wraps them at 100 columns, "\n" breaks a line and "\n\n" leaves an empty comment line.
  */
 import { Type, type Static } from 'typebox';
 import { GoogleChatSettingsSchema } from '../../bridges/googlechat/settings.js';
@@ -11,108 +15,162 @@ const Strict = { additionalProperties: false } as const;
 
 export const ServerSchema = Type.Object(
   {
-    host: Type.String({ default: '127.0.0.1', description: 'Address to listen on.' }),
-    port: Type.Integer({ minimum: 0, maximum: 65535, default: 8081, description: 'TCP port (0 picks a free one).' }),
-    public_url: Type.String({ default: '', description: 'Base URL clients reach the hub at; empty derives it from host and port.' }),
-    trust_proxy: Type.Boolean({ default: false, description: 'Trust X-Forwarded-* headers (behind a reverse proxy).' }),
-    cors_origins: Type.Array(Type.String(), { default: [], description: 'Origins allowed by CORS; empty disables CORS.' }),
+    host: Type.String({ default: '127.0.0.1', description: 'Address to listen on; "0.0.0.0" for all interfaces. Env SWITCHBOARD_HOST, flag --host.' }),
+    port: Type.Integer({ minimum: 0, maximum: 65535, default: 8081, description: 'TCP port; 0 picks a free one. Env SWITCHBOARD_PORT, flag --port.' }),
+    public_url: Type.String({ default: '', description: 'Base URL clients reach the hub at, e.g. "https://chat.example.com". Empty derives it from host and port.' }),
+    trust_proxy: Type.Boolean({ default: false, description: 'Trust X-Forwarded-* headers; enable only behind a reverse proxy.' }),
+    cors_origins: Type.Array(Type.String(), {
+      default: [],
+      description: 'Origins allowed by CORS, e.g. ["https://app.example.com"]. Empty disables CORS.\nEnv SWITCHBOARD_SERVER__CORS_ORIGINS="https://a.example,https://b.example".',
+    }),
   },
   Strict,
 );
 
 export const DatabaseSchema = Type.Object(
   {
-    url: Type.String({ secret: 'url', default: '', description: 'PostgreSQL URL (env DATABASE_URL). Empty starts the embedded PGlite server under data_dir.' }),
-    pool_max: Type.Integer({ minimum: 1, maximum: 200, default: 10, description: 'Pool size for an external database (the embedded one always uses 1).' }),
+    url: Type.String({
+      secret: 'url',
+      default: '',
+      description: 'PostgreSQL URL, e.g. "postgres://user:password@host:5432/switchboard". Empty starts the embedded PGlite server under data_dir. Env DATABASE_URL, flag --database-url. Secret: the password is redacted by show-config.',
+    }),
+    pool_max: Type.Integer({ minimum: 1, maximum: 200, default: 10, description: 'Connection pool size for an external database (1-200); the embedded one always uses 1.' }),
   },
   Strict,
 );
 
 export const RedisSchema = Type.Object(
   {
-    url: Type.String({ secret: 'url', default: '', description: 'Redis URL (env REDIS_URL) for multi-node fan-out. Empty uses the in-process pub/sub.' }),
-    channel_prefix: Type.String({ default: 'switchboard:', description: 'Prefix of the Redis pub/sub channels (lets several hubs share one Redis).' }),
+    url: Type.String({
+      secret: 'url',
+      default: '',
+      description: 'Redis URL, e.g. "redis://:password@host:6379", for several hub nodes: pub/sub fan-out, rate-limit counters and presence socket counts shared by every node. Empty: the in-process pub/sub and counters in memory (single node). Env REDIS_URL, flag --redis-url. Secret: the password is redacted by show-config.',
+    }),
+    channel_prefix: Type.String({ default: 'switchboard:', description: 'Prefix of the pub/sub channel names and Redis keys, so several hub clusters can share one Redis.' }),
   },
   Strict,
 );
 
 export const AuthSchema = Type.Object(
   {
-    jwt_secret: Type.String({ secret: true, default: '', description: 'HS256 secret for access tokens (at least 32 bytes). Empty generates one into data_dir/signing-key on first run.' }),
-    access_token_ttl_s: Type.Integer({ minimum: 30, default: 900, description: 'Access token lifetime, seconds.' }),
-    refresh_token_ttl_s: Type.Integer({ minimum: 60, default: 2592000, description: 'Refresh token lifetime, seconds (default 30 days).' }),
+    jwt_secret: Type.String({
+      secret: true,
+      default: '',
+      description: 'HS256 secret for access tokens, at least 32 characters; prefer setting it through the environment (SWITCHBOARD_AUTH__JWT_SECRET). Empty generates one into data_dir/signing-key on first run. Changing it invalidates every issued access token. Secret: redacted by show-config.',
+    }),
+    access_token_ttl_s: Type.Integer({ minimum: 30, default: 900, description: 'Access token lifetime, seconds (minimum 30).' }),
+    refresh_token_ttl_s: Type.Integer({ minimum: 60, default: 2592000, description: 'Refresh token lifetime, seconds (minimum 60; default 30 days).' }),
     registration: Type.Union([Type.Literal('open'), Type.Literal('invite'), Type.Literal('closed')], {
       default: 'open',
-      description: 'Who may register: "open" (anyone), "invite" (with an admin-issued invite code), "closed" (nobody; admins create users with the CLI).',
+      description: 'Who may register: "open" (anyone), "invite" (needs an invite code from an admin, see docs/OPERATIONS.md) or "closed" (nobody; create users with `switchboard user create`).',
     }),
-    admin_emails: Type.Array(Type.String(), { default: [], description: 'Emails of users treated as server admins (besides users with is_admin set).' }),
+    admin_emails: Type.Array(Type.String(), {
+      default: [],
+      description: 'Emails of users treated as server admins, in addition to users created with `switchboard user create --admin`, e.g. ["ops@example.com"].\nEnv SWITCHBOARD_AUTH__ADMIN_EMAILS="a@x,b@y".',
+    }),
   },
   Strict,
 );
 
 export const RateLimitsSchema = Type.Object(
   {
-    login_per_ip_per_min: Type.Integer({ minimum: 0, default: 30, description: 'Login attempts per client IP per minute; 0 disables.' }),
-    login_per_account_per_min: Type.Integer({ minimum: 0, default: 10, description: 'Login attempts per account (email) per minute, from any IP; 0 disables.' }),
-    register_per_ip_per_hour: Type.Integer({ minimum: 0, default: 100, description: 'Registrations per client IP per hour; 0 disables.' }),
-    messages_per_user_per_min: Type.Integer({ minimum: 0, default: 1200, description: 'Message sends per user per minute, REST and WebSocket together; 0 disables.' }),
-    ws_frames_per_s: Type.Integer({ minimum: 0, default: 100, description: 'WebSocket frames per connection per second, sustained; 0 disables.' }),
-    ws_burst: Type.Integer({ minimum: 1, default: 1000, description: 'WebSocket frames a connection may send at once above the sustained rate.' }),
+    login_per_ip_per_min: Type.Integer({ minimum: 0, default: 30, description: 'Login attempts per client IP per minute (behind a proxy set server.trust_proxy).' }),
+    login_per_account_per_min: Type.Integer({ minimum: 0, default: 10, description: 'Login attempts per account (email, case-insensitive) per minute, from any IP.' }),
+    register_per_ip_per_hour: Type.Integer({ minimum: 0, default: 100, description: 'Registrations per client IP per hour.' }),
+    messages_per_user_per_min: Type.Integer({ minimum: 0, default: 1200, description: 'Message sends per user per minute, REST and WebSocket counted together.' }),
+    ws_frames_per_s: Type.Integer({ minimum: 0, default: 100, description: 'WebSocket frames per connection per second, sustained (token bucket refill rate).' }),
+    ws_burst: Type.Integer({ minimum: 1, default: 1000, description: 'WebSocket frames a connection may send in one burst (token bucket size, minimum 1).' }),
   },
-  Strict,
+  {
+    ...Strict,
+    description:
+      'Abuse limits; over a limit REST answers 429 RATE_LIMITED with Retry-After (seconds), the WebSocket an error event RATE_LIMITED with retry_after_ms. 0 disables a limit. The login, registration and send counters live in Redis when redis.url is set (shared by every node), else in the memory of each hub node; frame buckets belong to their socket (see docs/OPERATIONS.md).',
+  },
 );
 
 export const LimitsSchema = Type.Object(
   {
     max_message_bytes: Type.Integer({ minimum: 1, default: 65536, description: 'Largest message content, UTF-8 bytes; larger sends get 413 / MESSAGE_TOO_LARGE.' }),
-    max_request_bytes: Type.Integer({ minimum: 1024, default: 1048576, description: 'Largest REST request body, bytes.' }),
-    max_ws_frame_bytes: Type.Integer({ minimum: 1024, default: 262144, description: 'Largest WebSocket frame a client may send, bytes.' }),
-    max_send_queue_bytes: Type.Integer({ minimum: 1024, default: 4194304, description: 'Bytes queued to one socket before it is closed with 4408 (slow consumer).' }),
-    history_page_max: Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'Largest page of GET .../messages.' }),
-    edit_window_s: Type.Integer({ minimum: 0, default: 86400, description: 'How long after sending a sender may edit a message, seconds; 0 means no limit.' }),
+    max_request_bytes: Type.Integer({ minimum: 1024, default: 1048576, description: 'Largest REST request body, bytes (minimum 1024).' }),
+    max_ws_frame_bytes: Type.Integer({ minimum: 1024, default: 262144, description: 'Largest WebSocket frame a client may send, bytes (minimum 1024).' }),
+    max_send_queue_bytes: Type.Integer({ minimum: 1024, default: 4194304, description: 'Bytes queued to one socket before it is closed with 4408 (slow consumer), bytes (minimum 1024).' }),
+    history_page_max: Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'Largest page of GET .../messages, messages (1-1000).' }),
+    edit_window_s: Type.Integer({ minimum: 0, default: 86400, description: 'How long after sending a sender may edit a message, seconds; 0 means no limit (default 1 day).' }),
   },
   Strict,
 );
 
 export const RealtimeSchema = Type.Object(
   {
-    typing_timeout_ms: Type.Integer({ minimum: 100, default: 10000, description: 'Typing expires after this long without a refresh, ms.' }),
-    presence_grace_ms: Type.Integer({ minimum: 0, default: 5000, description: 'Delay before a user whose last socket closed goes offline, ms.' }),
+    typing_timeout_ms: Type.Integer({ minimum: 100, default: 10000, description: 'Typing expires after this long without a refresh, milliseconds (minimum 100).' }),
+    presence_grace_ms: Type.Integer({ minimum: 0, default: 5000, description: 'Delay before a user whose last socket closed goes offline, milliseconds; 0 = immediately.' }),
   },
   Strict,
 );
 
 export const SearchSchema = Type.Object(
   {
-    backend: Type.Union([Type.Literal('postgres'), Type.Literal('meilisearch')], { default: 'postgres', description: 'Full-text search backend.' }),
-    url: Type.String({ default: '', description: 'Meilisearch URL the hub indexes into and queries (backend "meilisearch").' }),
-    public_url: Type.String({ default: '', description: 'Meilisearch URL web clients use with a tenant token; empty uses url.' }),
-    api_key: Type.String({ secret: true, default: '', description: 'Meilisearch key for indexing and searching (master or admin key). Secret.' }),
-    token_api_key: Type.String({ secret: true, default: '', description: 'Meilisearch key that signs tenant tokens (e.g. the Default Search API Key); empty disables GET /api/search/token. Secret.' }),
-    token_api_key_uid: Type.String({ default: '', description: 'The uid of token_api_key (GET /keys on Meilisearch shows it).' }),
-    index_name: Type.String({ default: 'messages', pattern: '^[A-Za-z0-9_-]{1,400}$', description: 'Meilisearch index uid.' }),
-    tenant_token_ttl_s: Type.Integer({ minimum: 10, maximum: 86400, default: 600, description: 'Lifetime of a tenant token from GET /api/search/token, seconds.' }),
+    backend: Type.Union([Type.Literal('postgres'), Type.Literal('meilisearch')], {
+      default: 'postgres',
+      description: 'Full-text search backend: "postgres" (built in, nothing to run) or "meilisearch" (see docs/SEARCH.md).',
+    }),
+    url: Type.String({ default: '', description: 'Meilisearch URL the hub indexes into and queries, e.g. "http://127.0.0.1:7700".\nEnv SWITCHBOARD_SEARCH__URL.' }),
+    public_url: Type.String({ default: '', description: 'Meilisearch URL web clients use with a tenant token from GET /api/search/token; empty uses url.' }),
+    api_key: Type.String({
+      secret: true,
+      default: '',
+      description: 'Meilisearch key for indexing and searching (the master key or an admin key); prefer the environment: SWITCHBOARD_SEARCH__API_KEY. Secret: redacted by show-config.',
+    }),
+    token_api_key: Type.String({
+      secret: true,
+      default: '',
+      description: 'Meilisearch key that signs tenant tokens (e.g. the "Default Search API Key"), listed by GET /keys with the master key. Empty disables GET /api/search/token.\nEnv SWITCHBOARD_SEARCH__TOKEN_API_KEY. Secret: redacted by show-config.',
+    }),
+    token_api_key_uid: Type.String({ default: '', description: 'The uid of token_api_key (GET /keys lists it too).' }),
+    index_name: Type.String({ default: 'messages', pattern: '^[A-Za-z0-9_-]{1,400}$', description: 'Meilisearch index uid for messages.' }),
+    tenant_token_ttl_s: Type.Integer({
+      minimum: 10,
+      maximum: 86400,
+      default: 600,
+      description: "Lifetime of a tenant token, seconds (10-86400). A token keeps the caller's room list as it was when issued, so keep this short.",
+    }),
   },
   Strict,
 );
 
 export const StorageSchema = Type.Object(
   {
-    max_attachment_size_mb: Type.Integer({ minimum: 1, default: 10, description: 'Largest attachment upload, MiB; larger uploads get 413 / ATTACHMENT_TOO_LARGE.' }),
-    thumbnail_max_px: Type.Integer({ minimum: 16, maximum: 4096, default: 320, description: 'Longest side of image thumbnails, pixels.' }),
+    max_attachment_size_mb: Type.Integer({ minimum: 1, default: 10, description: 'Largest attachment upload, MiB (minimum 1); larger uploads get 413 / ATTACHMENT_TOO_LARGE.' }),
+    thumbnail_max_px: Type.Integer({ minimum: 16, maximum: 4096, default: 320, description: 'Longest side of image thumbnails, pixels (16-4096).' }),
   },
-  Strict,
+  { ...Strict, description: 'Attachments (uploaded files) are stored under data_dir/media.' },
 );
 
 export const LogSchema = Type.Object(
   {
     level: Type.Union(
       ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
-      { default: 'info', description: 'pino log level.' },
+      { default: 'info', description: 'pino log level: "fatal", "error", "warn", "info", "debug", "trace" or "silent".\nEnv SWITCHBOARD_LOG_LEVEL, flag --log-level.' },
     ),
-    pretty: Type.Boolean({ default: false, description: 'Human-readable logs (also set by --dev).' }),
+    pretty: Type.Boolean({ default: false, description: 'Human-readable logs instead of JSON lines (also set by --dev).' }),
   },
   Strict,
+);
+
+export const MetricsSchema = Type.Object(
+  {
+    listen: Type.String({
+      default: '',
+      pattern: '^$|^(\\[[0-9A-Fa-f:.]+\\]|[^\\s:\\[\\]]+):[0-9]{1,5}$',
+      description: 'Serve GET /metrics on a listener of its own at "host:port", e.g. "127.0.0.1:9091", and not on server.port, so that clients cannot reach it. Empty serves it on server.host and server.port.',
+    }),
+    token: Type.String({
+      secret: true,
+      default: '',
+      description: 'Bearer token that GET /metrics requires (Authorization: Bearer <token>); empty requires none. Prefer the environment: SWITCHBOARD_METRICS__TOKEN. Secret: redacted by show-config.',
+    }),
+  },
+  { ...Strict, description: 'Prometheus metrics (GET /metrics); docs/OPERATIONS.md lists them, docs/grafana-dashboard.json shows them.' },
 );
 
 /**
@@ -142,9 +200,71 @@ export const BridgeSchema = Type.Object(
 
 export type BridgeConfig = Static<typeof BridgeSchema>;
 
+/**
+ * A commented-out example of two bridges, shown by `generate-config` (and config.example.toml) after
+ * the description of `bridges`; a test checks that its keys are schema keys.
+ */
+const BRIDGES_SAMPLE = `[[bridges]]
+id = "whatsapp"                      # \`switchboard bridge whatsapp\`
+network = "whatsapp"                 # the connector; its settings are [bridges.whatsapp]
+url = "http://127.0.0.1:8090"        # where the hub pushes transactions; the bridge listens here
+hub_url = ""                         # where the bridge reaches the hub; empty: server.public_url or host:port
+as_token = "<64 hex chars>"          # bridge -> hub (secret)
+hs_token = "<64 hex chars>"          # hub -> bridge (secret)
+namespace = ""                       # ghost localpart prefix; empty: "<id>_"
+bot_name = ""                        # empty: "<id> bridge"
+in_process = false
+data_dir = ""                        # bridge state; empty: <data_dir>/bridges/<id>
+retry_max_ms = 60000                 # longest backoff between retries, ms
+max_attempts = 10                    # tries of a failing WhatsApp send before a notice in the room
+
+[bridges.whatsapp]
+api_base_url = "https://graph.facebook.com/v23.0"
+phone_number_id = "<from WhatsApp Manager > API setup>"
+access_token = "<system user token>" # secret
+app_secret = "<Meta app secret>"     # secret: checks X-Hub-Signature-256
+verify_token = "<any string>"        # secret: typed into the webhook setup
+webhook_path = "/whatsapp/webhook"
+relay_format = "{name}: {body}"      # hub users share one business number
+portal_members = []                  # hub user ids put into every WhatsApp chat room
+send_rate_per_s = 20
+
+[[bridges]]                          # Google Chat (docs/BRIDGES.md)
+id = "googlechat"                    # \`switchboard bridge googlechat\`
+network = "googlechat"               # its settings are [bridges.googlechat]
+url = "http://127.0.0.1:8091"
+as_token = "<64 hex chars>"
+hs_token = "<64 hex chars>"
+
+[bridges.googlechat]
+credentials_file = "/etc/switchboard/chat-sa.json"  # the Chat app's service account key (secret file)
+project_number = "<Cloud project number>"           # interaction-token audience ("project-number" mode)
+audience_mode = "project-number"     # or "endpoint-url", as set in the Chat app configuration
+endpoint_url = ""                    # with "endpoint-url": the app's HTTP endpoint URL
+events_path = "/googlechat/events"   # interaction events (the app's HTTP endpoint)
+pubsub_path = "/googlechat/pubsub"   # Pub/Sub push endpoint (Workspace Events)
+pubsub_topic = "projects/<id>/topics/<topic>"        # empty: mentions and DMs only, no subscriptions
+pubsub_subscription = "projects/<id>/subscriptions/<push subscription>"
+pubsub_audience = "<the push subscription's audience>"
+pubsub_service_account = "<push service account email>"
+subscription_ttl_s = 14400           # Workspace Events subscription lifetime (max 4 h with resources)
+subscription_renew_before_s = 1800   # renewed this long before it expires
+spaces = []                          # spaces bridged from the start, e.g. ["spaces/AAAAxxxx"]
+delegated_user = ""                  # Workspace user impersonated for reactions and files (domain-wide delegation)
+relay_format = "*{name}*: {body}"    # the app posts for every hub user
+portal_members = []                  # hub user ids put into every Google Chat space room
+api_base_url = "https://chat.googleapis.com/"
+token_url = "https://oauth2.googleapis.com/token"
+events_api_base_url = "https://workspaceevents.googleapis.com/"
+chat_certs_url = "https://www.googleapis.com/service_accounts/v1/metadata/x509/chat@system.gserviceaccount.com"
+oidc_certs_url = "https://www.googleapis.com/oauth2/v1/certs"`;
+
 export const ConfigSchema = Type.Object(
   {
-    data_dir: Type.String({ default: './data', description: 'Where the embedded database, signing key and local files live.' }),
+    data_dir: Type.String({
+      default: './data',
+      description: 'Where the embedded database, signing key and local files live (relative to the working directory).\nEnv SWITCHBOARD_DATA_DIR, flag --data-dir.',
+    }),
     server: ServerSchema,
     database: DatabaseSchema,
     redis: RedisSchema,
@@ -155,9 +275,19 @@ export const ConfigSchema = Type.Object(
     search: SearchSchema,
     storage: StorageSchema,
     log: LogSchema,
-    bridges: Type.Array(BridgeSchema, { default: [], description: 'Bridges to other networks (`[[bridges]]` tables); see docs/BRIDGES.md.' }),
+    metrics: MetricsSchema,
+    bridges: Type.Array(BridgeSchema, {
+      default: [],
+      description:
+        'Bridges to other networks: none by default. Each is one [[bridges]] table plus the settings table of its network; see docs/BRIDGES.md. Run a bridge as `switchboard bridge <id> -c this-file`, or set in_process = true to run it inside `switchboard serve`. Generate tokens with `openssl rand -hex 32`.',
+      sample: BRIDGES_SAMPLE,
+    }),
   },
-  Strict,
+  {
+    ...Strict,
+    description:
+      'Switchboard configuration (all values shown are the defaults).\n\nPrecedence: command-line flags > environment > this file > built-in defaults. Every key can be set from the environment as SWITCHBOARD_<SECTION>__<KEY> (double underscore, upper case), e.g. SWITCHBOARD_AUTH__JWT_SECRET; top-level keys as SWITCHBOARD_<KEY>. Lists are comma-separated in the environment. Unknown keys and unknown SWITCHBOARD_* variables are errors. `switchboard validate-config -c FILE` checks a file; `show-config` prints the result.',
+  },
 );
 
 export type Config = Static<typeof ConfigSchema>;

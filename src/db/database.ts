@@ -10,12 +10,12 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import lockfile from 'proper-lockfile';
 import { runner } from 'node-pg-migrate';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
+import { PACKAGE_ROOT } from '../lib/package.js';
 
 /** Anything that runs a query: the pool or a client inside a transaction. */
 export interface Queryable {
@@ -34,7 +34,8 @@ export interface Database extends Queryable {
   close(): Promise<void>;
 }
 
-export const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../migrations');
+/** The SQL migrations, in the package root (the same directory from src/ and from dist/). */
+export const MIGRATIONS_DIR = path.join(PACKAGE_ROOT, 'migrations');
 
 // 64-bit integers (bigserial stream positions, counts) come back as JS numbers: positions stay far below 2^53.
 pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));

@@ -59,7 +59,7 @@ export async function spawnHub(opts: { toml?: string; timeoutMs?: number; dataDi
   }
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME };
   const started = performance.now();
-  // detached: the child leads its own process group, so stop() reaches npm, tsx and node together.
+  // detached: the child leads its own process group, so stop() reaches npm and the node it starts together.
   const child = spawn('npm', args, { cwd: REPO_ROOT, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
 
   const tail: string[] = [];

@@ -114,14 +114,14 @@ describe.skipIf(!sharedServer)('a removal racing queued sends', () => {
     const room = (await api(t.url, 'POST', '/api/rooms', { token: alice.token, body: { type: 'group', name: 'race', members: [carol.user.id] } })).body.id;
     const lock = await holdStreamLock(t);
     // Batch A key-share locks carol's member row, then parks on the stream lock.
-    const early = Array.from({ length: 20 }, (_, i) => t.hub.messages.send(carol.user.id, room, { content: `early ${i}` }));
+    const early = Promise.allSettled(Array.from({ length: 20 }, (_, i) => t.hub.messages.send(carol.user.id, room, { content: `early ${i}` })));
     await lock.waiting(1);
     // The removal waits for batch A's lock on that row; these sends queue behind batch A.
     const removal = t.hub.rooms.removeMember(alice.user.id, room, carol.user.id);
     await lock.waiting(2);
-    const late = Array.from({ length: 20 }, (_, i) => t.hub.messages.send(carol.user.id, room, { content: `late ${i}` }));
+    const late = Promise.allSettled(Array.from({ length: 20 }, (_, i) => t.hub.messages.send(carol.user.id, room, { content: `late ${i}` })));
     await lock.release();
-    const [earlyResults, lateResults] = await Promise.all([Promise.allSettled(early), Promise.allSettled(late)]);
+    const [earlyResults, lateResults] = await Promise.all([early, late]);
     await removal;
     expect(earlyResults.every((r) => r.status === 'fulfilled')).toBe(true);
     expect(lateResults.map((r) => (r.status === 'rejected' ? r.reason.code : 'written'))).toEqual(Array(20).fill('NOT_A_MEMBER'));
@@ -141,10 +141,10 @@ describe.skipIf(!sharedServer)('a removal racing queued sends', () => {
     const removal = t.hub.rooms.removeMember(alice.user.id, room, carol.user.id);
     await lock.waiting(1);
     // The batch must wait for that row's fate instead of reading the old membership and committing after it.
-    const sends = Array.from({ length: 10 }, (_, i) => t.hub.messages.send(carol.user.id, room, { content: `after ${i}` }));
+    const sends = Promise.allSettled(Array.from({ length: 10 }, (_, i) => t.hub.messages.send(carol.user.id, room, { content: `after ${i}` })));
     await lock.waiting(2);
     await lock.release();
-    const results = await Promise.allSettled(sends);
+    const results = await sends;
     await removal;
     expect(results.map((r) => (r.status === 'rejected' ? r.reason.code : 'written'))).toEqual(Array(10).fill('NOT_A_MEMBER'));
     expect((await stored(room)).filter((m) => m.user_id === carol.user.id)).toEqual([]);

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, configToToml, loadConfig, redactConfig, type LoadOptions } from '../../src/config/load.js';
+import { parse } from 'smol-toml';
 import { ConfigSchema } from '../../src/config/schema.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -125,26 +126,46 @@ describe('loadConfig', () => {
     expect(configError(() => load({ configPath: tomlFile('server = 5\n') })).key).toBe('server');
   });
 
-  it('rejects unknown keys in the TOML file, naming them', () => {
+  it('rejects unknown keys in the TOML file, naming them and the closest known key', () => {
     const err = configError(() => load({ configPath: tomlFile('[server]\nprot = 9000\n') }));
     expect(err.key).toBe('server.prot');
-    expect(err.message).toBe('server.prot: unknown key');
-    expect(configError(() => load({ configPath: tomlFile('[sevrer]\nport = 1\n') })).key).toBe('sevrer');
+    expect(err.message).toBe('server.prot: unknown key (did you mean server.port?)');
+    const section = configError(() => load({ configPath: tomlFile('[sevrer]\nport = 1\n') }));
+    expect(section.message).toBe('sevrer: unknown key (did you mean server?)');
+    expect(configError(() => load({ configPath: tomlFile('dat_dir = "x"\n') })).message).toBe('dat_dir: unknown key (did you mean data_dir?)');
+    // Nothing close: no guess (the shared "server." prefix does not count as similarity).
+    expect(configError(() => load({ configPath: tomlFile('[server]\nzzzzzz = 1\n') })).message).toBe('server.zzzzzz: unknown key');
   });
 
   it('validates the connectors\' settings tables (their schemas live with the connectors), naming the key', () => {
     const bridge = (network: string, table: string) =>
       tomlFile(['[[bridges]]', `id = "b"`, `network = "${network}"`, `as_token = "${'a'.repeat(40)}"`, `hs_token = "${'h'.repeat(40)}"`, `[bridges.${network}]`, table].join('\n'));
     expect(configError(() => load({ configPath: bridge('googlechat', 'audience_mode = "whoever"') })).key).toBe('bridges.0.googlechat.audience_mode');
-    expect(configError(() => load({ configPath: bridge('whatsapp', 'acces_token = "x"') })).message).toBe('bridges.0.whatsapp.acces_token: unknown key');
+    expect(configError(() => load({ configPath: bridge('whatsapp', 'acces_token = "x"') })).message).toBe('bridges.0.whatsapp.acces_token: unknown key (did you mean bridges.0.whatsapp.access_token?)');
     expect(load({ configPath: bridge('googlechat', 'project_number = "42"') }).bridges[0].googlechat).toMatchObject({ project_number: '42', audience_mode: 'project-number', events_path: '/googlechat/events' });
   });
 
-  it('rejects unknown SWITCHBOARD_ variables and unknown CLI keys', () => {
+  it('reports a misspelt key inside [[bridges]] before the required key it hides', () => {
+    const err = configError(() => load({ configPath: tomlFile('[[bridges]]\nid = "wa"\nnetwork = "whatsapp"\nas_tokn = "x"\n') }));
+    expect(err.message).toBe('bridges.0.as_tokn: unknown key (did you mean bridges.0.as_token?)');
+  });
+
+  it('never prints a secret value in an error', () => {
+    const toml = `[[bridges]]\nid = "wa"\nnetwork = "whatsapp"\nas_token = "short-secret"\nhs_token = "${'h'.repeat(40)}"\n`;
+    const err = configError(() => load({ configPath: tomlFile(toml) }));
+    expect(err.key).toBe('bridges.0.as_token');
+    expect(err.message).not.toContain('short-secret');
+  });
+
+  it('rejects unknown SWITCHBOARD_ variables and unknown CLI keys, suggesting the closest', () => {
     const err = configError(() => load({ env: { SWITCHBOARD_SERVER__PROT: '1' } }));
     expect(err.key).toBe('SWITCHBOARD_SERVER__PROT');
-    expect(err.message).toContain('SWITCHBOARD_SERVER__PROT');
-    expect(configError(() => load({ cli: { 'server.prot': 1 } })).key).toBe('server.prot');
+    expect(err.message).toBe('SWITCHBOARD_SERVER__PROT: unknown environment variable (no such config key; did you mean SWITCHBOARD_SERVER__PORT?)');
+    expect(configError(() => load({ env: { SWITCHBOARD_POTR: '1' } })).message).toContain('did you mean SWITCHBOARD_PORT?');
+    expect(configError(() => load({ env: { SWITCHBOARD_ZZZ: '1' } })).message).toBe('SWITCHBOARD_ZZZ: unknown environment variable (no such config key)');
+    const cli = configError(() => load({ cli: { 'server.prot': 1 } }));
+    expect(cli.key).toBe('server.prot');
+    expect(cli.message).toBe('server.prot: unknown config key (did you mean server.port?)');
   });
 
   it('ignores unrelated environment variables', () => {
@@ -239,6 +260,37 @@ describe('configToToml', () => {
 
   it('config.example.toml loads and matches the defaults', () => {
     expect(load({ configPath: join(ROOT, 'config.example.toml') })).toEqual(load());
+  });
+
+  it('generate-config output is config.example.toml, byte for byte', () => {
+    // On a difference: `npx tsx src/cli.ts generate-config > config.example.toml` after changing a description.
+    expect(configToToml(load(), { comments: true })).toBe(readFileSync(join(ROOT, 'config.example.toml'), 'utf8'));
+  });
+
+  it('wraps comments at 100 columns except the sample lines, and shows every key', () => {
+    const text = configToToml(load(), { comments: true });
+    const sample = (ConfigSchema.properties.bridges as { sample?: string }).sample!;
+    const sampleLines = new Set(sample.split('\n').map((l) => `# ${l}`));
+    expect(text.split('\n').filter((l) => l.length > 100 && !sampleLines.has(l))).toEqual([]);
+    const written = parse(text) as Record<string, Record<string, unknown>>;
+    for (const [section, schema] of Object.entries(ConfigSchema.properties)) {
+      if ('properties' in schema) expect(Object.keys(written[section])).toEqual(Object.keys(schema.properties));
+    }
+  });
+
+  it('the commented-out [[bridges]] sample uses schema keys only', () => {
+    const sample = (ConfigSchema.properties.bridges as { sample?: string }).sample!;
+    const { bridges } = parse(sample) as { bridges: Record<string, unknown>[] };
+    expect(bridges.map((b) => b.network)).toEqual(['whatsapp', 'googlechat']);
+    const unknown = (value: Record<string, unknown>, schema: { properties: Record<string, unknown> }, at: string): string[] =>
+      Object.entries(value).flatMap(([k, v]) => {
+        const sub = schema.properties[k] as { properties?: Record<string, unknown>; anyOf?: { properties?: Record<string, unknown> }[] } | undefined;
+        if (!sub) return [`${at}${k}`];
+        const table = sub.properties ? sub : sub.anyOf?.find((s) => s.properties);
+        return v && typeof v === 'object' && !Array.isArray(v) && table?.properties ? unknown(v as Record<string, unknown>, table as { properties: Record<string, unknown> }, `${at}${k}.`) : [];
+      });
+    const bridgeSchema = ConfigSchema.properties.bridges.items as unknown as { properties: Record<string, unknown> };
+    expect(bridges.flatMap((b, i) => unknown(b, bridgeSchema, `bridges.${i}.`))).toEqual([]);
   });
 });
 
