@@ -106,7 +106,7 @@ export class BenchSocket {
           resolve(socket);
         }
       });
-      ws.once('error', reject);
+      ws.on('error', reject); // after `ready` an error is followed by `close`, counted by the run
       ws.once('close', (code) => {
         if (!socket.closing) socket.closedBy = code;
         reject(new Error(`closed (${code}) before ready`));

@@ -148,12 +148,16 @@ async function settledRssKiB(pid: number): Promise<number> {
   return previous;
 }
 
-/** IDLE_SOCKETS idle sockets of one user, opened by this process: the server's RSS before and with them. */
+/**
+ * IDLE_SOCKETS idle sockets of one user, opened by this process: the server's RSS before and with
+ * them. The user's first socket (presence, first use of the code paths) is opened before either.
+ */
 async function benchMemory(server: Server, user: Session): Promise<NonNullable<ServerResult['memory']>> {
+  const { sockets: warm } = await openIdle(server.target, user, 1);
   const before = await settledRssKiB(server.pid);
   const { sockets, ms } = await openIdle(server.target, user, IDLE_SOCKETS);
   const withSockets = await settledRssKiB(server.pid);
-  await Promise.all(sockets.map((s) => s.close()));
+  await Promise.all([...warm, ...sockets].map((s) => s.close()));
   await new Promise((resolve) => setTimeout(resolve, 2000)); // let the server finish closing before the next workload
   return { sockets: sockets.length, rssBeforeKiB: before, rssWithKiB: withSockets, perSocketKiB: (withSockets - before) / sockets.length, openMs: ms };
 }
