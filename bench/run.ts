@@ -268,9 +268,10 @@ async function benchServer(name: ServerName): Promise<ServerResult> {
   if (name === 'postgres' && !process.env.DATABASE_URL) return { ...result, skipped: 'DATABASE_URL not set' };
   console.error(`${name}:`);
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-bench-'));
-  const scratch = name === 'postgres' ? await createScratchDatabase(process.env.DATABASE_URL!) : null;
+  let scratch: Awaited<ReturnType<typeof createScratchDatabase>> | null = null;
   const hub: { server: Server | null } = { server: null };
   try {
+    if (name === 'postgres') scratch = await createScratchDatabase(process.env.DATABASE_URL!);
     if (name === 'ceiling') {
       hub.server = await startCeiling();
     } else {
