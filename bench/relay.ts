@@ -10,10 +10,11 @@
  *   the room; the sender gets `{"type":"message.sent", txn_id, stream_position}`.
  *
  * Run as a child process (`fork`, with tsx): it listens on a free loopback port and sends its parent
- * `{url, pid}`. Stops on SIGTERM.
+ * `{url, pid, inspectorUrl}` (the last when run with `--inspect`). Stops on SIGTERM.
  */
 import crypto from 'node:crypto';
 import http from 'node:http';
+import inspector from 'node:inspector';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 
@@ -74,6 +75,6 @@ server.on('upgrade', (req, socket, head) => {
 });
 
 server.listen(0, '127.0.0.1', () => {
-  process.send!({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, pid: process.pid });
+  process.send!({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, pid: process.pid, inspectorUrl: inspector.url() });
 });
 process.once('SIGTERM', () => process.exit(0));

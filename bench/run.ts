@@ -21,6 +21,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import WebSocket from 'ws';
 import { loadConfig } from '../src/config/load.js';
 import { openDatabase } from '../src/db/database.js';
 import { roomEvents } from '../src/events/catalog.js';
@@ -67,12 +68,16 @@ function knob<T extends string>(name: string, allowed: readonly T[]): Set<T> {
 const only = knob('BENCH_ONLY', SERVER_NAMES);
 const workloads = knob('BENCH_WORKLOADS', WORKLOAD_NAMES);
 const cpuProfDir = process.env.BENCH_CPU_PROF ? path.resolve(process.env.BENCH_CPU_PROF) : null;
+/** Node flags of every server process: for the memory figure, an inspector on a free loopback port, to collect garbage with. */
+const inspectFlags = workloads.has('memory') ? ['--inspect=127.0.0.1:0'] : [];
 
 /** A running server under test. */
 interface Server {
   target: Target;
   /** pid of the Node process serving (its RSS is the memory figure). */
   pid: number;
+  /** Its inspector's WebSocket URL, when it runs with one. */
+  inspectorUrl?: string;
   stop(): Promise<void>;
 }
 
@@ -91,15 +96,16 @@ interface ServerResult {
 const running = new Set<Server>();
 
 async function startCeiling(): Promise<Server> {
-  const child = fork(fileURLToPath(new URL('./relay.ts', import.meta.url)), { execArgv: ['--import', 'tsx'] });
+  const child = fork(fileURLToPath(new URL('./relay.ts', import.meta.url)), { execArgv: [...inspectFlags, '--import', 'tsx'] });
   const exited = new Promise((resolve) => child.once('exit', resolve));
-  const { url, pid } = await new Promise<{ url: string; pid: number }>((resolve, reject) => {
+  const { url, pid, inspectorUrl } = await new Promise<{ url: string; pid: number; inspectorUrl?: string }>((resolve, reject) => {
     child.once('message', resolve);
     child.once('exit', (code) => reject(new Error(`relay exited (${code}) before listening`)));
   });
   const server: Server = {
     target: { url, wsUrl: url.replace(/^http/, 'ws') },
     pid,
+    inspectorUrl,
     async stop() {
       child.kill('SIGTERM');
       await exited;
@@ -112,12 +118,13 @@ async function startCeiling(): Promise<Server> {
 
 /** Spawns a hub on `dataDir` (and the database at `databaseUrl`, else the embedded PGlite in `dataDir`). */
 async function startHub(dataDir: string, databaseUrl?: string): Promise<Server & { spawnMs: number; hubStartupMs: number }> {
-  const command = ['node', ...(cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : []), ...HUB_ENTRY];
+  const command = ['node', ...inspectFlags, ...(cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : []), ...HUB_ENTRY];
   const toml = databaseUrl ? `${HUB_TOML}[database]\nurl = ${JSON.stringify(databaseUrl)}\n` : HUB_TOML;
   const hub = await spawnHub({ command, dataDir, toml, timeoutMs: 120_000 });
   const server = {
     target: { url: hub.url, wsUrl: hub.wsUrl },
     pid: hub.hubPid,
+    inspectorUrl: hub.output().match(/Debugger listening on (ws:\S+)/)?.[1],
     spawnMs: hub.startupMs,
     hubStartupMs: hub.hubStartupMs,
     async stop() {
@@ -136,8 +143,25 @@ function rssKiB(pid: number): number {
   return Number(line[1]);
 }
 
-/** RSS once it holds still: sampled every 500 ms until two samples are within 1 % (at most 10 s). */
-async function settledRssKiB(pid: number): Promise<number> {
+/** A full garbage collection in a server process, through its inspector (`HeapProfiler.collectGarbage`). */
+async function collectGarbage(inspectorUrl: string): Promise<void> {
+  const ws = new WebSocket(inspectorUrl);
+  await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+  await new Promise<void>((resolve) => {
+    ws.on('message', (data) => JSON.parse(data.toString()).id === 1 && resolve());
+    ws.send(JSON.stringify({ id: 1, method: 'HeapProfiler.collectGarbage' }));
+  });
+  ws.close();
+}
+
+/**
+ * The server's RSS after a full garbage collection, once it holds still: sampled every 500 ms until
+ * two samples are within 1 % (at most 10 s).
+ */
+async function settledRssKiB(server: Server): Promise<number> {
+  if (!server.inspectorUrl) throw new Error('the server runs without an inspector');
+  await collectGarbage(server.inspectorUrl);
+  const pid = server.pid;
   let previous = rssKiB(pid);
   for (let i = 0; i < 20; i++) {
     await new Promise((resolve) => setTimeout(resolve, 500));
@@ -154,9 +178,9 @@ async function settledRssKiB(pid: number): Promise<number> {
  */
 async function benchMemory(server: Server, user: Session): Promise<NonNullable<ServerResult['memory']>> {
   const { sockets: warm } = await openIdle(server.target, user, 1);
-  const before = await settledRssKiB(server.pid);
+  const before = await settledRssKiB(server);
   const { sockets, ms } = await openIdle(server.target, user, IDLE_SOCKETS);
-  const withSockets = await settledRssKiB(server.pid);
+  const withSockets = await settledRssKiB(server);
   await Promise.all([...warm, ...sockets].map((s) => s.close()));
   await new Promise((resolve) => setTimeout(resolve, 2000)); // let the server finish closing before the next workload
   return { sockets: sockets.length, rssBeforeKiB: before, rssWithKiB: withSockets, perSocketKiB: (withSockets - before) / sockets.length, openMs: ms };
