@@ -1,74 +1,214 @@
 /**
- * `npm run bench`: figures for the Switchboard core, loopback only, bounded (stops by itself).
+ * `npm run bench`: the same workloads (bench/load.ts) against each server, side by side on this
+ * machine, every server in its own child process and the load generator in this one:
  *
- * 1. Startup: `npm start` on a fresh data dir with the embedded PGlite, spawn → "Switchboard listening".
- * 2. On an in-process hub (test/helpers/hub.ts: DATABASE_URL when set, else embedded PGlite):
- *    - memory: RSS and V8 heap of this process (after GC) before/after IDLE_SOCKETS idle WebSockets
- *      opened from a child process (KiB per socket, server side only);
- *    - round trip: alice sends over the WebSocket, one at a time; send → ack and send → bob's message.new;
- *    - throughput: N senders in one group room, each sending one at a time; stored (acked) and
- *      delivered (received by a reader) messages per second;
- *    - resume: bob reconnects with `?since=` after missing RESUME_EVENTS messages; time to `ready`.
- * Prints a table at the end. Timings are wall clock (performance.now), ms.
+ * - `ceiling`: the bare `ws` relay (bench/relay.ts);
+ * - `postgres`: the hub (`serve`) on a scratch database created on DATABASE_URL's server and dropped
+ *   afterwards (skipped, and said so, without DATABASE_URL);
+ * - `pglite`: the hub on the embedded PGlite in a fresh data dir.
+ *
+ * Hubs run with the rate limits off (the bench's own TOML) on one node without Redis. Prints a table
+ * at the end and writes every figure as JSON to bench/results/ (`latest.json` and a dated copy).
+ * What each figure means and how it is measured: docs/PERFORMANCE.md.
+ *
+ * Knobs: BENCH_ONLY=ceiling,postgres,pglite (servers), BENCH_WORKLOADS=rtt,a,b,c,resume,memory,
+ * BENCH_CPU_PROF=<dir> (hubs run under `node --cpu-prof`, one .cpuprofile per hub process, written
+ * when it stops).
  */
 import { fork } from 'node:child_process';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import v8 from 'node:v8';
-import vm from 'node:vm';
 import WebSocket from 'ws';
-import type { Hub } from '../src/hub.js';
-import { messagesRepository } from '../src/modules/messages/messages.repository.js';
-import { appendRoomEvents } from '../src/events/stream.js';
+import { loadConfig } from '../src/config/load.js';
+import { openDatabase } from '../src/db/database.js';
 import { roomEvents } from '../src/events/catalog.js';
-import { WsClient, api, register, startTestHub, type Session, type TestHub } from '../test/helpers/hub.js';
-import { spawnHub, type SpawnedHub } from '../test/e2e/spawn.js';
+import { appendRoomEvents } from '../src/events/stream.js';
+import { messagesRepository } from '../src/modules/messages/messages.repository.js';
+import { REPO_ROOT, spawnHub } from '../test/e2e/spawn.js';
+import ensureBuilt from '../test/helpers/build.js';
+import { api, createScratchDatabase, type Session } from '../test/helpers/hub.js';
+import { BenchSocket, LISTENERS, SENDERS, WINDOW, ackPaced, burst, createGroup, openIdle, paced, registerUsers, resume, roundTrip, type Latency, type Target, type WorkloadResult } from './load.js';
 
-const ROUND_TRIPS = 500;
-const SENDERS = 10;
-const MESSAGES_PER_SENDER = 50;
-const RESUME_EVENTS = 10_000;
-/** Seeded messages per transaction. */
-const SEED_BATCH = 1000;
-const IDLE_SOCKETS = 500;
+/** How a hub is started, after `node` and its flags: the TypeScript entry point, from the repo root. */
+/** The hub as operators run it: the compiled CLI (rebuilt first when a source is newer, as the tests do). */
+const HUB_ENTRY = ['bin/switchboard.js', 'serve'];
+/** The hubs' config: rate limits off, so the bench measures the send path and not the limiter. */
+const HUB_TOML = `[rate_limits]
+login_per_ip_per_min = 0
+login_per_account_per_min = 0
+register_per_ip_per_hour = 0
+messages_per_user_per_min = 0
+ws_frames_per_s = 0
+`;
+const BURST_MESSAGES = 5_000;
+const PACED_RATES = [1_000, 2_000];
+const RUN_MS = 10_000;
+const IDLE_SOCKETS = 10_000;
+const RESUME_EVENTS = 100_000;
+/** Seeded messages per transaction (and per INSERT). */
+const SEED_BATCH = 5_000;
 /** The whole run is aborted after this long, ms. */
-const DEADLINE_MS = 240_000;
+const DEADLINE_MS = 15 * 60_000;
+const RESULTS_DIR = path.join(REPO_ROOT, 'bench/results');
 
-const rows: [string, string, string][] = [];
-const row = (section: string, figure: string, value: string) => {
-  rows.push([section, figure, value]);
-  console.error(`  ${section} / ${figure}: ${value}`);
-};
-const ms = (x: number) => `${x.toFixed(x < 10 ? 2 : 0)} ms`;
-const perSecond = (n: number, elapsedMs: number) => `${Math.round((n / elapsedMs) * 1000).toLocaleString('en-US')}/s`;
+const SERVER_NAMES = ['ceiling', 'postgres', 'pglite'] as const;
+const WORKLOAD_NAMES = ['rtt', 'a', 'b', 'c', 'resume', 'memory'] as const;
+type ServerName = (typeof SERVER_NAMES)[number];
 
-/** Nearest-rank percentile of an ascending array. */
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)];
+/** A comma-separated environment knob, checked against its allowed values (all of them when unset). */
+function knob<T extends string>(name: string, allowed: readonly T[]): Set<T> {
+  const picked = (process.env[name] ?? allowed.join(',')).split(',').map((s) => s.trim()).filter(Boolean);
+  const unknown = picked.filter((p) => !allowed.includes(p as T));
+  if (unknown.length) {
+    console.error(`${name}: unknown ${unknown.join(', ')} (choose from ${allowed.join(',')})`);
+    process.exit(2);
+  }
+  return new Set(picked as T[]);
+}
+const only = knob('BENCH_ONLY', SERVER_NAMES);
+const workloads = knob('BENCH_WORKLOADS', WORKLOAD_NAMES);
+const cpuProfDir = process.env.BENCH_CPU_PROF ? path.resolve(process.env.BENCH_CPU_PROF) : null;
+/** Node flags of every server process: for the memory figure, an inspector on a free loopback port, to collect garbage with. */
+const inspectFlags = workloads.has('memory') ? ['--inspect=127.0.0.1:0'] : [];
+
+/** A running server under test. */
+interface Server {
+  target: Target;
+  /** pid of the Node process serving (its RSS is the memory figure). */
+  pid: number;
+  /** Its inspector's WebSocket URL, when it runs with one. */
+  inspectorUrl?: string;
+  stop(): Promise<void>;
 }
 
-async function createRoom(base: string, owner: Session, body: Record<string, unknown>): Promise<string> {
-  const res = await api(base, 'POST', '/api/rooms', { token: owner.token, body });
-  if (res.status !== 201) throw new Error(`create room failed: ${res.status} ${JSON.stringify(res.body)}`);
-  return res.body.id;
+interface ServerResult {
+  /** Why this server was not run, or where its run failed. */
+  skipped?: string;
+  error?: string;
+  startup?: { spawnMs: number; hubStartupMs: number };
+  memory?: { sockets: number; rssBeforeKiB: number; rssWithKiB: number; perSocketKiB: number; openMs: number };
+  roundTrip?: { ackMs: Latency; deliveryMs: Latency };
+  workloads: Record<string, WorkloadResult>;
+  resume?: { events: number; toReadyMs: number; toLastEventMs: number; seedMs: number; restartMs?: number };
+}
+
+/** Servers running now, for the watchdog and Ctrl-C. */
+const running = new Set<Server>();
+
+async function startCeiling(): Promise<Server> {
+  const child = fork(fileURLToPath(new URL('./relay.ts', import.meta.url)), { execArgv: [...inspectFlags, '--import', 'tsx'] });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  const { url, pid, inspectorUrl } = await new Promise<{ url: string; pid: number; inspectorUrl?: string }>((resolve, reject) => {
+    child.once('message', resolve);
+    child.once('exit', (code) => reject(new Error(`relay exited (${code}) before listening`)));
+  });
+  const server: Server = {
+    target: { url, wsUrl: url.replace(/^http/, 'ws') },
+    pid,
+    inspectorUrl,
+    async stop() {
+      child.kill('SIGTERM');
+      await exited;
+      running.delete(server);
+    },
+  };
+  running.add(server);
+  return server;
+}
+
+/** Spawns a hub on `dataDir` (and the database at `databaseUrl`, else the embedded PGlite in `dataDir`). */
+async function startHub(dataDir: string, databaseUrl?: string): Promise<Server & { spawnMs: number; hubStartupMs: number }> {
+  const command = ['node', ...inspectFlags, ...(cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : []), ...HUB_ENTRY];
+  const toml = databaseUrl ? `${HUB_TOML}[database]\nurl = ${JSON.stringify(databaseUrl)}\n` : HUB_TOML;
+  const hub = await spawnHub({ command, dataDir, toml, timeoutMs: 120_000 });
+  const server = {
+    target: { url: hub.url, wsUrl: hub.wsUrl },
+    pid: hub.hubPid,
+    inspectorUrl: hub.output().match(/Debugger listening on (ws:\S+)/)?.[1],
+    spawnMs: hub.startupMs,
+    hubStartupMs: hub.hubStartupMs,
+    async stop() {
+      await hub.stop();
+      running.delete(server);
+    },
+  };
+  running.add(server);
+  return server;
+}
+
+/** VmRSS of a process, KiB, from /proc/<pid>/status. */
+function rssKiB(pid: number): number {
+  const line = fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(/^VmRSS:\s+(\d+) kB$/m);
+  if (!line) throw new Error(`no VmRSS for pid ${pid}`);
+  return Number(line[1]);
+}
+
+/** A full garbage collection in a server process, through its inspector (`HeapProfiler.collectGarbage`). */
+async function collectGarbage(inspectorUrl: string): Promise<void> {
+  const ws = new WebSocket(inspectorUrl);
+  await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+  await new Promise<void>((resolve) => {
+    ws.on('message', (data) => JSON.parse(data.toString()).id === 1 && resolve());
+    ws.send(JSON.stringify({ id: 1, method: 'HeapProfiler.collectGarbage' }));
+  });
+  ws.close();
 }
 
 /**
- * Stores `count` messages from `sender` in a room, SEED_BATCH per transaction, through the one
- * sanctioned path for room events (`appendRoomEvent` inside `hub.stream.write`). Sending them one by
- * one through MessagesService.send is a transaction each, too slow on the embedded database for a
- * bounded run; the stored `message.new` payload has the same fields as a sent one.
+ * The server's RSS after a full garbage collection, once it holds still: sampled every 500 ms until
+ * two samples are within 1 % (at most 10 s).
  */
-async function seedMessages(hub: Hub, roomId: string, sender: Session, count: number): Promise<void> {
-  for (let from = 0; from < count; from += SEED_BATCH) {
-    await hub.stream.write(async (tx) => {
-      const messages = Array.from({ length: Math.min(count, from + SEED_BATCH) - from }, (_, k) => ({
+async function settledRssKiB(server: Server): Promise<number> {
+  if (!server.inspectorUrl) throw new Error('the server runs without an inspector');
+  await collectGarbage(server.inspectorUrl);
+  const pid = server.pid;
+  let previous = rssKiB(pid);
+  for (let i = 0; i < 20; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const now = rssKiB(pid);
+    if (Math.abs(now - previous) <= previous / 100) return now;
+    previous = now;
+  }
+  return previous;
+}
+
+/**
+ * IDLE_SOCKETS idle sockets of one user, opened by this process: the server's RSS before and with
+ * them. The user's first socket (presence, first use of the code paths) is opened before either.
+ */
+async function benchMemory(server: Server, user: Session): Promise<NonNullable<ServerResult['memory']>> {
+  const { sockets: warm } = await openIdle(server.target, user, 1);
+  const before = await settledRssKiB(server);
+  const { sockets, ms } = await openIdle(server.target, user, IDLE_SOCKETS);
+  const withSockets = await settledRssKiB(server);
+  await Promise.all([...warm, ...sockets].map((s) => s.close()));
+  await new Promise((resolve) => setTimeout(resolve, 2000)); // let the server finish closing before the next workload
+  return { sockets: sockets.length, rssBeforeKiB: before, rssWithKiB: withSockets, perSocketKiB: (withSockets - before) / sockets.length, openMs: ms };
+}
+
+/**
+ * Stores `count` messages from `sender` in `roomId`, SEED_BATCH per transaction, in the hub's
+ * database (`config`): the rows the hub's own send writes (the `message.new` payload from the
+ * event catalog's constructor, the `room_events` row under the same stream lock, the `messages` row
+ * pointing at its position), but one multi-row INSERT per batch. The hub's own path
+ * (`appendRoomEvent` then `insertMessage`, three statements per message) seeds about 1,000
+ * messages/s on PostgreSQL and 400/s on PGlite here: minutes for 100,000.
+ * @returns how long it took, ms.
+ */
+async function seedMessages(config: { data_dir?: string; 'database.url'?: string }, roomId: string, sender: Session, count: number): Promise<number> {
+  const started = performance.now();
+  const db = await openDatabase(loadConfig({ env: {}, loadDotEnv: false, cli: config }));
+  try {
+    for (let from = 0; from < count; from += SEED_BATCH) {
+      const messages = Array.from({ length: Math.min(SEED_BATCH, count - from) }, (_, i) => ({
         id: crypto.randomUUID(),
         room_id: roomId,
         user_id: sender.user.id,
         user_name: sender.user.name,
-        content: `missed ${from + k}`,
+        content: `missed ${from + i}`,
         created_at: new Date().toISOString(),
         edited_at: null,
         reply_to: null,
@@ -78,208 +218,231 @@ async function seedMessages(hub: Hub, roomId: string, sender: Session, count: nu
         delivered_at: null,
         deleted: false,
       }));
-      const positions = await appendRoomEvents(tx, messages.map((m) => roomEvents.messageNew(m)));
-      await messagesRepository.insertMessages(
-        tx,
-        messages.map((m, i) => ({ id: m.id, room_id: roomId, user_id: m.user_id, content: m.content, reply_to: null, mentions: [], txn_id: null, stream_position: positions[i], created_at: m.created_at, remote_id: null })),
-      );
-    });
-  }
-}
-
-/**
- * Connects with `?since=` and counts the room events replayed before `ready`, checking that their
- * positions only grow. (WsClient.connect gives `ready` only 5 s.)
- */
-async function replayUntilReady(wsUrl: string, token: string, since: number): Promise<{ events: number; resumed: number }> {
-  const socket = new WebSocket(`${wsUrl}/ws?since=${since}`, { headers: { authorization: `Bearer ${token}` } });
-  try {
-    return await new Promise((resolve, reject) => {
-      let events = 0;
-      let last = since;
-      socket.on('message', (data) => {
-        const e = JSON.parse(data.toString());
-        if (e.type === 'ready') resolve({ events, resumed: e.resumed });
-        if (typeof e.stream_position !== 'number' || e.type === 'ready') return;
-        if (e.stream_position <= last) reject(new Error(`replay out of order: ${e.stream_position} after ${last}`));
-        last = e.stream_position;
-        events++;
+      // The hub's own multi-row writes, as its group commit does them (one statement each).
+      await db.transaction(async (tx) => {
+        const positions = await appendRoomEvents(tx, messages.map((m) => roomEvents.messageNew(m)));
+        await messagesRepository.insertMessages(
+          tx,
+          messages.map((m, i) => ({ id: m.id, room_id: roomId, user_id: m.user_id, content: m.content, reply_to: null, mentions: [], txn_id: null, stream_position: positions[i], created_at: m.created_at, remote_id: null })),
+        );
       });
-      socket.once('error', reject);
-      socket.once('close', (code) => reject(new Error(`socket closed (${code}) before ready`)));
-      setTimeout(() => reject(new Error('no ready after 120 s')), 120_000).unref();
-    });
-  } finally {
-    socket.close();
-  }
-}
-
-/** Full garbage collection (V8 flag set at run time), so memory figures compare live data only. */
-const gc: () => void = (v8.setFlagsFromString('--expose-gc'), vm.runInNewContext('gc'));
-
-/**
- * RSS and V8 heap in use, KiB, after full collections: repeated with pauses until RSS moves by less
- * than 256 KiB (V8 returns freed pages in the background), at most 5 rounds.
- */
-async function memoryKiB(): Promise<{ rss: number; heap: number }> {
-  let rss = Infinity;
-  for (let round = 0; round < 5; round++) {
-    gc();
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    const previous = rss;
-    rss = process.memoryUsage().rss / 1024;
-    if (Math.abs(rss - previous) < 256) break;
-  }
-  return { rss, heap: process.memoryUsage().heapUsed / 1024 };
-}
-
-/**
- * Memory of idle sockets on the in-process hub: the clients run in a child process
- * (bench/idle-sockets.ts), so this process's RSS and heap grow by the server side only.
- */
-async function benchIdleSockets(t: TestHub): Promise<void> {
-  const user = await register(t.url, 'Idle');
-  const warm = await WsClient.connect(t.wsUrl, user.token); // the user's first socket: presence row, code paths warmed
-  const before = await memoryKiB();
-  const child = fork(fileURLToPath(new URL('./idle-sockets.ts', import.meta.url)), [t.wsUrl, user.token, String(IDLE_SOCKETS)], { execArgv: ['--import', 'tsx'] });
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  try {
-    const opened = await new Promise<number>((resolve, reject) => {
-      child.once('message', (m: { opened: number }) => resolve(m.opened));
-      child.once('exit', (code) => reject(new Error(`idle-sockets exited (${code}) before opening`)));
-    });
-    if (opened !== IDLE_SOCKETS || t.hub.fanout.connectionCount !== IDLE_SOCKETS + 1) throw new Error(`opened ${opened}, hub counts ${t.hub.fanout.connectionCount}`);
-    const after = await memoryKiB();
-    const section = `memory (${IDLE_SOCKETS} idle sockets, server side, after GC)`;
-    row(section, 'RSS before → after', `${(before.rss / 1024).toFixed(1)} MiB → ${(after.rss / 1024).toFixed(1)} MiB`);
-    row(section, 'per socket: RSS | V8 heap', `${((after.rss - before.rss) / IDLE_SOCKETS).toFixed(1)} KiB | ${((after.heap - before.heap) / IDLE_SOCKETS).toFixed(1)} KiB`);
-    child.send('close');
-  } finally {
-    if (child.exitCode === null) child.kill();
-    await exited;
-    warm.close();
-  }
-}
-
-/** The `npm start` child while it runs (the watchdog stops it). */
-let spawned: SpawnedHub | null = null;
-
-/** Startup time of `npm start` on a fresh data dir (embedded PGlite). */
-async function benchStartup(): Promise<void> {
-  console.error('spawning npm start (fresh data dir, embedded PGlite)…');
-  spawned = await spawnHub({ timeoutMs: 120_000 });
-  try {
-    row('startup (npm start, embedded, fresh dir)', 'spawn → "Switchboard listening"', ms(spawned.startupMs));
-    row('startup (npm start, embedded, fresh dir)', "hub's own startup_ms (db init, migrations, listen)", ms(spawned.hubStartupMs));
-  } finally {
-    await spawned.stop();
-    spawned = null;
-  }
-}
-
-/** Round trip, throughput and resume on an in-process hub. */
-async function benchInProcess(): Promise<void> {
-  const t = await startTestHub();
-  try {
-    const { rows: version } = await t.hub.db.query<{ server_version: string }>('SHOW server_version');
-    const db = t.hub.db.embedded
-      ? `embedded PGlite (PostgreSQL ${version[0].server_version})`
-      : `PostgreSQL ${version[0].server_version} at ${new URL(process.env.DATABASE_URL!).host} (scratch database)`;
-    console.error(`in-process hub on ${db}`);
-    row('in-process hub', 'database', db);
-    await benchIdleSockets(t);
-
-    // Round trip: one message at a time.
-    const alice = await register(t.url, 'Alice');
-    const bob = await register(t.url, 'Bob');
-    const direct = await createRoom(t.url, alice, { type: 'direct', members: [bob.user.id] });
-    const a = await WsClient.connect(t.wsUrl, alice.token);
-    const b = await WsClient.connect(t.wsUrl, bob.token);
-    const ackTimes: number[] = [];
-    const deliverTimes: number[] = [];
-    let bobPosition = 0;
-    for (let i = -20; i < ROUND_TRIPS; i++) {
-      const txn = `rt-${i}`;
-      const start = performance.now();
-      a.send({ type: 'message.send', room_id: direct, content: `round trip ${i}`, txn_id: txn });
-      const [ack, got] = await Promise.all([
-        a.next('message.sent', (e) => e.txn_id === txn).then((e) => ((i >= 0 && ackTimes.push(performance.now() - start)), e)),
-        b.next('message.new', (e) => e.message.content === `round trip ${i}`).then((e) => ((i >= 0 && deliverTimes.push(performance.now() - start)), e)),
-      ]);
-      if (got.message.id !== ack.message_id) throw new Error('round trip: wrong message');
-      bobPosition = got.stream_position;
     }
-    ackTimes.sort((x, y) => x - y);
-    deliverTimes.sort((x, y) => x - y);
-    const section = `round trip (${ROUND_TRIPS} msgs, one at a time)`;
-    for (const p of [50, 95, 99]) row(section, `p${p} send → ack | send → bob's message.new`, `${ms(percentile(ackTimes, p))} | ${ms(percentile(deliverTimes, p))}`);
-
-    // Throughput: SENDERS users in one group room, each sending one message at a time; a reader receives all.
-    const reader = await register(t.url, 'Reader');
-    const senders = await Promise.all(Array.from({ length: SENDERS }, (_, i) => register(t.url, `Sender${i}`)));
-    const group = await createRoom(t.url, reader, { type: 'group', name: 'bench', members: senders.map((s) => s.user.id) });
-    const readerWs = await WsClient.connect(t.wsUrl, reader.token);
-    const senderWs = await Promise.all(senders.map((s) => WsClient.connect(t.wsUrl, s.token)));
-    const total = SENDERS * MESSAGES_PER_SENDER;
-    const start = performance.now();
-    let storedAt = 0;
-    const stored = Promise.all(
-      senderWs.map(async (ws, s) => {
-        for (let i = 0; i < MESSAGES_PER_SENDER; i++) {
-          ws.send({ type: 'message.send', room_id: group, content: `load ${s}/${i}`, txn_id: `load-${i}` });
-          await ws.next('message.sent', (e) => e.txn_id === `load-${i}`, 60_000);
-        }
-      }),
-    ).then(() => (storedAt = performance.now() - start));
-    for (let n = 0; n < total; n++) await readerWs.next('message.new', () => true, 60_000);
-    const deliveredAt = performance.now() - start;
-    await stored;
-    const tput = `throughput (${SENDERS} senders × ${MESSAGES_PER_SENDER}, group of ${SENDERS + 1})`;
-    row(tput, 'stored (acked)', `${perSecond(total, storedAt)} (${total} in ${ms(storedAt)})`);
-    row(tput, 'delivered to the reader', `${perSecond(total, deliveredAt)} (socket writes: ${perSecond(total * (SENDERS + 1), deliveredAt)})`);
-    for (const ws of [readerWs, ...senderWs]) ws.close();
-
-    // Resume: bob misses RESUME_EVENTS messages, then reconnects with since.
-    b.close();
-    await b.waitClosed();
-    a.close();
-    console.error(`seeding ${RESUME_EVENTS} messages…`);
-    const seedStart = performance.now();
-    await seedMessages(t.hub, direct, alice, RESUME_EVENTS);
-    const seedMs = performance.now() - seedStart;
-    // Let this node's stream reader pass the backlog, so bob's socket gets it from the replay alone.
-    const end = await t.hub.stream.maxPosition();
-    while (t.hub.stream.position < end) await new Promise((resolve) => setTimeout(resolve, 10));
-    const resumeStart = performance.now();
-    const replay = await replayUntilReady(t.wsUrl, bob.token, bobPosition);
-    const resumeMs = performance.now() - resumeStart;
-    if (replay.events !== RESUME_EVENTS || replay.resumed !== RESUME_EVENTS) throw new Error(`resume: got ${replay.events} events, ready.resumed=${replay.resumed}`);
-    const resume = `resume (${RESUME_EVENTS.toLocaleString('en-US')} missed events)`;
-    row(resume, 'connect with since → ready', `${ms(resumeMs)} (${perSecond(RESUME_EVENTS, resumeMs)})`);
-    row(resume, `seeding (appendRoomEvent + insert, ${SEED_BATCH} per transaction)`, `${ms(seedMs)} (${perSecond(RESUME_EVENTS, seedMs)})`);
   } finally {
-    await t.close();
+    await db.close();
   }
+  return performance.now() - started;
 }
 
-function printTable(): void {
-  const header: [string, string, string] = ['section', 'figure', 'value'];
+/** Resolves with the `ready` event of a socket that `session` opens and closes at once. */
+async function readyOf(target: Target, session: Session): Promise<{ stream_position: number }> {
+  let ready: { stream_position: number } | undefined;
+  const socket = await BenchSocket.connect(target, session, { onFrame: (f) => f.type === 'ready' && (ready = f) });
+  await socket.close();
+  return ready!;
+}
+
+/**
+ * Resume of RESUME_EVENTS missed events: bob notes his position, RESUME_EVENTS messages are seeded
+ * into his room, then he reconnects with `?since=`. PostgreSQL: seeded while the hub runs, then a
+ * message in another room, received on carol's socket, shows that the hub's stream reader has passed
+ * the seeded events (else they would reach bob's socket live during the replay). PGlite: one process
+ * at a time may open its data dir, so the hub is stopped, the data dir seeded and the hub restarted.
+ * @param hub.server replaced by the restarted hub (PGlite).
+ */
+async function benchResume(hub: { server: Server }, dataDir: string, databaseUrl?: string): Promise<NonNullable<ServerResult['resume']>> {
+  const target = hub.server.target;
+  const [alice, bob, carol] = await registerUsers(target, 'resume', 3);
+  const room = await createGroup(target, alice, [bob]);
+  const since = (await readyOf(target, bob)).stream_position;
+  let seedMs: number;
+  let restartMs: number | undefined;
+  if (databaseUrl) {
+    const pokeRoom = await createGroup(target, alice, [carol]);
+    let poked!: () => void;
+    const pokeSeen = new Promise<void>((resolve) => (poked = resolve));
+    const carolSocket = await BenchSocket.connect(target, carol, { onFrame: (f) => f.type === 'message.new' && f.room_id === pokeRoom && poked() });
+    seedMs = await seedMessages({ 'database.url': databaseUrl }, room, alice, RESUME_EVENTS);
+    const sent = await api(target.url, 'POST', `/api/rooms/${pokeRoom}/messages`, { token: alice.token, body: { content: 'after the seed' } });
+    if (sent.status !== 201) throw new Error(`poke send failed: ${sent.status}`);
+    await Promise.race([pokeSeen, new Promise((_, reject) => setTimeout(() => reject(new Error('stream reader did not pass the seed in 120 s')), 120_000))]);
+    await carolSocket.close();
+  } else {
+    await hub.server.stop();
+    seedMs = await seedMessages({ data_dir: dataDir }, room, alice, RESUME_EVENTS);
+    const restarted = await startHub(dataDir);
+    restartMs = restarted.spawnMs;
+    hub.server = restarted;
+  }
+  const replay = await resume(hub.server.target, bob, since);
+  if (replay.events !== RESUME_EVENTS || replay.resumed !== RESUME_EVENTS) throw new Error(`resume: got ${replay.events} events, ready.resumed=${replay.resumed}`);
+  return { events: replay.events, toReadyMs: replay.toReadyMs, toLastEventMs: replay.toLastEventMs, seedMs, restartMs };
+}
+
+const log = (line: string) => console.error(`  ${line}`);
+
+/** Runs the selected workloads against one server, in its own child process. */
+async function benchServer(name: ServerName): Promise<ServerResult> {
+  const result: ServerResult = { workloads: {} };
+  if (name === 'postgres' && !process.env.DATABASE_URL) return { ...result, skipped: 'DATABASE_URL not set' };
+  console.error(`${name}:`);
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-bench-'));
+  let scratch: Awaited<ReturnType<typeof createScratchDatabase>> | null = null;
+  const hub: { server: Server | null } = { server: null };
+  try {
+    if (name === 'postgres') scratch = await createScratchDatabase(process.env.DATABASE_URL!);
+    if (name === 'ceiling') {
+      hub.server = await startCeiling();
+    } else {
+      const started = await startHub(dataDir, scratch?.url);
+      hub.server = started;
+      result.startup = { spawnMs: started.spawnMs, hubStartupMs: started.hubStartupMs };
+      log(`started in ${fmtMs(started.spawnMs)} (hub's own startup_ms ${fmtMs(started.hubStartupMs)})`);
+    }
+    const target = hub.server.target;
+    const users = await registerUsers(target, 'load', LISTENERS + 1);
+    if (workloads.has('memory')) {
+      result.memory = await benchMemory(hub.server, users[0]);
+      log(`memory: ${memoryLine(result.memory)}`);
+    }
+    if (workloads.has('rtt')) {
+      result.roundTrip = await roundTrip(target, users);
+      log(`round trip: ${roundTripLine(result.roundTrip)}`);
+    }
+    const run = async (key: string, work: () => Promise<WorkloadResult>) => {
+      result.workloads[key] = await work();
+      log(`${key}: ${workloadLine(result.workloads[key])}`);
+    };
+    if (workloads.has('a')) await run('a', () => burst(target, users, BURST_MESSAGES));
+    if (workloads.has('b')) await run('b', () => ackPaced(target, users, RUN_MS));
+    if (workloads.has('c')) for (const rate of PACED_RATES) await run(`c${rate}`, () => paced(target, users, rate, RUN_MS));
+    if (workloads.has('resume') && name !== 'ceiling') {
+      result.resume = await benchResume(hub as { server: Server }, dataDir, scratch?.url);
+      log(`resume: ${resumeLine(result.resume)}`);
+    }
+  } catch (err) {
+    result.error = err instanceof Error ? err.message : String(err);
+    console.error(`${name} failed: ${err instanceof Error ? err.stack : err}`);
+  } finally {
+    await hub.server?.stop();
+    await scratch?.drop();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  }
+  return result;
+}
+
+// ---- formatting -------------------------------------------------------------------------------
+
+const fmtMs = (x: number) => `${x.toFixed(x < 100 ? 1 : 0)} ms`;
+const fmtRate = (x: number) => Math.round(x).toLocaleString('en-US');
+const fmtKiB = (kib: number) => `${(kib / 1024).toFixed(1)} MiB`;
+const ratio = (x: number, of: number | undefined) => (of ? `${(x / of).toFixed(x / of < 10 ? 2 : 0)}×` : '');
+const cpuPct = (c: number) => `${Math.round(c * 100)}%${c >= 0.9 ? '*' : ''}`;
+const lat = (l: Latency) => `p50 ${fmtMs(l.p50)}, p99 ${fmtMs(l.p99)}`;
+const workloadLine = (w: WorkloadResult) =>
+  `${fmtRate(w.deliveriesPerS)} deliveries/s, ${fmtRate(w.persistedPerS)} acked/s, delivery ${lat(w.deliveryMs)}, generator CPU ${cpuPct(w.generatorCpu)}${w.behind ? `; BEHIND: ${w.behind}` : ''}`;
+const memoryLine = (m: NonNullable<ServerResult['memory']>) =>
+  `RSS ${fmtKiB(m.rssBeforeKiB)} → ${fmtKiB(m.rssWithKiB)} with ${m.sockets.toLocaleString('en-US')} sockets: ${m.perSocketKiB.toFixed(1)} KiB/socket (opened in ${fmtMs(m.openMs)})`;
+const roundTripLine = (r: NonNullable<ServerResult['roundTrip']>) => `send → ack ${lat(r.ackMs)}; send → delivery ${lat(r.deliveryMs)}`;
+const resumeLine = (r: NonNullable<ServerResult['resume']>) =>
+  `${r.events.toLocaleString('en-US')} events: connect → last event ${fmtMs(r.toLastEventMs)}, → ready ${fmtMs(r.toReadyMs)} (seeded in ${fmtMs(r.seedMs)}${r.restartMs ? `, hub restarted in ${fmtMs(r.restartMs)}` : ''})`;
+
+const WORKLOAD_TITLES: Record<string, string> = {
+  a: `(a) burst 1→${LISTENERS}, ${BURST_MESSAGES.toLocaleString('en-US')} msgs`,
+  b: `(b) ${SENDERS} senders, ${SENDERS + 1} members, window ${WINDOW}`,
+  ...Object.fromEntries(PACED_RATES.map((r) => [`c${r}`, `(c) paced ${r.toLocaleString('en-US')} msg/s ×${LISTENERS}`])),
+};
+
+function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (r: string[]) => `| ${r.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`;
-  console.log(line(header));
-  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
-  for (const r of rows) console.log(line(r));
+  return [line(header), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map(line)].join('\n');
 }
 
-const watchdog = setTimeout(() => {
-  console.error(`bench: over ${DEADLINE_MS / 1000} s, aborting`);
-  void (spawned?.stop(1000) ?? Promise.resolve()).finally(() => process.exit(1));
-}, DEADLINE_MS).unref();
+function report(results: Partial<Record<ServerName, ServerResult>>): string {
+  const ceiling = results.ceiling;
+  const rows: string[][] = [];
+  const notes: string[] = [];
+  for (const key of Object.keys(WORKLOAD_TITLES)) {
+    for (const name of SERVER_NAMES) {
+      const w = results[name]?.workloads[key];
+      if (!w) continue;
+      const c = name === 'ceiling' ? undefined : ceiling?.workloads[key];
+      rows.push([
+        WORKLOAD_TITLES[key],
+        name,
+        fmtRate(w.deliveriesPerS),
+        fmtRate(w.persistedPerS),
+        fmtMs(w.deliveryMs.p50),
+        fmtMs(w.deliveryMs.p95),
+        fmtMs(w.deliveryMs.p99),
+        fmtMs(w.deliveryMs.max),
+        fmtMs(w.ackMs.p99),
+        w.behind ? 'YES' : 'no',
+        cpuPct(w.generatorCpu),
+        ratio(w.deliveriesPerS, c?.deliveriesPerS),
+        ratio(w.deliveryMs.p99, c?.deliveryMs.p99),
+      ]);
+      if (w.behind) notes.push(`${WORKLOAD_TITLES[key]}, ${name}: ${w.behind}`);
+      const errors = Object.entries(w.errors);
+      if (errors.length) notes.push(`${WORKLOAD_TITLES[key]}, ${name}: ${errors.map(([k, n]) => `${n} × ${k}`).join(', ')}`);
+      if (name === 'ceiling' && w.generatorCpu >= 0.9) notes.push(`${WORKLOAD_TITLES[key]}: the load generator saturated before the ceiling (the relay can do at least this)`);
+    }
+  }
+  const other: string[][] = [];
+  for (const name of SERVER_NAMES) {
+    const r = results[name];
+    if (!r) continue;
+    if (r.skipped) other.push([name, 'skipped', r.skipped]);
+    if (r.error) other.push([name, 'FAILED', r.error.split('\n')[0]]);
+    if (r.startup) other.push([name, 'startup (fresh data dir): spawn → listening / hub startup_ms', `${fmtMs(r.startup.spawnMs)} / ${fmtMs(r.startup.hubStartupMs)}`]);
+    if (r.roundTrip) other.push([name, 'round trip, one at a time: send → ack / send → delivery', `${lat(r.roundTrip.ackMs)} / ${lat(r.roundTrip.deliveryMs)}`]);
+    if (r.memory) other.push([name, `memory: RSS at rest → with ${r.memory.sockets.toLocaleString('en-US')} idle sockets`, `${fmtKiB(r.memory.rssBeforeKiB)} → ${fmtKiB(r.memory.rssWithKiB)}: ${r.memory.perSocketKiB.toFixed(1)} KiB/socket`]);
+    if (r.resume) {
+      other.push([name, `resume ${r.resume.events.toLocaleString('en-US')} events: connect → last event / → ready`, `${fmtMs(r.resume.toLastEventMs)} / ${fmtMs(r.resume.toReadyMs)}`]);
+      other.push([name, 'resume: seeding / hub restart', `${fmtMs(r.resume.seedMs)} / ${r.resume.restartMs ? fmtMs(r.resume.restartMs) : '(seeded while running)'}`]);
+    }
+  }
+  const header = ['workload', 'server', 'deliveries/s', 'acked/s', 'p50', 'p95', 'p99', 'max', 'ack p99', 'behind', 'gen CPU', 'deliv ÷ ceiling', 'p99 ÷ ceiling'];
+  if (rows.some((r) => r[10].endsWith('*'))) notes.push('gen CPU*: the load generator used 90 % of a core or more, so the server may be faster than shown.');
+  return [
+    rows.length ? table(header, rows) : '(no workload run)',
+    notes.map((n) => `- ${n}`).join('\n'),
+    other.length ? table(['server', 'figure', 'value'], other) : '',
+  ]
+    .filter(Boolean)
+    .join('\n\n');
+}
 
+// ---- main -------------------------------------------------------------------------------------
+
+async function stopAll(): Promise<void> {
+  await Promise.all([...running].map((s) => s.stop().catch(() => undefined)));
+}
+const watchdog = setTimeout(() => {
+  console.error(`bench: over ${DEADLINE_MS / 60_000} min, aborting`);
+  void stopAll().finally(() => process.exit(1));
+}, DEADLINE_MS).unref();
+process.once('SIGINT', () => void stopAll().finally(() => process.exit(130)));
+
+ensureBuilt();
 const began = performance.now();
-console.error(`bench: node ${process.version}, ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
-await benchStartup();
-await benchInProcess();
+const loadAtStart = os.loadavg();
+const machine = `node ${process.version}, ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}`;
+console.error(`bench: ${machine}, load average ${loadAtStart.map((l) => l.toFixed(2)).join(' ')}`);
+if (cpuProfDir) console.error(`bench: hubs run with --cpu-prof, profiles in ${cpuProfDir}`);
+const results: Partial<Record<ServerName, ServerResult>> = {};
+for (const name of SERVER_NAMES) if (only.has(name)) results[name] = await benchServer(name);
 clearTimeout(watchdog);
-console.log(`\nSwitchboard bench (${new Date().toISOString()}, node ${process.version}, ${os.cpus().length} CPUs, load average at end ${os.loadavg()[0].toFixed(2)}, took ${((performance.now() - began) / 1000).toFixed(0)} s)`);
-printTable();
+
+const date = new Date().toISOString();
+const loadAtEnd = os.loadavg();
+const tookS = Math.round((performance.now() - began) / 1000);
+console.log(`\nSwitchboard bench, ${date}: ${machine}; load average ${loadAtStart[0].toFixed(2)} at start, ${loadAtEnd[0].toFixed(2)} at end; took ${tookS} s`);
+console.log(report(results));
+fs.mkdirSync(RESULTS_DIR, { recursive: true });
+const json = JSON.stringify({ date, machine, cpus: os.cpus().length, loadAverage: { start: loadAtStart, end: loadAtEnd }, tookS, servers: results }, null, 2);
+fs.writeFileSync(path.join(RESULTS_DIR, 'latest.json'), json);
+fs.writeFileSync(path.join(RESULTS_DIR, `${date.replace(/[:.]/g, '-')}.json`), json);
+console.log(`\nfigures written to ${path.relative(process.cwd(), path.join(RESULTS_DIR, 'latest.json'))}`);
+if (cpuProfDir) console.log(`hub CPU profiles: ${cpuProfDir}`);
+process.exit(Object.values(results).some((r) => r?.error) ? 1 : 0);

@@ -1,7 +1,8 @@
 /**
- * Runs `npm start` as a child process the way an operator would: cwd = repo root, an environment
- * holding only PATH and HOME (so no DATABASE_URL: the embedded PGlite serves it), a fresh data dir, a
- * free loopback port and an optional TOML config. Used by the end-to-end test and the benchmarks.
+ * Runs `npm start` (or another command line of the hub's `serve`) as a child process the way an
+ * operator would: cwd = repo root, an environment holding only PATH and HOME (so no DATABASE_URL: the
+ * embedded PGlite serves it unless the TOML config names a database), a fresh data dir, a free
+ * loopback port and an optional TOML config. Used by the end-to-end test and the benchmarks.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -17,7 +18,7 @@ export interface SpawnedHub {
   url: string;
   /** ws://127.0.0.1:<port> */
   wsUrl: string;
-  /** Wall time from spawning `npm start` to the "Switchboard listening" log line, ms. */
+  /** Wall time from spawning the command to the "Switchboard listening" log line, ms. */
   startupMs: number;
   /** The hub's own `startup_ms` from that log line (database open, migrations, listen), ms. */
   hubStartupMs: number;
@@ -25,7 +26,7 @@ export interface SpawnedHub {
   hubPid: number;
   /** Last lines of the child's stdout and stderr, for diagnosing failures. */
   output(): string;
-  /** SIGTERM to the child's process group, SIGKILL after `graceMs`; then removes the temp dir. */
+  /** SIGTERM to the child's process group, SIGKILL after `graceMs`; then removes the temp dir (not a given `dataDir`). */
   stop(graceMs?: number): Promise<void>;
   /** SIGKILL to the child's process group at once (a crash); resolves once it exited. Keeps the temp dir. */
   kill(): Promise<void>;
@@ -41,18 +42,18 @@ export async function freePort(): Promise<number> {
 }
 
 /**
- * Spawns `npm start -- --data-dir <tmp>/data --port <free> [--config <tmp>/switchboard.toml]` and
+ * Spawns `<command> --data-dir <tmp>/data --port <free> [--config <tmp>/switchboard.toml]` and
  * resolves once the hub logs "Switchboard listening".
+ * @param opts.command the hub's `serve` command line, run in the repo root (default `npm start --`).
+ * @param opts.dataDir data dir to serve (left in place by `stop()`); default a fresh `<tmp>/data`.
  * @param opts.toml config file contents (written to the temp dir); none when omitted.
- * @param opts.dataDir the data dir to use (kept on stop: a restart on the same embedded database);
- *   default a fresh one in the temp dir.
  * @param opts.timeoutMs give up (and kill the child) after this long, ms (default 60 000).
  * @throws Error when the child exits or times out before listening (with its output).
  */
-export async function spawnHub(opts: { toml?: string; timeoutMs?: number; dataDir?: string } = {}): Promise<SpawnedHub> {
+export async function spawnHub(opts: { command?: string[]; dataDir?: string; toml?: string; timeoutMs?: number } = {}): Promise<SpawnedHub> {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-e2e-'));
   const port = await freePort();
-  const args = ['start', '--', '--data-dir', opts.dataDir ?? path.join(tmp, 'data'), '--port', String(port)];
+  const [command, ...args] = [...(opts.command ?? ['npm', 'start', '--']), '--data-dir', opts.dataDir ?? path.join(tmp, 'data'), '--port', String(port)];
   if (opts.toml !== undefined) {
     fs.writeFileSync(path.join(tmp, 'switchboard.toml'), opts.toml);
     args.push('--config', path.join(tmp, 'switchboard.toml'));
@@ -60,7 +61,7 @@ export async function spawnHub(opts: { toml?: string; timeoutMs?: number; dataDi
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME };
   const started = performance.now();
   // detached: the child leads its own process group, so stop() reaches npm and the node it starts together.
-  const child = spawn('npm', args, { cwd: REPO_ROOT, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(command, args, { cwd: REPO_ROOT, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
 
   const tail: string[] = [];
   const keep = (line: string) => {
@@ -89,7 +90,7 @@ export async function spawnHub(opts: { toml?: string; timeoutMs?: number; dataDi
       }
     });
     child.stderr!.setEncoding('utf8').on('data', (chunk: string) => chunk.split('\n').forEach((l) => l && keep(`[stderr] ${l}`)));
-    void exit.then(() => reject(new Error(`npm start exited (${JSON.stringify(exited)}) before listening:\n${tail.join('\n')}`)));
+    void exit.then(() => reject(new Error(`${command} exited (${JSON.stringify(exited)}) before listening:\n${tail.join('\n')}`)));
   });
 
   let hubPid: number | undefined;
