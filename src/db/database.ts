@@ -8,6 +8,7 @@
  * connection: statements and transactions queue in order. Code running inside `transaction()` must
  * use the client it was handed, never the pool, or it would wait for itself.
  */
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
@@ -100,16 +101,30 @@ async function lockDataDir(dir: string, log?: Logger): Promise<() => Promise<voi
   }
 }
 
+/**
+ * A query with parameters as a named prepared statement: PostgreSQL parses and plans each distinct
+ * text once per connection instead of at every call. The texts are the repositories' constants, so
+ * the set of names stays small.
+ */
+function prepared(text: string, values: unknown[] | undefined): pg.QueryConfig {
+  if (!values?.length) return { text };
+  let name = statementNames.get(text);
+  if (!name) statementNames.set(text, (name = `sb_${crypto.createHash('sha1').update(text).digest('hex').slice(0, 20)}`));
+  return { name, text, values };
+}
+const statementNames = new Map<string, string>();
+
 function wrap(pool: pg.Pool, embedded: boolean, close: () => Promise<void>): Database {
   return {
     pool,
     embedded,
-    query: (text, values) => pool.query(text, values as any[]),
+    query: (text, values) => pool.query(prepared(text, values)),
     async transaction(fn) {
       const client = await pool.connect();
+      const tx: Queryable = { query: (text, values) => client.query(prepared(text, values)) };
       try {
         await client.query('BEGIN');
-        const result = await fn(client);
+        const result = await fn(tx);
         await client.query('COMMIT');
         return result;
       } catch (err) {

@@ -74,10 +74,15 @@ export const messagesRepository = {
 
   /** Messages a user already sent with one of these `txn_id`s or `remote_id`s (nulls match nothing). */
   async findEarlier(q: Queryable, keys: { user_id: string; txn_id: string | null; remote_id: string | null }[]): Promise<MessageRow[]> {
+    // One index look-up per key and kind (an OR in the join would scan the table).
     const { rows } = await q.query<MessageRow>(
       `${SELECT_MESSAGE}
-       JOIN jsonb_to_recordset($1::jsonb) AS k(user_id uuid, txn_id text, remote_id text)
-         ON m.user_id = k.user_id AND (m.txn_id = k.txn_id OR m.remote_id = k.remote_id)`,
+       WHERE m.id IN (
+         SELECT x.id FROM jsonb_to_recordset($1::jsonb) AS k(user_id uuid, txn_id text, remote_id text)
+         CROSS JOIN LATERAL (
+           SELECT id FROM messages WHERE user_id = k.user_id AND txn_id = k.txn_id
+           UNION ALL SELECT id FROM messages WHERE user_id = k.user_id AND remote_id = k.remote_id
+         ) x)`,
       [JSON.stringify(keys)],
     );
     return rows;
