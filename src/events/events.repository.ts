@@ -18,14 +18,16 @@ export const eventsRepository = {
    *   other writer draws from the sequence).
    */
   async append(tx: Queryable, events: NewRoomEvent[]): Promise<number[]> {
-    await tx.query('SELECT pg_advisory_xact_lock($1)', [STREAM_LOCK_KEY]);
     const rows = events.map((e) => ({ room_id: e.room_id, type: e.payload.type, payload: e.payload, notify_user_ids: e.notify_user_ids ?? [] }));
+    // One round trip: the lock is a materialized CTE joined to the rows, so it is taken before the
+    // first row is formed, and so before any position is drawn from the sequence.
     const { rows: inserted } = await tx.query<{ stream_position: number }>(
-      `INSERT INTO room_events (room_id, type, payload, notify_user_ids)
-       SELECT room_id, type, payload, notify_user_ids
-       FROM jsonb_to_recordset($1::jsonb) AS t(room_id uuid, type text, payload jsonb, notify_user_ids uuid[])
+      `WITH stream_lock AS MATERIALIZED (SELECT pg_advisory_xact_lock($2))
+       INSERT INTO room_events (room_id, type, payload, notify_user_ids)
+       SELECT t.room_id, t.type, t.payload, t.notify_user_ids
+       FROM stream_lock, jsonb_to_recordset($1::jsonb) AS t(room_id uuid, type text, payload jsonb, notify_user_ids uuid[])
        RETURNING stream_position`,
-      [JSON.stringify(rows)],
+      [JSON.stringify(rows), STREAM_LOCK_KEY],
     );
     // The sequence is drawn in the order of the rows scanned, so sorting restores the input order
     // whatever order RETURNING lists them in.
