@@ -122,7 +122,7 @@ function followSocketWrites(fanout: Fanout, messages: MessagesService, metrics: 
     if (event.type !== 'message.new') return;
     const { message } = event.payload;
     if (message.user_id === conn.userId) return;
-    if (conn.isLive) metrics.deliveryLatency.observe((Date.now() - event.created_at.getTime()) / 1000);
+    if (conn.isLive) metrics.deliveryLatency.observe((Date.now() - event.written_ms) / 1000);
     messages.markDelivered(message.id).catch((err) => log.error({ err }, 'delivery receipt failed'));
   });
 }

@@ -38,8 +38,8 @@ export type StreamEvent = {
     payload: RoomEventOf<K>;
     /** Users to reach besides the room's current members (those just removed or who left). */
     notify_user_ids: string[];
-    /** When the event was written (not sent to clients; bridged messages carry an older `created_at`). */
-    created_at: Date;
+    /** When the event was written, ms since the epoch (not sent to clients; bridged messages carry an older `created_at`). */
+    written_ms: number;
   };
 }[RoomEventType];
 
@@ -54,10 +54,10 @@ const appendedIn = new WeakMap<Queryable, StreamEvent[]>();
  */
 export async function appendRoomEvents(tx: Queryable, events: NewRoomEvent[]): Promise<number[]> {
   const positions = await eventsRepository.append(tx, events);
-  const created_at = new Date();
+  const written_ms = Date.now();
   appendedIn.get(tx)?.push(
     ...events.map(
-      (e, i) => ({ stream_position: positions[i], room_id: e.room_id, type: e.payload.type, payload: e.payload, notify_user_ids: e.notify_user_ids ?? [], created_at }) as StreamEvent,
+      (e, i) => ({ stream_position: positions[i], room_id: e.room_id, type: e.payload.type, payload: e.payload, notify_user_ids: e.notify_user_ids ?? [], written_ms }) as StreamEvent,
     ),
   );
   return positions;

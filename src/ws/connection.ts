@@ -7,7 +7,7 @@
 import type { WebSocket } from 'ws';
 import type { AuthContext } from '../modules/auth/auth.service.js';
 import { CLOSE } from '../events/socket-control.js';
-import { toWire, type StreamEvent } from '../events/stream.js';
+import type { StreamEvent } from '../events/stream.js';
 
 /** Live events buffered during catch-up before the socket is treated as a slow consumer. */
 const MAX_PENDING_EVENTS = 10_000;
@@ -15,11 +15,18 @@ const MAX_PENDING_EVENTS = 10_000;
 /** Each room event's wire form, encoded once per node however many sockets it goes to. */
 const encoded = new WeakMap<StreamEvent, Buffer>();
 
-/** The UTF-8 JSON of a room event's wire form (`toWire`), encoded on first use. */
+/** The UTF-8 JSON of a room event's wire form (`toWire`: its payload, `room_id`, `stream_position`), encoded on first use. */
 export function encodeEvent(event: StreamEvent): Buffer {
   let data = encoded.get(event);
-  if (!data) encoded.set(event, (data = Buffer.from(JSON.stringify(toWire(event)))));
+  if (!data) encoded.set(event, (data = Buffer.from(wireJson(event))));
   return data;
+}
+
+/** `JSON.stringify(toWire(event))`, without copying the payload into a new object first. */
+function wireJson(event: StreamEvent): string {
+  const payload = JSON.stringify(event.payload);
+  const roomId = 'room_id' in event.payload ? '' : `,"room_id":${JSON.stringify(event.room_id)}`;
+  return `${payload.slice(0, -1)}${roomId},"stream_position":${event.stream_position}}`;
 }
 
 /** The `net.Socket` under a `ws` socket (`ws` keeps it as `_socket`), for corking a burst of writes. */
@@ -37,6 +44,16 @@ export class Connection {
   lastPosition: number;
   private live = false;
   private corked = false;
+  /** Catch-up writes made and flushed so far, and who waits for the two to meet (backpressure). */
+  private catchUpWrites = 0;
+  private flushedWrites = 0;
+  private allFlushed?: () => void;
+  private readonly onFlushed = () => {
+    if (++this.flushedWrites < this.catchUpWrites || !this.allFlushed) return;
+    const resolve = this.allFlushed;
+    this.allFlushed = undefined;
+    resolve();
+  };
   private pending: StreamEvent[] = [];
 
   constructor(
@@ -118,22 +135,25 @@ export class Connection {
    * @returns how many backlog events were written.
    */
   async catchUp(since: number, readPage: (after: number) => Promise<StreamEvent[]>): Promise<number> {
-    let after = since;
     let written = 0;
-    let lastFlush: Promise<void> = Promise.resolve();
     this.lastPosition = since;
-    for (;;) {
-      const page = await readPage(after);
-      if (page.length === 0 || !this.open) break;
+    const closed = new Promise<void>((resolve) => this.socket.once('close', () => resolve()));
+    let page = await readPage(since);
+    while (page.length > 0 && this.open) {
+      // The next page is read while this one is written.
+      const next = readPage(page[page.length - 1].stream_position);
+      next.catch(() => undefined); // awaited below; a failure there ends the catch-up
       for (const event of page) {
-        // Backpressure: past half the queue bound, wait until the last write reaches the kernel.
-        if (this.socket.bufferedAmount > this.maxQueueBytes / 2) await lastFlush;
-        lastFlush = new Promise((resolve) => {
-          if (this.write(event, () => resolve())) written++;
-          else resolve();
-        });
+        // Backpressure: past half the queue bound, wait until everything written so far reached the kernel.
+        if (this.socket.bufferedAmount > this.maxQueueBytes / 2 && this.flushedWrites < this.catchUpWrites) {
+          await Promise.race([new Promise<void>((resolve) => (this.allFlushed = resolve)), closed]);
+        }
+        if (this.write(event, this.onFlushed)) {
+          written++;
+          this.catchUpWrites++;
+        }
       }
-      after = page[page.length - 1].stream_position;
+      page = await next;
     }
     const buffered = this.pending;
     this.pending = [];
