@@ -8,6 +8,7 @@ import type { Config } from './config/schema.js';
 import type { Database } from './db/database.js';
 import { AdminService } from './modules/admin/admin.service.js';
 import { AttachmentsService } from './modules/attachments/attachments.service.js';
+import { AuditService } from './modules/audit/audit.service.js';
 import { AgentsService } from './modules/agents/agents.service.js';
 import { AuthService } from './modules/auth/auth.service.js';
 import { BridgesService } from './modules/bridges/bridges.service.js';
@@ -51,6 +52,8 @@ export interface Hub {
   agents: AgentsService;
   /** Registered bridges: as_token auth, ghosts, portals and the transaction pushers. */
   bridges: BridgesService;
+  /** The audit trail of admin and operator actions. */
+  audit: AuditService;
   /** Who is a server admin, and the admin API's user, room and invite management. */
   admin: AdminService;
 }
@@ -64,6 +67,8 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
   if (pubsub instanceof RedisPubSub) pubsub.onReconnect(() => stream.catchUp());
   const tokens = new TokenIssuer(loadSigningSecret(config, log), config.auth.access_token_ttl_s);
   const users = new UsersService(db);
+  const audit = new AuditService(db);
+  await audit.recordRegistrationPolicy(config.auth.registration);
   const rooms = new RoomsService(db, stream, users);
   const search = await createSearch(config, db, stream, log);
   const storage = new LocalBlobStorage(path.join(config.data_dir, 'media'));
@@ -71,7 +76,7 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
     maxBytes: config.storage.max_attachment_size_mb * 1048576,
     thumbnailMaxPx: config.storage.thumbnail_max_px,
   });
-  const bridges = new BridgesService(db, stream, pubsub, rooms, users, config, log);
+  const bridges = new BridgesService(db, stream, pubsub, rooms, users, audit, config, log);
   await bridges.start();
   const presence = new PresenceService(
     db,
@@ -106,9 +111,10 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
     searchIndexer: search.indexer,
     storage,
     attachments,
-    agents: new AgentsService(db, users),
+    agents: new AgentsService(db, users, audit),
     bridges,
-    admin: new AdminService({ db, stream, pubsub, fanout, config, auth, users, rooms, messages }),
+    admin: new AdminService({ db, stream, pubsub, fanout, config, auth, users, rooms, messages, audit }),
+    audit,
   };
 }
 

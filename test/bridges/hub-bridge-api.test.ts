@@ -77,6 +77,9 @@ describe('ghosts', () => {
     const seen = await api(t.url, 'GET', `/api/users/${first.body.id}`, { token: alice.token });
     expect(seen.body).toMatchObject({ name: 'New', bridge_id: 'whatsapp' });
     expect((await api(t.url, 'GET', `/api/users/${alice.user.id}`, { token: alice.token })).body.bridge_id).toBeNull();
+    // The creation (not the update) is in the audit trail, as the bridge's.
+    const audited = (await t.hub.audit.list({ limit: 200, action: 'bridge.ghost_create' })).entries.filter((e) => e.target_id === first.body.id);
+    expect(audited).toEqual([expect.objectContaining({ via: 'bridge:whatsapp', actor_id: null, detail: { localpart: 'whatsapp_222' } })]);
   });
 
   it('refuses localparts outside the namespace and the bot localpart', async () => {
@@ -104,6 +107,8 @@ describe('portals and remote ids', () => {
     const again = await asBridge('POST', '/api/bridge/portals', { body: { ...body, members: [bob.user.id] } });
     expect(again.body).toEqual({ room_id: roomId, created: false });
     expect((await api(t.url, 'GET', `/api/rooms/${roomId}`, { token: bob.token })).status).toBe(200);
+    const audited = (await t.hub.audit.list({ limit: 200, action: 'bridge.portal_create' })).entries.filter((e) => e.target_id === roomId);
+    expect(audited).toEqual([expect.objectContaining({ via: 'bridge:whatsapp', detail: { remote_id: '333' } })]);
   });
 
   it('posts as a ghost with the original timestamp, once per remote id, and finds it by remote id', async () => {
@@ -188,7 +193,7 @@ describe('transactions', () => {
     await bridge.until(() => bridge.received.length > before);
     const pendingId = bridge.received[before].txnId;
     t.hub.bridges.close();
-    const restarted = new BridgesService(t.hub.db, t.hub.stream, t.hub.pubsub, t.hub.rooms, t.hub.users, t.config, pino({ level: 'silent' }));
+    const restarted = new BridgesService(t.hub.db, t.hub.stream, t.hub.pubsub, t.hub.rooms, t.hub.users, t.hub.audit, t.config, pino({ level: 'silent' }));
     bridge.failNext = 0;
     await restarted.start();
     try {

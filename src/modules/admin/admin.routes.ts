@@ -7,7 +7,8 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { AppError } from '../../errors.js';
 import { errorResponses } from '../../plugins/openapi.js';
-import { AdminUser, CreateInviteBody, IdParams, Invite, InviteParams, PageQuery, RoomPage, Stats, UserPage } from './admin.schemas.js';
+import { actorOf } from '../audit/audit.http.js';
+import { AdminUser, AuditPage, AuditQuery, CreateInviteBody, IdParams, Invite, InviteParams, PageQuery, RoomPage, Stats, UserPage } from './admin.schemas.js';
 
 const tags = ['admin'];
 const adminsOnly = 'Server admins only (403 FORBIDDEN otherwise).';
@@ -49,7 +50,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: Type.With(AdminUser, { description: 'The user, deactivated' }), ...errorResponses(404) },
       },
     },
-    async (req) => admin.deactivate(req.auth.userId, req.params.id),
+    async (req) => admin.deactivate(actorOf(req), req.params.id),
   );
 
   app.get(
@@ -80,7 +81,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (req, reply) => {
-      await admin.deleteRoom(req.auth.userId, req.params.id);
+      await admin.deleteRoom(actorOf(req), req.params.id);
       reply.code(204).send(null);
     },
   );
@@ -113,7 +114,7 @@ export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (req, reply) => {
       reply.code(201);
-      return admin.createInvite(req.auth.userId, req.body);
+      return admin.createInvite(actorOf(req), req.body);
     },
   );
 
@@ -144,8 +145,25 @@ export const adminRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (req, reply) => {
-      await admin.deleteInvite(req.params.code);
+      await admin.deleteInvite(actorOf(req), req.params.code);
       reply.code(204).send(null);
     },
+  );
+
+  app.get(
+    '/api/admin/audit',
+    {
+      schema: {
+        operationId: 'adminListAudit',
+        summary: 'The audit trail',
+        description:
+          'Admin and operator actions, newest first: who (actor_id, via), what (action, target, detail), when (at) and from where (ip, user_agent). ' +
+          `Page with before (an entry id). ${adminsOnly}`,
+        tags,
+        querystring: AuditQuery,
+        response: { 200: Type.With(AuditPage, { description: 'A page of entries' }) },
+      },
+    },
+    async (req) => admin.audit(req.query),
   );
 };

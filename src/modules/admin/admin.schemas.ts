@@ -61,3 +61,29 @@ export const Invite = Type.Object({
 
 /** Codes are base64url (see AdminService.createInvite). */
 export const InviteParams = Type.Object({ code: Type.String({ minLength: 1, maxLength: 100, pattern: '^[A-Za-z0-9_-]+$' }) });
+
+export const AuditQuery = Type.Object(
+  {
+    limit: WithDefault(Type.Integer({ minimum: 1, maximum: 200, default: 50 })),
+    before: Type.Optional(Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER, description: 'An entry id: the page ends before it (older entries).' })),
+    action: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: '^[a-z_.]+$', description: 'Only this action, e.g. user.deactivate.' })),
+    actor_id: Type.Optional(Uuid),
+  },
+  { additionalProperties: false },
+);
+
+/** One entry of the audit trail. */
+export const AuditEntry = Type.Object({
+  id: Type.Integer(),
+  at: DateTime,
+  actor_id: Type.Union([Uuid, Type.Null()], { description: 'The acting user; null for the CLI, the config and bridges.' }),
+  via: Type.String({ description: '"api", "cli", "config" or "bridge:<id>".' }),
+  action: Type.String({ description: 'user.deactivate, user.create, room.delete, invite.create, invite.delete, agent_token.create, agent_token.revoke, bot.create, bridge.ghost_create, bridge.portal_create, config.registration.' }),
+  target_type: Type.String(),
+  target_id: Nullable(Type.String()),
+  detail: Type.Record(Type.String(), Type.Unknown()),
+  ip: Nullable(Type.String({ description: 'Client address (behind a proxy: with server.trust_proxy).' })),
+  user_agent: Nullable(Type.String()),
+});
+
+export const AuditPage = Type.Object({ entries: Type.Array(AuditEntry, { description: 'Newest first.' }) });

@@ -11,6 +11,7 @@ import { AppError } from '../../errors.js';
 import type { Hub } from '../../hub.js';
 import { CLOSE, closeSockets } from '../../events/socket-control.js';
 import { normaliseEmail } from '../auth/auth.service.js';
+import { AuditService, CLI_ACTOR, type Actor } from '../audit/audit.service.js';
 import type { UserRow } from '../users/users.repository.js';
 import { UsersService } from '../users/users.service.js';
 import { selfUser } from '../users/users.view.js';
@@ -23,7 +24,7 @@ export function adminUserView(u: UserRow) {
 export class AdminService {
   private readonly adminEmails: Set<string>;
 
-  constructor(private readonly hub: Pick<Hub, 'db' | 'stream' | 'pubsub' | 'fanout' | 'config' | 'auth' | 'users' | 'rooms' | 'messages'>) {
+  constructor(private readonly hub: Pick<Hub, 'db' | 'stream' | 'pubsub' | 'fanout' | 'config' | 'auth' | 'users' | 'rooms' | 'messages' | 'audit'>) {
     this.adminEmails = new Set(hub.config.auth.admin_emails.map(normaliseEmail));
   }
 
@@ -45,11 +46,14 @@ export class AdminService {
    * Their rooms, memberships and messages are kept. Idempotent.
    * @throws AppError INVALID_USER (404), FORBIDDEN (403) for the caller themself.
    */
-  async deactivate(adminId: string, userId: string) {
-    if (adminId === userId) throw new AppError('FORBIDDEN', 'Admins cannot deactivate themselves');
+  async deactivate(actor: Actor, userId: string) {
+    if (actor.user_id === userId) throw new AppError('FORBIDDEN', 'Admins cannot deactivate themselves');
     const user = await this.hub.db.transaction(async (tx) => {
       const row = await this.hub.users.deactivate(tx, userId);
-      if (row) await this.hub.auth.revokeAllDevices(tx, userId);
+      if (row) {
+        await this.hub.auth.revokeAllDevices(tx, userId);
+        await this.hub.audit.record(tx, actor, { action: 'user.deactivate', target_type: 'user', target_id: userId });
+      }
       return row;
     });
     if (!user) throw new AppError('INVALID_USER', 'User not found');
@@ -67,8 +71,11 @@ export class AdminService {
    * `deleted_by` = the admin); messages are kept.
    * @throws AppError INVALID_ROOM (404).
    */
-  async deleteRoom(adminId: string, roomId: string): Promise<void> {
-    await this.hub.rooms.delete(adminId, roomId, { asServerAdmin: true });
+  async deleteRoom(actor: Actor, roomId: string): Promise<void> {
+    await this.hub.rooms.delete(actor.user_id!, roomId, {
+      asServerAdmin: true,
+      alsoInTx: (tx) => this.hub.audit.record(tx, actor, { action: 'room.delete', target_type: 'room', target_id: roomId }),
+    });
   }
 
   /**
@@ -85,9 +92,13 @@ export class AdminService {
     return { ...users, rooms, messages, sockets: this.hub.fanout.connectionCount, stream_position: streamPosition };
   }
 
-  /** See `AuthService.createInvite`. */
-  createInvite(adminId: string, opts: { max_uses: number; expires_in_s?: number }) {
-    return this.hub.auth.createInvite(adminId, opts);
+  /** See `AuthService.createInvite`; recorded in the audit trail (not the code itself). */
+  createInvite(actor: Actor, opts: { max_uses: number; expires_in_s?: number }) {
+    return this.hub.db.transaction(async (tx) => {
+      const invite = await this.hub.auth.createInvite(tx, actor.user_id!, opts);
+      await this.hub.audit.record(tx, actor, { action: 'invite.create', target_type: 'invite', target_id: null, detail: { max_uses: invite.max_uses, expires_at: invite.expires_at } });
+      return invite;
+    });
   }
 
   listInvites() {
@@ -95,8 +106,16 @@ export class AdminService {
   }
 
   /** @throws AppError NOT_FOUND (404). */
-  deleteInvite(code: string): Promise<void> {
-    return this.hub.auth.deleteInvite(code);
+  deleteInvite(actor: Actor, code: string): Promise<void> {
+    return this.hub.db.transaction(async (tx) => {
+      await this.hub.auth.deleteInvite(tx, code);
+      await this.hub.audit.record(tx, actor, { action: 'invite.delete', target_type: 'invite', target_id: null });
+    });
+  }
+
+  /** The audit trail, newest first: `{entries}`. */
+  audit(f: { limit: number; before?: number; action?: string; actor_id?: string }) {
+    return this.hub.audit.list(f);
   }
 }
 
@@ -108,9 +127,11 @@ export class AdminService {
 export async function createUser(db: Database, u: { email: string; name: string; password: string; admin: boolean }) {
   const passwordHash = await argon2.hash(u.password, { type: argon2.argon2id });
   const users = new UsersService(db);
+  const audit = new AuditService(db);
   return db.transaction(async (tx) => {
     const user = await users.createAccount(tx, { email: normaliseEmail(u.email), name: u.name.trim(), passwordHash });
     if (!user) throw new AppError('EMAIL_TAKEN', 'An account with this email exists');
+    await audit.record(tx, CLI_ACTOR, { action: 'user.create', target_type: 'user', target_id: user.id, detail: { admin: u.admin } });
     if (!u.admin) return adminUserView(user);
     return adminUserView(await users.setAdmin(tx, user.id));
   });

@@ -6,6 +6,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { AppError } from '../../errors.js';
 import { errorResponses } from '../../plugins/openapi.js';
+import { actorOf } from '../audit/audit.http.js';
 import { AgentToken, AgentTokenParams, CreateAgentTokenBody, CreateBotBody, CreatedAgentToken, CreatedBot } from './agents.schemas.js';
 
 const tags = ['agents'];
@@ -29,7 +30,7 @@ export const agentTokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (req, reply) => {
       reply.code(201);
-      return agents.createToken(req.auth.userId, req.body);
+      return agents.createToken(actorOf(req), req.body);
     },
   );
 
@@ -60,7 +61,7 @@ export const agentTokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (req, reply) => {
-      await agents.revokeToken(req.auth.userId, req.params.id);
+      await agents.revokeToken(actorOf(req), req.params.id);
       reply.code(204).send(null);
     },
   );
@@ -82,7 +83,7 @@ export const agentTokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (req, reply) => {
       if (!(await admin.isAdmin(req.auth.userId))) throw new AppError('FORBIDDEN', 'Only server admins can create bot users');
       reply.code(201);
-      return agents.createBot(req.auth.userId, req.body);
+      return agents.createBot(actorOf(req), req.body);
     },
   );
 };

@@ -9,6 +9,7 @@ import type { Database } from '../../db/database.js';
 import { AppError } from '../../errors.js';
 import type { AuthContext } from '../auth/auth.service.js';
 import { hashToken } from '../auth/tokens.js';
+import type { Actor, AuditService } from '../audit/audit.service.js';
 import type { UsersService } from '../users/users.service.js';
 import { agentsRepository as repo, type AgentTokenRow } from './agents.repository.js';
 import type { Scope } from './agents.schemas.js';
@@ -60,16 +61,20 @@ export class AgentsService {
   constructor(
     private readonly db: Database,
     private readonly users: UsersService,
+    private readonly audit: AuditService,
   ) {}
 
   /**
    * Creates a token acting as the caller.
    * @returns the token's listing fields plus `token`, the secret, which is never shown again.
    */
-  async createToken(userId: string, body: NewTokenInput & { name: string }): Promise<AgentTokenView & { token: string }> {
+  async createToken(actor: Actor & { user_id: string }, body: NewTokenInput & { name: string }): Promise<AgentTokenView & { token: string }> {
     const { token, hash } = newAgentToken();
-    const row = await repo.insertToken(this.db, { userId, createdBy: userId, name: body.name.trim(), hash, scopes: body.scopes, expiresInS: body.expires_in_s });
-    return { ...tokenView(row), token };
+    return this.db.transaction(async (tx) => {
+      const row = await repo.insertToken(tx, { userId: actor.user_id, createdBy: actor.user_id, name: body.name.trim(), hash, scopes: body.scopes, expiresInS: body.expires_in_s });
+      await this.audit.record(tx, actor, { action: 'agent_token.create', target_type: 'agent_token', target_id: row.id, detail: { scopes: row.scopes } });
+      return { ...tokenView(row), token };
+    });
   }
 
   /** Tokens acting as the caller, and tokens the caller created for bots; newest first, without secrets. */
@@ -82,20 +87,24 @@ export class AgentsService {
    * (a `wait_for_messages` call already waiting finishes its wait).
    * @throws AppError INVALID_AGENT_TOKEN (404).
    */
-  async revokeToken(userId: string, tokenId: string): Promise<void> {
-    if (!(await repo.deleteToken(this.db, tokenId, userId))) throw new AppError('INVALID_AGENT_TOKEN', 'No such agent token');
+  async revokeToken(actor: Actor & { user_id: string }, tokenId: string): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      if (!(await repo.deleteToken(tx, tokenId, actor.user_id))) throw new AppError('INVALID_AGENT_TOKEN', 'No such agent token');
+      await this.audit.record(tx, actor, { action: 'agent_token.revoke', target_type: 'agent_token', target_id: tokenId });
+    });
   }
 
   /**
    * Creates a bot user (no email, no password: it acts only through agent tokens) and its first token,
-   * named after the bot, in one transaction. `adminId` (the caller must have checked they are an
-   * admin) may list and revoke the bot's tokens.
+   * named after the bot, in one transaction. The admin acting (the caller must have checked they are
+   * an admin) may list and revoke the bot's tokens.
    */
-  async createBot(adminId: string, body: NewTokenInput & { name: string }) {
+  async createBot(actor: Actor & { user_id: string }, body: NewTokenInput & { name: string }) {
     const { token, hash } = newAgentToken();
     return this.db.transaction(async (tx) => {
       const user = await this.users.createBot(tx, body.name.trim());
-      const row = await repo.insertToken(tx, { userId: user.id, createdBy: adminId, name: user.name, hash, scopes: body.scopes, expiresInS: body.expires_in_s });
+      const row = await repo.insertToken(tx, { userId: user.id, createdBy: actor.user_id, name: user.name, hash, scopes: body.scopes, expiresInS: body.expires_in_s });
+      await this.audit.record(tx, actor, { action: 'bot.create', target_type: 'user', target_id: user.id, detail: { name: user.name, scopes: row.scopes } });
       return { user: { id: user.id, name: user.name }, token: { ...tokenView(row), token } };
     });
   }

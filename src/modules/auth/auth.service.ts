@@ -177,9 +177,9 @@ export class AuthService {
    * Issues an invite code for `auth.registration = "invite"`: usable `max_uses` times, until
    * `expires_in_s` seconds from now (never expires when omitted).
    */
-  async createInvite(creatorId: string, opts: { max_uses: number; expires_in_s?: number }) {
+  async createInvite(q: Queryable, creatorId: string, opts: { max_uses: number; expires_in_s?: number }) {
     const code = crypto.randomBytes(12).toString('base64url');
-    return inviteView(await repo.insertInvite(this.db, { code, createdBy: creatorId, maxUses: opts.max_uses, expiresInS: opts.expires_in_s ?? null }));
+    return inviteView(await repo.insertInvite(q, { code, createdBy: creatorId, maxUses: opts.max_uses, expiresInS: opts.expires_in_s ?? null }));
   }
 
   /** Every invite code, newest first (used-up and expired ones included). */
@@ -188,8 +188,8 @@ export class AuthService {
   }
 
   /** Withdraws an invite code. @throws AppError NOT_FOUND (404). */
-  async deleteInvite(code: string): Promise<void> {
-    if (!(await repo.deleteInvite(this.db, code))) throw new AppError('NOT_FOUND', 'No such invite code');
+  async deleteInvite(q: Queryable, code: string): Promise<void> {
+    if (!(await repo.deleteInvite(q, code))) throw new AppError('NOT_FOUND', 'No such invite code');
   }
 
   private async openSession(tx: Queryable, user: UserRow, device: DeviceInfo) {

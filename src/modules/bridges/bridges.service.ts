@@ -13,6 +13,7 @@ import { AppError } from '../../errors.js';
 import type { PubSub } from '../../events/pubsub.js';
 import type { EventStream } from '../../events/stream.js';
 import type { AuthContext } from '../auth/auth.service.js';
+import type { Actor, AuditService } from '../audit/audit.service.js';
 import type { RoomsService } from '../rooms/rooms.service.js';
 import type { GhostRow } from '../users/users.repository.js';
 import type { UsersService } from '../users/users.service.js';
@@ -62,6 +63,7 @@ export class BridgesService {
     private readonly pubsub: PubSub,
     private readonly rooms: RoomsService,
     private readonly users: UsersService,
+    private readonly audit: AuditService,
     private readonly config: Config,
     private readonly log: Logger,
   ) {}
@@ -133,6 +135,7 @@ export class BridgesService {
     }
     const row = await this.users.upsertGhost({ bridgeId, localpart: body.localpart, name: body.name.trim(), avatarUrl: body.avatar_url });
     if (!row) throw new AppError('FORBIDDEN', 'That localpart belongs to another bridge');
+    if (row.inserted) await this.audit.record(this.db, bridgeActor(bridgeId), { action: 'bridge.ghost_create', target_type: 'user', target_id: row.id, detail: { localpart: row.ghost_localpart } });
     return { ghost: ghostView(row), created: row.inserted };
   }
 
@@ -152,10 +155,18 @@ export class BridgesService {
       await repo.lockPortal(tx, bridgeId, body.remote_id);
       const existing = await repo.findPortal(tx, bridgeId, body.remote_id);
       const { roomId } = await this.rooms.ensurePortalRoom(tx, { roomId: existing, name: body.name, topic: body.topic ?? '', ownerId: botId, members });
-      if (!existing) await repo.insertPortal(tx, bridgeId, body.remote_id, roomId);
+      if (!existing) {
+        await repo.insertPortal(tx, bridgeId, body.remote_id, roomId);
+        await this.audit.record(tx, bridgeActor(bridgeId), { action: 'bridge.portal_create', target_type: 'room', target_id: roomId, detail: { remote_id: body.remote_id } });
+      }
       return { room_id: roomId, created: !existing };
     });
   }
+}
+
+/** A bridge acting through its as_token (as its bot). */
+function bridgeActor(bridgeId: string): Actor {
+  return { user_id: null, via: `bridge:${bridgeId}`, ip: null, user_agent: null };
 }
 
 export interface GhostView {

@@ -170,9 +170,10 @@ export class RoomsService {
   /**
    * Deletes a room: members are removed and get `room.deleted` (with `deleted_by`); messages are kept.
    * Only the owner may, unless `asServerAdmin` (the admin API, which checks server-admin rights itself).
+   * `alsoInTx` runs in the same transaction (the admin API's audit entry).
    * @throws AppError INVALID_ROOM (404), NOT_A_MEMBER / FORBIDDEN (403).
    */
-  async delete(userId: string, roomId: string, opts: { asServerAdmin?: boolean } = {}): Promise<void> {
+  async delete(userId: string, roomId: string, opts: { asServerAdmin?: boolean; alsoInTx?: (tx: Queryable) => Promise<void> } = {}): Promise<void> {
     await this.stream.write(async (tx) => {
       await repo.lockRoom(tx, roomId);
       if (opts.asServerAdmin) await this.requireRoom(tx, roomId);
@@ -180,6 +181,7 @@ export class RoomsService {
       const members = await repo.listMembers(tx, roomId);
       await repo.softDeleteRoom(tx, roomId);
       await appendRoomEvent(tx, roomEvents.roomDeleted(roomId, userId, members.map((m) => m.user_id)));
+      await opts.alsoInTx?.(tx);
     });
   }
 
