@@ -23,5 +23,5 @@ describe('embedded database lock', () => {
     expect(allowed.stderr).toBe('');
     expect(allowed.status).toBe(0);
     await t.close();
-  });
+  }, 120_000); // two CLI processes that each start PGlite: tens of seconds on a loaded machine
 });
