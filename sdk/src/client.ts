@@ -234,13 +234,17 @@ export class SwitchboardClient {
     await this.call(add ? this.api.PUT('/api/messages/{id}/reactions/{key}', params) : this.api.DELETE('/api/messages/{id}/reactions/{key}', params));
   }
 
-  /** Loads a page of a room's history into the store: the latest, or with `older` the one before the first loaded message. */
+  /**
+   * Loads a page of a room's history into the store: the latest (with the members' read receipts),
+   * or with `older` the one before the first loaded message.
+   */
   async loadHistory(roomId: string, opts: { older?: boolean; limit?: number } = {}): Promise<void> {
     const first = opts.older ? this.store.room(roomId)?.messages[0]?.id : undefined;
     if (opts.older && !first) return;
     const page = await this.call(this.api.GET('/api/rooms/{room_id}/messages', { params: { path: { room_id: roomId }, query: { limit: opts.limit ?? 50, ...(first ? { before: first } : {}) } } }));
     const messages = await Promise.all(page.messages.map(async (m) => ({ ...(await this.decode(m, roomId)), stream_position: m.stream_position })));
     this.store.addHistory(roomId, { messages, has_more: page.has_more }, Boolean(opts.older));
+    if (!opts.older) this.store.setReceipts(roomId, await this.call(this.api.GET('/api/rooms/{id}/receipts', { params: { path: { id: roomId } } })));
   }
 
   /**
@@ -329,6 +333,7 @@ export class SwitchboardClient {
     if (event.type === 'message.sent' && event.txn_id) this.outbox.acknowledge(event.txn_id);
     if (event.type === 'error' && event.txn_id) this.onFrameError(event);
     this.store.apply(event);
+    if (event.type === 'room.updated' && this.loaded) void this.loadProfiles(event.room.members.map((m) => m.user_id)).catch(() => undefined);
     this.emit(event.type, event);
     this.emit('*', event);
   }
@@ -360,11 +365,16 @@ export class SwitchboardClient {
     const rooms = await mapLimit(summaries, 8, (s) => this.call(this.api.GET('/api/rooms/{id}', { params: { path: { id: s.id } } })));
     this.store.setRooms(summaries.map((summary, i) => ({ summary, room: rooms[i] })));
     this.loaded = true;
-    const ids = this.store.coMemberIds();
-    if (ids.length === 0) return;
+    await this.loadProfiles(this.store.coMemberIds());
+  }
+
+  /** Presence and public profiles (bridge ghosts carry `bridge_id`) of the users among `ids` not known yet. */
+  private async loadProfiles(ids: string[]): Promise<void> {
+    const unknown = ids.filter((id) => id !== this.user.id && !this.store.user(id));
+    if (unknown.length === 0) return;
     const [presence, users] = await Promise.all([
-      this.call(this.api.POST('/api/presence/query', { body: { user_ids: ids.slice(0, 1000) } })),
-      mapLimit(ids, 8, (id) => this.call(this.api.GET('/api/users/{id}', { params: { path: { id } } })).catch(() => null)),
+      this.call(this.api.POST('/api/presence/query', { body: { user_ids: unknown.slice(0, 500) } })),
+      mapLimit(unknown, 8, (id) => this.call(this.api.GET('/api/users/{id}', { params: { path: { id } } })).catch(() => null)),
     ]);
     this.store.setPresence(presence);
     this.store.setUsers(users.filter((u) => u !== null));

@@ -110,6 +110,8 @@ export class RealtimeConnection {
   }
 
   private async open(): Promise<void> {
+    // A browser that knows it is offline: wait for its `online` event rather than retry in vain.
+    if ((globalThis as { navigator?: { onLine?: boolean } }).navigator?.onLine === false) return this.setState('offline');
     this.setState('connecting');
     let token: string;
     try {

@@ -148,6 +148,14 @@ export class RoomStore {
     this.changed();
   }
 
+  /** Read receipts as GET /api/rooms/:id/receipts lists them (receipts only move forward). */
+  setReceipts(roomId: string, receipts: { user_id: string; stream_position: number }[]): void {
+    const room = this.roomsById.get(roomId);
+    if (!room) return;
+    for (const r of receipts) if ((room.read_positions.get(r.user_id) ?? 0) < r.stream_position) room.read_positions.set(r.user_id, r.stream_position);
+    this.changed();
+  }
+
   /** Presence answers (POST /api/presence/query) or `presence` events. */
   setPresence(list: ({ user_id: string } & PresenceState)[]): void {
     for (const p of list) this.presenceById.set(p.user_id, { status: p.status, status_text: p.status_text, last_seen: p.last_seen });

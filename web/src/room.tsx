@@ -80,7 +80,14 @@ export function RoomView({ client, room, onBack }: { client: SwitchboardClient; 
           This room is end-to-end encrypted. Its messages can be read only on a device app with E2EE: the web client cannot decrypt them.
         </p>
       )}
-      <ol class="messages" ref={listRef} onScroll={onScroll} aria-label="Messages" tabIndex={0}>
+      <ol
+        class="messages"
+        ref={listRef}
+        onScroll={onScroll}
+        onLoadCapture={() => stick.current && listRef.current && (listRef.current.scrollTop = listRef.current.scrollHeight)}
+        aria-label="Messages"
+        tabIndex={0}
+      >
         {loadingOlder && <li class="loading" role="status">Loading older messages…</li>}
         {room.history_loaded && !room.has_more_before && <li class="start">This is the start of the room.</li>}
         {room.messages.map((m) => (
@@ -220,7 +227,9 @@ function Composer({ client, room, replyTo, editing, onDone }: { client: Switchbo
       <div class="composer-row">
         <label class="attach">
           <span class="visually-hidden">Attach files</span>
-          <span aria-hidden="true">📎</span>
+          <svg aria-hidden="true" viewBox="0 0 24 24" width="22" height="22">
+            <path d="M16.5 6.5 8.4 14.6a2 2 0 0 0 2.8 2.8l8.1-8.1a4 4 0 0 0-5.6-5.6L5.5 11.8a6 6 0 0 0 8.5 8.5l6.2-6.2" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" />
+          </svg>
           <input type="file" multiple onChange={(e) => attach((e.currentTarget as HTMLInputElement).files)} />
         </label>
         <label class="visually-hidden" for={`composer-${room.id}`}>Message</label>

@@ -380,6 +380,26 @@ export interface paths {
         patch: operations["updateRoom"];
         trace?: never;
     };
+    "/api/rooms/{id}/receipts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read receipts of a room
+         * @description Where each member's cumulative read receipt stands (members who have read nothing are left out), so a client that starts can show read marks before any `message.read` event arrives. 403 NOT_A_MEMBER; 404 INVALID_ROOM.
+         */
+        get: operations["listReadReceipts"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/rooms/{id}/members": {
         parameters: {
             query?: never;
@@ -2933,6 +2953,82 @@ export interface operations {
             };
             /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listReadReceipts: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The receipts, by stream position */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** Format: uuid */
+                        user_id: string;
+                        /** Format: uuid */
+                        message_id: string;
+                        /** @description The stream position of the message read: everything up to it counts as read. */
+                        stream_position: number;
+                        /** Format: date-time */
+                        read_at: string;
+                    }[];
+                };
+            };
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not Found: `{error: {code, message}}`; codes with this status: NOT_FOUND, INVALID_ROOM, INVALID_MESSAGE, INVALID_USER, INVALID_DEVICE, INVALID_ATTACHMENT, INVALID_AGENT_TOKEN, INVALID_TOOL. */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
