@@ -89,8 +89,10 @@ async function main(): Promise<void> {
       await login(page, 'carol@example.com');
       await page.getByRole('button', { name: 'New group' }).click();
       await page.getByLabel('Group name').fill('Design review');
-      await page.getByLabel('Add people').fill('a');
+      await page.getByLabel('Add people').fill('Alice');
       await page.getByRole('button', { name: /Add Alice/ }).click();
+      await page.getByLabel('Add people').fill('Bo');
+      await page.getByRole('button', { name: /Add Bob/ }).waitFor();
     });
     await browser.close();
   } finally {

@@ -33,10 +33,10 @@ export function SignIn({ onSignedIn }: { onSignedIn: (client: SwitchboardClient)
     <main class="sign-in">
       <h1>Switchboard</h1>
       <div class="tabs" role="tablist" aria-label="Sign in">
-        <button role="tab" aria-selected={mode === 'login'} onClick={() => setMode('login')}>Log in</button>
-        <button role="tab" aria-selected={mode === 'register'} onClick={() => setMode('register')}>Create account</button>
+        <button role="tab" aria-selected={mode === 'login'} aria-controls="sign-in-form" onClick={() => setMode('login')}>Log in</button>
+        <button role="tab" aria-selected={mode === 'register'} aria-controls="sign-in-form" onClick={() => setMode('register')}>Create account</button>
       </div>
-      <form onSubmit={submit} aria-label={mode === 'login' ? 'Log in' : 'Create account'}>
+      <form id="sign-in-form" role="tabpanel" onSubmit={submit} aria-label={mode === 'login' ? 'Log in' : 'Create account'}>
         <label>
           Email
           <input name="email" type="email" autocomplete="email" required />

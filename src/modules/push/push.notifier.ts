@@ -86,9 +86,14 @@ export class PushNotifier {
     const rows = await this.stream.readAfter(cursor, BATCH);
     if (rows.length === 0) return false;
     const deliveries: { subscription_id: string; stream_position: number; payload: Notification }[] = [];
+    const messages = rows.filter((r): r is MessageEvent => r.type === 'message.new');
+    const subscribed = await repo.subscribedMembers(this.db, [...new Set(messages.map((m) => m.room_id))]);
     const roomCache = new Map<string, RoomInfo | null>();
-    for (const row of rows) {
-      if (row.type === 'message.new') deliveries.push(...(await this.deliveriesFor(row, roomCache)));
+    for (const row of messages) {
+      // Nobody in the room but (perhaps) the sender could be notified: nothing to work out.
+      const candidates = subscribed.get(row.room_id);
+      if (!candidates || (candidates.size === 1 && candidates.has(row.payload.message.user_id))) continue;
+      deliveries.push(...(await this.deliveriesFor(row, roomCache)));
     }
     const written = await this.db.transaction(async (tx) => {
       if ((await repo.lockCursor(tx)) !== cursor) return false;
