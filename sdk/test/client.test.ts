@@ -95,6 +95,25 @@ describe('SwitchboardClient', () => {
     bobClient.disconnect();
   });
 
+  it('lets a transform (the E2EE hook) rewrite a message once, when it is written', async () => {
+    const bob = await register(t.url, 'Bob');
+    let calls = 0;
+    const client = await SwitchboardClient.register(
+      options(t.url, { transform: { outgoing: async (draft) => (calls++, { content: `[sealed] ${draft.content}` }) } }),
+      { email: `hook-${Date.now()}@example.test`, name: 'Hook', password },
+    );
+    const room = await client.call(client.api.POST('/api/rooms', { body: { type: 'direct', members: [bob.user.id] } }));
+    const item = await client.send(room.id, 'hello');
+    expect(item.content).toBe('hello');
+    expect(item.frame.content).toBe('[sealed] hello');
+    await client.connect();
+    await until(() => client.outbox.list().length === 0, 5000, 'the acknowledgement');
+    const history = await api(t.url, 'GET', `/api/rooms/${room.id}/messages`, { token: bob.token });
+    expect(history.body.messages.map((m: { content: string }) => m.content)).toEqual(['[sealed] hello']);
+    expect(calls).toBe(1);
+    client.disconnect();
+  });
+
   it('refreshes the access token before it expires and saves each new pair; a revoked session ends', async () => {
     const store = new MemorySessionStore();
     const client = await SwitchboardClient.register(options(t.url, { sessionStore: store, refreshMarginMs: 29_500 }), {
