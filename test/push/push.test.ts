@@ -188,6 +188,14 @@ describe('Web Push', () => {
     const carolSub = await subscribe(carol, { kind: 'webpush', ...sim.newSubscription() });
     expectError(await api(t.url, 'DELETE', `/api/push/subscriptions/${carolSub.body.id}`, { token: bob.token }), 404, 'NOT_FOUND');
     expect((await api(t.url, 'DELETE', `/api/push/subscriptions/${carolSub.body.id}`, { token: carol.token })).status).toBe(204);
+    // The same browser registered by another user now notifies only that user.
+    const shared = sim.newSubscription();
+    const frank = await register(t.url, 'Frank');
+    await subscribe(carol, { kind: 'webpush', ...shared });
+    expect((await subscribe(frank, { kind: 'webpush', ...shared })).status).toBe(201);
+    expect((await api(t.url, 'GET', '/api/push/subscriptions', { token: carol.token })).body).toEqual([]);
+    expect((await api(t.url, 'GET', '/api/push/subscriptions', { token: frank.token })).body.map((x: { url: string }) => x.url)).toEqual([shared.endpoint]);
+
     const dave = await register(t.url, 'Dave');
     await subscribe(dave, { kind: 'webpush', ...sim.newSubscription() });
     const room = await createRoom(t.url, alice, { type: 'direct', members: [dave.user.id] });

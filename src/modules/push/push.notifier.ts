@@ -5,7 +5,10 @@
  * anywhere in the cluster (PresenceService) and whoever muted the room, and queues one delivery per
  * subscription of the rest, in the same transaction that moves the cursor. So a notification is
  * queued once, whatever restarts, and two nodes never queue the same events (the cursor is checked
- * under a row lock). The sender (./push.sender.ts) takes it from there.
+ * under a row lock). Events that need nothing only move the node's cursor, written down within
+ * half a second: after a crash those few are looked at again. It takes the events this node's stream
+ * hands over (EventStream.onEvents), and reads the log only when it is behind them (at start, or
+ * after falling far behind). The sender (./push.sender.ts) takes it from there.
  *
  * Payloads never carry the content of an encrypted room (`room.encrypted`) nor of a message with an
  * E2EE `envelope`.
@@ -19,6 +22,10 @@ import type { RoomsService } from '../rooms/rooms.service.js';
 import { pushRepository as repo, type SubscriptionRow } from './push.repository.js';
 
 const BATCH = 200;
+/** Events kept from the stream's hand-over while the notifier is busy; beyond, they are read back. */
+const MAX_HANDED = 500;
+/** How soon a cursor moved without queueing anything is written down, ms. */
+const PERSIST_MS = 500;
 /** Longest message text put in a notification, characters (Web Push payloads are at most ~4 KB). */
 const MAX_BODY_CHARS = 1000;
 
@@ -45,6 +52,12 @@ type RoomInfo = Awaited<ReturnType<RoomsService['get']>>;
 export class PushNotifier {
   private readonly follower: Follower;
   private unsubscribe?: () => void;
+  /** This node's position: every event up to it was handled (notifications queued, or none needed). */
+  private cursor = 0;
+  /** Events this node's stream dispatched, in order: every committed event after `coveredFrom`. */
+  private handed: StreamEvent[] = [];
+  private coveredFrom = 0;
+  private persistTimer?: NodeJS.Timeout;
 
   constructor(
     private readonly db: Database,
@@ -61,48 +74,99 @@ export class PushNotifier {
   /** Creates the cursor at the log's end on first start (no history is notified), then follows. */
   async start(): Promise<void> {
     await repo.ensureCursor(this.db, await this.stream.maxPosition());
-    this.unsubscribe = this.stream.onEvents(() => this.follower.wake());
+    // From here on the stream hands over every event after its position: no need to read them back.
+    this.coveredFrom = this.stream.position;
+    this.unsubscribe = this.stream.onEvents((events) => this.onEvents(events));
+    this.cursor = await repo.cursor(this.db);
     this.follower.wake();
   }
 
+  /** Stops following and writes down how far it got. */
   async stop(): Promise<void> {
     this.unsubscribe?.();
     await this.follower.stop();
+    clearTimeout(this.persistTimer);
+    if (this.persistTimer) await repo.advanceCursor(this.db, this.cursor).catch(() => undefined);
+    this.persistTimer = undefined;
   }
 
-  /** Resolves once no run is in progress (tests). */
-  idle(): Promise<void> {
-    return this.follower.idle();
+  private onEvents(events: StreamEvent[]): void {
+    this.handed.push(...events);
+    if (this.handed.length > MAX_HANDED) {
+      // Fallen behind: forget the oldest, which will be read back from the database.
+      const dropped = this.handed.splice(0, this.handed.length - MAX_HANDED);
+      this.coveredFrom = dropped[dropped.length - 1].stream_position;
+    }
+    this.follower.wake();
+  }
+
+  /** The next events after the cursor: those the stream handed over, or read from the log when it is behind them. */
+  private async nextBatch(): Promise<StreamEvent[]> {
+    if (this.cursor < this.coveredFrom) return this.stream.readAfter(this.cursor, BATCH);
+    let done = 0;
+    while (done < this.handed.length && this.handed[done].stream_position <= this.cursor) done++;
+    this.handed.splice(0, done);
+    return this.handed.slice(0, BATCH);
   }
 
   /**
-   * Queues the notifications of one batch past the cursor. The batch is read and turned into
-   * deliveries first; the transaction then locks the cursor and writes them only if no other node
-   * moved it meanwhile (else the batch is read again from where that node left it).
+   * Handles one batch past the cursor. A batch that needs no notification only moves this node's
+   * cursor (written down within PERSIST_MS). One that does is written in a transaction that locks
+   * the stored cursor and moves it past the batch, unless another node got past this node's
+   * cursor meanwhile (then this node takes that cursor and goes on from there).
    * @returns true when more may follow.
    */
   private async step(): Promise<boolean> {
-    const cursor = await repo.cursor(this.db);
-    const rows = await this.stream.readAfter(cursor, BATCH);
+    const rows = await this.nextBatch();
     if (rows.length === 0) return false;
-    const deliveries: { subscription_id: string; stream_position: number; payload: Notification }[] = [];
+    const end = rows[rows.length - 1].stream_position;
+    const deliveries = await this.deliveriesOf(rows);
+    if (deliveries.length === 0) {
+      this.cursor = end;
+      this.persistSoon();
+      return rows.length === BATCH;
+    }
+    const from = this.cursor;
+    const ahead = await this.db.transaction(async (tx) => {
+      const stored = await repo.lockCursor(tx);
+      if (stored > from) return stored;
+      await repo.insertDeliveries(tx, deliveries);
+      await repo.advanceCursor(tx, end);
+      return null;
+    });
+    if (ahead !== null) {
+      this.cursor = ahead;
+      return true;
+    }
+    this.cursor = end;
+    this.queued();
+    return rows.length === BATCH;
+  }
+
+  /** Writes this node's cursor down within PERSIST_MS (at most one write per interval). */
+  private persistSoon(): void {
+    if (this.persistTimer) return;
+    this.persistTimer = setTimeout(() => {
+      this.persistTimer = undefined;
+      repo.advanceCursor(this.db, this.cursor).catch(() => undefined);
+    }, PERSIST_MS);
+    this.persistTimer.unref();
+  }
+
+  /** The deliveries a batch calls for. */
+  private async deliveriesOf(rows: StreamEvent[]): Promise<{ subscription_id: string; stream_position: number; payload: Notification }[]> {
     const messages = rows.filter((r): r is MessageEvent => r.type === 'message.new');
+    if (messages.length === 0) return [];
     const subscribed = await repo.subscribedMembers(this.db, [...new Set(messages.map((m) => m.room_id))]);
     const roomCache = new Map<string, RoomInfo | null>();
+    const deliveries: { subscription_id: string; stream_position: number; payload: Notification }[] = [];
     for (const row of messages) {
       // Nobody in the room but (perhaps) the sender could be notified: nothing to work out.
       const candidates = subscribed.get(row.room_id);
       if (!candidates || (candidates.size === 1 && candidates.has(row.payload.message.user_id))) continue;
       deliveries.push(...(await this.deliveriesFor(row, roomCache)));
     }
-    const written = await this.db.transaction(async (tx) => {
-      if ((await repo.lockCursor(tx)) !== cursor) return false;
-      await repo.insertDeliveries(tx, deliveries);
-      await repo.advanceCursor(tx, rows[rows.length - 1].stream_position);
-      return true;
-    });
-    if (written && deliveries.length > 0) this.queued();
-    return !written || rows.length === BATCH;
+    return deliveries;
   }
 
   private async deliveriesFor(event: MessageEvent, roomCache: Map<string, RoomInfo | null>) {

@@ -46,6 +46,11 @@ export const pushRepository = {
     return { row, created };
   },
 
+  /** Removes a registration of `key` held by another user (with its queued notifications, which were theirs). */
+  async releaseKey(q: Queryable, key: string, userId: string): Promise<void> {
+    await q.query('DELETE FROM push_subscriptions WHERE key = $1 AND user_id <> $2', [key, userId]);
+  },
+
   async listSubscriptions(q: Queryable, userId: string): Promise<SubscriptionRow[]> {
     const { rows } = await q.query<SubscriptionRow>('SELECT * FROM push_subscriptions WHERE user_id = $1 ORDER BY created_at', [userId]);
     return rows;

@@ -91,17 +91,22 @@ export class PushService {
     if (body.kind === 'http' && this.config.push.gateway_urls.length > 0 && !this.config.push.gateway_urls.includes(url)) {
       throw new AppError('FORBIDDEN', 'This hub does not push to that gateway (push.gateway_urls)');
     }
-    const { row, created } = await repo.upsertSubscription(this.db, {
-      user_id: auth.userId,
-      device_id: auth.deviceId,
-      kind: body.kind,
-      key: body.kind === 'webpush' ? body.endpoint : `${body.app_id} ${body.pushkey}`,
-      url,
-      p256dh: body.kind === 'webpush' ? body.keys.p256dh : null,
-      auth: body.kind === 'webpush' ? body.keys.auth : null,
-      app_id: body.kind === 'http' ? body.app_id : null,
-      pushkey: body.kind === 'http' ? body.pushkey : null,
-      data: body.kind === 'http' ? (body.data ?? {}) : {},
+    const key = body.kind === 'webpush' ? body.endpoint : `${body.app_id} ${body.pushkey}`;
+    // A browser or phone now signed in as someone else: what was queued for the previous user is dropped with their registration.
+    const { row, created } = await this.db.transaction(async (tx) => {
+      await repo.releaseKey(tx, key, auth.userId);
+      return repo.upsertSubscription(tx, {
+        user_id: auth.userId,
+        device_id: auth.deviceId,
+        kind: body.kind,
+        key,
+        url,
+        p256dh: body.kind === 'webpush' ? body.keys.p256dh : null,
+        auth: body.kind === 'webpush' ? body.keys.auth : null,
+        app_id: body.kind === 'http' ? body.app_id : null,
+        pushkey: body.kind === 'http' ? body.pushkey : null,
+        data: body.kind === 'http' ? (body.data ?? {}) : {},
+      });
     });
     return { subscription: view(row), created };
   }
