@@ -241,3 +241,37 @@ describe('HTTP pusher (Matrix push gateway)', () => {
     expect(gateway.received).toHaveLength(2);
   });
 });
+
+const twoNodes = Boolean(process.env.DATABASE_URL && process.env.REDIS_URL);
+if (!twoNodes) console.log('SKIPPED two-node push test: it needs both DATABASE_URL and REDIS_URL (a shared database and Redis).');
+
+describe.skipIf(!twoNodes)('push on two nodes', () => {
+  it('counts sockets cluster-wide and queues each notification once', async () => {
+    // Both nodes sign with one VAPID pair, as a cluster must.
+    const vapid = JSON.parse(fs.readFileSync(path.join(t.config.data_dir, 'vapid-keys.json'), 'utf8'));
+    const nodeB = await startTestHub({ push: { ...t.config.push, vapid_public_key: vapid.publicKey, vapid_private_key: vapid.privateKey } }, { shareWith: t });
+    try {
+      const henry = await register(t.url, 'Henry');
+      expect((await subscribe(henry, { kind: 'webpush', ...sim.newSubscription() })).status).toBe(201);
+      const room = await createRoom(t.url, alice, { type: 'direct', members: [henry.user.id] });
+      const before = sim.received.length;
+      // Henry's socket is on node B; the message is sent through node A, whose notifier must see the socket.
+      const socket = await WsClient.connect(nodeB.wsUrl, henry.token);
+      await sendMessage(t.url, alice, room.id, 'On the other node');
+      await socket.next('message.new');
+      await settled();
+      expect(sim.received.length).toBe(before);
+      socket.close();
+      await vi.waitFor(async () => expect(await t.hub.presence.hasOpenSocket(henry.user.id)).toBe(false));
+      // Now both nodes' notifiers follow the log: one notification, not two.
+      const sent = await sendMessage(nodeB.url, alice, room.id, 'Offline now');
+      await sim.waitFor(before + 1);
+      await settled();
+      await new Promise((r) => setTimeout(r, 600));
+      await settled();
+      expect(sim.received.slice(before).map((p) => p.payload.message_id)).toEqual([sent.id]);
+    } finally {
+      await nodeB.close();
+    }
+  });
+});

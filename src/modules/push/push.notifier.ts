@@ -5,8 +5,9 @@
  * anywhere in the cluster (PresenceService) and whoever muted the room, and queues one delivery per
  * subscription of the rest, in the same transaction that moves the cursor. So a notification is
  * queued once, whatever restarts, and two nodes never queue the same events (the cursor is checked
- * under a row lock). Events that need nothing only move the node's cursor, written down within
- * half a second: after a crash those few are looked at again. It takes the events this node's stream
+ * under a row lock). Events without anyone subscribed to notify only move the node's cursor, written
+ * down within half a second (after a crash those few are looked at again); a decision that depended
+ * on presence is written down at once. It takes the events this node's stream
  * hands over (EventStream.onEvents), and reads the log only when it is behind them (at start, or
  * after falling far behind). The sender (./push.sender.ts) takes it from there.
  *
@@ -110,8 +111,9 @@ export class PushNotifier {
   }
 
   /**
-   * Handles one batch past the cursor. A batch that needs no notification only moves this node's
-   * cursor (written down within PERSIST_MS). One that does is written in a transaction that locks
+   * Handles one batch past the cursor. A batch without anyone to notify only moves this node's
+   * cursor (written down within PERSIST_MS); one where someone could have been notified but was
+   * online or had muted the room moves the stored cursor at once. One with notifications is written in a transaction that locks
    * the stored cursor and moves it past the batch, unless another node got past this node's
    * cursor meanwhile (then this node takes that cursor and goes on from there).
    * @returns true when more may follow.
@@ -120,10 +122,12 @@ export class PushNotifier {
     const rows = await this.nextBatch();
     if (rows.length === 0) return false;
     const end = rows[rows.length - 1].stream_position;
-    const deliveries = await this.deliveriesOf(rows);
+    const { deliveries, weighed } = await this.deliveriesOf(rows);
     if (deliveries.length === 0) {
       this.cursor = end;
-      this.persistSoon();
+      // Whom to notify depended on who was online: written down at once, so no node weighs it again later.
+      if (weighed) await repo.advanceCursor(this.db, end);
+      else this.persistSoon();
       return rows.length === BATCH;
     }
     const from = this.cursor;
@@ -153,20 +157,25 @@ export class PushNotifier {
     this.persistTimer.unref();
   }
 
-  /** The deliveries a batch calls for. */
-  private async deliveriesOf(rows: StreamEvent[]): Promise<{ subscription_id: string; stream_position: number; payload: Notification }[]> {
+  /**
+   * The deliveries a batch calls for; `weighed`: some message had someone to notify, so the answer
+   * depended on presence and mutes at this moment.
+   */
+  private async deliveriesOf(rows: StreamEvent[]): Promise<{ deliveries: { subscription_id: string; stream_position: number; payload: Notification }[]; weighed: boolean }> {
     const messages = rows.filter((r): r is MessageEvent => r.type === 'message.new');
-    if (messages.length === 0) return [];
+    if (messages.length === 0) return { deliveries: [], weighed: false };
     const subscribed = await repo.subscribedMembers(this.db, [...new Set(messages.map((m) => m.room_id))]);
     const roomCache = new Map<string, RoomInfo | null>();
     const deliveries: { subscription_id: string; stream_position: number; payload: Notification }[] = [];
+    let weighed = false;
     for (const row of messages) {
       // Nobody in the room but (perhaps) the sender could be notified: nothing to work out.
       const candidates = subscribed.get(row.room_id);
       if (!candidates || (candidates.size === 1 && candidates.has(row.payload.message.user_id))) continue;
+      weighed = true;
       deliveries.push(...(await this.deliveriesFor(row, roomCache)));
     }
-    return deliveries;
+    return { deliveries, weighed };
   }
 
   private async deliveriesFor(event: MessageEvent, roomCache: Map<string, RoomInfo | null>) {
