@@ -3,11 +3,13 @@
  * two browser contexts register, open a direct room and chat both ways with typing, read marks, a
  * reply, a reaction, an edit, a deletion and an image; one goes offline (the browser's network cut),
  * writes two messages, comes back, and the other sees them once, in order; a reload keeps the session.
+ * And older history loads page by page when scrolled to the top.
  */
 import sharp from 'sharp';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestHub, type TestHub } from '../helpers/hub.js';
+import { register, startTestHub, type TestHub } from '../helpers/hub.js';
+import { createRoom, sendMessage } from '../helpers/rest.js';
 import { chromiumMissing, launchChromium } from './chromium.js';
 
 const WAIT_MS = 10_000;
@@ -138,4 +140,22 @@ describe.skipIf(chromiumMissing !== null)('web client in Chromium', () => {
     await alice.getByRole('tab', { name: 'Log in' }).waitFor({ timeout: WAIT_MS });
     expect(errors).toEqual([]);
   }, 90_000);
+
+  it('loads older messages when the history is scrolled to the top, keeping their order', async () => {
+    const [ivy, jack] = [await register(t.url, 'Ivy'), await register(t.url, 'Jack')];
+    const room = await createRoom(t.url, ivy, { type: 'direct', members: [jack.user.id] });
+    for (let i = 1; i <= 70; i++) await sendMessage(t.url, ivy, room.id, `history ${i}`);
+    const page = await newPage();
+    await page.getByLabel('Email').fill(jack.user.email);
+    await page.getByLabel('Password').fill('correct horse battery');
+    await page.getByRole('button', { name: 'Log in' }).last().click();
+    await page.getByRole('navigation', { name: 'Rooms' }).getByRole('button', { name: /Ivy/ }).click();
+    await message(page, 'history 70').waitFor({ timeout: WAIT_MS });
+    const history = async () => (await bodies(page)).filter((b) => b.startsWith('history'));
+    expect(await history()).toEqual(Array.from({ length: 50 }, (_, i) => `history ${i + 21}`)); // the latest page
+    await page.getByRole('list', { name: 'Messages' }).evaluate((el) => (el.scrollTop = 0));
+    await page.getByText('This is the start of the room.').waitFor({ timeout: WAIT_MS });
+    expect(await history()).toEqual(Array.from({ length: 70 }, (_, i) => `history ${i + 1}`));
+    expect(errors).toEqual([]);
+  }, 60_000);
 });
