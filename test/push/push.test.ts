@@ -74,6 +74,7 @@ describe('Web Push', () => {
     expect(again.body.id).toBe(created.body.id);
     expect((await api(t.url, 'GET', '/api/push/subscriptions', { token: bob.token })).body).toHaveLength(1);
     expectError(await subscribe(bob, { kind: 'webpush', endpoint: 'ftp://x.example/1', keys: sub.keys }), 400, 'VALIDATION_FAILED');
+    expectError(await subscribe(bob, { kind: 'webpush', endpoint: 'http://x.example/1', keys: sub.keys }), 400, 'VALIDATION_FAILED');
     expectError(await subscribe(bob, { kind: 'webpush', endpoint: sub.endpoint, keys: { p256dh: 'not base64!', auth: sub.keys.auth } }), 400, 'VALIDATION_FAILED');
   });
 

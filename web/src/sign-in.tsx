@@ -20,7 +20,13 @@ export function SignIn({ onSignedIn }: { onSignedIn: (client: SwitchboardClient)
       const client =
         mode === 'login'
           ? await SwitchboardClient.login(clientOptions, { email, password, device_name })
-          : await SwitchboardClient.register(clientOptions, { email, password, name: String(form.get('name')), device_name });
+          : await SwitchboardClient.register(clientOptions, {
+              email,
+              password,
+              name: String(form.get('name')),
+              device_name,
+              ...(form.get('invite_code') ? { invite_code: String(form.get('invite_code')) } : {}),
+            });
       onSignedIn(client);
     } catch (err) {
       setError(err instanceof SwitchboardError ? err.message : 'Could not reach the hub');
@@ -51,6 +57,12 @@ export function SignIn({ onSignedIn }: { onSignedIn: (client: SwitchboardClient)
           Password
           <input name="password" type="password" autocomplete={mode === 'login' ? 'current-password' : 'new-password'} required minLength={8} />
         </label>
+        {mode === 'register' && (
+          <label>
+            Invite code <small>(if this hub gives accounts by invitation)</small>
+            <input name="invite_code" autocomplete="off" maxLength={100} />
+          </label>
+        )}
         {error && <p class="error" role="alert">{error}</p>}
         <button type="submit" disabled={busy}>{mode === 'login' ? 'Log in' : 'Create account'}</button>
       </form>

@@ -1059,7 +1059,7 @@ export interface paths {
         put?: never;
         /**
          * Register a push subscription
-         * @description Registers a Web Push subscription (`kind: "webpush"`, the browser's `PushSubscription.toJSON()`) or an HTTP pusher (`kind: "http"`: a Matrix push gateway such as Sygnal, for mobile apps) for this device session. Direct messages and mentions are then pushed to it while the user has no socket open. The same endpoint (or app_id and pushkey) again replaces the earlier registration: 200 instead of 201. 403 FORBIDDEN: the gateway URL is not in push.gateway_urls.
+         * @description Registers a Web Push subscription (`kind: "webpush"`, the browser's `PushSubscription.toJSON()`) or an HTTP pusher (`kind: "http"`: a Matrix push gateway such as Sygnal, for mobile apps) for this device session. Direct messages and mentions are then pushed to it while the user has no socket open. The same endpoint (or app_id and pushkey) again replaces the earlier registration: 200 instead of 201. 400 VALIDATION_FAILED: a Web Push endpoint that is not https; 403 FORBIDDEN: the gateway URL is not in push.gateway_urls.
          */
         post: operations["createPushSubscription"];
         delete?: never;

@@ -83,11 +83,15 @@ export class PushService {
 
   /**
    * Registers a subscription for the caller's device session (see the route's description).
-   * @throws AppError FORBIDDEN (403) for a gateway URL outside `push.gateway_urls`, VALIDATION_FAILED (400) for a non-http(s) URL.
+   * @throws AppError FORBIDDEN (403) for a gateway URL outside `push.gateway_urls`, VALIDATION_FAILED (400) for a Web Push
+   * endpoint that is not https or a gateway URL that is not http(s).
    */
   async subscribe(auth: AuthContext, body: Static<typeof SubscriptionBody>): Promise<{ subscription: Static<typeof Subscription>; created: boolean }> {
     const url = body.kind === 'webpush' ? body.endpoint : body.url;
-    if (!/^https?:\/\//i.test(url)) throw new AppError('VALIDATION_FAILED', 'The URL must be http(s)');
+    // Push services are reached over TLS only (RFC 8030 §8); a gateway may sit on the hub's own network.
+    if (!(body.kind === 'webpush' ? /^https:\/\//i : /^https?:\/\//i).test(url)) {
+      throw new AppError('VALIDATION_FAILED', body.kind === 'webpush' ? 'A Web Push endpoint must be https' : 'The gateway URL must be http(s)');
+    }
     if (body.kind === 'http' && this.config.push.gateway_urls.length > 0 && !this.config.push.gateway_urls.includes(url)) {
       throw new AppError('FORBIDDEN', 'This hub does not push to that gateway (push.gateway_urls)');
     }
