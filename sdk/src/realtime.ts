@@ -166,7 +166,13 @@ export class RealtimeConnection {
       this.position = Math.max(this.position, event.stream_position);
       this.attempts = 0;
     }
-    await this.opts.onEvent(event);
+    try {
+      await this.opts.onEvent(event);
+    } catch (err) {
+      // A `ready` that could not be handled (loading the rooms failed): try again on a new socket.
+      if (event.type === 'ready') return this.drop('ready failed');
+      throw err;
+    }
     if (event.type === 'ready') this.setState('live');
   }
 
