@@ -127,11 +127,12 @@ describe.skipIf(chromiumMissing !== null)('web client in Chromium', () => {
     await message(bob, 'offline two').getByLabel(/Delivered|Read/).waitFor({ timeout: WAIT_MS });
     expect((await bodies(alice)).filter((b) => b.startsWith('offline'))).toEqual(['offline one', 'offline two']);
 
-    // A reload keeps the session and the open room; the history comes back from the hub.
+    // A reload keeps the session and the open room; the history and read marks come back from the hub.
     await alice.reload();
     await alice.getByRole('button', { name: 'Log out' }).waitFor({ timeout: WAIT_MS });
     await message(alice, 'offline two').waitFor({ timeout: WAIT_MS });
     expect((await bodies(alice)).filter((b) => b.startsWith('offline'))).toEqual(['offline one', 'offline two']);
+    await message(alice, 'A photo').getByLabel('Read').waitFor({ timeout: WAIT_MS }); // receipts come back too
 
     // Logging out ends the session, and a reload stays logged out.
     await alice.getByRole('button', { name: 'Log out' }).click();
