@@ -8,12 +8,17 @@
 FROM node:24-trixie AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
+COPY sdk/package.json ./sdk/
+COPY web/package.json ./web/
 # Dependencies first (their own layer, reused while the lockfile is unchanged); --ignore-scripts
 # skips our `prepare` (the sources are not here yet), `npm rebuild` then runs the addons' install scripts.
 RUN npm ci --ignore-scripts --no-audit --no-fund && npm rebuild --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 COPY bridges ./bridges
+COPY sdk ./sdk
+COPY web ./web
+# The hub into dist/, the SDK into sdk/dist/, the web client into web/dist/ (served at /).
 RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 
 # Runtime stage: same Debian release (glibc) as the build stage, without the toolchain, tsx or TypeScript.
@@ -26,6 +31,7 @@ ENV NODE_ENV=production \
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+COPY --from=build /app/web/dist ./web/dist
 COPY package.json ./
 COPY bin ./bin
 COPY migrations ./migrations

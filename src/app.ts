@@ -23,6 +23,7 @@ import { attachmentsRoutes } from './modules/attachments/attachments.routes.js';
 import { authRoutes, publicAuthRoutes } from './modules/auth/auth.routes.js';
 import { bridgesRoutes } from './modules/bridges/bridges.routes.js';
 import { messagesRoutes } from './modules/messages/messages.routes.js';
+import { pushRoutes } from './modules/push/push.routes.js';
 import { roomsRoutes } from './modules/rooms/rooms.routes.js';
 import { searchRoutes } from './modules/search/search.routes.js';
 import { usersRoutes } from './modules/users/users.routes.js';
@@ -30,6 +31,7 @@ import { drainingPlugin } from './plugins/draining.js';
 import { documentErrors, errorResponses, openapiPlugin } from './plugins/openapi.js';
 import { metricsRoutes } from './plugins/metrics.js';
 import { rateLimitPlugin } from './plugins/rate-limit.js';
+import { isClientPage, sendClientPage, webClientPlugin } from './plugins/web-client.js';
 import { closeAllSockets, gatewayRoutes } from './ws/gateway.js';
 
 declare module 'fastify' {
@@ -84,7 +86,10 @@ export async function buildApp(hub: Hub): Promise<FastifyInstance> {
     req.log.error({ err }, 'request failed');
     return reply.code(500).send(errorBody('INTERNAL', 'Internal error'));
   });
-  app.setNotFoundHandler((req, reply) => reply.code(404).send(errorBody('NOT_FOUND', `No route ${req.method} ${req.url.split('?')[0]}`)));
+  // A page of the web client (its routes live in the browser) gets index.html; anything else a JSON 404.
+  app.setNotFoundHandler((req, reply) =>
+    isClientPage(req) ? sendClientPage(reply) : reply.code(404).send(errorBody('NOT_FOUND', `No route ${req.method} ${req.url.split('?')[0]}`)),
+  );
 
   await app.register(openapiPlugin, { version: VERSION });
   await app.register(fastifyWebsocket, { options: { maxPayload: config.limits.max_ws_frame_bytes } });
@@ -159,9 +164,11 @@ export async function buildApp(hub: Hub): Promise<FastifyInstance> {
     await api.register(attachmentsRoutes);
     await api.register(agentTokenRoutes);
     await api.register(bridgesRoutes);
+    await api.register(pushRoutes);
   });
   // The agent API: agent tokens (not access tokens) authenticate here, and only here.
   await app.register(agentToolRoutes);
   await app.register(mcpRoutes, { version: VERSION });
+  await app.register(webClientPlugin);
   return app as unknown as FastifyInstance;
 }

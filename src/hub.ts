@@ -16,6 +16,7 @@ import { TokenIssuer, loadSigningSecret } from './modules/auth/tokens.js';
 import { MessagesService } from './modules/messages/messages.service.js';
 import { LocalPresenceCluster, RedisPresenceCluster } from './modules/presence/presence-cluster.js';
 import { PresenceService } from './modules/presence/presence.service.js';
+import { PushService } from './modules/push/push.service.js';
 import { RoomsService } from './modules/rooms/rooms.service.js';
 import type { SearchIndexer } from './modules/search/indexer.js';
 import { SearchService, createSearch } from './modules/search/search.service.js';
@@ -56,6 +57,8 @@ export interface Hub {
   audit: AuditService;
   /** Who is a server admin, and the admin API's user, room and invite management. */
   admin: AdminService;
+  /** Push subscriptions, room mutes, and the notifier and sender following the event log. */
+  push: PushService;
 }
 
 /** Builds the services and starts following the event stream. */
@@ -93,6 +96,8 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
   const messages = new MessagesService(db, stream, pubsub, rooms, users, attachments, metrics, config.limits.max_message_bytes, config.limits.edit_window_s);
   followSocketWrites(fanout, messages, metrics, log);
   const auth = new AuthService(db, users, tokens, pubsub, config.auth.refresh_token_ttl_s, config.auth.admin_emails);
+  const push = new PushService(db, stream, rooms, presence, config, log);
+  await push.start();
   return {
     config,
     db,
@@ -115,6 +120,7 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
     bridges,
     admin: new AdminService({ db, stream, pubsub, fanout, config, auth, users, rooms, messages, audit }),
     audit,
+    push,
   };
 }
 
@@ -144,6 +150,7 @@ async function createPubSub(config: Config, log: Logger): Promise<PubSub> {
 /** Stops timers and subscriptions, then closes the pub/sub and the database. */
 export async function closeHub(hub: Hub): Promise<void> {
   hub.bridges.close();
+  await hub.push.stop();
   hub.typing.close();
   await hub.presence.close();
   hub.fanout.close();

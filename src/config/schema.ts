@@ -173,6 +173,34 @@ export const MetricsSchema = Type.Object(
   { ...Strict, description: 'Prometheus metrics (GET /metrics); docs/OPERATIONS.md lists them, docs/grafana-dashboard.json shows them.' },
 );
 
+export const PushSchema = Type.Object(
+  {
+    vapid_public_key: Type.String({
+      default: '',
+      description: 'VAPID public key for Web Push (RFC 8292), base64url (an uncompressed P-256 point). Empty with vapid_private_key empty: a key pair is generated into data_dir/vapid-keys.json on first run. All nodes of a cluster must share one pair.',
+    }),
+    vapid_private_key: Type.String({ secret: true, default: '', description: 'VAPID private key, base64url (32 bytes). Prefer the environment: SWITCHBOARD_PUSH__VAPID_PRIVATE_KEY. Secret: redacted by show-config.' }),
+    vapid_subject: Type.String({
+      default: 'mailto:postmaster@localhost',
+      pattern: '^(mailto:|https://)',
+      description: 'Contact the push services see in the VAPID JWT ("sub"): a mailto: or https: URL of whoever runs this hub.',
+    }),
+    gateway_urls: Type.Array(Type.String(), {
+      default: [],
+      description: 'Push gateway URLs apps may register HTTP pushers for, e.g. ["https://push.example.com/_matrix/push/v1/notify"]. Empty: any http(s) URL (the hub then POSTs wherever an app says).',
+    }),
+    ca_file: Type.String({ default: '', description: 'PEM file of extra CA certificates trusted for Web Push endpoints (a private push service); empty trusts only the system roots.' }),
+    ttl_s: Type.Integer({ minimum: 0, maximum: 2419200, default: 86400, description: 'How long a push service keeps an undelivered Web Push notification, seconds (the TTL header, RFC 8030).' }),
+    retry_max_ms: Type.Integer({ minimum: 10, default: 60000, description: 'Longest wait between retries of a notification a push service or gateway answered 429 or 5xx (exponential backoff from 250 ms), ms.' }),
+    max_attempts: Type.Integer({ minimum: 1, default: 8, description: 'Tries of one notification before it is dropped.' }),
+  },
+  {
+    ...Strict,
+    description:
+      'Push notifications (docs/PUSH.md): Web Push for browsers and Matrix-style HTTP pushers for mobile apps; a direct message or a mention notifies the subscriptions of a user with no socket open.',
+  },
+);
+
 /**
  * One bridge (the Matrix Application Service model): the hub pushes the events of rooms its users are
  * in to `url` (`PUT {url}/transactions/{txn_id}` with `hs_token`); the bridge calls the REST API with
@@ -276,6 +304,7 @@ export const ConfigSchema = Type.Object(
     storage: StorageSchema,
     log: LogSchema,
     metrics: MetricsSchema,
+    push: PushSchema,
     bridges: Type.Array(BridgeSchema, {
       default: [],
       description:

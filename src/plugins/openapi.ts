@@ -81,6 +81,7 @@ async function openapi(app: FastifyInstance, opts: { version: string }): Promise
         { name: 'admin', description: 'Server administration (docs/OPERATIONS.md)' },
         { name: 'agents', description: 'Agent tokens, bot users and the agent tools (docs/AGENTS.md)' },
         { name: 'bridges', description: 'The bridge API, for bridges with an as_token (docs/BRIDGES.md)' },
+        { name: 'push', description: 'Push notifications: Web Push, HTTP pushers, room mutes (docs/PUSH.md)' },
         { name: 'health', description: 'Liveness, readiness and metrics' },
       ],
     },

@@ -26,8 +26,12 @@ const NULL = Buffer.from([0x05, 0x00]);
 const utcTime = (d: Date) => der(0x17, Buffer.from(d.toISOString().replace(/[-:T]/g, '').slice(2, 14) + 'Z'));
 const name = (cn: string) => seq(der(0x31, seq(oid('2.5.4.3'), der(0x0c, Buffer.from(cn)))));
 
-/** A PEM certificate for `publicKey`, signed by `privateKey` (sha256WithRSAEncryption), valid a day either side of now. */
-export function selfSignedCert(privateKey: crypto.KeyObject, publicKey: crypto.KeyObject, commonName: string): string {
+/**
+ * A PEM certificate for `publicKey`, signed by `privateKey` (sha256WithRSAEncryption), valid a day
+ * either side of now. `ipAddress` (IPv4) adds it as the subjectAltName (RFC 5280 §4.2.1.6), so a TLS
+ * server on that address passes the client's host check.
+ */
+export function selfSignedCert(privateKey: crypto.KeyObject, publicKey: crypto.KeyObject, commonName: string, opts: { ipAddress?: string } = {}): string {
   const sha256WithRsa = seq(oid('1.2.840.113549.1.1.11'), NULL);
   const now = Date.now();
   const tbs = seq(
@@ -37,7 +41,8 @@ export function selfSignedCert(privateKey: crypto.KeyObject, publicKey: crypto.K
     name(commonName),
     seq(utcTime(new Date(now - 86_400_000)), utcTime(new Date(now + 86_400_000))),
     name(commonName),
-    publicKey.export({ type: 'spki', format: 'der' }),
+    publicKey.export({ type: 'spki', format: 'der' }) as Buffer,
+    ...(opts.ipAddress ? [der(0xa3, seq(seq(oid('2.5.29.17'), der(0x04, seq(der(0x87, Buffer.from(opts.ipAddress.split('.').map(Number))))))))] : []),
   );
   const signature = crypto.sign('sha256', tbs, privateKey);
   const cert = seq(tbs, sha256WithRsa, der(0x03, Buffer.concat([Buffer.from([0]), signature])));

@@ -1,7 +1,8 @@
 /**
  * Vitest global setup: some tests run the compiled hub (`npm start`, `node bin/switchboard.js`),
- * which loads dist/. When a source under src/ or bridges/ (or a tsconfig) is newer than the build,
- * this rebuilds it first (`npm run build`, a few seconds), so those tests never run stale code.
+ * which loads dist/, and the hub serves the built web client (web/dist). When a source under src/,
+ * bridges/, sdk/src/ or web/ (or a tsconfig) is newer than the builds, this rebuilds them first
+ * (`npm run build`, a few seconds), so those tests never run stale code.
  * After `npm install` / `npm ci` the build is fresh and nothing runs.
  */
 import { execFileSync } from 'node:child_process';
@@ -17,12 +18,11 @@ function newestMtime(dir: string): number {
 }
 
 export default function setup(): void {
-  const marker = path.join(REPO_ROOT, 'dist/src/cli.js');
-  const built = fs.existsSync(marker) ? fs.statSync(marker).mtimeMs : 0;
+  const markers = ['dist/src/cli.js', 'web/dist/index.html'].map((f) => path.join(REPO_ROOT, f));
+  const built = Math.min(...markers.map((m) => (fs.existsSync(m) ? fs.statSync(m).mtimeMs : 0)));
   const sources = Math.max(
-    newestMtime(path.join(REPO_ROOT, 'src')),
-    newestMtime(path.join(REPO_ROOT, 'bridges')),
-    ...['tsconfig.json', 'tsconfig.build.json'].map((f) => fs.statSync(path.join(REPO_ROOT, f)).mtimeMs),
+    ...['src', 'bridges', 'sdk/src', 'web/src', 'web/public'].map((dir) => newestMtime(path.join(REPO_ROOT, dir))),
+    ...['tsconfig.json', 'tsconfig.build.json', 'web/index.html', 'web/vite.config.ts'].map((f) => fs.statSync(path.join(REPO_ROOT, f)).mtimeMs),
   );
   if (sources > built) execFileSync('npm', ['run', 'build'], { cwd: REPO_ROOT, stdio: 'inherit' });
 }

@@ -71,6 +71,11 @@ export class PresenceService {
     this.offlineTimers.set(userId, setTimeout(goOffline, this.graceMs).unref());
   }
 
+  /** Whether the user has a socket open on this node or, with several nodes, on another live one. */
+  async hasOpenSocket(userId: string): Promise<boolean> {
+    return this.sockets.has(userId) || (await this.cluster.othersHaveSockets(userId));
+  }
+
   /**
    * For a hub that is the only node (no Redis): at start no socket is open, so nobody is online. Resets
    * everyone a crash, or a stop within the grace period, left online, keeping `last_seen`.

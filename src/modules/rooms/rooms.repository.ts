@@ -206,6 +206,16 @@ export const roomsRepository = {
     return rows[0];
   },
 
+  /** The read receipts of a room's members who have read something, by stream position. */
+  async readReceipts(q: Queryable, roomId: string): Promise<{ user_id: string; message_id: string; stream_position: number; read_at: Date }[]> {
+    const { rows } = await q.query(
+      `SELECT user_id, read_message_id AS message_id, read_position AS stream_position, read_at FROM room_members
+       WHERE room_id = $1 AND read_message_id IS NOT NULL ORDER BY read_position`,
+      [roomId],
+    );
+    return rows;
+  },
+
   /** A page of live (not deleted) rooms for admins, newest first, optionally matching `q` in the name. */
   async page(q: Queryable, f: { q?: string; limit: number; offset: number }): Promise<{ rows: RoomPageRow[]; total: number }> {
     const where = `r.deleted_at IS NULL AND ($1::text IS NULL OR lower(r.name) LIKE $1)`;

@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { errorResponses } from '../../plugins/openapi.js';
 import {
-  AddMembersBody, CreateRoomBody, MemberParams, PublicRoom, PublicRoomsQuery, Room, RoomParams, RoomSummary, SetRoleBody, UpdateRoomBody,
+  AddMembersBody, CreateRoomBody, MemberParams, PublicRoom, PublicRoomsQuery, ReadReceiptEntry, Room, RoomParams, RoomSummary, SetRoleBody, UpdateRoomBody,
 } from './rooms.schemas.js';
 
 const tags = ['rooms'];
@@ -81,6 +81,23 @@ export const roomsRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (req) => rooms.get(req.auth.userId, req.params.id),
+  );
+
+  app.get(
+    '/api/rooms/:id/receipts',
+    {
+      schema: {
+        operationId: 'listReadReceipts',
+        summary: 'Read receipts of a room',
+        description:
+          'Where each member\'s cumulative read receipt stands (members who have read nothing are left out), so a client that ' +
+          'starts can show read marks before any `message.read` event arrives. 403 NOT_A_MEMBER; 404 INVALID_ROOM.',
+        tags,
+        params: RoomParams,
+        response: { 200: Type.Array(ReadReceiptEntry, { description: 'The receipts, by stream position' }), ...errorResponses(404) },
+      },
+    },
+    async (req) => rooms.readReceipts(req.auth.userId, req.params.id),
   );
 
   app.patch(

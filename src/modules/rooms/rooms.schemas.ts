@@ -81,3 +81,11 @@ export const RoomSummary = Type.Object({
 
 /** A public channel in the directory. */
 export const PublicRoom = Type.Object({ id: Uuid, name: Type.String(), topic: Type.String(), member_count: Type.Integer(), created_at: DateTime });
+
+/** A member's read receipt (`GET /api/rooms/:id/receipts`). */
+export const ReadReceiptEntry = Type.Object({
+  user_id: Uuid,
+  message_id: Uuid,
+  stream_position: Type.Integer({ description: 'The stream position of the message read: everything up to it counts as read.' }),
+  read_at: DateTime,
+});

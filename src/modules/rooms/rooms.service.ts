@@ -340,6 +340,16 @@ export class RoomsService {
     return repo.readReceipt(q, roomId, userId);
   }
 
+  /**
+   * Where each member's read receipt stands (members who have read nothing are left out), for the
+   * room's members. `stream_position`: that of the message read.
+   * @throws AppError INVALID_ROOM (404), NOT_A_MEMBER (403).
+   */
+  async readReceipts(userId: string, roomId: string) {
+    await this.requireMember(this.db, roomId, userId);
+    return (await repo.readReceipts(this.db, roomId)).map((r) => ({ ...r, read_at: r.read_at.toISOString() }));
+  }
+
   /** A page of rooms (not deleted) for admins, newest first, with member and message counts: `{rooms, total}`. `q` matches the name. */
   async page(f: { q?: string; limit: number; offset: number }) {
     const { rows, total } = await repo.page(this.db, f);
