@@ -133,7 +133,7 @@ export async function buildApp(hub: Hub): Promise<FastifyInstance> {
     },
     async (req, reply) => {
       try {
-        await hub.db.query('SELECT 1');
+        await hub.db.pool.query('SELECT 1'); // the pool itself: a probe wants the answer now, not after retries
         return { status: 'ready' as const };
       } catch (err) {
         req.log.warn({ err }, 'database not reachable');

@@ -38,6 +38,8 @@ export const ERROR_CATALOG = {
   INVALID_TOOL: 404,
   INSUFFICIENT_SCOPE: 403,
   SEARCH_UNAVAILABLE: 503,
+  /** The database is unreachable (or lost a write's outcome): try again later, a send with the same txn_id. */
+  DATABASE_UNAVAILABLE: 503,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CATALOG;

@@ -7,6 +7,13 @@
  * so two transactions on two connections would interleave. The embedded pool therefore has exactly one
  * connection: statements and transactions queue in order. Code running inside `transaction()` must
  * use the client it was handed, never the pool, or it would wait for itself.
+ *
+ * Losing the database is survived here, in one place (docs/OPERATIONS.md, "During a database
+ * outage"): every checked-out client has an `'error'` listener (a backend terminated while a client is
+ * checked out must not kill the process), a client whose connection broke is dropped from the pool
+ * (one whose statement merely failed is kept), transient failures (`transientFailure`) are retried
+ * with backoff for up to `RETRY_BUDGET_MS` when retrying cannot apply anything twice, and what is
+ * still failing after that is thrown as `AppError('DATABASE_UNAVAILABLE')` (503; WebSocket `error`).
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -16,6 +23,8 @@ import lockfile from 'proper-lockfile';
 import { runner } from 'node-pg-migrate';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
+import { AppError } from '../errors.js';
+import { backoffDelay } from '../lib/backoff.js';
 import { PACKAGE_ROOT } from '../lib/package.js';
 
 /** Anything that runs a query: the pool or a client inside a transaction. */
@@ -28,8 +37,13 @@ export interface Database extends Queryable {
   /** True when served by the embedded PGlite. */
   readonly embedded: boolean;
   /**
-   * Runs `fn` in one transaction (BEGIN … COMMIT; ROLLBACK and rethrow on any error).
+   * Runs `fn` in one transaction (BEGIN … COMMIT; ROLLBACK and rethrow on any error). A transient
+   * failure runs the whole transaction again (see `retryTransaction`), so `fn` may run more than once
+   * and must change nothing but the database, through `tx`.
    * @returns what `fn` returns.
+   * @throws AppError DATABASE_UNAVAILABLE (503) when the database stayed unreachable for
+   *   `RETRY_BUDGET_MS`, or the connection was lost during COMMIT and whether it committed cannot be
+   *   found out; otherwise what `fn` or the database threw.
    */
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
   close(): Promise<void>;
@@ -47,9 +61,11 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (v) => Number(v));
  */
 export async function openDatabase(config: Config, log?: Logger): Promise<Database> {
   if (config.database.url) {
-    const pool = new pg.Pool({ connectionString: config.database.url, max: config.database.pool_max });
+    // A bounded wait for a connection (a black-holed server, an exhausted pool), and TCP keepalives so a
+    // connection that died silently is noticed.
+    const pool = new pg.Pool({ connectionString: config.database.url, max: config.database.pool_max, connectionTimeoutMillis: 5_000, keepAlive: true });
     pool.on('error', (err) => log?.error({ err }, 'idle database client error'));
-    return wrap(pool, false, async () => pool.end());
+    return wrap(pool, false, async () => pool.end(), log);
   }
   const { PGlite } = await import('@electric-sql/pglite');
   const { PGLiteSocketServer } = await import('@electric-sql/pglite-socket');
@@ -58,7 +74,9 @@ export async function openDatabase(config: Config, log?: Logger): Promise<Databa
   const release = await lockDataDir(dir, log);
   const started = Date.now();
   const pglite = await PGlite.create(dir);
-  const server = new PGLiteSocketServer({ db: pglite, host: '127.0.0.1', port: 0 });
+  // The pool uses one connection at a time; a few more are accepted so that a replacement for a dropped
+  // connection is not refused while the server has not yet seen the old one close.
+  const server = new PGLiteSocketServer({ db: pglite, host: '127.0.0.1', port: 0, maxConnections: 4 });
   await server.start();
   const url = `postgres://postgres@${server.getServerConn()}/postgres?sslmode=disable`;
   log?.info({ dir, ms: Date.now() - started }, 'embedded PostgreSQL (PGlite) started');
@@ -69,7 +87,7 @@ export async function openDatabase(config: Config, log?: Logger): Promise<Databa
     await server.stop();
     await pglite.close();
     await release();
-  });
+  }, log);
 }
 
 /** Another process (a running hub, a CLI command) holds the embedded database. */
@@ -104,35 +122,203 @@ async function lockDataDir(dir: string, log?: Logger): Promise<() => Promise<voi
 /**
  * A query with parameters as a named prepared statement: PostgreSQL parses and plans each distinct
  * text once per connection instead of at every call. The texts are the repositories' constants, so
- * the set of names stays small.
+ * the set of names stays small. Not on the embedded database: its one session outlives the
+ * connections to it, so a connection opened after another was dropped would find the names taken.
  */
-function prepared(text: string, values: unknown[] | undefined): pg.QueryConfig {
+function prepared(text: string, values: unknown[] | undefined, named: boolean): pg.QueryConfig {
   if (!values?.length) return { text };
+  if (!named) return { text, values };
   let name = statementNames.get(text);
   if (!name) statementNames.set(text, (name = `sb_${crypto.createHash('sha1').update(text).digest('hex').slice(0, 20)}`));
   return { name, text, values };
 }
 const statementNames = new Map<string, string>();
 
-function wrap(pool: pg.Pool, embedded: boolean, close: () => Promise<void>): Database {
+/** How long a statement or transaction that fails transiently is tried again, ms (then DATABASE_UNAVAILABLE). */
+export const RETRY_BUDGET_MS = 2_000;
+/** The delays between those tries (src/lib/backoff.ts): 100 ms, doubling, at most 1 s. */
+const RETRY = { baseMs: 100, maxMs: 1_000 };
+
+/** SQLSTATEs after which the server has rolled the transaction back and the same work may succeed. */
+const ROLLED_BACK = new Set([
+  '40001', // serialization_failure
+  '40P01', // deadlock_detected
+]);
+/** SQLSTATEs of a server that is going away or does not take connections now. */
+const UNREACHABLE = new Set([
+  '53300', // too_many_connections
+  '57P01', // admin_shutdown (pg_terminate_backend, a fast shutdown)
+  '57P02', // crash_shutdown
+  '57P03', // cannot_connect_now (starting up, shutting down)
+]);
+/** Socket errors of a connection that could not be made or broke. */
+const SOCKET_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
+/** What `pg` and `pg-pool` say (without a code) when a connection could not be made or broke; PostgreSQL's refusal under `ALLOW_CONNECTIONS false` (55000). */
+const LOST_MESSAGES = /connection terminated|connection timeout|timeout exceeded when trying to connect|not queryable|is not currently accepting connections/i;
+
+/**
+ * The one classification of database failures that may pass by themselves.
+ * @returns `rolled-back` (serialization failure, deadlock: the server rolled the transaction back),
+ *   `lost` (no connection could be made, or it broke: refused, reset, timed out, terminated by an
+ *   administrator, too many connections, not accepting connections, class 08), or null for any
+ *   other error (a bug or a rule the statement broke: not retried).
+ */
+export function transientFailure(err: unknown): 'rolled-back' | 'lost' | null {
+  const { code, message } = (err ?? {}) as { code?: unknown; message?: unknown };
+  if (typeof code === 'string' && ROLLED_BACK.has(code)) return 'rolled-back';
+  if (typeof code === 'string' && (UNREACHABLE.has(code) || SOCKET_ERRORS.has(code) || code.startsWith('08'))) return 'lost';
+  if (typeof message === 'string' && LOST_MESSAGES.test(message)) return 'lost';
+  return null;
+}
+
+/** True for `AppError('DATABASE_UNAVAILABLE')`, what this module throws once retrying is over. */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  return err instanceof AppError && err.code === 'DATABASE_UNAVAILABLE';
+}
+
+function unavailable(cause: unknown, message = 'The database is not reachable; try again later'): AppError {
+  return Object.assign(new AppError('DATABASE_UNAVAILABLE', message), { cause });
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A transaction attempt that failed; `outcome` is set when COMMIT had been sent (then it may have committed). */
+class AttemptFailed<T> extends Error {
+  constructor(
+    readonly error: unknown,
+    readonly outcome: { value: T } | undefined,
+    /** The transaction's id (`pg_current_xact_id()`), to ask whether it committed; null on the embedded database. */
+    readonly xid: string | null,
+  ) {
+    super('transaction attempt failed');
+  }
+}
+
+/** What to do after a transient failure: try again, give up (DATABASE_UNAVAILABLE), or it succeeded after all. */
+type Decision<T> = 'retry' | 'give-up' | { value: T };
+
+function wrap(pool: pg.Pool, embedded: boolean, close: () => Promise<void>, log?: Logger): Database {
+  /**
+   * Checks out a client for `use` with an `'error'` listener on it, and gives it back: kept when a
+   * statement merely failed, dropped (`release(err)`) when its connection broke.
+   */
+  async function withClient<T>(use: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await pool.connect();
+    let broken: Error | undefined;
+    const onError = (err: Error) => {
+      broken = err;
+      log?.warn({ err }, 'database connection lost');
+    };
+    client.on('error', onError);
+    try {
+      return await use(client);
+    } catch (err) {
+      const cause = err instanceof AttemptFailed ? err.error : err;
+      if (transientFailure(cause) === 'lost') broken ??= cause as Error;
+      throw err;
+    } finally {
+      client.off('error', onError);
+      client.release(broken ?? false);
+    }
+  }
+
+  /**
+   * Runs `run`; after a transient failure `decide` says what to do. Tries again with backoff while
+   * the next try would start within RETRY_BUDGET_MS.
+   * @throws the error itself when it is not transient; DATABASE_UNAVAILABLE once retrying is over.
+   */
+  async function retrying<T>(run: () => Promise<T>, decide: (err: unknown) => Promise<Decision<T>>): Promise<T> {
+    const deadline = Date.now() + RETRY_BUDGET_MS;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await run();
+      } catch (err) {
+        const cause = err instanceof AttemptFailed ? err.error : err;
+        if (transientFailure(cause) === null) throw cause;
+        const decision = await decide(err);
+        if (typeof decision === 'object') return decision.value;
+        const delay = backoffDelay(attempt, RETRY);
+        if (decision === 'give-up' || Date.now() + delay > deadline) {
+          log?.warn({ err: cause, attempt }, 'database unavailable');
+          throw unavailable(cause);
+        }
+        log?.warn({ err: cause, attempt, retry_in_ms: delay }, 'database failure; retrying');
+        await sleep(delay);
+      }
+    }
+  }
+
+  /**
+   * After the connection was lost during COMMIT: did transaction `xid` commit? Asked on another
+   * connection (`pg_xact_status`) until it is no longer in progress or the budget is spent.
+   * @returns 'committed', 'aborted', or null when it cannot be found out (embedded, unreachable).
+   */
+  async function commitStatus(xid: string | null): Promise<'committed' | 'aborted' | null> {
+    if (xid === null) return null;
+    const deadline = Date.now() + RETRY_BUDGET_MS;
+    for (let attempt = 1; Date.now() < deadline; attempt++) {
+      try {
+        const { rows } = await withClient((c) => c.query<{ status: string | null }>('SELECT pg_xact_status($1::xid8) AS status', [xid]));
+        const status = rows[0]?.status;
+        if (status === 'committed' || status === 'aborted') return status;
+        if (status == null) return null; // too old to tell
+      } catch (err) {
+        if (transientFailure(err) === null) return null;
+      }
+      await sleep(backoffDelay(attempt, RETRY));
+    }
+    return null;
+  }
+
   return {
     pool,
     embedded,
-    query: (text, values) => pool.query(prepared(text, values)),
-    async transaction(fn) {
-      const client = await pool.connect();
-      const tx: Queryable = { query: (text, values) => client.query(prepared(text, values)) };
-      try {
-        await client.query('BEGIN');
-        const result = await fn(tx);
-        await client.query('COMMIT');
-        return result;
-      } catch (err) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw err;
-      } finally {
-        client.release();
-      }
+    /** One statement; tried again only when it never reached the server (no connection) or was rolled back. */
+    query(text, values) {
+      let sent = false;
+      return retrying(
+        () => {
+          sent = false;
+          return withClient((client) => {
+            sent = true;
+            return client.query(prepared(text, values, !embedded));
+          });
+        },
+        async (err) => (!sent || transientFailure(err) === 'rolled-back' ? 'retry' : 'give-up'),
+      );
+    },
+    /**
+     * Every attempt runs `fn` in its own BEGIN … COMMIT. A failed attempt is tried again when the
+     * server rolled it back (serialization failure, deadlock) or the connection was lost before
+     * COMMIT was sent (a transaction whose connection dies is rolled back). Lost during COMMIT, it is
+     * asked whether it committed (`pg_xact_status`, https://www.postgresql.org/docs/current/functions-info.html):
+     * committed is success, aborted is tried again, unknown (always on the embedded database) is
+     * DATABASE_UNAVAILABLE.
+     */
+    transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+      const attempt = () =>
+        withClient(async (client) => {
+          const tx: Queryable = { query: (text, values) => client.query(prepared(text, values, !embedded)) };
+          let outcome: { value: T } | undefined;
+          let xid: string | null = null;
+          try {
+            if (embedded) await client.query('BEGIN');
+            else xid = ((await client.query('BEGIN; SELECT pg_current_xact_id()::text AS xid')) as unknown as pg.QueryResult<{ xid: string }>[])[1].rows[0].xid;
+            const value = await fn(tx);
+            outcome = { value };
+            await client.query('COMMIT');
+            return value;
+          } catch (err) {
+            if (transientFailure(err) !== 'lost') await client.query('ROLLBACK').catch(() => undefined);
+            throw new AttemptFailed(err, outcome, xid);
+          }
+        });
+      return retrying(attempt, async (err) => {
+        const { error, outcome, xid } = err as AttemptFailed<T>;
+        if (transientFailure(error) === 'rolled-back' || !outcome) return 'retry';
+        const status = await commitStatus(xid);
+        return status === 'committed' ? outcome : status === 'aborted' ? 'retry' : 'give-up';
+      });
     },
     close,
   };

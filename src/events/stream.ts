@@ -16,7 +16,7 @@
  */
 import crypto from 'node:crypto';
 import type { Logger } from 'pino';
-import type { Database, Queryable } from '../db/database.js';
+import { isDatabaseUnavailable, type Database, type Queryable } from '../db/database.js';
 import type { NewRoomEvent, RoomEventOf, RoomEventType, WireRoomEvent } from './catalog.js';
 import { eventsRepository } from './events.repository.js';
 import { Follower } from './follower.js';
@@ -143,16 +143,24 @@ export class EventStream {
   /**
    * Runs `fn` in a transaction; after the commit, pokes the other nodes' readers and hands the
    * events `fn` appended to this node's listeners: the one way services write room events.
+   * `fn` may run more than once (a transaction tried again after a transient failure).
+   * @throws AppError DATABASE_UNAVAILABLE (see `Database.transaction`); then the reader is woken, in
+   *   case the transaction committed after all.
    */
   async write<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
-    const appended: StreamEvent[] = [];
+    let appended: StreamEvent[] = [];
     const result = await this.db.transaction(async (tx) => {
+      // A transaction tried again (src/db/database.ts) starts over: only the committed attempt's events count.
+      appended = [];
       appendedIn.set(tx, appended);
       try {
         return await fn(tx);
       } finally {
         appendedIn.delete(tx);
       }
+    }).catch((err) => {
+      if (isDatabaseUnavailable(err)) this.reader.wake();
+      throw err;
     });
     if (appended.length) this.committed(appended);
     return result;

@@ -1182,7 +1182,7 @@ export interface components {
                  * @description A stable code of the catalog in src/errors.ts.
                  * @enum {unknown}
                  */
-                code: "BAD_REQUEST" | "VALIDATION_FAILED" | "INVALID_FRAME" | "UNAUTHORIZED" | "TOKEN_EXPIRED" | "INVALID_CREDENTIALS" | "INVALID_REFRESH_TOKEN" | "REFRESH_TOKEN_REUSED" | "FORBIDDEN" | "NOT_A_MEMBER" | "NOT_FOUND" | "INVALID_ROOM" | "INVALID_MESSAGE" | "INVALID_USER" | "INVALID_DEVICE" | "EMAIL_TAKEN" | "CONFLICT" | "MESSAGE_TOO_LARGE" | "PAYLOAD_TOO_LARGE" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE" | "INVALID_ATTACHMENT" | "ATTACHMENT_TOO_LARGE" | "RANGE_NOT_SATISFIABLE" | "EDIT_WINDOW_EXPIRED" | "EDITS_FORBIDDEN" | "REGISTRATION_CLOSED" | "INVALID_INVITE" | "INVALID_AGENT_TOKEN" | "INVALID_TOOL" | "INSUFFICIENT_SCOPE" | "SEARCH_UNAVAILABLE";
+                code: "BAD_REQUEST" | "VALIDATION_FAILED" | "INVALID_FRAME" | "UNAUTHORIZED" | "TOKEN_EXPIRED" | "INVALID_CREDENTIALS" | "INVALID_REFRESH_TOKEN" | "REFRESH_TOKEN_REUSED" | "FORBIDDEN" | "NOT_A_MEMBER" | "NOT_FOUND" | "INVALID_ROOM" | "INVALID_MESSAGE" | "INVALID_USER" | "INVALID_DEVICE" | "EMAIL_TAKEN" | "CONFLICT" | "MESSAGE_TOO_LARGE" | "PAYLOAD_TOO_LARGE" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE" | "INVALID_ATTACHMENT" | "ATTACHMENT_TOO_LARGE" | "RANGE_NOT_SATISFIABLE" | "EDIT_WINDOW_EXPIRED" | "EDITS_FORBIDDEN" | "REGISTRATION_CLOSED" | "INVALID_INVITE" | "INVALID_AGENT_TOKEN" | "INVALID_TOOL" | "INSUFFICIENT_SCOPE" | "SEARCH_UNAVAILABLE" | "DATABASE_UNAVAILABLE";
                 /** @description For people; may change. */
                 message: string;
             };
@@ -1235,6 +1235,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     getReadiness: {
@@ -1276,7 +1285,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1325,6 +1334,15 @@ export interface operations {
             };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1450,6 +1468,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     login: {
@@ -1554,6 +1581,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     refreshSession: {
@@ -1647,6 +1683,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     logout: {
@@ -1694,6 +1739,15 @@ export interface operations {
             };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1769,6 +1823,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     revokeDevice: {
@@ -1827,6 +1890,15 @@ export interface operations {
             };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1904,6 +1976,15 @@ export interface operations {
             };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2006,6 +2087,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     searchUsers: {
@@ -2068,6 +2158,15 @@ export interface operations {
             };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2151,6 +2250,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     getPresence: {
@@ -2219,6 +2327,15 @@ export interface operations {
             };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2307,6 +2424,15 @@ export interface operations {
             };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2404,6 +2530,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     listRooms: {
@@ -2485,6 +2620,15 @@ export interface operations {
             };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2646,6 +2790,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     listPublicRooms: {
@@ -2705,6 +2858,15 @@ export interface operations {
             };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2804,6 +2966,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     deleteRoom: {
@@ -2862,6 +3033,15 @@ export interface operations {
             };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2989,6 +3169,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     listReadReceipts: {
@@ -3058,6 +3247,15 @@ export interface operations {
             };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3181,6 +3379,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     removeRoomMember: {
@@ -3267,6 +3474,15 @@ export interface operations {
             };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3391,6 +3607,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     joinRoom: {
@@ -3483,6 +3708,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     leaveRoom: {
@@ -3568,6 +3802,15 @@ export interface operations {
             };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3687,6 +3930,15 @@ export interface operations {
             };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3839,6 +4091,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     getMessage: {
@@ -3946,6 +4207,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     redactMessage: {
@@ -4004,6 +4274,15 @@ export interface operations {
             };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4142,6 +4421,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     getMessageEditHistory: {
@@ -4223,6 +4511,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     addReaction: {
@@ -4296,6 +4593,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     removeReaction: {
@@ -4362,6 +4668,15 @@ export interface operations {
             };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4469,6 +4784,15 @@ export interface operations {
             };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4607,7 +4931,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4688,6 +5012,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     adminListUsers: {
@@ -4760,6 +5093,15 @@ export interface operations {
             };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4848,6 +5190,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     adminListRooms: {
@@ -4928,6 +5279,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     adminDeleteRoom: {
@@ -4986,6 +5346,15 @@ export interface operations {
             };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5061,6 +5430,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     adminListInvites: {
@@ -5120,6 +5498,15 @@ export interface operations {
             };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5223,6 +5610,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     adminDeleteInvite: {
@@ -5281,6 +5677,15 @@ export interface operations {
             };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5368,6 +5773,15 @@ export interface operations {
             };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5471,6 +5885,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     downloadAttachment: {
@@ -5549,6 +5972,15 @@ export interface operations {
             };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5641,6 +6073,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     listAgentTokens: {
@@ -5709,6 +6150,15 @@ export interface operations {
             };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5820,6 +6270,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     revokeAgentToken: {
@@ -5878,6 +6337,15 @@ export interface operations {
             };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5997,6 +6465,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     bridgeWhoami: {
@@ -6053,6 +6530,15 @@ export interface operations {
             };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6157,6 +6643,15 @@ export interface operations {
             };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6275,6 +6770,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     bridgeGetMessageByRemoteId: {
@@ -6382,6 +6886,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     bridgeMarkDelivered: {
@@ -6447,6 +6960,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     getPushConfig: {
@@ -6499,6 +7021,15 @@ export interface operations {
             };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6570,6 +7101,15 @@ export interface operations {
             };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6726,6 +7266,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     deletePushSubscription: {
@@ -6784,6 +7333,15 @@ export interface operations {
             };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6855,6 +7413,15 @@ export interface operations {
             };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6958,6 +7525,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     listAgentTools: {
@@ -7016,6 +7592,15 @@ export interface operations {
             };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7125,7 +7710,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;

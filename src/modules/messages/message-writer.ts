@@ -16,7 +16,7 @@
  *   always did), so a removal committed first refuses the send, and one that comes later waits.
  */
 import crypto from 'node:crypto';
-import type { Database, Queryable } from '../../db/database.js';
+import { isDatabaseUnavailable, type Database, type Queryable } from '../../db/database.js';
 import { roomEvents, type AttachmentWire, type MessageWire } from '../../events/catalog.js';
 import { appendRoomEvents, type EventStream } from '../../events/stream.js';
 import { AppError } from '../../errors.js';
@@ -67,7 +67,7 @@ export class MessageWriter {
   /**
    * Queues a send (content already checked by the caller) and resolves once it is committed.
    * @throws AppError INVALID_ROOM, NOT_A_MEMBER, INVALID_MESSAGE, INVALID_ATTACHMENT, CONFLICT (see
-   *   `MessagesService.send`), or the database's error.
+   *   `MessagesService.send`), DATABASE_UNAVAILABLE (503), or the database's error.
    */
   submit(userId: string, roomId: string, input: SendInput, attachmentIds: string[]): Promise<SendResult> {
     return new Promise((resolve, reject) => {
@@ -88,19 +88,39 @@ export class MessageWriter {
     }
   }
 
-  /** Writes a batch; if its transaction fails, writes its sends one at a time instead. */
-  private async write(batch: PendingSend[]): Promise<void> {
+  /**
+   * Writes a batch; if its transaction fails, writes its sends one at a time instead. A transient
+   * database failure is retried by the transaction itself (src/db/database.ts: a batch tried again
+   * starts over, and one found committed after a lost COMMIT counts as written, so nothing is written
+   * twice). When the database stays unavailable, the batch and every send queued behind it fail with
+   * DATABASE_UNAVAILABLE at once, so no send is written ahead of an earlier one that failed; clients
+   * send them again with the same `txn_id`.
+   * @returns the DATABASE_UNAVAILABLE error when the database was unavailable (the queue was failed), else null.
+   */
+  private async write(batch: PendingSend[]): Promise<unknown> {
     let outcomes: Map<PendingSend, Outcome>;
     try {
       outcomes = await this.stream.write((tx) => this.writeBatch(tx, batch));
     } catch (err) {
-      if (batch.length > 1) {
-        for (const send of batch) await this.write([send]);
-        return;
+      if (isDatabaseUnavailable(err)) {
+        for (const send of [...batch, ...this.queue.splice(0)]) send.reject(err);
+        return err;
       }
-      return this.failed(batch[0], err);
+      if (batch.length > 1) {
+        for (const [i, send] of batch.entries()) {
+          const gone = await this.write([send]);
+          if (gone) {
+            for (const later of batch.slice(i + 1)) later.reject(gone);
+            return gone;
+          }
+        }
+        return null;
+      }
+      await this.failed(batch[0], err);
+      return null;
     }
     for (const send of batch) this.answer(send, outcomes.get(send)!, outcomes);
+    return null;
   }
 
   /** Checks the batch's rules with one query per kind of check, then writes what passed. */
