@@ -273,8 +273,13 @@ function wrap(pool: pg.Pool, embedded: boolean, close: () => Promise<void>, log?
   return {
     pool,
     embedded,
-    /** One statement; tried again only when it never reached the server (no connection) or was rolled back. */
+    /**
+     * One statement; tried again when it never reached the server (no connection), was rolled back,
+     * or is a read (`SELECT …`) whose connection broke. A write whose connection broke may have been
+     * applied: DATABASE_UNAVAILABLE at once.
+     */
     query(text, values) {
+      const read = /^\s*SELECT\b/i.test(text);
       let sent = false;
       return retrying(
         () => {
@@ -284,7 +289,7 @@ function wrap(pool: pg.Pool, embedded: boolean, close: () => Promise<void>, log?
             return client.query(prepared(text, values, !embedded));
           });
         },
-        async (err) => (!sent || transientFailure(err) === 'rolled-back' ? 'retry' : 'give-up'),
+        async (err) => (!sent || read || transientFailure(err) === 'rolled-back' ? 'retry' : 'give-up'),
       );
     },
     /**
