@@ -26,14 +26,16 @@ export const DEFAULT_MAX_DEPTH = 32;
  * Strings and numbers are checked, so are object keys (they are stored too, in `jsonb`). Buffers and
  * streams (a multipart body) are not walked.
  * @param maxDepth levels of arrays/objects allowed; the value itself is level 1 when it is one.
+ * @param checkText false: text is not checked (a bridge's webhook bodies, whose text the hub checks
+ *   when the bridge sends it on: refusing a delivery would only make the network redeliver it).
  * @returns `{ path, message }` (path as `a/0/b`, '' for the value itself), or null when all is fine.
  */
-export function inputProblem(value: unknown, maxDepth = DEFAULT_MAX_DEPTH): { path: string; message: string } | null {
+export function inputProblem(value: unknown, maxDepth = DEFAULT_MAX_DEPTH, checkText = true): { path: string; message: string } | null {
   const stack: { value: unknown; path: string; depth: number }[] = [{ value, path: '', depth: 0 }];
   while (stack.length > 0) {
     const { value: v, path, depth } = stack.pop()!;
     if (typeof v === 'string') {
-      if (UNSTORABLE.test(v)) return { path, message: 'must not contain U+0000 or an unpaired surrogate' };
+      if (checkText && UNSTORABLE.test(v)) return { path, message: 'must not contain U+0000 or an unpaired surrogate' };
     } else if (typeof v === 'number') {
       if (!Number.isFinite(v)) return { path, message: 'must be a finite number' };
     } else if (v !== null && typeof v === 'object' && !ArrayBuffer.isView(v) && typeof (v as { pipe?: unknown }).pipe !== 'function') {
@@ -43,7 +45,7 @@ export function inputProblem(value: unknown, maxDepth = DEFAULT_MAX_DEPTH): { pa
       for (let i = entries.length - 1; i >= 0; i--) {
         const [key, item] = entries[i];
         const at = path ? `${path}/${key}` : key;
-        if (!Array.isArray(v) && UNSTORABLE.test(key)) return { path: at, message: 'has a key with U+0000 or an unpaired surrogate' };
+        if (checkText && !Array.isArray(v) && UNSTORABLE.test(key)) return { path: at, message: 'has a key with U+0000 or an unpaired surrogate' };
         stack.push({ value: item, path: at, depth: depth + 1 });
       }
     }
