@@ -10,7 +10,6 @@ import fastifyMultipart from '@fastify/multipart';
 import fastifyWebsocket from '@fastify/websocket';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { unstorableTextPath } from './db/text.js';
 import { AppError, errorBody } from './errors.js';
 import { closeHub, type Hub } from './hub.js';
 import { PACKAGE_VERSION } from './lib/package.js';
@@ -28,6 +27,7 @@ import { roomsRoutes } from './modules/rooms/rooms.routes.js';
 import { searchRoutes } from './modules/search/search.routes.js';
 import { usersRoutes } from './modules/users/users.routes.js';
 import { drainingPlugin } from './plugins/draining.js';
+import { inputBoundsPlugin } from './plugins/input-bounds.js';
 import { documentErrors, errorResponses, openapiPlugin } from './plugins/openapi.js';
 import { metricsRoutes } from './plugins/metrics.js';
 import { rateLimitPlugin } from './plugins/rate-limit.js';
@@ -60,13 +60,6 @@ export async function buildApp(hub: Hub): Promise<FastifyInstance> {
 
   app.decorate('hub', hub);
   app.decorateRequest('auth');
-  // Every route: a string PostgreSQL cannot store is a 400, not a failed query (src/db/text.ts).
-  app.addHook('preValidation', async (req) => {
-    for (const [part, value] of [['params', req.params], ['querystring', req.query], ['body', req.body]] as const) {
-      const bad = unstorableTextPath(value);
-      if (bad !== null) throw new AppError('VALIDATION_FAILED', `${part}${bad ? `/${bad.replaceAll('.', '/')}` : ''} must not contain U+0000 or an unpaired surrogate`);
-    }
-  });
   app.addHook('onSend', async (req, reply) => {
     reply.header('x-request-id', req.id);
   });
@@ -103,6 +96,7 @@ export async function buildApp(hub: Hub): Promise<FastifyInstance> {
       maxAge: 600,
     });
   }
+  await app.register(inputBoundsPlugin);
   await app.register(rateLimitPlugin);
   await app.register(drainingPlugin);
 

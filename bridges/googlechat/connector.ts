@@ -17,13 +17,17 @@
  * `asuser:<message>` parts created by the delegated user (only it may change them).
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { Compile } from 'typebox/compile';
 import { backoffDelay } from '../../src/lib/backoff.js';
+import { inputProblem } from '../../src/lib/input-bounds.js';
 import type { Op } from '../kit/store.js';
 import { RemoteError, type BridgeContext, type BridgedMessage, type Connector, type EditHandlingConnector, type MediaDownloadingConnector, type MediaFile, type OutboundMessage, type ReactionHandlingConnector, type RedactionHandlingConnector, type RemoteEvent, type RemoteMedia, type SentMessage } from '../kit/types.js';
-import { CLIENT_ID_PREFIX, fromInteraction, fromPush, messageEvent, outboundTexts, spaceInfo, type Lifecycle, type SpaceInfo } from './convert.js';
+import { CLIENT_ID_PREFIX, InteractionEvent, PushBody, PushData, fromInteraction, fromPush, messageEvent, outboundTexts, spaceInfo, type Lifecycle, type SpaceInfo } from './convert.js';
 import { GoogleChat } from './google.js';
 import type { GoogleChatSettings } from './settings.js';
 import { TokenError, TokenVerifier } from './verify.js';
+
+const pushData = Compile(PushData);
 
 interface SpaceRecord {
   displayName: string;
@@ -68,7 +72,11 @@ export class GoogleChatConnector implements Connector, EditHandlingConnector, Re
     });
   }
 
-  /** The interaction endpoint and the Pub/Sub push endpoint: 401 for a bad token, 403 for a push of another subscription. */
+  /**
+   * The interaction endpoint and the Pub/Sub push endpoint: 401 for a bad token (checked first), 400
+   * for a body that is not the shape read (`InteractionEvent`, `PushBody`), 403 for a push of another
+   * subscription.
+   */
   routes(app: FastifyInstance): void {
     const verified = (verify: (authorization?: string) => Promise<void>, what: string) => async (req: FastifyRequest, reply: FastifyReply) => {
       try {
@@ -79,12 +87,12 @@ export class GoogleChatConnector implements Connector, EditHandlingConnector, Re
         return reply.code(401).send({ error: 'unauthorized' });
       }
     };
-    app.post(this.settings.events_path, { preHandler: verified((a) => this.verifier.verifyChat(a), 'interaction event') }, async (req) => {
+    app.post(this.settings.events_path, { preValidation: verified((a) => this.verifier.verifyChat(a), 'interaction event'), schema: { body: InteractionEvent } }, async (req) => {
       await this.onInteraction(req.body);
       // An empty object: no synchronous reply message in Chat.
       return {};
     });
-    app.post(this.settings.pubsub_path, { preHandler: verified((a) => this.verifier.verifyPubsub(a), 'Pub/Sub push') }, async (req, reply) => {
+    app.post(this.settings.pubsub_path, { preValidation: verified((a) => this.verifier.verifyPubsub(a), 'Pub/Sub push'), schema: { body: PushBody } }, async (req, reply) => {
       const body = req.body as { subscription?: string; message?: { data?: string; attributes?: Record<string, string> } };
       if (this.settings.pubsub_subscription && body?.subscription !== this.settings.pubsub_subscription) {
         this.ctx.log.warn({ subscription: body?.subscription }, 'push from an unexpected subscription refused');
@@ -155,6 +163,13 @@ export class GoogleChatConnector implements Connector, EditHandlingConnector, Re
       data = JSON.parse(Buffer.from(message?.data ?? '', 'base64').toString('utf8'));
     } catch {
       this.ctx.log.warn({ attributes: message?.attributes }, 'undecodable push acknowledged and dropped');
+      return;
+    }
+    // Acknowledged and dropped too (a 4xx would only make Pub/Sub redeliver it): data that is not
+    // the shape read, or not within the input bounds (src/lib/input-bounds.ts).
+    const problem = inputProblem(data, undefined, false);
+    if (problem || !pushData.Check(data)) {
+      this.ctx.log.warn({ attributes: message?.attributes, problem: problem ?? [...pushData.Errors(data)][0]?.message }, 'push data of an unexpected shape acknowledged and dropped');
       return;
     }
     const { events, lifecycle } = fromPush(message?.attributes ?? {}, data);

@@ -12,9 +12,59 @@
  * interaction events https://developers.google.com/workspace/chat/api/reference/rest/v1/Event,
  * Workspace event data https://developers.google.com/workspace/events/guides/events-chat.
  */
+import { Type } from 'typebox';
 import { relay } from '../kit/helpers.js';
 import type { RemoteEvent, RemoteMedia, RemotePortal, RemoteUser } from '../kit/types.js';
 import type { Message } from './google.js';
+
+const Str = Type.Optional(Type.Union([Type.Null(), Type.String()]));
+const Obj = (props: Parameters<typeof Type.Object>[0]) => Type.Optional(Type.Union([Type.Null(), Type.Object(props)]));
+const List = (props: Parameters<typeof Type.Object>[0]) => Type.Optional(Type.Union([Type.Null(), Type.Array(Type.Object(props))]));
+const User = Obj({ name: Str, displayName: Str, avatarUrl: Str, type: Str });
+const MessageShape = {
+  name: Str,
+  clientAssignedMessageId: Str,
+  deleteTime: Str,
+  createTime: Str,
+  lastUpdateTime: Str,
+  text: Str,
+  sender: User,
+  thread: Obj({ name: Str }),
+  threadReply: Type.Optional(Type.Union([Type.Null(), Type.Boolean()])),
+  attachment: List({ source: Str, contentType: Str, contentName: Str, attachmentDataRef: Obj({ resourceName: Str }), driveDataRef: Obj({ driveFileId: Str }) }),
+};
+
+/**
+ * What `fromInteraction` reads of an interaction event, as a schema the route validates the body
+ * against (after the bearer token): fields are optional (null allowed, as Google's API types say),
+ * but when present have the type it uses; other fields are allowed. Otherwise 400, never a crash.
+ */
+export const InteractionEvent = Type.Object({
+  type: Str,
+  eventTime: Str,
+  user: User,
+  space: Obj({ name: Str, displayName: Str, spaceType: Str, type: Str }),
+  message: Obj(MessageShape),
+});
+
+/** The Pub/Sub push body: the Workspace event is `message.data` (base64 JSON), its type in `message.attributes`. */
+export const PushBody = Type.Object({
+  subscription: Type.Optional(Type.String()),
+  message: Type.Optional(Type.Object({ data: Type.Optional(Type.String()), attributes: Type.Optional(Type.Record(Type.String(), Type.String())) })),
+});
+
+const Reaction = { name: Str, user: User, emoji: Obj({ unicode: Str, customEmoji: Obj({ emojiName: Str }) }) };
+const Membership = { name: Str, member: User };
+/** What `fromPush` reads of a Workspace event's data (single and batch variants, lifecycle events). */
+export const PushData = Type.Object({
+  message: Obj(MessageShape),
+  messages: List({ message: Obj(MessageShape) }),
+  reaction: Obj(Reaction),
+  reactions: List({ reaction: Obj(Reaction) }),
+  membership: Obj(Membership),
+  memberships: List({ membership: Obj(Membership) }),
+  subscription: Obj({ name: Type.String(), targetResource: Type.Optional(Type.String()), expireTime: Type.Optional(Type.String()) }),
+});
 
 /** Prefix of the client-assigned message ids the bridge creates (`client-` is Google's rule). */
 export const CLIENT_ID_PREFIX = 'client-sb-';

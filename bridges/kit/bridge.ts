@@ -22,10 +22,12 @@
  * What an item that can never be handled leaves is a dead letter (queue.ts) and a notice in the
  * room. The store layout is in `state.ts`.
  */
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { Type } from 'typebox';
 import type { BridgeTransaction } from '../../src/events/catalog.js';
 import { backoffDelay } from '../../src/lib/backoff.js';
+import { inputProblem } from '../../src/lib/input-bounds.js';
 import { safeEqual } from './helpers.js';
 import { HubClient, HubError } from './hub-client.js';
 import { HubToRemote } from './hub-to-remote.js';
@@ -67,6 +69,18 @@ const EVENT_NAMES: Record<RemoteEvent['type'], string> = {
   join: 'member',
   notice: 'notice',
 };
+
+/**
+ * What the kit needs of a transaction (`BridgeTransaction`, src/events/catalog.ts) before it queues
+ * it: room events with a room, a type and a stream position; ephemeral events with a room and a type.
+ * The rest of each event is the catalog's wire shape, read by the handlers.
+ */
+const TransactionParams = Type.Object({ txn_id: Type.String({ minLength: 1, maxLength: 255 }) });
+const RoomRef = { room_id: Type.String({ minLength: 1 }), type: Type.String({ minLength: 1 }) };
+const TransactionBody = Type.Object({
+  events: Type.Optional(Type.Array(Type.Object({ ...RoomRef, stream_position: Type.Integer({ minimum: 0 }) }))),
+  ephemeral: Type.Optional(Type.Array(Type.Object(RoomRef))),
+});
 
 /** A notice queued for a room (`kind: 'notice'`): what a dead letter leaves behind. */
 interface NoticeItem {
@@ -111,17 +125,31 @@ export class Bridge {
     // forceCloseConnections: an idle keep-alive connection would hold close() up for its timeout; a
     // request cut off is retried by its sender (the hub or the network).
     this.app = Fastify({ loggerInstance: this.log, bodyLimit: 32 * 1048576, forceCloseConnections: true }) as unknown as FastifyInstance;
+    // Bodies (transactions, webhooks) are bounded before any handler sees them: size (bodyLimit),
+    // nesting depth and finite numbers (src/lib/input-bounds.ts); a bad one is a 400.
     this.app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, body, done) => {
       req.rawBody = body as Buffer;
+      let parsed: unknown;
       try {
-        done(null, (body as Buffer).length ? JSON.parse((body as Buffer).toString('utf8')) : {});
+        parsed = (body as Buffer).length ? JSON.parse((body as Buffer).toString('utf8')) : {};
       } catch (err) {
         (err as { statusCode?: number }).statusCode = 400;
-        done(err as Error, undefined);
+        return done(err as Error, undefined);
       }
+      const problem = inputProblem(parsed, undefined, false);
+      if (problem) return done(Object.assign(new Error(`body${problem.path ? `/${problem.path}` : ''} ${problem.message}`), { statusCode: 400 }), undefined);
+      done(null, parsed);
+    });
+    // Errors never leak internals: a 4xx says what was wrong with the request, anything else is
+    // logged and answered 500 INTERNAL.
+    this.app.setErrorHandler((err: FastifyError, req, reply) => {
+      const status = err.statusCode ?? 500;
+      if (status >= 400 && status < 500) return reply.code(status).send({ error: { code: status === 413 ? 'PAYLOAD_TOO_LARGE' : 'BAD_REQUEST', message: err.message } });
+      req.log.error({ err }, 'request failed');
+      return reply.code(500).send({ error: { code: 'INTERNAL', message: 'Internal error' } });
     });
     this.app.get('/health', async () => ({ status: 'ok', queued: this.queue.size }));
-    this.app.put('/transactions/:txn_id', async (req, reply) => {
+    this.app.put('/transactions/:txn_id', { schema: { params: TransactionParams, body: TransactionBody } }, async (req, reply) => {
       const auth = req.headers.authorization ?? '';
       if (!auth.startsWith('Bearer ')) return reply.code(401).send({ error: { code: 'UNAUTHORIZED', message: 'Missing hs_token' } });
       if (!safeEqual(auth.slice(7), this.opts.hsToken)) return reply.code(403).send({ error: { code: 'FORBIDDEN', message: 'Wrong hs_token' } });

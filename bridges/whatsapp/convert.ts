@@ -5,12 +5,57 @@
  *   "metadata":{"phone_number_id"},"contacts":[{"wa_id","profile":{"name"}}],"messages":[...],"statuses":[...]}}]}]}`
  * A portal is one WhatsApp chat (the contact's wa_id); Cloud API chats are one-to-one.
  */
+import { Type } from 'typebox';
 import type { RemoteEvent, RemotePortal, RemoteUser } from '../kit/types.js';
+
+const Str = Type.Optional(Type.String());
+const Obj = (props: Parameters<typeof Type.Object>[0]) => Type.Optional(Type.Object(props));
+const List = (props: Parameters<typeof Type.Object>[0]) => Type.Optional(Type.Array(Type.Object(props)));
+const Errors = List({ code: Type.Optional(Type.Union([Type.Integer(), Type.String()])), title: Str, message: Str, error_data: Obj({ details: Str }) });
+const Media = Obj({ id: Str, mime_type: Str, filename: Str, caption: Str });
+
+/**
+ * What `parseWebhook` reads of a webhook delivery, as a schema the route validates the body against
+ * (after the signature): every field it reads is optional, but when present has the type it uses;
+ * other fields are allowed (Meta adds some). A signed body that breaks it is a 400, never a crash.
+ */
+export const WebhookPayload = Type.Object({
+  object: Str,
+  entry: List({
+    changes: List({
+      field: Str,
+      value: Obj({
+        metadata: Obj({ phone_number_id: Str }),
+        contacts: List({ wa_id: Str, profile: Obj({ name: Str }) }),
+        messages: List({
+          id: Str,
+          from: Str,
+          timestamp: Str,
+          type: Str,
+          context: Obj({ id: Str }),
+          text: Obj({ body: Str }),
+          reaction: Obj({ message_id: Str, emoji: Str }),
+          location: Obj({ name: Str, address: Str }),
+          contacts: List({ name: Obj({ formatted_name: Str }), phones: List({ phone: Str, wa_id: Str }), emails: List({ email: Str }) }),
+          button: Obj({ text: Str }),
+          interactive: Obj({ button_reply: Obj({ title: Str }), list_reply: Obj({ title: Str }) }),
+          image: Media,
+          video: Media,
+          audio: Media,
+          document: Media,
+          sticker: Media,
+          errors: Errors,
+        }),
+        statuses: List({ id: Str, recipient_id: Str, status: Str, timestamp: Str, errors: Errors }),
+      }),
+    }),
+  }),
+});
 
 const MEDIA_TYPES = ['image', 'video', 'audio', 'document', 'sticker'] as const;
 const EXTENSIONS: Record<string, string> = { 'image/jpeg': 'jpg', 'image/png': 'png', 'image/webp': 'webp', 'video/mp4': 'mp4', 'audio/ogg': 'ogg', 'audio/mpeg': 'mp3', 'application/pdf': 'pdf' };
 
-/** The events of one webhook delivery addressed to `phoneNumberId` (others are ignored). */
+/** The events of one webhook delivery (a `WebhookPayload`) addressed to `phoneNumberId` (others are ignored). */
 export function parseWebhook(body: any, phoneNumberId: string): RemoteEvent[] {
   const events: RemoteEvent[] = [];
   if (body?.object !== 'whatsapp_business_account') return events;

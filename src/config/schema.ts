@@ -93,6 +93,12 @@ export const LimitsSchema = Type.Object(
     max_message_bytes: Type.Integer({ minimum: 1, default: 65536, description: 'Largest message content, UTF-8 bytes; larger sends get 413 / MESSAGE_TOO_LARGE.' }),
     max_request_bytes: Type.Integer({ minimum: 1024, default: 1048576, description: 'Largest REST request body, bytes (minimum 1024).' }),
     max_ws_frame_bytes: Type.Integer({ minimum: 1024, default: 262144, description: 'Largest WebSocket frame a client may send, bytes (minimum 1024).' }),
+    max_json_depth: Type.Integer({
+      minimum: 4,
+      maximum: 1000,
+      default: 32,
+      description: 'Deepest nesting of arrays and objects in a REST body, query string, WebSocket frame or bridge webhook body (4-1000); deeper input gets 400 / VALIDATION_FAILED.',
+    }),
     max_send_queue_bytes: Type.Integer({ minimum: 1024, default: 4194304, description: 'Bytes queued to one socket before it is closed with 4408 (slow consumer), bytes (minimum 1024).' }),
     history_page_max: Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'Largest page of GET .../messages, messages (1-1000).' }),
     edit_window_s: Type.Integer({ minimum: 0, default: 86400, description: 'How long after sending a sender may edit a message, seconds; 0 means no limit (default 1 day).' }),

@@ -4,7 +4,7 @@
  */
 import { Type, type Static } from 'typebox';
 import { Compile } from 'typebox/compile';
-import { unstorableTextPath } from '../db/text.js';
+import { DEFAULT_MAX_DEPTH, inputProblem } from '../lib/input-bounds.js';
 
 const Uuid = Type.String({ format: 'uuid' });
 const TxnId = Type.String({ minLength: 1, maxLength: 255 });
@@ -48,8 +48,11 @@ export type ParseResult =
   | { ok: true; frame: AnyFrame }
   | { ok: false; code: 'INVALID_FRAME' | 'VALIDATION_FAILED'; message: string; txn_id?: string };
 
-/** Parses and validates one text frame. Never throws. */
-export function parseFrame(text: string): ParseResult {
+/**
+ * Parses and validates one text frame: the input bounds (src/lib/input-bounds.ts: nesting at most
+ * `maxDepth` levels, finite numbers, storable text), then its type's schema. Never throws.
+ */
+export function parseFrame(text: string, maxDepth = DEFAULT_MAX_DEPTH): ParseResult {
   let data: any;
   try {
     data = JSON.parse(text);
@@ -60,6 +63,8 @@ export function parseFrame(text: string): ParseResult {
   if (typeof data !== 'object' || data === null || Array.isArray(data) || typeof data.type !== 'string') {
     return { ok: false, code: 'INVALID_FRAME', message: 'Frame must be a JSON object with a string "type"', txn_id: txnId };
   }
+  const problem = inputProblem(data, maxDepth);
+  if (problem) return { ok: false, code: 'VALIDATION_FAILED', message: `${problem.path.replaceAll('/', '.')}: ${problem.message}`, txn_id: txnId };
   const validator = Object.hasOwn(validators, data.type) ? validators[data.type as FrameType] : undefined;
   if (!validator) return { ok: false, code: 'INVALID_FRAME', message: `Unknown frame type "${data.type}"`, txn_id: txnId };
   if (!validator.Check(data)) {
@@ -67,7 +72,5 @@ export function parseFrame(text: string): ParseResult {
     const where = first?.instancePath ? first.instancePath.slice(1).replaceAll('/', '.') + ': ' : '';
     return { ok: false, code: 'VALIDATION_FAILED', message: `${where}${first?.message ?? 'invalid frame'}`, txn_id: txnId };
   }
-  const bad = unstorableTextPath(data);
-  if (bad !== null) return { ok: false, code: 'VALIDATION_FAILED', message: `${bad}: must not contain U+0000 or an unpaired surrogate`, txn_id: txnId };
   return { ok: true, frame: data as AnyFrame };
 }

@@ -98,11 +98,11 @@ function acceptFrame(hub: Hub, conn: Connection, frames: FramePipeline, text: st
   if (!conn.open) return;
   const frameWaitMs = limits.frame();
   if (frameWaitMs > 0) {
-    const parsed = text === null ? null : parseFrame(text);
+    const parsed = text === null ? null : parseFrame(text, hub.config.limits.max_json_depth);
     return frames.reply(rateLimited(frameWaitMs, parsed?.ok ? txnIdOf(parsed.frame) : parsed?.txn_id));
   }
   if (text === null) return frames.reply({ type: 'error', code: 'INVALID_FRAME', message: 'Binary frames are not supported; send JSON text' });
-  const parsed = parseFrame(text);
+  const parsed = parseFrame(text, hub.config.limits.max_json_depth);
   if (!parsed.ok) return frames.reply({ type: 'error', code: parsed.code, message: parsed.message, ...(parsed.txn_id ? { txn_id: parsed.txn_id } : {}) });
   const frame = parsed.frame;
   const failed = (err: unknown) => errorReply(hub, frame, err);

@@ -97,6 +97,48 @@ describe('webhook', () => {
   });
 });
 
+describe('hostile input to the bridge (400 with a stable code, never a 500 or internal text)', () => {
+  /** A raw request to the bridge. @returns status and parsed body. */
+  async function raw(url: string, init: RequestInit) {
+    const res = await fetch(url, init);
+    const text = await res.text();
+    return { status: res.status, body: text ? JSON.parse(text) : null };
+  }
+  const signed = (body: string) => ({ 'content-type': 'application/json', 'x-hub-signature-256': `sha256=${crypto.createHmac('sha256', sim.appSecret).update(body).digest('hex')}` });
+
+  it('refuses a verify token given twice (an array) with 400', async () => {
+    const res = await raw(`${sim.webhookUrl}?hub.mode=subscribe&hub.verify_token=${VERIFY}&hub.verify_token=${VERIFY}&hub.challenge=1`, {});
+    expect(res.status).toBe(400);
+    expect(res.body.error.code).toBe('BAD_REQUEST');
+  });
+
+  it('refuses correctly signed payloads whose messages, contacts or entries are not what the API sends, storing nothing', async () => {
+    const { payload } = sim.text(MARIA, 'Maria', 'shape');
+    const value = (payload as any).entry[0].changes[0].value;
+    for (const broken of [{ ...value, messages: { not: 'an array' } }, { ...value, contacts: 'nope' }, { ...value, messages: [null] }, { ...value, contacts: [{ wa_id: 1, profile: 'x' }] }, { ...value, messages: [{ ...value.messages[0], text: { body: { not: 'a string' } } }] }]) {
+      const body = JSON.stringify({ ...(payload as any), entry: [{ ...(payload as any).entry[0], changes: [{ field: 'messages', value: broken }] }] });
+      const res = await raw(sim.webhookUrl, { method: 'POST', headers: signed(body), body });
+      expect(res.status).toBe(400);
+      expect(res.body.error.code).toBe('BAD_REQUEST');
+    }
+    for (const body of ['null', '[]', '"x"', '{"object":"whatsapp_business_account","entry":{}}', `{"a":${'['.repeat(5000)}${']'.repeat(5000)}}`, '{"object":1e400}']) {
+      const res = await raw(sim.webhookUrl, { method: 'POST', headers: signed(body), body });
+      expect(res.status, body.slice(0, 40)).toBe(400);
+    }
+    expect(bridge.queue.size).toBe(0);
+  });
+
+  it('refuses a transaction that is not one (body null, events not a list, an event without a room) with 400', async () => {
+    const headers = { 'content-type': 'application/json', authorization: `Bearer ${t.config.bridges[0].hs_token}` };
+    for (const body of ['null', '[]', '{"events":{}}', '{"events":[{"type":"message.new"}]}', '{"ephemeral":[null]}', `{"events":${'['.repeat(5000)}${']'.repeat(5000)}}`]) {
+      const res = await raw(`${t.config.bridges[0].url}/transactions/hostile-1`, { method: 'PUT', headers, body });
+      expect(res.status, body.slice(0, 40)).toBe(400);
+      expect(res.body.error.code).toBe('BAD_REQUEST');
+    }
+    expect(bridge.state.transactions.has('hostile-1')).toBe(false);
+  });
+});
+
 describe('WhatsApp -> hub', () => {
   it('puts a WhatsApp text into a portal room, from the ghost, with the original time', async () => {
     const timestamp = Math.floor(Date.now() / 1000) - 60;

@@ -4,6 +4,7 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -110,6 +111,66 @@ describe('upload', () => {
     expect(exact.status).toBe(201);
     expect(exact.body.size).toBe(1048576);
     expect(mediaFiles().blobs.length).toBe(before + 1);
+  });
+
+  /**
+   * Streams a multipart upload of `totalBytes` of file data over a raw request (chunked unless
+   * `announce`), writing as fast as the server reads. @returns the status and how much was written
+   * before the answer came.
+   */
+  function streamUpload(s: Session, totalBytes: number, announce: boolean): Promise<{ status: number; code: string; written: number }> {
+    const boundary = 'sbboundary';
+    const head = Buffer.from(`--${boundary}\r\ncontent-disposition: form-data; name="file"; filename="big.bin"\r\ncontent-type: application/octet-stream\r\n\r\n`);
+    const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
+    return new Promise((resolve, reject) => {
+      const url = new URL(`${t.url}/api/attachments`);
+      const req = http.request({
+        host: url.hostname,
+        port: url.port,
+        path: url.pathname,
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${s.token}`,
+          'content-type': `multipart/form-data; boundary=${boundary}`,
+          ...(announce ? { 'content-length': head.length + totalBytes + tail.length } : {}),
+        },
+      });
+      let written = 0;
+      let answered = false;
+      req.on('response', (res) => {
+        answered = true;
+        const chunks: Buffer[] = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode!, code: JSON.parse(Buffer.concat(chunks).toString()).error?.code, written }));
+      });
+      req.on('error', (err) => (answered ? undefined : reject(err)));
+      const chunk = Buffer.alloc(65536, 7);
+      const pump = () => {
+        while (!answered && written < totalBytes) {
+          written += chunk.length;
+          if (!req.write(chunk)) return void req.once('drain', pump);
+        }
+        if (!answered) req.end(tail);
+      };
+      req.write(head);
+      pump();
+    });
+  }
+
+  it('refuses an upload whose Content-Length is over the limit at once, before reading the body', async () => {
+    const res = await streamUpload(alice, 100 * 1048576, true);
+    expect(res).toMatchObject({ status: 413, code: 'ATTACHMENT_TOO_LARGE' });
+    // Socket buffers take some; reading the body would have taken all 100 MiB.
+    expect(res.written).toBeLessThan(20 * 1048576);
+    expect(mediaFiles().temp).toEqual([]);
+  });
+
+  it('stops reading a chunked upload at the limit: 413, and no temp file left', async () => {
+    const res = await streamUpload(alice, 100 * 1048576, false);
+    expect(res).toMatchObject({ status: 413, code: 'ATTACHMENT_TOO_LARGE' });
+    expect(res.written).toBeLessThan(20 * 1048576);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(mediaFiles().temp).toEqual([]);
   });
 
   it('needs a file part and a token', async () => {

@@ -15,9 +15,22 @@ const download = {
   ...errorResponses(404, 416),
 };
 
+/** Room for the multipart framing (boundaries, part headers) around a file of the largest size, bytes. */
+const MULTIPART_OVERHEAD_BYTES = 16384;
+
 export const attachmentsRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { attachments, config } = app.hub;
   const maxBytes = config.storage.max_attachment_size_mb * 1048576;
+  const limitMb = config.storage.max_attachment_size_mb;
+
+  /**
+   * 413 ATTACHMENT_TOO_LARGE, with `Connection: close`: Node would otherwise read (and discard) the
+   * rest of the body to keep the connection alive; closing it stops the upload.
+   */
+  function refuseTooLarge(reply: FastifyReply): never {
+    reply.header('connection', 'close');
+    throw new AppError('ATTACHMENT_TOO_LARGE', `Attachments are limited to ${limitMb} MiB`);
+  }
 
   app.post(
     '/api/attachments',
@@ -28,7 +41,7 @@ export const attachmentsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         description:
           'Uploads one file as `multipart/form-data` (the first file part; any field name). `mime_type` is sniffed from the ' +
           'bytes. Send the id in a message\'s `attachments` to share it. 413 ATTACHMENT_TOO_LARGE beyond ' +
-          '`storage.max_attachment_size_mb` MiB; 400 VALIDATION_FAILED without a file part, for a body that is not ' +
+          '`storage.max_attachment_size_mb` MiB (at once when Content-Length says so; else once that much was read, and the connection is closed); 400 VALIDATION_FAILED without a file part, for a body that is not ' +
           'multipart/form-data (or has no boundary), and for one cut short.',
         tags,
         consumes: ['multipart/form-data'],
@@ -37,6 +50,10 @@ export const attachmentsRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
       // The body schema documents the multipart parts; the handler reads them from the stream itself.
       validatorCompiler: () => () => true,
+      // An announced body over the limit is refused before any of it is read.
+      onRequest: async (req, reply) => {
+        if (Number(req.headers['content-length']) > maxBytes + MULTIPART_OVERHEAD_BYTES) refuseTooLarge(reply);
+      },
     },
     async (req, reply) => {
       if (!req.isMultipart()) throw new AppError('VALIDATION_FAILED', 'Send one file in a multipart/form-data body');
@@ -44,9 +61,15 @@ export const attachmentsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         throw new AppError('VALIDATION_FAILED', `Malformed multipart/form-data body: ${err.message}`);
       });
       if (!part) throw new AppError('VALIDATION_FAILED', 'Send one file in a multipart/form-data body');
-      const view = await attachments.upload(req.auth.userId, part.filename, part.file);
-      reply.code(201);
-      return view;
+      try {
+        const view = await attachments.upload(req.auth.userId, part.filename, part.file);
+        reply.code(201);
+        return view;
+      } catch (err) {
+        // A (chunked) body that passed the limit: the rest is not read (the connection ends after the answer).
+        if (err instanceof AppError && err.code === 'ATTACHMENT_TOO_LARGE') refuseTooLarge(reply);
+        throw err;
+      }
     },
   );
 

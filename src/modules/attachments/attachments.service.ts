@@ -74,8 +74,8 @@ export class AttachmentsService {
   }
 
   /**
-   * Stores an upload. `file` is the multipart part's stream; it is truncated (and `truncated` set)
-   * once it passes `maxBytes`, which rejects the whole upload: nothing is kept.
+   * Stores an upload. `file` is the multipart part's stream; it is truncated (`truncated` set, `limit`
+   * emitted) once it passes `maxBytes`, which rejects the whole upload at once: nothing is kept.
    * @returns the attachment's view.
    * @throws AppError ATTACHMENT_TOO_LARGE (413), VALIDATION_FAILED (400: empty file, or `file` failed,
    *   e.g. a multipart body cut short).
@@ -83,15 +83,19 @@ export class AttachmentsService {
   async upload(userId: string, filename: string | undefined, file: Readable & { truncated?: boolean }): Promise<AttachmentView> {
     const id = crypto.randomUUID();
     const limitMb = this.opts.maxBytes / 1048576;
+    const tooLarge = () => new AppError('ATTACHMENT_TOO_LARGE', `Attachments are limited to ${limitMb} MiB`);
+    // At the limit, not at the end of the part: a truncated part ends only with the whole body.
+    file.once('limit', () => file.destroy(tooLarge()));
     const blob = await this.storage.put(
       id,
       (async function* () {
         try {
           for await (const chunk of file) yield chunk as Uint8Array;
         } catch (err) {
+          if (err instanceof AppError) throw err;
           throw new AppError('VALIDATION_FAILED', `The upload is malformed or was cut short: ${(err as Error).message}`);
         }
-        if (file.truncated) throw new AppError('ATTACHMENT_TOO_LARGE', `Attachments are limited to ${limitMb} MiB`);
+        if (file.truncated) throw tooLarge();
       })(),
     );
     let thumbnail: { key: string; size: number } | null = null;
