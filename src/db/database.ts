@@ -17,6 +17,7 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import lockfile from 'proper-lockfile';
@@ -97,25 +98,126 @@ export class DatabaseInUseError extends Error {
 
 /**
  * One process at a time may open the embedded database: a second PGlite on the same files would
- * corrupt them. The lock (`<dir>.lock`, proper-lockfile) is refreshed every 2 s and counts as stale
- * after 10 s, so a crashed holder does not keep it.
+ * corrupt them. The lock (`<dir>.lock`, a directory made by proper-lockfile) is refreshed every 2 s
+ * and counts as stale after 10 s. Inside it, `owner.json` records the holder (pid, hostname, a
+ * random token), so a holder that died without releasing it (`kill -9`, a power cut) is recognised
+ * at once: on the same host with that pid gone (or that pid being ours: a container's pid 1 after a
+ * restart), the lock is taken over without waiting for it to go stale.
  * @returns the release function.
  * @throws DatabaseInUseError when another live process holds it.
  */
 async function lockDataDir(dir: string, log?: Logger): Promise<() => Promise<void>> {
+  const lockPath = `${fs.realpathSync(dir)}.lock`;
+  let owner: LockOwner;
+  const options = {
+    stale: 10_000,
+    update: 2_000,
+    retries: 0,
+    lockfilePath: lockPath,
+    fs: {
+      ...fs,
+      // The lock directory is made with owner.json already inside (made aside, then renamed into place:
+      // atomic, and the directory's mtime, which proper-lockfile watches, is not touched afterwards).
+      mkdir: (p: string, cb: (err: NodeJS.ErrnoException | null) => void) => {
+        const made = `${p}.new-${crypto.randomUUID()}`;
+        try {
+          if (fs.existsSync(p)) throw Object.assign(new Error(`EEXIST: ${p}`), { code: 'EEXIST' });
+          fs.mkdirSync(made);
+          fs.writeFileSync(path.join(made, LOCK_OWNER), JSON.stringify(owner));
+          fs.renameSync(made, p);
+          cb(null);
+        } catch (err) {
+          fs.rmSync(made, { recursive: true, force: true });
+          const code = (err as NodeJS.ErrnoException).code;
+          cb(code === 'ENOTEMPTY' ? Object.assign(err as Error, { code: 'EEXIST' }) : (err as NodeJS.ErrnoException));
+        }
+      },
+      // …and removing it removes owner.json too.
+      rmdir: (p: string, cb: (err: Error | null) => void) => fs.rm(p, { recursive: true, force: true }, cb),
+      rmdirSync: (p: string) => fs.rmSync(p, { recursive: true, force: true }),
+    },
+    onCompromised: (err: Error) => log?.error({ err }, 'lost the lock on the embedded database'),
+  };
+  const acquire = async () => {
+    owner = { pid: process.pid, hostname: os.hostname(), token: crypto.randomUUID() };
+    const release = await lockfile.lock(dir, options);
+    heldLocks.add(lockPath);
+    return async () => {
+      heldLocks.delete(lockPath);
+      await release();
+    };
+  };
   try {
-    return await lockfile.lock(dir, {
-      stale: 10_000,
-      update: 2_000,
-      retries: 0,
-      onCompromised: (err) => log?.error({ err }, 'lost the lock on the embedded database'),
-    });
+    try {
+      return await acquire();
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'ELOCKED' || !takeOverDeadLock(lockPath, log)) throw err;
+      return await acquire();
+    }
   } catch (err) {
     if ((err as { code?: string }).code !== 'ELOCKED') throw err;
     throw new DatabaseInUseError(
       `the embedded database in ${dir} is in use by another Switchboard process (a running hub?); stop it first, ` +
         'or point every process at one PostgreSQL server with DATABASE_URL',
     );
+  }
+}
+
+/** Who holds the embedded database's lock: `<dir>.lock/owner.json`. */
+interface LockOwner {
+  pid: number;
+  hostname: string;
+  /** Tells this holding of the lock from a later one by a process with the same pid. */
+  token: string;
+}
+const LOCK_OWNER = 'owner.json';
+/** The locks this process holds (a pid of ours in a lock we do not hold is a previous incarnation's). */
+const heldLocks = new Set<string>();
+
+/**
+ * Removes the lock at `lockPath` if its recorded holder is dead: same host, and its pid is not a live
+ * process (or is this process, which does not hold it). The lock is first renamed aside (atomic:
+ * of two processes taking it over, one wins), then its owner is checked again, so a lock taken over
+ * and re-made by another process meanwhile is put back, not removed.
+ * @returns true when the lock was removed (try to acquire it again).
+ */
+function takeOverDeadLock(lockPath: string, log?: Logger): boolean {
+  const read = (p: string): LockOwner | null => {
+    try {
+      return JSON.parse(fs.readFileSync(path.join(p, LOCK_OWNER), 'utf8')) as LockOwner;
+    } catch {
+      return null; // no record (being made, or an older hub's lock): only staleness frees it
+    }
+  };
+  const owner = read(lockPath);
+  const ours = owner?.pid === process.pid;
+  if (!owner || owner.hostname !== os.hostname() || (ours ? heldLocks.has(lockPath) : processAlive(owner.pid))) return false;
+  const aside = `${lockPath}.dead-${crypto.randomUUID()}`;
+  try {
+    fs.renameSync(lockPath, aside);
+  } catch {
+    return false; // another process took it over first
+  }
+  if (read(aside)?.token !== owner.token) {
+    try {
+      fs.renameSync(aside, lockPath);
+    } catch {
+      // a third process made a new lock meanwhile: it holds it
+    }
+    return false;
+  }
+  fs.rmSync(aside, { recursive: true, force: true });
+  log?.warn({ pid: owner.pid, hostname: owner.hostname }, 'took over the lock of the embedded database from a process that died');
+  return true;
+}
+
+/** Whether a process with this pid runs on this host (signal 0 checks without sending anything). */
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'; // alive, another user's
   }
 }
 

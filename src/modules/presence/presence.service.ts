@@ -10,6 +10,7 @@
 import type { Logger } from 'pino';
 import type { Database } from '../../db/database.js';
 import { AppError } from '../../errors.js';
+import { backoffDelay } from '../../lib/backoff.js';
 import type { PubSub } from '../../events/pubsub.js';
 import type { RoomsService } from '../rooms/rooms.service.js';
 import { LocalPresenceCluster, type PresenceCluster } from './presence-cluster.js';
@@ -27,6 +28,8 @@ export interface PresenceView {
 export class PresenceService {
   private readonly sockets = new Map<string, number>();
   private readonly offlineTimers = new Map<string, NodeJS.Timeout>();
+  /** Automatic changes (online at the first socket, offline after the last) that failed, to try again. */
+  private readonly retryTimers = new Map<string, NodeJS.Timeout>();
 
   constructor(
     private readonly db: Database,
@@ -48,7 +51,7 @@ export class PresenceService {
       this.offlineTimers.delete(userId);
       return; // never went offline
     }
-    if (n === 1) await this.set(userId, 'online', undefined, { onlyIfOffline: true });
+    if (n === 1) await this.set(userId, 'online', undefined, { onlyIfOffline: true }).catch((err) => this.retryLater(userId, err, 1));
   }
 
   /** A socket closed. After the last one, and the grace period, the user goes offline. */
@@ -62,13 +65,42 @@ export class PresenceService {
     this.sockets.delete(userId);
     const goOffline = () => {
       this.offlineTimers.delete(userId);
-      this.cluster
-        .othersHaveSockets(userId)
-        .then((elsewhere) => (elsewhere || this.sockets.has(userId) ? undefined : this.set(userId, 'offline')))
-        .catch((err) => this.log.error({ err, userId }, 'presence update failed'));
+      this.reconcile(userId, 1);
     };
     if (this.graceMs === 0) return goOffline();
     this.offlineTimers.set(userId, setTimeout(goOffline, this.graceMs).unref());
+  }
+
+  /**
+   * Brings the stored presence in line with the sockets: online (if it was offline) while one is
+   * open, offline once none is, here or on another node.
+   * @param attempt counts the tries, for the backoff of the next one (see `retryLater`).
+   */
+  private reconcile(userId: string, attempt: number): void {
+    clearTimeout(this.retryTimers.get(userId));
+    this.retryTimers.delete(userId);
+    const change = this.sockets.has(userId)
+      ? this.set(userId, 'online', undefined, { onlyIfOffline: true })
+      : this.cluster.othersHaveSockets(userId).then((elsewhere) => (elsewhere || this.sockets.has(userId) ? undefined : this.set(userId, 'offline')));
+    change.catch((err) => this.retryLater(userId, err, attempt + 1));
+  }
+
+  /**
+   * An automatic change failed (the database away): tried again with backoff (0.5 s doubling, at most
+   * 30 s) until it succeeds, so nobody stays online for good after an outage. A pending grace period
+   * does it instead.
+   */
+  private retryLater(userId: string, err: unknown, attempt: number): void {
+    const delay = backoffDelay(attempt, { baseMs: 500, maxMs: 30_000 });
+    this.log.warn({ err, userId, retry_in_ms: delay }, 'presence update failed; retrying');
+    clearTimeout(this.retryTimers.get(userId));
+    this.retryTimers.set(
+      userId,
+      setTimeout(() => {
+        this.retryTimers.delete(userId);
+        if (!this.offlineTimers.has(userId)) this.reconcile(userId, attempt);
+      }, delay).unref(),
+    );
   }
 
   /** Whether the user has a socket open on this node or, with several nodes, on another live one. */
@@ -85,10 +117,11 @@ export class PresenceService {
     return repo.resetAll(this.db);
   }
 
-  /** Stops pending offline timers and leaves the cluster. */
+  /** Stops pending offline and retry timers and leaves the cluster. */
   async close(): Promise<void> {
-    for (const timer of this.offlineTimers.values()) clearTimeout(timer);
+    for (const timer of [...this.offlineTimers.values(), ...this.retryTimers.values()]) clearTimeout(timer);
     this.offlineTimers.clear();
+    this.retryTimers.clear();
     await this.cluster.close();
   }
 
