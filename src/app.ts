@@ -46,12 +46,26 @@ declare module 'fastify' {
 /** The package version (package.json), shown in the OpenAPI document and the MCP server info. */
 export const VERSION = PACKAGE_VERSION;
 
+/**
+ * Node's own server options: the headers timeout (at most the request timeout, as Node requires), and
+ * how often both are checked (Node's default, every 30 s, would let a 1 s timeout run 30 s).
+ */
+function httpServerOptions(server: Hub['config']['server']) {
+  const headersTimeout = server.request_timeout_ms ? Math.min(server.headers_timeout_ms, server.request_timeout_ms) : server.headers_timeout_ms;
+  return { headersTimeout, connectionsCheckingInterval: Math.min(30_000, Math.max(50, Math.floor(headersTimeout / 4))) };
+}
+
 /** The app; `app.close()` closes sockets (1001), the hub and its database. */
 export async function buildApp(hub: Hub): Promise<FastifyInstance> {
   const { config } = hub;
   const app = Fastify({
     loggerInstance: hub.log,
     bodyLimit: config.limits.max_request_bytes,
+    // Bounded HTTP timeouts (docs/OPERATIONS.md): a request that trickles or never sends its body ends.
+    requestTimeout: config.server.request_timeout_ms,
+    connectionTimeout: config.server.connection_timeout_ms,
+    keepAliveTimeout: config.server.keep_alive_timeout_ms,
+    http: httpServerOptions(config.server),
     trustProxy: config.server.trust_proxy,
     requestIdHeader: 'x-request-id',
     genReqId: () => crypto.randomUUID(),

@@ -23,6 +23,18 @@ export const ServerSchema = Type.Object(
       default: [],
       description: 'Origins allowed by CORS, e.g. ["https://app.example.com"]. Empty disables CORS.\nEnv SWITCHBOARD_SERVER__CORS_ORIGINS="https://a.example,https://b.example".',
     }),
+    request_timeout_ms: Type.Integer({
+      minimum: 0,
+      default: 120000,
+      description: 'Longest time a client may take to send a whole request (headers and body), ms; then 408 and the connection is closed. It bounds uploads too: a storage.max_attachment_size_mb upload must arrive within it (10 MiB in 120 s is 85 KiB/s). 0 = no limit (not recommended).',
+    }),
+    headers_timeout_ms: Type.Integer({ minimum: 1, default: 30000, description: 'Longest time a client may take to send the request headers, ms (at most request_timeout_ms when that is set).' }),
+    connection_timeout_ms: Type.Integer({
+      minimum: 0,
+      default: 120000,
+      description: 'A connection with no traffic either way for this long is closed, ms; longer than the longest request the hub holds open (an agent\'s wait_for_messages, 30 s). WebSockets have their own heartbeat (realtime.ws_ping_interval_ms). 0 = no limit.',
+    }),
+    keep_alive_timeout_ms: Type.Integer({ minimum: 1, default: 72000, description: 'How long an idle keep-alive connection stays open after a response, ms (above the idle timeout of a load balancer in front, e.g. 60 s on AWS ALB).' }),
   },
   Strict,
 );
@@ -110,6 +122,16 @@ export const RealtimeSchema = Type.Object(
   {
     typing_timeout_ms: Type.Integer({ minimum: 100, default: 10000, description: 'Typing expires after this long without a refresh, milliseconds (minimum 100).' }),
     presence_grace_ms: Type.Integer({ minimum: 0, default: 5000, description: 'Delay before a user whose last socket closed goes offline, milliseconds; 0 = immediately.' }),
+    ws_ping_interval_ms: Type.Integer({
+      minimum: 0,
+      default: 30000,
+      description: 'How often the hub pings each WebSocket (a WebSocket ping frame, answered by every client library), milliseconds; 0 = never. A client that vanished without closing (a phone losing its network) is found this way.',
+    }),
+    ws_pong_timeout_ms: Type.Integer({
+      minimum: 100,
+      default: 10000,
+      description: 'A socket whose pong has not come this long after a ping is dropped, milliseconds (minimum 100); its user goes offline after presence_grace_ms.',
+    }),
   },
   Strict,
 );

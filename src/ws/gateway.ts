@@ -47,6 +47,7 @@ export const gatewayRoutes: FastifyPluginAsyncTypebox = async (app) => {
 
 async function serveSocket(hub: Hub, socket: WebSocket, auth: AuthContext, since: number | undefined, limits: SocketLimits, limitSend: () => Promise<number>): Promise<void> {
   const conn = hub.fanout.open(socket, auth, hub.config.limits.max_send_queue_bytes);
+  heartbeat(socket, hub.config.realtime.ws_ping_interval_ms, hub.config.realtime.ws_pong_timeout_ms);
 
   // Frames that arrive while we set up wait for it; then sends are pipelined (see FramePipeline).
   let ready!: () => void;
@@ -87,6 +88,30 @@ async function serveSocket(hub: Hub, socket: WebSocket, auth: AuthContext, since
   } finally {
     ready();
   }
+}
+
+/**
+ * Pings the socket every `intervalMs` (a WebSocket ping frame, RFC 6455 §5.5.2, which every client
+ * library answers with a pong by itself); one whose pong has not come `timeoutMs` after a ping is
+ * terminated, so a client that vanished without closing (no FIN ever arrives) is closed (1006) and
+ * its user goes offline after the presence grace period. `intervalMs` 0: no pings.
+ */
+function heartbeat(socket: WebSocket, intervalMs: number, timeoutMs: number): void {
+  if (intervalMs <= 0) return;
+  let waiting: NodeJS.Timeout | undefined;
+  const pings = setInterval(() => {
+    if (waiting || socket.readyState !== socket.OPEN) return;
+    socket.ping();
+    waiting = setTimeout(() => socket.terminate(), timeoutMs);
+  }, intervalMs);
+  socket.on('pong', () => {
+    clearTimeout(waiting);
+    waiting = undefined;
+  });
+  socket.on('close', () => {
+    clearInterval(pings);
+    clearTimeout(waiting);
+  });
 }
 
 /**

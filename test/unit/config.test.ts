@@ -41,12 +41,24 @@ describe('loadConfig', () => {
   it('returns the schema defaults when nothing is set', () => {
     const cfg = load();
     expect(cfg.data_dir).toBe('./data');
-    expect(cfg.server).toEqual({ host: '127.0.0.1', port: 8081, public_url: '', trust_proxy: false, cors_origins: [] });
+    expect(cfg.server).toEqual({
+      host: '127.0.0.1',
+      port: 8081,
+      public_url: '',
+      trust_proxy: false,
+      cors_origins: [],
+      request_timeout_ms: 120000,
+      headers_timeout_ms: 30000,
+      connection_timeout_ms: 120000,
+      keep_alive_timeout_ms: 72000,
+    });
     expect(cfg.database).toEqual({ url: '', pool_max: 10 });
     expect(cfg.redis.url).toBe('');
     expect(cfg.auth).toEqual({ jwt_secret: '', access_token_ttl_s: 900, refresh_token_ttl_s: 2592000, registration: 'open', admin_emails: [] });
     expect(cfg.limits.max_message_bytes).toBe(65536);
     expect(cfg.realtime.typing_timeout_ms).toBe(10000);
+    expect(cfg.realtime).toMatchObject({ ws_ping_interval_ms: 30000, ws_pong_timeout_ms: 10000 });
+    expect(cfg.limits.max_json_depth).toBe(32);
     expect(cfg.search.backend).toBe('postgres');
     expect(cfg.log).toEqual({ level: 'info', pretty: false });
   });
