@@ -515,7 +515,7 @@ export interface paths {
         put?: never;
         /**
          * Send a message
-         * @description Sends a message to a room: 201. With a `txn_id` the caller already used, 200 with the first message and nothing stored (409 CONFLICT if that message is in another room). `attachments`: ids the caller uploaded (404 INVALID_ATTACHMENT otherwise); content may then be empty. Bridges (as_token) may add `ts` and `remote_id` (a repeat with the same remote_id returns the first message, 200); anyone else gets 403 FORBIDDEN for them. 403 NOT_A_MEMBER; 404 INVALID_ROOM, INVALID_MESSAGE (`reply_to` not in this room); 413 MESSAGE_TOO_LARGE (`limits.max_message_bytes`); 429 RATE_LIMITED (`rate_limits.messages_per_user_per_min`, with Retry-After).
+         * @description Sends a message to a room: 201. With a `txn_id` the caller already used, 200 with the first message and nothing stored (409 CONFLICT if that message is in another room). `attachments`: ids the caller uploaded (404 INVALID_ATTACHMENT otherwise); content may then be empty. Bridges (as_token) may add `ts` and `remote_id` (a repeat with the same remote_id returns the first message, 200); anyone else gets 403 FORBIDDEN for them. 403 NOT_A_MEMBER; 404 INVALID_ROOM, INVALID_MESSAGE (`reply_to` not in this room); 413 MESSAGE_TOO_LARGE (`limits.max_message_bytes`); 429 RATE_LIMITED (`rate_limits.messages_per_user_per_min`, with Retry-After). Encrypted rooms (docs/E2EE.md): no content, `envelopes` (or `sender_key`) instead; 400 PLAINTEXT_IN_ENCRYPTED_ROOM, 409 MISMATCHED_DEVICES `{missing, extra}`, 410 STALE_DEVICES `{stale}`, 403 E2EE_DEVICE_REQUIRED; nothing is stored then.
          */
         post: operations["sendMessage"];
         delete?: never;
@@ -1132,6 +1132,110 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/e2ee/devices": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Make this session an E2EE device
+         * @description Registers the calling session as a Signal-protocol device: its registration id and identity key (base64 of libsignal's serialized public key). 201 with its Signal device id (1–127 per user, freed when the session is revoked); the same values again: 200, same answer; a new identity key replaces the old one and drops its prekeys. Members of shared encrypted rooms get `e2ee.devices_changed`. 403 E2EE_DEVICE_REQUIRED for a bridge or agent; 409 CONFLICT when all 127 ids are taken.
+         */
+        post: operations["registerE2eeDevice"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/e2ee/keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One-time key counts
+         * @description How many one-time keys of the calling device are left. 403 E2EE_DEVICE_REQUIRED.
+         */
+        get: operations["getE2eeKeyCounts"];
+        /**
+         * Upload prekeys
+         * @description Stores the calling device's signed prekey, Kyber last-resort key (each replaces the current one) and one-time keys (EC `pre_keys`, Kyber `kyber_pre_keys`; at most 100 per list). Signatures are by the identity key: 422 INVALID_SIGNATURE. Key ids must grow per device: an id at or below the highest stored is 409 KEY_ID_REUSED unless it is the very key still stored (a retried upload), so a key handed out is never stored again. Answers the one-time key counts. 403 E2EE_DEVICE_REQUIRED.
+         */
+        put: operations["uploadE2eeKeys"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/e2ee/users/{user_id}/devices": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A user's E2EE devices
+         * @description The user's E2EE devices with their registration ids and identity keys (empty when none).
+         */
+        get: operations["listE2eeDevices"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/e2ee/keys/claim": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Claim prekey bundles
+         * @description Prekey bundles of a user's devices (one with `device_id`, else all), to start sessions with. Each one-time key is handed out exactly once, across concurrent claims and nodes; when none is left `pre_key` is null and `kyber_pre_key` is the last-resort key. 404 NOT_FOUND when the user has no (such) E2EE device with keys; 429 RATE_LIMITED past 20 claims a minute by the caller for one device.
+         */
+        post: operations["claimE2eeKeys"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/e2ee/to_device": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send to-device messages
+         * @description Queues ciphertext for other E2EE devices (key distribution, sender-key distribution, session repair): each is delivered as `e2ee.to_device` over the WebSocket, live and on connect, until the device acknowledges it with an `e2ee.to_device.ack` frame. All or nothing: 404 NOT_FOUND for an unknown device; 429 MAILBOX_FULL past 1000 unacknowledged messages for a device; 403 E2EE_DEVICE_REQUIRED when the caller is no E2EE device.
+         */
+        post: operations["sendToDevice"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/mcp/tools": {
         parameters: {
             query?: never;
@@ -1182,9 +1286,30 @@ export interface components {
                  * @description A stable code of the catalog in src/errors.ts.
                  * @enum {unknown}
                  */
-                code: "BAD_REQUEST" | "VALIDATION_FAILED" | "INVALID_FRAME" | "UNAUTHORIZED" | "TOKEN_EXPIRED" | "INVALID_CREDENTIALS" | "INVALID_REFRESH_TOKEN" | "REFRESH_TOKEN_REUSED" | "FORBIDDEN" | "NOT_A_MEMBER" | "NOT_FOUND" | "INVALID_ROOM" | "INVALID_MESSAGE" | "INVALID_USER" | "INVALID_DEVICE" | "EMAIL_TAKEN" | "CONFLICT" | "MESSAGE_TOO_LARGE" | "PAYLOAD_TOO_LARGE" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE" | "INVALID_ATTACHMENT" | "ATTACHMENT_TOO_LARGE" | "RANGE_NOT_SATISFIABLE" | "EDIT_WINDOW_EXPIRED" | "EDITS_FORBIDDEN" | "REGISTRATION_CLOSED" | "INVALID_INVITE" | "INVALID_AGENT_TOKEN" | "INVALID_TOOL" | "INSUFFICIENT_SCOPE" | "SEARCH_UNAVAILABLE";
+                code: "BAD_REQUEST" | "VALIDATION_FAILED" | "INVALID_FRAME" | "UNAUTHORIZED" | "TOKEN_EXPIRED" | "INVALID_CREDENTIALS" | "INVALID_REFRESH_TOKEN" | "REFRESH_TOKEN_REUSED" | "FORBIDDEN" | "NOT_A_MEMBER" | "NOT_FOUND" | "INVALID_ROOM" | "INVALID_MESSAGE" | "INVALID_USER" | "INVALID_DEVICE" | "EMAIL_TAKEN" | "CONFLICT" | "MESSAGE_TOO_LARGE" | "PAYLOAD_TOO_LARGE" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE" | "INVALID_ATTACHMENT" | "ATTACHMENT_TOO_LARGE" | "RANGE_NOT_SATISFIABLE" | "EDIT_WINDOW_EXPIRED" | "EDITS_FORBIDDEN" | "REGISTRATION_CLOSED" | "INVALID_INVITE" | "INVALID_AGENT_TOKEN" | "INVALID_TOOL" | "INSUFFICIENT_SCOPE" | "SEARCH_UNAVAILABLE" | "INVALID_SIGNATURE" | "KEY_ID_REUSED" | "MISMATCHED_DEVICES" | "STALE_DEVICES" | "PLAINTEXT_IN_ENCRYPTED_ROOM" | "ROOM_ENCRYPTED" | "E2EE_DEVICE_REQUIRED" | "MAILBOX_FULL";
                 /** @description For people; may change. */
                 message: string;
+                /** @description MISMATCHED_DEVICES: E2EE devices the envelopes left out. */
+                missing?: {
+                    /** Format: uuid */
+                    user_id: string;
+                    /** @description The Signal device id (1–127). */
+                    device_id: number;
+                }[];
+                /** @description MISMATCHED_DEVICES: envelopes for devices that are not (or no longer) E2EE devices of the room. */
+                extra?: {
+                    /** Format: uuid */
+                    user_id: string;
+                    /** @description The Signal device id (1–127). */
+                    device_id: number;
+                }[];
+                /** @description STALE_DEVICES: devices whose registration id does not match. */
+                stale?: {
+                    /** Format: uuid */
+                    user_id: string;
+                    /** @description The Signal device id (1–127). */
+                    device_id: number;
+                }[];
             };
         };
     };
@@ -1217,7 +1342,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1258,7 +1383,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1305,7 +1430,7 @@ export interface operations {
                     "text/plain": string;
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1387,7 +1512,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1396,7 +1521,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1405,7 +1530,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: `{error: {code, message}}`; codes with this status: EMAIL_TAKEN, CONFLICT. */
+            /** @description Conflict: `{error: {code, message}}`; codes with this status: EMAIL_TAKEN, CONFLICT, KEY_ID_REUSED, MISMATCHED_DEVICES. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1432,7 +1557,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Too Many Requests: `{error: {code, message}}`; codes with this status: RATE_LIMITED. */
+            /** @description Too Many Requests: `{error: {code, message}}`; codes with this status: RATE_LIMITED, MAILBOX_FULL. */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -1500,7 +1625,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1536,7 +1661,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Too Many Requests: `{error: {code, message}}`; codes with this status: RATE_LIMITED. */
+            /** @description Too Many Requests: `{error: {code, message}}`; codes with this status: RATE_LIMITED, MAILBOX_FULL. */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -1602,7 +1727,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1665,7 +1790,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1683,7 +1808,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1733,7 +1858,7 @@ export interface operations {
                     }[];
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1751,7 +1876,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1789,7 +1914,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1807,7 +1932,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1866,7 +1991,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1884,7 +2009,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1952,7 +2077,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1970,7 +2095,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2039,7 +2164,7 @@ export interface operations {
                     }[];
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2057,7 +2182,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2106,7 +2231,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2124,7 +2249,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2181,7 +2306,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2199,7 +2324,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2260,7 +2385,7 @@ export interface operations {
                     }[];
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2278,7 +2403,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2350,7 +2475,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2368,7 +2493,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2431,6 +2556,7 @@ export interface operations {
                         /** @enum {string} */
                         visibility: "public" | "private";
                         allow_edits: boolean;
+                        encrypted: boolean;
                         /** Format: date-time */
                         created_at: string;
                         /**
@@ -2456,7 +2582,7 @@ export interface operations {
                     }[];
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2474,7 +2600,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2511,6 +2637,8 @@ export interface operations {
                     members?: string[];
                     /** @description Only channels can be public. Default private. */
                     visibility?: "public" | "private";
+                    /** @description End-to-end encrypted (docs/E2EE.md). Default false. */
+                    encrypted?: boolean;
                 };
             };
         };
@@ -2532,6 +2660,8 @@ export interface operations {
                         visibility: "public" | "private";
                         /** @description Whether senders may edit their messages. */
                         allow_edits: boolean;
+                        /** @description End-to-end encrypted (docs/E2EE.md). */
+                        encrypted: boolean;
                         /** Format: uuid */
                         created_by: string | null;
                         /** Format: date-time */
@@ -2566,6 +2696,8 @@ export interface operations {
                         visibility: "public" | "private";
                         /** @description Whether senders may edit their messages. */
                         allow_edits: boolean;
+                        /** @description End-to-end encrypted (docs/E2EE.md). */
+                        encrypted: boolean;
                         /** Format: uuid */
                         created_by: string | null;
                         /** Format: date-time */
@@ -2583,7 +2715,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2601,7 +2733,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2676,7 +2808,7 @@ export interface operations {
                     }[];
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2694,7 +2826,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2742,6 +2874,8 @@ export interface operations {
                         visibility: "public" | "private";
                         /** @description Whether senders may edit their messages. */
                         allow_edits: boolean;
+                        /** @description End-to-end encrypted (docs/E2EE.md). */
+                        encrypted: boolean;
                         /** Format: uuid */
                         created_by: string | null;
                         /** Format: date-time */
@@ -2759,7 +2893,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2777,7 +2911,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2824,7 +2958,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2842,7 +2976,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2888,6 +3022,8 @@ export interface operations {
                     visibility?: "public" | "private";
                     /** @description Whether senders may edit their messages (default true). */
                     allow_edits?: boolean;
+                    /** @description true turns end-to-end encryption on, for good (false is 400). */
+                    encrypted?: boolean;
                 };
             };
         };
@@ -2909,6 +3045,8 @@ export interface operations {
                         visibility: "public" | "private";
                         /** @description Whether senders may edit their messages. */
                         allow_edits: boolean;
+                        /** @description End-to-end encrypted (docs/E2EE.md). */
+                        encrypted: boolean;
                         /** Format: uuid */
                         created_by: string | null;
                         /** Format: date-time */
@@ -2926,7 +3064,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2944,7 +3082,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3020,7 +3158,7 @@ export interface operations {
                     }[];
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3038,7 +3176,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3101,6 +3239,8 @@ export interface operations {
                         visibility: "public" | "private";
                         /** @description Whether senders may edit their messages. */
                         allow_edits: boolean;
+                        /** @description End-to-end encrypted (docs/E2EE.md). */
+                        encrypted: boolean;
                         /** Format: uuid */
                         created_by: string | null;
                         /** Format: date-time */
@@ -3118,7 +3258,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3136,7 +3276,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3212,6 +3352,8 @@ export interface operations {
                         visibility: "public" | "private";
                         /** @description Whether senders may edit their messages. */
                         allow_edits: boolean;
+                        /** @description End-to-end encrypted (docs/E2EE.md). */
+                        encrypted: boolean;
                         /** Format: uuid */
                         created_by: string | null;
                         /** Format: date-time */
@@ -3229,7 +3371,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3247,7 +3389,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3311,6 +3453,8 @@ export interface operations {
                         visibility: "public" | "private";
                         /** @description Whether senders may edit their messages. */
                         allow_edits: boolean;
+                        /** @description End-to-end encrypted (docs/E2EE.md). */
+                        encrypted: boolean;
                         /** Format: uuid */
                         created_by: string | null;
                         /** Format: date-time */
@@ -3328,7 +3472,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3346,7 +3490,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3421,6 +3565,8 @@ export interface operations {
                         visibility: "public" | "private";
                         /** @description Whether senders may edit their messages. */
                         allow_edits: boolean;
+                        /** @description End-to-end encrypted (docs/E2EE.md). */
+                        encrypted: boolean;
                         /** Format: uuid */
                         created_by: string | null;
                         /** Format: date-time */
@@ -3438,7 +3584,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3456,7 +3602,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3513,6 +3659,8 @@ export interface operations {
                         visibility: "public" | "private";
                         /** @description Whether senders may edit their messages. */
                         allow_edits: boolean;
+                        /** @description End-to-end encrypted (docs/E2EE.md). */
+                        encrypted: boolean;
                         /** Format: uuid */
                         created_by: string | null;
                         /** Format: date-time */
@@ -3530,7 +3678,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3548,7 +3696,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3643,13 +3791,23 @@ export interface operations {
                             /** Format: date-time */
                             delivered_at: string | null;
                             deleted: boolean;
+                            /** @description Sent in an encrypted room: content is empty, the ciphertext is in `envelope`. */
+                            encrypted: boolean;
+                            /** @description Encrypted messages: the envelope for the reading device (null when it has none). */
+                            envelope: {
+                                /** @description The Signal device id (1–127, per user). */
+                                sender_device_id: number;
+                                /** @description libsignal CiphertextMessageType: 2 Whisper, 3 PreKey, 7 SenderKey, 8 Plaintext. */
+                                type: number;
+                                body: string;
+                            } | null;
                         }[];
                         /** @description Whether older (with `after`: newer) messages exist. */
                         has_more: boolean;
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3667,7 +3825,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3708,8 +3866,29 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": {
-                    /** @description Text; mention someone with <@user_id>. May be empty when the message carries attachments. */
-                    content: string;
+                    /**
+                     * @description Text; mention someone with <@user_id>. May be empty when the message carries attachments. Absent (or empty) in encrypted rooms.
+                     * @default
+                     */
+                    content?: string;
+                    /** @description Encrypted rooms: one envelope per E2EE device of every member, the sending device excluded (docs/E2EE.md). */
+                    envelopes?: {
+                        /** Format: uuid */
+                        user_id: string;
+                        /** @description The Signal device id (1–127, per user). */
+                        device_id: number;
+                        /** @description The libsignal registration id of the device. */
+                        registration_id: number;
+                        /** @description libsignal CiphertextMessageType: 2 Whisper, 3 PreKey, 7 SenderKey, 8 Plaintext. */
+                        type: number;
+                        /** @description The ciphertext. */
+                        body: string;
+                    }[];
+                    /** @description One sender-key ciphertext (libsignal groupEncrypt), stored once, delivered to every device as envelope type 7. */
+                    sender_key?: {
+                        /** @description libsignal SenderKeyMessage bytes. */
+                        body: string;
+                    };
                     /** Format: uuid */
                     reply_to?: string;
                     /** @description Makes the send idempotent per caller: a repeat returns the first message. */
@@ -3758,7 +3937,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3776,7 +3955,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3794,8 +3973,17 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: `{error: {code, message}}`; codes with this status: EMAIL_TAKEN, CONFLICT. */
+            /** @description Conflict: `{error: {code, message}}`; codes with this status: EMAIL_TAKEN, CONFLICT, KEY_ID_REUSED, MISMATCHED_DEVICES. */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Gone: `{error: {code, message}}`; codes with this status: STALE_DEVICES. */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3821,7 +4009,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Too Many Requests: `{error: {code, message}}`; codes with this status: RATE_LIMITED. */
+            /** @description Too Many Requests: `{error: {code, message}}`; codes with this status: RATE_LIMITED, MAILBOX_FULL. */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3898,10 +4086,20 @@ export interface operations {
                         /** Format: date-time */
                         delivered_at: string | null;
                         deleted: boolean;
+                        /** @description Sent in an encrypted room: content is empty, the ciphertext is in `envelope`. */
+                        encrypted: boolean;
+                        /** @description Encrypted messages: the envelope for the reading device (null when it has none). */
+                        envelope: {
+                            /** @description The Signal device id (1–127, per user). */
+                            sender_device_id: number;
+                            /** @description libsignal CiphertextMessageType: 2 Whisper, 3 PreKey, 7 SenderKey, 8 Plaintext. */
+                            type: number;
+                            body: string;
+                        } | null;
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3919,7 +4117,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3966,7 +4164,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3984,7 +4182,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4076,10 +4274,20 @@ export interface operations {
                         /** Format: date-time */
                         delivered_at: string | null;
                         deleted: boolean;
+                        /** @description Sent in an encrypted room: content is empty, the ciphertext is in `envelope`. */
+                        encrypted: boolean;
+                        /** @description Encrypted messages: the envelope for the reading device (null when it has none). */
+                        envelope: {
+                            /** @description The Signal device id (1–127, per user). */
+                            sender_device_id: number;
+                            /** @description libsignal CiphertextMessageType: 2 Whisper, 3 PreKey, 7 SenderKey, 8 Plaintext. */
+                            type: number;
+                            body: string;
+                        } | null;
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4097,7 +4305,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4178,7 +4386,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4196,7 +4404,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4251,7 +4459,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4269,7 +4477,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4324,7 +4532,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4342,7 +4550,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4413,7 +4621,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4431,7 +4639,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4551,6 +4759,16 @@ export interface operations {
                                 /** Format: date-time */
                                 delivered_at: string | null;
                                 deleted: boolean;
+                                /** @description Sent in an encrypted room: content is empty, the ciphertext is in `envelope`. */
+                                encrypted: boolean;
+                                /** @description Encrypted messages: the envelope for the reading device (null when it has none). */
+                                envelope: {
+                                    /** @description The Signal device id (1–127, per user). */
+                                    sender_device_id: number;
+                                    /** @description libsignal CiphertextMessageType: 2 Whisper, 3 PreKey, 7 SenderKey, 8 Plaintext. */
+                                    type: number;
+                                    body: string;
+                                } | null;
                             };
                             /** @description The content with matches wrapped in <mark>…</mark> (other text is not HTML-escaped). */
                             highlight: string;
@@ -4562,7 +4780,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4580,7 +4798,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4643,7 +4861,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4661,7 +4879,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4731,7 +4949,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4749,7 +4967,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4803,7 +5021,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4821,7 +5039,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4892,7 +5110,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4910,7 +5128,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4948,7 +5166,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4966,7 +5184,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5025,7 +5243,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5043,7 +5261,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5091,7 +5309,7 @@ export interface operations {
                     }[];
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5109,7 +5327,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5169,7 +5387,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5187,7 +5405,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5243,7 +5461,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5261,7 +5479,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5339,7 +5557,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5357,7 +5575,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5417,7 +5635,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5435,7 +5653,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5502,7 +5720,7 @@ export interface operations {
                     "*/*": string;
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5520,7 +5738,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5587,7 +5805,7 @@ export interface operations {
                     "*/*": string;
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5605,7 +5823,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5680,7 +5898,7 @@ export interface operations {
                     }[];
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5698,7 +5916,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5766,7 +5984,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5784,7 +6002,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5840,7 +6058,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5858,7 +6076,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5943,7 +6161,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5961,7 +6179,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6024,7 +6242,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6042,7 +6260,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6110,7 +6328,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6128,7 +6346,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6212,7 +6430,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6230,7 +6448,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6334,10 +6552,20 @@ export interface operations {
                         /** Format: date-time */
                         delivered_at: string | null;
                         deleted: boolean;
+                        /** @description Sent in an encrypted room: content is empty, the ciphertext is in `envelope`. */
+                        encrypted: boolean;
+                        /** @description Encrypted messages: the envelope for the reading device (null when it has none). */
+                        envelope: {
+                            /** @description The Signal device id (1–127, per user). */
+                            sender_device_id: number;
+                            /** @description libsignal CiphertextMessageType: 2 Whisper, 3 PreKey, 7 SenderKey, 8 Plaintext. */
+                            type: number;
+                            body: string;
+                        } | null;
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6355,7 +6583,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6402,7 +6630,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6420,7 +6648,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6470,7 +6698,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6488,7 +6716,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6541,7 +6769,7 @@ export interface operations {
                     }[];
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6559,7 +6787,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6672,7 +6900,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6690,7 +6918,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6746,7 +6974,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6764,7 +6992,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6817,7 +7045,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6835,7 +7063,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6895,7 +7123,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6913,7 +7141,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6942,6 +7170,608 @@ export interface operations {
             };
             /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    registerE2eeDevice: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The libsignal registration id of the device. */
+                    registration_id: number;
+                    /** @description The device's identity public key (33 bytes). */
+                    identity_key: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Already registered with these values */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description The Signal device id (1–127, per user). */
+                        device_id: number;
+                        /** @description The libsignal registration id of the device. */
+                        registration_id: number;
+                        identity_key: string;
+                    };
+                };
+            };
+            /** @description Registered (or a new identity key) */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description The Signal device id (1–127, per user). */
+                        device_id: number;
+                        /** @description The libsignal registration id of the device. */
+                        registration_id: number;
+                        identity_key: string;
+                    };
+                };
+            };
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Conflict: `{error: {code, message}}`; codes with this status: EMAIL_TAKEN, CONFLICT, KEY_ID_REUSED, MISMATCHED_DEVICES. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    getE2eeKeyCounts: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One-time keys left */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description EC one-time prekeys left. */
+                        pre_keys: number;
+                        /** @description Kyber one-time prekeys left (the last-resort key not counted). */
+                        kyber_pre_keys: number;
+                    };
+                };
+            };
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    uploadE2eeKeys: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    signed_pre_key?: {
+                        /** @description The key id (libsignal: 24 bits). */
+                        key_id: number;
+                        /** @description EC public key. */
+                        public_key: string;
+                        /** @description XEdDSA signature by the identity key of the public key's bytes. */
+                        signature: string;
+                    };
+                    kyber_last_resort_key?: {
+                        /** @description The key id (libsignal: 24 bits). */
+                        key_id: number;
+                        /** @description Kyber-1024 public key. */
+                        public_key: string;
+                        /** @description Signature by the identity key of the public key's bytes. */
+                        signature: string;
+                    };
+                    pre_keys?: {
+                        /** @description The key id (libsignal: 24 bits). */
+                        key_id: number;
+                        /** @description EC public key. */
+                        public_key: string;
+                    }[];
+                    kyber_pre_keys?: {
+                        /** @description The key id (libsignal: 24 bits). */
+                        key_id: number;
+                        /** @description Kyber-1024 public key. */
+                        public_key: string;
+                        /** @description Signature by the identity key of the public key's bytes. */
+                        signature: string;
+                    }[];
+                };
+            };
+        };
+        responses: {
+            /** @description One-time keys left now */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description EC one-time prekeys left. */
+                        pre_keys: number;
+                        /** @description Kyber one-time prekeys left (the last-resort key not counted). */
+                        kyber_pre_keys: number;
+                    };
+                };
+            };
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Conflict: `{error: {code, message}}`; codes with this status: EMAIL_TAKEN, CONFLICT, KEY_ID_REUSED, MISMATCHED_DEVICES. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unprocessable Entity: `{error: {code, message}}`; codes with this status: INVALID_SIGNATURE. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listE2eeDevices: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The devices, by Signal device id */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        devices: {
+                            /** @description The Signal device id (1–127, per user). */
+                            device_id: number;
+                            /** @description The libsignal registration id of the device. */
+                            registration_id: number;
+                            identity_key: string;
+                        }[];
+                    };
+                };
+            };
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    claimE2eeKeys: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** Format: uuid */
+                    user_id: string;
+                    /** @description The Signal device id (1–127, per user). */
+                    device_id?: number;
+                };
+            };
+        };
+        responses: {
+            /** @description The bundles */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        devices: {
+                            /** @description The Signal device id (1–127, per user). */
+                            device_id: number;
+                            /** @description The libsignal registration id of the device. */
+                            registration_id: number;
+                            identity_key: string;
+                            signed_pre_key: {
+                                key_id: number;
+                                public_key: string;
+                                signature: string;
+                            };
+                            /** @description A one-time EC prekey, handed out to this claim only; null when none is left. */
+                            pre_key: {
+                                key_id: number;
+                                public_key: string;
+                            } | null;
+                            /** @description A one-time Kyber prekey, or the last-resort key when none is left. */
+                            kyber_pre_key: {
+                                key_id: number;
+                                public_key: string;
+                                signature: string;
+                            };
+                        }[];
+                    };
+                };
+            };
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not Found: `{error: {code, message}}`; codes with this status: NOT_FOUND, INVALID_ROOM, INVALID_MESSAGE, INVALID_USER, INVALID_DEVICE, INVALID_ATTACHMENT, INVALID_AGENT_TOKEN, INVALID_TOOL. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too Many Requests: `{error: {code, message}}`; codes with this status: RATE_LIMITED, MAILBOX_FULL. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    sendToDevice: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    messages: {
+                        /** Format: uuid */
+                        user_id: string;
+                        /** @description The Signal device id (1–127, per user). */
+                        device_id: number;
+                        /** @description libsignal CiphertextMessageType: 2 Whisper, 3 PreKey, 7 SenderKey, 8 Plaintext. */
+                        type: number;
+                        /** @description The ciphertext. */
+                        body: string;
+                    }[];
+                };
+            };
+        };
+        responses: {
+            /** @description Queued */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not Found: `{error: {code, message}}`; codes with this status: NOT_FOUND, INVALID_ROOM, INVALID_MESSAGE, INVALID_USER, INVALID_DEVICE, INVALID_ATTACHMENT, INVALID_AGENT_TOKEN, INVALID_TOOL. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too Many Requests: `{error: {code, message}}`; codes with this status: RATE_LIMITED, MAILBOX_FULL. */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6996,7 +7826,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7053,7 +7883,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7071,7 +7901,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7107,7 +7937,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Too Many Requests: `{error: {code, message}}`; codes with this status: RATE_LIMITED. */
+            /** @description Too Many Requests: `{error: {code, message}}`; codes with this status: RATE_LIMITED, MAILBOX_FULL. */
             429: {
                 headers: {
                     [name: string]: unknown;
