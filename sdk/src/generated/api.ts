@@ -831,7 +831,7 @@ export interface paths {
         put?: never;
         /**
          * Upload a file
-         * @description Uploads one file as `multipart/form-data` (the first file part; any field name). `mime_type` is sniffed from the bytes. Send the id in a message's `attachments` to share it. 413 ATTACHMENT_TOO_LARGE beyond `storage.max_attachment_size_mb` MiB; 400 VALIDATION_FAILED without a file part, for a body that is not multipart/form-data (or has no boundary), and for one cut short.
+         * @description Uploads one file as `multipart/form-data` (the first file part; any field name). `mime_type` is sniffed from the bytes. Send the id in a message's `attachments` to share it. 413 ATTACHMENT_TOO_LARGE beyond `storage.max_attachment_size_mb` MiB; 400 VALIDATION_FAILED without a file part, for a body that is not multipart/form-data (or has no boundary), and for one cut short. `?encrypted=true` (for encrypted rooms, docs/E2EE.md): the bytes are the client's ciphertext, stored as they are: no sniffing (`application/octet-stream`), no thumbnail.
          */
         post: operations["uploadAttachment"];
         delete?: never;
@@ -5597,7 +5597,10 @@ export interface operations {
     };
     uploadAttachment: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Opaque client-encrypted bytes: no sniffing, no thumbnail. */
+                encrypted?: boolean;
+            };
             header?: never;
             path?: never;
             cookie?: never;

@@ -115,8 +115,14 @@ export const roomsRepository = {
     return rows;
   },
 
-  async roomIdsForUser(q: Queryable, userId: string): Promise<string[]> {
-    const { rows } = await q.query<{ room_id: string }>('SELECT room_id FROM room_members WHERE user_id = $1', [userId]);
+  /** @param unencrypted only rooms that are not end-to-end encrypted (search). */
+  async roomIdsForUser(q: Queryable, userId: string, unencrypted = false): Promise<string[]> {
+    const { rows } = await q.query<{ room_id: string }>(
+      unencrypted
+        ? 'SELECT m.room_id FROM room_members m JOIN rooms r ON r.id = m.room_id WHERE m.user_id = $1 AND NOT r.encrypted'
+        : 'SELECT room_id FROM room_members WHERE user_id = $1',
+      [userId],
+    );
     return rows.map((r) => r.room_id);
   },
 

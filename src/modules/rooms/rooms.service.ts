@@ -137,8 +137,8 @@ export class RoomsService {
   }
 
   /** Ids of the rooms a user is a member of. */
-  roomIdsFor(userId: string): Promise<string[]> {
-    return repo.roomIdsForUser(this.db, userId);
+  roomIdsFor(userId: string, opts: { unencrypted?: boolean } = {}): Promise<string[]> {
+    return repo.roomIdsForUser(this.db, userId, opts.unencrypted ?? false);
   }
 
   /** Public channels anyone may join (a directory). */
