@@ -217,6 +217,8 @@ async function seedMessages(config: { data_dir?: string; 'database.url'?: string
         reactions: [],
         delivered_at: null,
         deleted: false,
+        encrypted: false,
+        envelope: null,
       }));
       // The hub's own multi-row writes, as its group commit does them (one statement each).
       await db.transaction(async (tx) => {

@@ -22,6 +22,7 @@ import { attachmentsRoutes } from './modules/attachments/attachments.routes.js';
 import { authRoutes, publicAuthRoutes } from './modules/auth/auth.routes.js';
 import { bridgesRoutes } from './modules/bridges/bridges.routes.js';
 import { messagesRoutes } from './modules/messages/messages.routes.js';
+import { e2eeRoutes } from './modules/e2ee/e2ee.routes.js';
 import { pushRoutes } from './modules/push/push.routes.js';
 import { roomsRoutes } from './modules/rooms/rooms.routes.js';
 import { searchRoutes } from './modules/search/search.routes.js';
@@ -84,7 +85,7 @@ export async function buildApp(hub: Hub): Promise<FastifyInstance> {
   app.addHook('onClose', async () => closeHub(hub));
 
   app.setErrorHandler((err: FastifyError, req, reply) => {
-    if (err instanceof AppError) return reply.code(err.status).send(errorBody(err.code, err.message));
+    if (err instanceof AppError) return reply.code(err.status).send(errorBody(err.code, err.message, err.details));
     if (err.validation) return reply.code(400).send(errorBody('VALIDATION_FAILED', err.message));
     if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.code(413).send(errorBody('PAYLOAD_TOO_LARGE', err.message));
     if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
@@ -173,6 +174,7 @@ export async function buildApp(hub: Hub): Promise<FastifyInstance> {
     await api.register(agentTokenRoutes);
     await api.register(bridgesRoutes);
     await api.register(pushRoutes);
+    await api.register(e2eeRoutes);
   });
   // The agent API: agent tokens (not access tokens) authenticate here, and only here.
   await app.register(agentToolRoutes);

@@ -40,15 +40,41 @@ export const ERROR_CATALOG = {
   SEARCH_UNAVAILABLE: 503,
   /** The database is unreachable (or lost a write's outcome): try again later, a send with the same txn_id. */
   DATABASE_UNAVAILABLE: 503,
+  INVALID_SIGNATURE: 422,
+  KEY_ID_REUSED: 409,
+  MISMATCHED_DEVICES: 409,
+  STALE_DEVICES: 410,
+  PLAINTEXT_IN_ENCRYPTED_ROOM: 400,
+  ROOM_ENCRYPTED: 403,
+  E2EE_DEVICE_REQUIRED: 403,
+  MAILBOX_FULL: 429,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CATALOG;
+
+/** A device named by an E2EE device-list error: a user and a Signal device id (docs/E2EE.md). */
+export interface DeviceRef {
+  user_id: string;
+  device_id: number;
+}
+
+/** Fields some errors carry besides code and message: `missing`/`extra` (MISMATCHED_DEVICES), `stale` (STALE_DEVICES). */
+export interface ErrorDetails {
+  missing?: DeviceRef[];
+  extra?: DeviceRef[];
+  stale?: DeviceRef[];
+}
 
 /** An error a client caused or may see; carries a stable code and its HTTP status. */
 export class AppError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
-  constructor(code: ErrorCode, message: string) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    /** Extra fields of the error body (REST `error.*`, WebSocket `error` event). */
+    readonly details?: ErrorDetails,
+  ) {
     super(message);
     this.code = code;
     this.status = ERROR_CATALOG[code];
@@ -56,9 +82,11 @@ export class AppError extends Error {
 }
 
 /** The JSON body of an error response. */
-export function errorBody(code: ErrorCode | string, message: string) {
-  return { error: { code, message } };
+export function errorBody(code: ErrorCode | string, message: string, details?: ErrorDetails) {
+  return { error: { code, message, ...details } };
 }
+
+const DeviceRefSchema = Type.Object({ user_id: Type.String({ format: 'uuid' }), device_id: Type.Integer({ description: 'The Signal device id (1–127).' }) });
 
 /**
  * The schema of every REST error body, `{"error":{"code","message"}}`; `$id` `Error`, so the OpenAPI
@@ -69,6 +97,9 @@ export const ErrorResponse = Type.Object(
     error: Type.Object({
       code: Type.Enum(Object.keys(ERROR_CATALOG), { description: 'A stable code of the catalog in src/errors.ts.' }),
       message: Type.String({ description: 'For people; may change.' }),
+      missing: Type.Optional(Type.Array(DeviceRefSchema, { description: 'MISMATCHED_DEVICES: E2EE devices the envelopes left out.' })),
+      extra: Type.Optional(Type.Array(DeviceRefSchema, { description: 'MISMATCHED_DEVICES: envelopes for devices that are not (or no longer) E2EE devices of the room.' })),
+      stale: Type.Optional(Type.Array(DeviceRefSchema, { description: 'STALE_DEVICES: devices whose registration id does not match.' })),
     }),
   },
   { $id: 'Error' },

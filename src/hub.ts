@@ -12,6 +12,7 @@ import { AuditService } from './modules/audit/audit.service.js';
 import { AgentsService } from './modules/agents/agents.service.js';
 import { AuthService } from './modules/auth/auth.service.js';
 import { BridgesService } from './modules/bridges/bridges.service.js';
+import { E2eeService } from './modules/e2ee/e2ee.service.js';
 import { TokenIssuer, loadSigningSecret } from './modules/auth/tokens.js';
 import { MessagesService } from './modules/messages/messages.service.js';
 import { LocalPresenceCluster, RedisPresenceCluster } from './modules/presence/presence-cluster.js';
@@ -59,6 +60,8 @@ export interface Hub {
   admin: AdminService;
   /** Push subscriptions, room mutes, and the notifier and sender following the event log. */
   push: PushService;
+  /** E2EE devices, their keys and the to-device mailbox (docs/E2EE.md). */
+  e2ee: E2eeService;
 }
 
 /** Builds the services and starts following the event stream. */
@@ -93,9 +96,10 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
   if (!config.redis.url) await presence.resetAtStart();
   const metrics = createMetrics();
   const fanout = new Fanout(pubsub, stream, log);
-  const messages = new MessagesService(db, stream, pubsub, rooms, users, attachments, metrics, config.limits.max_message_bytes, config.limits.edit_window_s);
+  const e2ee = new E2eeService(db, pubsub);
+  const messages = new MessagesService(db, stream, pubsub, rooms, users, attachments, metrics, config.limits.max_message_bytes, config.limits.edit_window_s, e2ee);
   followSocketWrites(fanout, messages, metrics, log);
-  const auth = new AuthService(db, users, tokens, pubsub, config.auth.refresh_token_ttl_s, config.auth.admin_emails);
+  const auth = new AuthService(db, users, tokens, pubsub, e2ee, config.auth.refresh_token_ttl_s, config.auth.admin_emails);
   const push = new PushService(db, stream, rooms, presence, config, log);
   await push.start();
   return {
@@ -121,6 +125,7 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
     admin: new AdminService({ db, stream, pubsub, fanout, config, auth, users, rooms, messages, audit }),
     audit,
     push,
+    e2ee,
   };
 }
 

@@ -131,6 +131,11 @@ export class SwitchboardClient {
     return this.auth.tokens.device_id;
   }
 
+  /** Installs the E2EE hooks (see the module comment), e.g. `E2eeClient.transform` from `@switchboard/sdk/e2ee`. */
+  useTransform(transform: MessageTransform): void {
+    this.opts.transform = transform;
+  }
+
   /** The socket's state (`closed` before `connect()`). */
   get connectionState(): ConnectionState {
     return this.realtime?.connectionState ?? 'closed';

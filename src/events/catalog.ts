@@ -27,6 +27,29 @@ export interface ReactionWire {
   user_ids: string[];
 }
 
+/**
+ * The ciphertext of an encrypted room's message for one device (docs/E2EE.md): from the sender's
+ * Signal device `sender_device_id`; `type` is libsignal's CiphertextMessageType (2 Whisper, 3 PreKey,
+ * 7 SenderKey); `body` standard base64.
+ */
+export interface EnvelopeWire {
+  sender_device_id: number;
+  type: number;
+  body: string;
+}
+
+/**
+ * Where a message's envelopes are kept in its stored event: by recipient session (device) id, or
+ * `"*"` for a sender-key ciphertext every device gets. Sockets get only their own (`envelopeFor`).
+ */
+export type StoredEnvelopes = Record<string, EnvelopeWire>;
+
+/** The envelope of `envelopes` for a device session: its own, else a sender-key ciphertext, else null. */
+export function envelopeFor(envelopes: StoredEnvelopes | null | undefined, deviceId: string | undefined): EnvelopeWire | null {
+  if (!envelopes) return null;
+  return (deviceId !== undefined ? envelopes[deviceId] : undefined) ?? envelopes['*'] ?? null;
+}
+
 /** A message (`message.new`, history, search hits). Times are ISO 8601. */
 export interface MessageWire {
   id: string;
@@ -43,6 +66,10 @@ export interface MessageWire {
   stream_position: number;
   delivered_at: string | null;
   deleted: boolean;
+  /** Sent in an encrypted room: `content` is empty and `envelope` carries the ciphertext. */
+  encrypted: boolean;
+  /** Encrypted messages: the receiving device's envelope (null when it has none); null otherwise. */
+  envelope: EnvelopeWire | null;
 }
 
 export type Role = 'owner' | 'admin' | 'member';
@@ -65,6 +92,8 @@ export interface RoomWire {
   topic: string;
   visibility: 'public' | 'private';
   allow_edits: boolean;
+  /** End-to-end encrypted (docs/E2EE.md): once on, never off. */
+  encrypted: boolean;
   created_by: string | null;
   created_at: string;
   members: RoomMemberWire[];
@@ -72,9 +101,13 @@ export interface RoomWire {
 
 /** The payload of each room event, minus `room_id` and `stream_position` (added on the way out). */
 export type RoomEvent =
-  /** A message was sent. Its stored copy follows edits and redactions (a resume shows what is current). */
-  | { type: 'message.new'; message: Omit<MessageWire, 'stream_position'> }
-  | { type: 'message.edited'; message_id: string; content: string; edited_at: string; editor_id: string }
+  /**
+   * A message was sent. Its stored copy follows edits and redactions (a resume shows what is current).
+   * Encrypted: the stored copy keeps every device's envelope in `envelopes`; each socket gets its own
+   * as `message.envelope` (`forDevice`).
+   */
+  | { type: 'message.new'; message: Omit<MessageWire, 'stream_position'> & { envelopes?: StoredEnvelopes } }
+  | { type: 'message.edited'; message_id: string; content: string; edited_at: string; editor_id: string; envelopes?: StoredEnvelopes; envelope?: EnvelopeWire | null }
   | { type: 'message.deleted'; message_id: string; deleted_by: string }
   /** A member's cumulative read receipt moved forward. */
   | { type: 'message.read'; message_id: string; user_id: string; read_at: string }
@@ -121,13 +154,34 @@ export interface NewRoomEvent {
   notify_user_ids?: string[];
 }
 
+/**
+ * An event as one device session receives it: an encrypted message's (or edit's) stored `envelopes`
+ * replaced by that device's `envelope`. Other events are returned as they are.
+ */
+export function forDevice(event: RoomEvent, deviceId: string | undefined): RoomEvent {
+  if (event.type === 'message.new' && event.message.envelopes) {
+    const { envelopes, ...message } = event.message;
+    return { ...event, message: { ...message, envelope: envelopeFor(envelopes, deviceId) } };
+  }
+  if (event.type === 'message.edited' && event.envelopes) {
+    const { envelopes, ...rest } = event;
+    return { ...rest, envelope: envelopeFor(envelopes, deviceId) };
+  }
+  return event;
+}
+
+/** True when an event carries envelopes for several devices, so each socket needs its own encoding. */
+export function isPerDevice(event: RoomEvent): boolean {
+  return (event.type === 'message.new' && !!event.message.envelopes) || (event.type === 'message.edited' && !!event.envelopes);
+}
+
 /** The constructors: the only way events are made. */
 export const roomEvents = {
-  messageNew(message: Omit<MessageWire, 'stream_position'>): NewRoomEvent {
+  messageNew(message: Omit<MessageWire, 'stream_position'> & { envelopes?: StoredEnvelopes }): NewRoomEvent {
     return { room_id: message.room_id, payload: { type: 'message.new', message } };
   },
 
-  messageEdited(roomId: string, e: { message_id: string; content: string; edited_at: string; editor_id: string }): NewRoomEvent {
+  messageEdited(roomId: string, e: { message_id: string; content: string; edited_at: string; editor_id: string; envelopes?: StoredEnvelopes }): NewRoomEvent {
     return { room_id: roomId, payload: { type: 'message.edited', ...e } };
   },
 

@@ -38,3 +38,21 @@ export function closeSockets(pubsub: PubSub, userId: string, opts: { deviceId?: 
 export function isCloseControl(message: unknown): message is CloseSocketsControl {
   return (message as { type?: unknown } | null)?.type === '_control.close';
 }
+
+/** A message on `user:<id>` for the sockets of one device only: they get `event` (E2EE to-device messages, key counts). */
+export interface DeviceEventControl {
+  type: '_control.device';
+  device_id: string;
+  event: object;
+}
+
+/** Sends `event` to the sockets of one device session of a user, on every node (through `user:<id>`). */
+export function sendToDeviceSockets(pubsub: PubSub, userId: string, deviceId: string, event: object): Promise<void> {
+  const control: DeviceEventControl = { type: '_control.device', device_id: deviceId, event };
+  return pubsub.publish(`user:${userId}`, control);
+}
+
+/** True when a message on `user:<id>` is for one device's sockets (`sendToDeviceSockets`). */
+export function isDeviceEvent(message: unknown): message is DeviceEventControl {
+  return (message as { type?: unknown } | null)?.type === '_control.device';
+}

@@ -22,7 +22,7 @@ import { Type, type Static } from 'typebox';
 import { ERROR_CATALOG, ErrorResponse } from '../errors.js';
 
 /** The statuses REST errors are answered with. */
-export type ErrorStatus = 400 | 401 | 403 | 404 | 409 | 413 | 415 | 416 | 429 | 500 | 503;
+export type ErrorStatus = 400 | 401 | 403 | 404 | 409 | 410 | 413 | 415 | 416 | 422 | 429 | 500 | 503;
 
 /** The response of one error status: the shared Error schema, described with the catalog's codes of that status. */
 function errorResponse(status: ErrorStatus) {
@@ -83,6 +83,7 @@ async function openapi(app: FastifyInstance, opts: { version: string }): Promise
         { name: 'agents', description: 'Agent tokens, bot users and the agent tools (docs/AGENTS.md)' },
         { name: 'bridges', description: 'The bridge API, for bridges with an as_token (docs/BRIDGES.md)' },
         { name: 'push', description: 'Push notifications: Web Push, HTTP pushers, room mutes (docs/PUSH.md)' },
+        { name: 'e2ee', description: 'End-to-end encryption: E2EE devices, prekeys, to-device messages (docs/E2EE.md)' },
         { name: 'health', description: 'Liveness, readiness and metrics' },
       ],
     },

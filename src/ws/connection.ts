@@ -8,6 +8,7 @@ import type { WebSocket } from 'ws';
 import type { AuthContext } from '../modules/auth/auth.service.js';
 import { CLOSE } from '../events/socket-control.js';
 import type { StreamEvent } from '../events/stream.js';
+import { forDevice, isPerDevice } from '../events/catalog.js';
 
 /** Live events buffered during catch-up before the socket is treated as a slow consumer. */
 const MAX_PENDING_EVENTS = 10_000;
@@ -23,7 +24,7 @@ export function encodeEvent(event: StreamEvent): Buffer {
 }
 
 /** `JSON.stringify(toWire(event))`, without copying the payload into a new object first. */
-function wireJson(event: StreamEvent): string {
+function wireJson(event: Pick<StreamEvent, 'payload' | 'room_id' | 'stream_position'>): string {
   const payload = JSON.stringify(event.payload);
   const roomId = 'room_id' in event.payload ? '' : `,"room_id":${JSON.stringify(event.room_id)}`;
   return `${payload.slice(0, -1)}${roomId},"stream_position":${event.stream_position}}`;
@@ -169,7 +170,9 @@ export class Connection {
   /** @returns true when written; `flushed` then fires once the frame reaches the kernel (or the socket closes). */
   private write(event: StreamEvent, flushed?: () => void): boolean {
     if (event.stream_position <= this.lastPosition) return false;
-    if (!this.sendData(encodeEvent(event), flushed)) return false;
+    // An encrypted message's envelopes: this socket gets only its own device's.
+    const data = isPerDevice(event.payload) ? Buffer.from(wireJson({ ...event, payload: forDevice(event.payload, this.auth.deviceId) })) : encodeEvent(event);
+    if (!this.sendData(data, flushed)) return false;
     this.lastPosition = event.stream_position;
     this.onStreamWrite(this, event);
     return true;

@@ -9,7 +9,7 @@
  */
 import type { Logger } from 'pino';
 import { membersAfter } from '../events/catalog.js';
-import { isCloseControl } from '../events/socket-control.js';
+import { isCloseControl, isDeviceEvent } from '../events/socket-control.js';
 import type { WebSocket } from 'ws';
 import type { AuthContext } from '../modules/auth/auth.service.js';
 import { Connection } from './connection.js';
@@ -129,6 +129,10 @@ export class Fanout {
     const conns = [...(this.byUser.get(userId) ?? [])];
     if (isCloseControl(message)) {
       for (const c of conns) if (!message.device_id || c.auth.deviceId === message.device_id) c.close(message.code, message.reason);
+      return;
+    }
+    if (isDeviceEvent(message)) {
+      for (const c of conns) if (c.auth.deviceId === message.device_id) c.send(message.event);
       return;
     }
     for (const c of conns) c.send(message);

@@ -5,6 +5,7 @@
 import { Type, type Static } from 'typebox';
 import { Compile } from 'typebox/compile';
 import { DEFAULT_MAX_DEPTH, inputProblem } from '../lib/input-bounds.js';
+import { Envelope, SenderKeyCiphertext } from '../modules/e2ee/e2ee.schemas.js';
 
 const Uuid = Type.String({ format: 'uuid' });
 const TxnId = Type.String({ minLength: 1, maxLength: 255 });
@@ -15,7 +16,9 @@ export const ClientFrames = {
     {
       type: Type.Literal('message.send'),
       room_id: Uuid,
-      content: Type.String(),
+      content: Type.Optional(Type.String()),
+      envelopes: Type.Optional(Type.Array(Envelope, { maxItems: 1000 })),
+      sender_key: Type.Optional(SenderKeyCiphertext),
       reply_to: Type.Optional(Uuid),
       txn_id: Type.Optional(TxnId),
       attachments: Type.Optional(Type.Array(Uuid, { maxItems: 10 })),
@@ -36,6 +39,7 @@ export const ClientFrames = {
   'reaction.add': Type.Object({ type: Type.Literal('reaction.add'), message_id: Uuid, key: Type.String({ minLength: 1, maxLength: 64 }), txn_id: Type.Optional(TxnId) }, Strict),
   'reaction.remove': Type.Object({ type: Type.Literal('reaction.remove'), message_id: Uuid, key: Type.String({ minLength: 1, maxLength: 64 }), txn_id: Type.Optional(TxnId) }, Strict),
   ping: Type.Object({ type: Type.Literal('ping'), txn_id: Type.Optional(TxnId) }, Strict),
+  'e2ee.to_device.ack': Type.Object({ type: Type.Literal('e2ee.to_device.ack'), up_to: Type.Integer({ minimum: 1 }) }, Strict),
 };
 
 export type FrameType = keyof typeof ClientFrames;

@@ -81,7 +81,10 @@ async function serveSocket(hub: Hub, socket: WebSocket, auth: AuthContext, since
     // event up to it: it counts as the end.
     const from = since === undefined ? startPosition : Math.min(since, await hub.stream.maxPosition());
     const written = await conn.catchUp(from, (after) => hub.stream.readSince(after, [...conn.rooms], auth.userId, undefined, { roomsLeft: true }));
-    conn.send({ type: 'ready', user_id: auth.userId, device_id: auth.deviceId, stream_position: conn.lastPosition, resumed: since === undefined ? 0 : written });
+    const e2ee = await hub.e2ee.readyInfo(auth.deviceId);
+    conn.send({ type: 'ready', user_id: auth.userId, device_id: auth.deviceId, stream_position: conn.lastPosition, resumed: since === undefined ? 0 : written, ...(e2ee ? { e2ee } : {}) });
+    // Waiting to-device messages follow `ready` (live ones may arrive twice meanwhile: clients drop ids they have seen).
+    if (e2ee) for (const m of await hub.e2ee.pendingToDevice(auth.deviceId)) conn.send(m);
   } catch (err) {
     hub.log.error({ err }, 'WebSocket set-up failed');
     conn.close(CLOSE.INTERNAL_ERROR, 'set-up failed; reconnect with since');
@@ -137,7 +140,7 @@ function acceptFrame(hub: Hub, conn: Connection, frames: FramePipeline, text: st
     return frames.pipelined(async () => {
       const waitMs = await allowed;
       if (waitMs > 0) return { reply: Promise.resolve(rateLimited(waitMs, frame.txn_id)) };
-      const sent = hub.messages.send(conn.userId, frame.room_id, frame);
+      const sent = hub.messages.send(conn.userId, frame.room_id, { ...frame, content: frame.content ?? '', device_id: conn.auth.deviceId });
       return { reply: sent.then((result) => acknowledge(hub, conn, frame, result), failed) };
     });
   }
@@ -161,7 +164,7 @@ function acknowledge(hub: Hub, conn: Connection, frame: Frame<'message.send'>, {
 /** The `error` reply for a frame that failed (an AppError's code; anything else is logged, INTERNAL). */
 function errorReply(hub: Hub, frame: AnyFrame, err: unknown) {
   const txn = txnIdOf(frame) ? { txn_id: txnIdOf(frame) } : {};
-  if (err instanceof AppError) return { type: 'error', code: err.code, message: err.message, ...txn };
+  if (err instanceof AppError) return { type: 'error', code: err.code, message: err.message, ...err.details, ...txn };
   hub.log.error({ err, frame: frame.type }, 'WebSocket frame failed');
   return { type: 'error', code: 'INTERNAL', message: 'Internal error', ...txn };
 }
@@ -199,6 +202,9 @@ async function dispatch(hub: Hub, conn: Connection, frame: Exclude<AnyFrame, Fra
       return null;
     case 'ping':
       return { type: 'pong', ...(frame.txn_id ? { txn_id: frame.txn_id } : {}) };
+    case 'e2ee.to_device.ack':
+      await hub.e2ee.ackToDevice(conn.auth.deviceId, frame.up_to);
+      return null;
   }
 }
 

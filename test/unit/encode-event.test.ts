@@ -14,7 +14,7 @@ describe('encodeEvent', () => {
   const events = [
     roomEvents.messageNew({
       id: user, room_id: room, user_id: user, user_name: 'Ann "quoted" \u2028', content: 'hé\n}', created_at: '2026-01-01T00:00:00.000Z', edited_at: null,
-      reply_to: null, attachments: [], mentions: [], reactions: [], delivered_at: null, deleted: false,
+      reply_to: null, attachments: [], mentions: [], reactions: [], delivered_at: null, deleted: false, encrypted: false, envelope: null,
     }),
     roomEvents.messageDeleted(room, user, user),
     roomEvents.reaction(room, true, { message_id: user, user_id: user, key: '👍', count: 2 }),

@@ -515,7 +515,7 @@ export interface paths {
         put?: never;
         /**
          * Send a message
-         * @description Sends a message to a room: 201. With a `txn_id` the caller already used, 200 with the first message and nothing stored (409 CONFLICT if that message is in another room). `attachments`: ids the caller uploaded (404 INVALID_ATTACHMENT otherwise); content may then be empty. Bridges (as_token) may add `ts` and `remote_id` (a repeat with the same remote_id returns the first message, 200); anyone else gets 403 FORBIDDEN for them. 403 NOT_A_MEMBER; 404 INVALID_ROOM, INVALID_MESSAGE (`reply_to` not in this room); 413 MESSAGE_TOO_LARGE (`limits.max_message_bytes`); 429 RATE_LIMITED (`rate_limits.messages_per_user_per_min`, with Retry-After).
+         * @description Sends a message to a room: 201. With a `txn_id` the caller already used, 200 with the first message and nothing stored (409 CONFLICT if that message is in another room). `attachments`: ids the caller uploaded (404 INVALID_ATTACHMENT otherwise); content may then be empty. Bridges (as_token) may add `ts` and `remote_id` (a repeat with the same remote_id returns the first message, 200); anyone else gets 403 FORBIDDEN for them. 403 NOT_A_MEMBER; 404 INVALID_ROOM, INVALID_MESSAGE (`reply_to` not in this room); 413 MESSAGE_TOO_LARGE (`limits.max_message_bytes`); 429 RATE_LIMITED (`rate_limits.messages_per_user_per_min`, with Retry-After). Encrypted rooms (docs/E2EE.md): no content, `envelopes` (or `sender_key`) instead; 400 PLAINTEXT_IN_ENCRYPTED_ROOM, 409 MISMATCHED_DEVICES `{missing, extra}`, 410 STALE_DEVICES `{stale}`, 403 E2EE_DEVICE_REQUIRED; nothing is stored then.
          */
         post: operations["sendMessage"];
         delete?: never;
@@ -831,7 +831,7 @@ export interface paths {
         put?: never;
         /**
          * Upload a file
-         * @description Uploads one file as `multipart/form-data` (the first file part; any field name). `mime_type` is sniffed from the bytes. Send the id in a message's `attachments` to share it. 413 ATTACHMENT_TOO_LARGE beyond `storage.max_attachment_size_mb` MiB (at once when Content-Length says so; else once that much was read, and the connection is closed); 400 VALIDATION_FAILED without a file part, for a body that is not multipart/form-data (or has no boundary), and for one cut short.
+         * @description Uploads one file as `multipart/form-data` (the first file part; any field name). `mime_type` is sniffed from the bytes. Send the id in a message's `attachments` to share it. 413 ATTACHMENT_TOO_LARGE beyond `storage.max_attachment_size_mb` MiB (at once when Content-Length says so; else once that much was read, and the connection is closed); 400 VALIDATION_FAILED without a file part, for a body that is not multipart/form-data (or has no boundary), and for one cut short. `?encrypted=true` (for encrypted rooms, docs/E2EE.md): the bytes are the client's ciphertext, stored as they are: no sniffing (`application/octet-stream`), no thumbnail.
          */
         post: operations["uploadAttachment"];
         delete?: never;
@@ -1132,6 +1132,110 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/e2ee/devices": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Make this session an E2EE device
+         * @description Registers the calling session as a Signal-protocol device: its registration id and identity key (base64 of libsignal's serialized public key). 201 with its Signal device id (1–127 per user, freed when the session is revoked); the same values again: 200, same answer; a new identity key replaces the old one and drops its prekeys. Members of shared encrypted rooms get `e2ee.devices_changed`. 403 E2EE_DEVICE_REQUIRED for a bridge or agent; 409 CONFLICT when all 127 ids are taken.
+         */
+        post: operations["registerE2eeDevice"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/e2ee/keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One-time key counts
+         * @description How many one-time keys of the calling device are left. 403 E2EE_DEVICE_REQUIRED.
+         */
+        get: operations["getE2eeKeyCounts"];
+        /**
+         * Upload prekeys
+         * @description Stores the calling device's signed prekey, Kyber last-resort key (each replaces the current one) and one-time keys (EC `pre_keys`, Kyber `kyber_pre_keys`; at most 100 per list). Signatures are by the identity key: 422 INVALID_SIGNATURE. Key ids must grow per device: an id at or below the highest stored is 409 KEY_ID_REUSED unless it is the very key still stored (a retried upload), so a key handed out is never stored again. Answers the one-time key counts. 403 E2EE_DEVICE_REQUIRED.
+         */
+        put: operations["uploadE2eeKeys"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/e2ee/users/{user_id}/devices": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A user's E2EE devices
+         * @description The user's E2EE devices with their registration ids and identity keys (empty when none).
+         */
+        get: operations["listE2eeDevices"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/e2ee/keys/claim": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Claim prekey bundles
+         * @description Prekey bundles of a user's devices (one with `device_id`, else all), to start sessions with. Each one-time key is handed out exactly once, across concurrent claims and nodes; when none is left `pre_key` is null and `kyber_pre_key` is the last-resort key. 404 NOT_FOUND when the user has no (such) E2EE device with keys; 429 RATE_LIMITED past 20 claims a minute by the caller for one device.
+         */
+        post: operations["claimE2eeKeys"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/e2ee/to_device": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send to-device messages
+         * @description Queues ciphertext for other E2EE devices (key distribution, sender-key distribution, session repair): each is delivered as `e2ee.to_device` over the WebSocket, live and on connect, until the device acknowledges it with an `e2ee.to_device.ack` frame. All or nothing: 404 NOT_FOUND for an unknown device; 429 MAILBOX_FULL past 1000 unacknowledged messages for a device; 403 E2EE_DEVICE_REQUIRED when the caller is no E2EE device.
+         */
+        post: operations["sendToDevice"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/mcp/tools": {
         parameters: {
             query?: never;
@@ -1182,9 +1286,30 @@ export interface components {
                  * @description A stable code of the catalog in src/errors.ts.
                  * @enum {unknown}
                  */
-                code: "BAD_REQUEST" | "VALIDATION_FAILED" | "INVALID_FRAME" | "UNAUTHORIZED" | "TOKEN_EXPIRED" | "INVALID_CREDENTIALS" | "INVALID_REFRESH_TOKEN" | "REFRESH_TOKEN_REUSED" | "FORBIDDEN" | "NOT_A_MEMBER" | "NOT_FOUND" | "INVALID_ROOM" | "INVALID_MESSAGE" | "INVALID_USER" | "INVALID_DEVICE" | "EMAIL_TAKEN" | "CONFLICT" | "MESSAGE_TOO_LARGE" | "PAYLOAD_TOO_LARGE" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE" | "INVALID_ATTACHMENT" | "ATTACHMENT_TOO_LARGE" | "RANGE_NOT_SATISFIABLE" | "EDIT_WINDOW_EXPIRED" | "EDITS_FORBIDDEN" | "REGISTRATION_CLOSED" | "INVALID_INVITE" | "INVALID_AGENT_TOKEN" | "INVALID_TOOL" | "INSUFFICIENT_SCOPE" | "SEARCH_UNAVAILABLE" | "DATABASE_UNAVAILABLE";
+                code: "BAD_REQUEST" | "VALIDATION_FAILED" | "INVALID_FRAME" | "UNAUTHORIZED" | "TOKEN_EXPIRED" | "INVALID_CREDENTIALS" | "INVALID_REFRESH_TOKEN" | "REFRESH_TOKEN_REUSED" | "FORBIDDEN" | "NOT_A_MEMBER" | "NOT_FOUND" | "INVALID_ROOM" | "INVALID_MESSAGE" | "INVALID_USER" | "INVALID_DEVICE" | "EMAIL_TAKEN" | "CONFLICT" | "MESSAGE_TOO_LARGE" | "PAYLOAD_TOO_LARGE" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE" | "INVALID_ATTACHMENT" | "ATTACHMENT_TOO_LARGE" | "RANGE_NOT_SATISFIABLE" | "EDIT_WINDOW_EXPIRED" | "EDITS_FORBIDDEN" | "REGISTRATION_CLOSED" | "INVALID_INVITE" | "INVALID_AGENT_TOKEN" | "INVALID_TOOL" | "INSUFFICIENT_SCOPE" | "SEARCH_UNAVAILABLE" | "DATABASE_UNAVAILABLE" | "INVALID_SIGNATURE" | "KEY_ID_REUSED" | "MISMATCHED_DEVICES" | "STALE_DEVICES" | "PLAINTEXT_IN_ENCRYPTED_ROOM" | "ROOM_ENCRYPTED" | "E2EE_DEVICE_REQUIRED" | "MAILBOX_FULL";
                 /** @description For people; may change. */
                 message: string;
+                /** @description MISMATCHED_DEVICES: E2EE devices the envelopes left out. */
+                missing?: {
+                    /** Format: uuid */
+                    user_id: string;
+                    /** @description The Signal device id (1–127). */
+                    device_id: number;
+                }[];
+                /** @description MISMATCHED_DEVICES: envelopes for devices that are not (or no longer) E2EE devices of the room. */
+                extra?: {
+                    /** Format: uuid */
+                    user_id: string;
+                    /** @description The Signal device id (1–127). */
+                    device_id: number;
+                }[];
+                /** @description STALE_DEVICES: devices whose registration id does not match. */
+                stale?: {
+                    /** Format: uuid */
+                    user_id: string;
+                    /** @description The Signal device id (1–127). */
+                    device_id: number;
+                }[];
             };
         };
     };
@@ -1217,7 +1342,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1267,7 +1392,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1314,7 +1439,7 @@ export interface operations {
                     "text/plain": string;
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1405,7 +1530,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1414,7 +1539,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1423,7 +1548,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: `{error: {code, message}}`; codes with this status: EMAIL_TAKEN, CONFLICT. */
+            /** @description Conflict: `{error: {code, message}}`; codes with this status: EMAIL_TAKEN, CONFLICT, KEY_ID_REUSED, MISMATCHED_DEVICES. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1450,7 +1575,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Too Many Requests: `{error: {code, message}}`; codes with this status: RATE_LIMITED. */
+            /** @description Too Many Requests: `{error: {code, message}}`; codes with this status: RATE_LIMITED, MAILBOX_FULL. */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -1527,7 +1652,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1563,7 +1688,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Too Many Requests: `{error: {code, message}}`; codes with this status: RATE_LIMITED. */
+            /** @description Too Many Requests: `{error: {code, message}}`; codes with this status: RATE_LIMITED, MAILBOX_FULL. */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -1638,7 +1763,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1710,7 +1835,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1728,7 +1853,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1787,7 +1912,7 @@ export interface operations {
                     }[];
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1805,7 +1930,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1852,7 +1977,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1870,7 +1995,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1938,7 +2063,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1956,7 +2081,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2033,7 +2158,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2051,7 +2176,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2129,7 +2254,7 @@ export interface operations {
                     }[];
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2147,7 +2272,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2205,7 +2330,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2223,7 +2348,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2289,7 +2414,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2307,7 +2432,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2377,7 +2502,7 @@ export interface operations {
                     }[];
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2395,7 +2520,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2476,7 +2601,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2494,7 +2619,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2566,6 +2691,7 @@ export interface operations {
                         /** @enum {string} */
                         visibility: "public" | "private";
                         allow_edits: boolean;
+                        encrypted: boolean;
                         /** Format: date-time */
                         created_at: string;
                         /**
@@ -2591,7 +2717,7 @@ export interface operations {
                     }[];
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2609,7 +2735,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2655,6 +2781,8 @@ export interface operations {
                     members?: string[];
                     /** @description Only channels can be public. Default private. */
                     visibility?: "public" | "private";
+                    /** @description End-to-end encrypted (docs/E2EE.md). Default false. */
+                    encrypted?: boolean;
                 };
             };
         };
@@ -2676,6 +2804,8 @@ export interface operations {
                         visibility: "public" | "private";
                         /** @description Whether senders may edit their messages. */
                         allow_edits: boolean;
+                        /** @description End-to-end encrypted (docs/E2EE.md). */
+                        encrypted: boolean;
                         /** Format: uuid */
                         created_by: string | null;
                         /** Format: date-time */
@@ -2710,6 +2840,8 @@ export interface operations {
                         visibility: "public" | "private";
                         /** @description Whether senders may edit their messages. */
                         allow_edits: boolean;
+                        /** @description End-to-end encrypted (docs/E2EE.md). */
+                        encrypted: boolean;
                         /** Format: uuid */
                         created_by: string | null;
                         /** Format: date-time */
@@ -2727,7 +2859,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2745,7 +2877,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2829,7 +2961,7 @@ export interface operations {
                     }[];
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2847,7 +2979,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2904,6 +3036,8 @@ export interface operations {
                         visibility: "public" | "private";
                         /** @description Whether senders may edit their messages. */
                         allow_edits: boolean;
+                        /** @description End-to-end encrypted (docs/E2EE.md). */
+                        encrypted: boolean;
                         /** Format: uuid */
                         created_by: string | null;
                         /** Format: date-time */
@@ -2921,7 +3055,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2939,7 +3073,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2995,7 +3129,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3013,7 +3147,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3068,6 +3202,8 @@ export interface operations {
                     visibility?: "public" | "private";
                     /** @description Whether senders may edit their messages (default true). */
                     allow_edits?: boolean;
+                    /** @description true turns end-to-end encryption on, for good (false is 400). */
+                    encrypted?: boolean;
                 };
             };
         };
@@ -3089,6 +3225,8 @@ export interface operations {
                         visibility: "public" | "private";
                         /** @description Whether senders may edit their messages. */
                         allow_edits: boolean;
+                        /** @description End-to-end encrypted (docs/E2EE.md). */
+                        encrypted: boolean;
                         /** Format: uuid */
                         created_by: string | null;
                         /** Format: date-time */
@@ -3106,7 +3244,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3124,7 +3262,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3209,7 +3347,7 @@ export interface operations {
                     }[];
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3227,7 +3365,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3299,6 +3437,8 @@ export interface operations {
                         visibility: "public" | "private";
                         /** @description Whether senders may edit their messages. */
                         allow_edits: boolean;
+                        /** @description End-to-end encrypted (docs/E2EE.md). */
+                        encrypted: boolean;
                         /** Format: uuid */
                         created_by: string | null;
                         /** Format: date-time */
@@ -3316,7 +3456,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3334,7 +3474,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3419,6 +3559,8 @@ export interface operations {
                         visibility: "public" | "private";
                         /** @description Whether senders may edit their messages. */
                         allow_edits: boolean;
+                        /** @description End-to-end encrypted (docs/E2EE.md). */
+                        encrypted: boolean;
                         /** Format: uuid */
                         created_by: string | null;
                         /** Format: date-time */
@@ -3436,7 +3578,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3454,7 +3596,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3527,6 +3669,8 @@ export interface operations {
                         visibility: "public" | "private";
                         /** @description Whether senders may edit their messages. */
                         allow_edits: boolean;
+                        /** @description End-to-end encrypted (docs/E2EE.md). */
+                        encrypted: boolean;
                         /** Format: uuid */
                         created_by: string | null;
                         /** Format: date-time */
@@ -3544,7 +3688,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3562,7 +3706,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3646,6 +3790,8 @@ export interface operations {
                         visibility: "public" | "private";
                         /** @description Whether senders may edit their messages. */
                         allow_edits: boolean;
+                        /** @description End-to-end encrypted (docs/E2EE.md). */
+                        encrypted: boolean;
                         /** Format: uuid */
                         created_by: string | null;
                         /** Format: date-time */
@@ -3663,7 +3809,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3681,7 +3827,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3747,6 +3893,8 @@ export interface operations {
                         visibility: "public" | "private";
                         /** @description Whether senders may edit their messages. */
                         allow_edits: boolean;
+                        /** @description End-to-end encrypted (docs/E2EE.md). */
+                        encrypted: boolean;
                         /** Format: uuid */
                         created_by: string | null;
                         /** Format: date-time */
@@ -3764,7 +3912,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3782,7 +3930,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3886,13 +4034,23 @@ export interface operations {
                             /** Format: date-time */
                             delivered_at: string | null;
                             deleted: boolean;
+                            /** @description Sent in an encrypted room: content is empty, the ciphertext is in `envelope`. */
+                            encrypted: boolean;
+                            /** @description Encrypted messages: the envelope for the reading device (null when it has none). */
+                            envelope: {
+                                /** @description The Signal device id (1–127, per user). */
+                                sender_device_id: number;
+                                /** @description libsignal CiphertextMessageType: 2 Whisper, 3 PreKey, 7 SenderKey, 8 Plaintext. */
+                                type: number;
+                                body: string;
+                            } | null;
                         }[];
                         /** @description Whether older (with `after`: newer) messages exist. */
                         has_more: boolean;
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3910,7 +4068,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3960,8 +4118,29 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": {
-                    /** @description Text; mention someone with <@user_id>. May be empty when the message carries attachments. */
-                    content: string;
+                    /**
+                     * @description Text; mention someone with <@user_id>. May be empty when the message carries attachments. Absent (or empty) in encrypted rooms.
+                     * @default
+                     */
+                    content?: string;
+                    /** @description Encrypted rooms: one envelope per E2EE device of every member, the sending device excluded (docs/E2EE.md). */
+                    envelopes?: {
+                        /** Format: uuid */
+                        user_id: string;
+                        /** @description The Signal device id (1–127, per user). */
+                        device_id: number;
+                        /** @description The libsignal registration id of the device. */
+                        registration_id: number;
+                        /** @description libsignal CiphertextMessageType: 2 Whisper, 3 PreKey, 7 SenderKey, 8 Plaintext. */
+                        type: number;
+                        /** @description The ciphertext. */
+                        body: string;
+                    }[];
+                    /** @description One sender-key ciphertext (libsignal groupEncrypt), stored once, delivered to every device as envelope type 7. */
+                    sender_key?: {
+                        /** @description libsignal SenderKeyMessage bytes. */
+                        body: string;
+                    };
                     /** Format: uuid */
                     reply_to?: string;
                     /** @description Makes the send idempotent per caller: a repeat returns the first message. */
@@ -4010,7 +4189,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4028,7 +4207,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4046,8 +4225,17 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: `{error: {code, message}}`; codes with this status: EMAIL_TAKEN, CONFLICT. */
+            /** @description Conflict: `{error: {code, message}}`; codes with this status: EMAIL_TAKEN, CONFLICT, KEY_ID_REUSED, MISMATCHED_DEVICES. */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Gone: `{error: {code, message}}`; codes with this status: STALE_DEVICES. */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4073,7 +4261,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Too Many Requests: `{error: {code, message}}`; codes with this status: RATE_LIMITED. */
+            /** @description Too Many Requests: `{error: {code, message}}`; codes with this status: RATE_LIMITED, MAILBOX_FULL. */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4159,10 +4347,20 @@ export interface operations {
                         /** Format: date-time */
                         delivered_at: string | null;
                         deleted: boolean;
+                        /** @description Sent in an encrypted room: content is empty, the ciphertext is in `envelope`. */
+                        encrypted: boolean;
+                        /** @description Encrypted messages: the envelope for the reading device (null when it has none). */
+                        envelope: {
+                            /** @description The Signal device id (1–127, per user). */
+                            sender_device_id: number;
+                            /** @description libsignal CiphertextMessageType: 2 Whisper, 3 PreKey, 7 SenderKey, 8 Plaintext. */
+                            type: number;
+                            body: string;
+                        } | null;
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4180,7 +4378,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4236,7 +4434,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4254,7 +4452,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4355,10 +4553,20 @@ export interface operations {
                         /** Format: date-time */
                         delivered_at: string | null;
                         deleted: boolean;
+                        /** @description Sent in an encrypted room: content is empty, the ciphertext is in `envelope`. */
+                        encrypted: boolean;
+                        /** @description Encrypted messages: the envelope for the reading device (null when it has none). */
+                        envelope: {
+                            /** @description The Signal device id (1–127, per user). */
+                            sender_device_id: number;
+                            /** @description libsignal CiphertextMessageType: 2 Whisper, 3 PreKey, 7 SenderKey, 8 Plaintext. */
+                            type: number;
+                            body: string;
+                        } | null;
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4376,7 +4584,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4466,7 +4674,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4484,7 +4692,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4548,7 +4756,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4566,7 +4774,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4630,7 +4838,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4648,7 +4856,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4728,7 +4936,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4746,7 +4954,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4875,6 +5083,16 @@ export interface operations {
                                 /** Format: date-time */
                                 delivered_at: string | null;
                                 deleted: boolean;
+                                /** @description Sent in an encrypted room: content is empty, the ciphertext is in `envelope`. */
+                                encrypted: boolean;
+                                /** @description Encrypted messages: the envelope for the reading device (null when it has none). */
+                                envelope: {
+                                    /** @description The Signal device id (1–127, per user). */
+                                    sender_device_id: number;
+                                    /** @description libsignal CiphertextMessageType: 2 Whisper, 3 PreKey, 7 SenderKey, 8 Plaintext. */
+                                    type: number;
+                                    body: string;
+                                } | null;
                             };
                             /** @description The content with matches wrapped in <mark>…</mark> (other text is not HTML-escaped). */
                             highlight: string;
@@ -4886,7 +5104,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4904,7 +5122,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4967,7 +5185,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4985,7 +5203,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5064,7 +5282,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5082,7 +5300,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5145,7 +5363,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5163,7 +5381,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5243,7 +5461,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5261,7 +5479,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5308,7 +5526,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5326,7 +5544,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5394,7 +5612,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5412,7 +5630,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5469,7 +5687,7 @@ export interface operations {
                     }[];
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5487,7 +5705,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5556,7 +5774,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5574,7 +5792,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5639,7 +5857,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5657,7 +5875,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5744,7 +5962,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5762,7 +5980,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5793,7 +6011,10 @@ export interface operations {
     };
     uploadAttachment: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Opaque client-encrypted bytes: no sniffing, no thumbnail. */
+                encrypted?: boolean;
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -5831,7 +6052,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5849,7 +6070,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5925,7 +6146,7 @@ export interface operations {
                     "*/*": string;
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5943,7 +6164,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6019,7 +6240,7 @@ export interface operations {
                     "*/*": string;
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6037,7 +6258,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6121,7 +6342,7 @@ export interface operations {
                     }[];
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6139,7 +6360,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6216,7 +6437,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6234,7 +6455,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6299,7 +6520,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6317,7 +6538,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6411,7 +6632,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6429,7 +6650,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6501,7 +6722,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6519,7 +6740,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6596,7 +6817,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6614,7 +6835,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6707,7 +6928,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6725,7 +6946,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6838,10 +7059,20 @@ export interface operations {
                         /** Format: date-time */
                         delivered_at: string | null;
                         deleted: boolean;
+                        /** @description Sent in an encrypted room: content is empty, the ciphertext is in `envelope`. */
+                        encrypted: boolean;
+                        /** @description Encrypted messages: the envelope for the reading device (null when it has none). */
+                        envelope: {
+                            /** @description The Signal device id (1–127, per user). */
+                            sender_device_id: number;
+                            /** @description libsignal CiphertextMessageType: 2 Whisper, 3 PreKey, 7 SenderKey, 8 Plaintext. */
+                            type: number;
+                            body: string;
+                        } | null;
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6859,7 +7090,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6915,7 +7146,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6933,7 +7164,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6992,7 +7223,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7010,7 +7241,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7072,7 +7303,7 @@ export interface operations {
                     }[];
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7090,7 +7321,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7212,7 +7443,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7230,7 +7461,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7295,7 +7526,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7313,7 +7544,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7375,7 +7606,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7393,7 +7624,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7462,7 +7693,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7480,7 +7711,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7509,6 +7740,662 @@ export interface operations {
             };
             /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    registerE2eeDevice: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The libsignal registration id of the device. */
+                    registration_id: number;
+                    /** @description The device's identity public key (33 bytes). */
+                    identity_key: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Already registered with these values */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description The Signal device id (1–127, per user). */
+                        device_id: number;
+                        /** @description The libsignal registration id of the device. */
+                        registration_id: number;
+                        identity_key: string;
+                    };
+                };
+            };
+            /** @description Registered (or a new identity key) */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description The Signal device id (1–127, per user). */
+                        device_id: number;
+                        /** @description The libsignal registration id of the device. */
+                        registration_id: number;
+                        identity_key: string;
+                    };
+                };
+            };
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Conflict: `{error: {code, message}}`; codes with this status: EMAIL_TAKEN, CONFLICT, KEY_ID_REUSED, MISMATCHED_DEVICES. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    getE2eeKeyCounts: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One-time keys left */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description EC one-time prekeys left. */
+                        pre_keys: number;
+                        /** @description Kyber one-time prekeys left (the last-resort key not counted). */
+                        kyber_pre_keys: number;
+                    };
+                };
+            };
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    uploadE2eeKeys: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    signed_pre_key?: {
+                        /** @description The key id (libsignal: 24 bits). */
+                        key_id: number;
+                        /** @description EC public key. */
+                        public_key: string;
+                        /** @description XEdDSA signature by the identity key of the public key's bytes. */
+                        signature: string;
+                    };
+                    kyber_last_resort_key?: {
+                        /** @description The key id (libsignal: 24 bits). */
+                        key_id: number;
+                        /** @description Kyber-1024 public key. */
+                        public_key: string;
+                        /** @description Signature by the identity key of the public key's bytes. */
+                        signature: string;
+                    };
+                    pre_keys?: {
+                        /** @description The key id (libsignal: 24 bits). */
+                        key_id: number;
+                        /** @description EC public key. */
+                        public_key: string;
+                    }[];
+                    kyber_pre_keys?: {
+                        /** @description The key id (libsignal: 24 bits). */
+                        key_id: number;
+                        /** @description Kyber-1024 public key. */
+                        public_key: string;
+                        /** @description Signature by the identity key of the public key's bytes. */
+                        signature: string;
+                    }[];
+                };
+            };
+        };
+        responses: {
+            /** @description One-time keys left now */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description EC one-time prekeys left. */
+                        pre_keys: number;
+                        /** @description Kyber one-time prekeys left (the last-resort key not counted). */
+                        kyber_pre_keys: number;
+                    };
+                };
+            };
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Conflict: `{error: {code, message}}`; codes with this status: EMAIL_TAKEN, CONFLICT, KEY_ID_REUSED, MISMATCHED_DEVICES. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unprocessable Entity: `{error: {code, message}}`; codes with this status: INVALID_SIGNATURE. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    listE2eeDevices: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The devices, by Signal device id */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        devices: {
+                            /** @description The Signal device id (1–127, per user). */
+                            device_id: number;
+                            /** @description The libsignal registration id of the device. */
+                            registration_id: number;
+                            identity_key: string;
+                        }[];
+                    };
+                };
+            };
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    claimE2eeKeys: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** Format: uuid */
+                    user_id: string;
+                    /** @description The Signal device id (1–127, per user). */
+                    device_id?: number;
+                };
+            };
+        };
+        responses: {
+            /** @description The bundles */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        devices: {
+                            /** @description The Signal device id (1–127, per user). */
+                            device_id: number;
+                            /** @description The libsignal registration id of the device. */
+                            registration_id: number;
+                            identity_key: string;
+                            signed_pre_key: {
+                                key_id: number;
+                                public_key: string;
+                                signature: string;
+                            };
+                            /** @description A one-time EC prekey, handed out to this claim only; null when none is left. */
+                            pre_key: {
+                                key_id: number;
+                                public_key: string;
+                            } | null;
+                            /** @description A one-time Kyber prekey, or the last-resort key when none is left. */
+                            kyber_pre_key: {
+                                key_id: number;
+                                public_key: string;
+                                signature: string;
+                            };
+                        }[];
+                    };
+                };
+            };
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not Found: `{error: {code, message}}`; codes with this status: NOT_FOUND, INVALID_ROOM, INVALID_MESSAGE, INVALID_USER, INVALID_DEVICE, INVALID_ATTACHMENT, INVALID_AGENT_TOKEN, INVALID_TOOL. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too Many Requests: `{error: {code, message}}`; codes with this status: RATE_LIMITED, MAILBOX_FULL. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    sendToDevice: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    messages: {
+                        /** Format: uuid */
+                        user_id: string;
+                        /** @description The Signal device id (1–127, per user). */
+                        device_id: number;
+                        /** @description libsignal CiphertextMessageType: 2 Whisper, 3 PreKey, 7 SenderKey, 8 Plaintext. */
+                        type: number;
+                        /** @description The ciphertext. */
+                        body: string;
+                    }[];
+                };
+            };
+        };
+        responses: {
+            /** @description Queued */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not Found: `{error: {code, message}}`; codes with this status: NOT_FOUND, INVALID_ROOM, INVALID_MESSAGE, INVALID_USER, INVALID_DEVICE, INVALID_ATTACHMENT, INVALID_AGENT_TOKEN, INVALID_TOOL. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too Many Requests: `{error: {code, message}}`; codes with this status: RATE_LIMITED, MAILBOX_FULL. */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7572,7 +8459,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7638,7 +8525,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -7656,7 +8543,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7692,7 +8579,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Too Many Requests: `{error: {code, message}}`; codes with this status: RATE_LIMITED. */
+            /** @description Too Many Requests: `{error: {code, message}}`; codes with this status: RATE_LIMITED, MAILBOX_FULL. */
             429: {
                 headers: {
                     [name: string]: unknown;

@@ -12,7 +12,7 @@ import { Uuid } from '../users/users.schemas.js';
 import type { Scope } from './agents.schemas.js';
 import type { AgentContext } from './agents.service.js';
 import { Member, Message, Presence, Room, RoomSummary, SearchHit } from './tools.schemas.js';
-import { waitForMessages } from './wait.js';
+import { requireUnencrypted, waitForMessages } from './wait.js';
 
 /** Longest `wait_for_messages` wait, ms, and the default. */
 export const WAIT_MAX_MS = 30_000;
@@ -85,7 +85,7 @@ export const TOOLS: Tool[] = [
     description:
       'A page of a room\'s history, oldest first. Without paging arguments: the latest messages. Use one of ' +
       '`before` (message id: older ones), `after` (message id: newer ones) or `since` (stream position: messages after it). ' +
-      '`has_more` tells whether more exist in that direction. Errors: INVALID_ROOM, NOT_A_MEMBER, INVALID_MESSAGE.',
+      '`has_more` tells whether more exist in that direction. Errors: INVALID_ROOM, NOT_A_MEMBER, INVALID_MESSAGE, ROOM_ENCRYPTED.',
     scope: 'messages:read',
     input: Type.Object(
       {
@@ -102,6 +102,7 @@ export const TOOLS: Tool[] = [
       if ([args.before, args.after, args.since].filter((a) => a !== undefined).length > 1) {
         throw new AppError('VALIDATION_FAILED', 'Use one of before, after and since');
       }
+      await requireUnencrypted(hub, agent.userId, args.room_id);
       const limit = Math.min(args.limit ?? 50, hub.config.limits.history_page_max);
       return hub.messages.history(agent.userId, args.room_id, { before: args.before, after: args.after, since: args.since, limit });
     },
@@ -112,7 +113,7 @@ export const TOOLS: Tool[] = [
     description:
       'Sends a message to a room as the user. Mention someone with <@user_id>. Pass a unique `txn_id` to make retries safe: ' +
       'repeating it returns the first message with `duplicate: true` and sends nothing. ' +
-      'Errors: INVALID_ROOM, NOT_A_MEMBER, INVALID_MESSAGE (reply_to), MESSAGE_TOO_LARGE, VALIDATION_FAILED, RATE_LIMITED.',
+      'Errors: INVALID_ROOM, NOT_A_MEMBER, INVALID_MESSAGE (reply_to), MESSAGE_TOO_LARGE, VALIDATION_FAILED, RATE_LIMITED, ROOM_ENCRYPTED.',
     scope: 'messages:write',
     input: Type.Object(
       {
@@ -125,6 +126,7 @@ export const TOOLS: Tool[] = [
     ),
     output: Type.Object({ message: Message, duplicate: Type.Boolean() }),
     handler: async ({ hub, agent, limitSend }, { room_id, ...input }) => {
+      await requireUnencrypted(hub, agent.userId, room_id);
       const retryMs = await limitSend();
       if (retryMs > 0) throw new AppError('RATE_LIMITED', `Too many messages; retry in ${Math.ceil(retryMs / 1000)} s`);
       const { message, created } = await hub.messages.send(agent.userId, room_id, input);
@@ -199,7 +201,7 @@ export const TOOLS: Tool[] = [
       `Long poll: returns as soon as there are new messages from other users in the user's rooms (or in \`room_id\`) after ` +
       `stream position \`since\`, or an empty list with \`timed_out: true\` after \`timeout_ms\` (default ${WAIT_DEFAULT_MS}, at most ${WAIT_MAX_MS}). ` +
       'Omit `since` the first time (waits for messages from now on), then pass the returned `next_since`: no message is missed between calls. ' +
-      'Errors: INVALID_ROOM, NOT_A_MEMBER (room_id).',
+      'Encrypted rooms are left out (ROOM_ENCRYPTED for an encrypted room_id). Errors: INVALID_ROOM, NOT_A_MEMBER (room_id), ROOM_ENCRYPTED.',
     scope: 'messages:read',
     input: Type.Object(
       {

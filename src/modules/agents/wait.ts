@@ -4,6 +4,7 @@
  * still wakes it; and it rereads when the user's room set changed during a read, so a cursor never
  * skips past a message of a room the user just joined (nor returns one of a room just left).
  */
+import { AppError } from '../../errors.js';
 import type { Hub } from '../../hub.js';
 import type { StreamEvent } from '../../events/stream.js';
 import type { MessageView } from '../messages/messages.view.js';
@@ -33,13 +34,23 @@ export interface WaitResult {
 }
 
 /**
+ * Agents never read or write an encrypted room's messages: the hub holds only ciphertext (docs/E2EE.md).
+ * @throws AppError INVALID_ROOM, NOT_A_MEMBER, ROOM_ENCRYPTED (403).
+ */
+export async function requireUnencrypted(hub: Hub, userId: string, roomId: string): Promise<void> {
+  const { room } = await hub.rooms.requireMember(hub.db, roomId, userId);
+  if (room.encrypted) throw new AppError('ROOM_ENCRYPTED', 'This room is end-to-end encrypted; agent tools cannot read or send its messages');
+}
+
+/**
  * New messages in the user's rooms after `since`, oldest first, as soon as there is at least one, or
  * none once `timeoutMs` has passed. Redacted messages are skipped.
  * @throws AppError INVALID_ROOM (404), NOT_A_MEMBER (403) for `roomId`.
  */
 export async function waitForMessages(hub: Hub, userId: string, opts: WaitOptions): Promise<WaitResult> {
-  if (opts.roomId) await hub.rooms.requireMember(hub.db, opts.roomId, userId);
-  const roomIdsNow = async () => (await hub.rooms.roomIdsFor(userId)).filter((id) => !opts.roomId || id === opts.roomId);
+  if (opts.roomId) await requireUnencrypted(hub, userId, opts.roomId);
+  // Encrypted rooms are not the agents' (ROOM_ENCRYPTED above): their messages are left out.
+  const roomIdsNow = async () => (await hub.rooms.roomIdsFor(userId, { unencrypted: true })).filter((id) => !opts.roomId || id === opts.roomId);
   const deadline = Date.now() + opts.timeoutMs;
   let since = opts.since ?? (await hub.stream.maxPosition());
   let roomIds = await roomIdsNow();

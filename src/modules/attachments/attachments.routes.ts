@@ -42,9 +42,11 @@ export const attachmentsRoutes: FastifyPluginAsyncTypebox = async (app) => {
           'Uploads one file as `multipart/form-data` (the first file part; any field name). `mime_type` is sniffed from the ' +
           'bytes. Send the id in a message\'s `attachments` to share it. 413 ATTACHMENT_TOO_LARGE beyond ' +
           '`storage.max_attachment_size_mb` MiB (at once when Content-Length says so; else once that much was read, and the connection is closed); 400 VALIDATION_FAILED without a file part, for a body that is not ' +
-          'multipart/form-data (or has no boundary), and for one cut short.',
+          'multipart/form-data (or has no boundary), and for one cut short. `?encrypted=true` (for encrypted rooms, docs/E2EE.md): ' +
+          'the bytes are the client\'s ciphertext, stored as they are: no sniffing (`application/octet-stream`), no thumbnail.',
         tags,
         consumes: ['multipart/form-data'],
+        querystring: Type.Object({ encrypted: Type.Optional(Type.Boolean({ description: 'Opaque client-encrypted bytes: no sniffing, no thumbnail.' })) }),
         body: UploadBody,
         response: { 201: Type.With(Attachment, { description: 'The stored file' }) },
       },
@@ -61,8 +63,10 @@ export const attachmentsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         throw new AppError('VALIDATION_FAILED', `Malformed multipart/form-data body: ${err.message}`);
       });
       if (!part) throw new AppError('VALIDATION_FAILED', 'Send one file in a multipart/form-data body');
+      // The validator is off for this route (above): the query is read as sent.
+      const encrypted = String((req.query as { encrypted?: unknown }).encrypted) === 'true';
       try {
-        const view = await attachments.upload(req.auth.userId, part.filename, part.file);
+        const view = await attachments.upload(req.auth.userId, part.filename, part.file, { encrypted });
         reply.code(201);
         return view;
       } catch (err) {

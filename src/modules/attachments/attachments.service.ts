@@ -76,11 +76,12 @@ export class AttachmentsService {
   /**
    * Stores an upload. `file` is the multipart part's stream; it is truncated (`truncated` set, `limit`
    * emitted) once it passes `maxBytes`, which rejects the whole upload at once: nothing is kept.
+   * `opts.encrypted`: the client's ciphertext for an encrypted room, kept as opaque bytes (no sniffing, no thumbnail).
    * @returns the attachment's view.
    * @throws AppError ATTACHMENT_TOO_LARGE (413), VALIDATION_FAILED (400: empty file, or `file` failed,
    *   e.g. a multipart body cut short).
    */
-  async upload(userId: string, filename: string | undefined, file: Readable & { truncated?: boolean }): Promise<AttachmentView> {
+  async upload(userId: string, filename: string | undefined, file: Readable & { truncated?: boolean }, opts: { encrypted?: boolean } = {}): Promise<AttachmentView> {
     const id = crypto.randomUUID();
     const limitMb = this.opts.maxBytes / 1048576;
     const tooLarge = () => new AppError('ATTACHMENT_TOO_LARGE', `Attachments are limited to ${limitMb} MiB`);
@@ -101,7 +102,8 @@ export class AttachmentsService {
     let thumbnail: { key: string; size: number } | null = null;
     try {
       if (blob.size === 0) throw new AppError('VALIDATION_FAILED', 'The file is empty');
-      const mimeType = await this.sniff(id);
+      // Client-encrypted bytes (encrypted rooms) are opaque: never sniffed, never thumbnailed.
+      const mimeType = opts.encrypted ? 'application/octet-stream' : await this.sniff(id);
       if (IMAGE_TYPES.has(mimeType)) thumbnail = await this.makeThumbnail(id);
       const row = await repo.insert(this.db, {
         id,

@@ -6,6 +6,7 @@
  * token and retires the old one; presenting a retired token again revokes the whole family (the device
  * session), so a stolen token is useful at most once.
  */
+import type { E2eeService } from '../e2ee/e2ee.service.js';
 import crypto from 'node:crypto';
 import argon2 from 'argon2';
 import type { Database, Queryable } from '../../db/database.js';
@@ -41,6 +42,8 @@ export class AuthService {
     private readonly users: UsersService,
     private readonly tokens: TokenIssuer,
     private readonly pubsub: PubSub,
+    /** A revoked session's E2EE device goes with it (keys, pending to-device messages). */
+    private readonly e2ee: E2eeService,
     private readonly refreshTtlS: number,
     /** `auth.admin_emails`: addresses that get admin rights, so they may not be claimed freely. */
     adminEmails: string[] = [],
@@ -102,6 +105,7 @@ export class AuthService {
       if (!row || row.revoked_at || row.deactivated_at || row.expires_at.getTime() < Date.now()) return { kind: 'invalid' as const };
       if (row.used_at || !(await repo.markRefreshTokenUsed(tx, hash))) {
         await repo.revokeDevice(tx, row.device_id);
+        await this.e2ee.revokeDevices(tx, { deviceId: row.device_id });
         return { kind: 'reused' as const, deviceId: row.device_id, userId: row.user_id };
       }
       const next = newRefreshToken();
@@ -112,6 +116,7 @@ export class AuthService {
     if (outcome.kind === 'invalid') throw new AppError('INVALID_REFRESH_TOKEN', 'Unknown, expired or revoked refresh token');
     if (outcome.kind === 'reused') {
       await this.closeSockets(outcome.userId, outcome.deviceId, 'refresh token reused; session revoked');
+      await this.e2ee.devicesChanged(outcome.userId);
       throw new AppError('REFRESH_TOKEN_REUSED', 'Refresh token already used; this session has been revoked');
     }
     return {
@@ -146,9 +151,13 @@ export class AuthService {
    * @throws AppError INVALID_DEVICE (404) when it is not an active device of this user.
    */
   async revokeDevice(userId: string, deviceId: string): Promise<void> {
-    const owner = await this.db.transaction((tx) => repo.revokeDevice(tx, deviceId, userId));
+    const { owner, e2ee } = await this.db.transaction(async (tx) => {
+      const owner = await repo.revokeDevice(tx, deviceId, userId);
+      return { owner, e2ee: owner ? await this.e2ee.revokeDevices(tx, { deviceId }) : [] };
+    });
     if (!owner) throw new AppError('INVALID_DEVICE', 'No such active device');
     await this.closeSockets(userId, deviceId, 'device session revoked');
+    if (e2ee.length) await this.e2ee.devicesChanged(userId);
   }
 
   /**
@@ -169,8 +178,9 @@ export class AuthService {
    * Revokes every device session of a user inside the caller's transaction (refresh tokens deleted;
    * access tokens are refused from the commit on). The caller closes their sockets after the commit.
    */
-  revokeAllDevices(tx: Queryable, userId: string): Promise<void> {
-    return repo.revokeAllDevices(tx, userId);
+  async revokeAllDevices(tx: Queryable, userId: string): Promise<void> {
+    await repo.revokeAllDevices(tx, userId);
+    await this.e2ee.revokeDevices(tx, { userId });
   }
 
   /**

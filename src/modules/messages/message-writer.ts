@@ -17,10 +17,11 @@
  */
 import crypto from 'node:crypto';
 import { isDatabaseUnavailable, type Database, type Queryable } from '../../db/database.js';
-import { roomEvents, type AttachmentWire, type MessageWire } from '../../events/catalog.js';
+import { roomEvents, type AttachmentWire, type MessageWire, type StoredEnvelopes } from '../../events/catalog.js';
 import { appendRoomEvents, type EventStream } from '../../events/stream.js';
 import { AppError } from '../../errors.js';
 import type { AttachmentsService } from '../attachments/attachments.service.js';
+import { matchEnvelopes, senderDeviceOf, type E2eeService } from '../e2ee/e2ee.service.js';
 import { attachmentView } from '../attachments/attachments.view.js';
 import type { RoomsService } from '../rooms/rooms.service.js';
 import { messagesRepository as repo, type MessageRow } from './messages.repository.js';
@@ -28,6 +29,8 @@ import { messageView, parseMentions, type SendInput } from './messages.view.js';
 
 /** Most sends in one transaction. */
 const MAX_BATCH = 500;
+/** libsignal's CiphertextMessageType.SenderKey: the envelope type of a sender-key message. */
+const SENDER_KEY_TYPE = 7;
 
 export interface SendResult {
   message: MessageWire;
@@ -62,6 +65,7 @@ export class MessageWriter {
     private readonly stream: EventStream,
     private readonly rooms: RoomsService,
     private readonly attachments: AttachmentsService,
+    private readonly e2ee: E2eeService,
   ) {}
 
   /**
@@ -160,6 +164,33 @@ export class MessageWriter {
       }
     }
 
+    // 2b. Encrypted rooms (one read of the batch's rooms' member devices): no plaintext, and envelopes
+    // that match the members' current E2EE devices, else the send fails alone and nothing is stored.
+    const sealed = new Map<PendingSend, StoredEnvelopes>();
+    const encrypted = await this.e2ee.roomDevices(tx, [...new Set(open().map((s) => s.roomId))]);
+    for (const send of open()) {
+      const devices = encrypted.get(send.roomId);
+      const { envelopes, sender_key: senderKey } = send.input;
+      if (!devices) {
+        if (envelopes || senderKey) fail(send, 'VALIDATION_FAILED', 'envelopes and sender_key are for encrypted rooms only');
+        continue;
+      }
+      if (send.input.content !== '') {
+        fail(send, 'PLAINTEXT_IN_ENCRYPTED_ROOM', 'This room is end-to-end encrypted: send envelopes, not content');
+        continue;
+      }
+      try {
+        if (senderKey && envelopes) throw new AppError('VALIDATION_FAILED', 'Send either envelopes or sender_key');
+        sealed.set(
+          send,
+          senderKey ? { '*': { sender_device_id: senderDeviceOf(devices, send.input.device_id), type: SENDER_KEY_TYPE, body: senderKey.body } } : matchEnvelopes(devices, send.input.device_id, envelopes ?? []).envelopes,
+        );
+      } catch (err) {
+        if (!(err instanceof AppError)) throw err;
+        outcomes.set(send, { kind: 'error', err });
+      }
+    }
+
     // 3. Reply targets must be messages of the same room.
     const replying = open().filter((s) => s.input.reply_to);
     if (replying.length) {
@@ -203,10 +234,12 @@ export class MessageWriter {
       stream_position: 0,
       delivered_at: null,
       deleted: false,
+      encrypted: sealed.has(send),
+      envelope: null,
     }));
     const positions = await appendRoomEvents(
       tx,
-      messages.map(({ stream_position: _unset, ...m }) => roomEvents.messageNew(m)),
+      messages.map(({ stream_position: _unset, ...m }, i) => roomEvents.messageNew(sealed.has(writing[i]) ? { ...m, envelopes: sealed.get(writing[i]) } : m)),
     );
     messages.forEach((m, i) => (m.stream_position = positions[i]));
     await repo.insertMessages(
@@ -222,6 +255,7 @@ export class MessageWriter {
         stream_position: positions[i],
         created_at: messages[i].created_at,
         remote_id: send.input.remote_id ?? null,
+        envelopes: sealed.get(send) ?? null,
       })),
     );
     const links = writing.flatMap((send, i) => (send.attachmentIds.length ? [{ message_id: messages[i].id, attachment_ids: send.attachmentIds }] : []));

@@ -1,5 +1,6 @@
 /** SQL for messages, reactions, edit history and delivery receipts: the only module that writes them. */
 import type { Queryable } from '../../db/database.js';
+import type { StoredEnvelopes } from '../../events/catalog.js';
 import { MESSAGE_ATTACHMENTS_SQL, type AttachmentRef } from '../attachments/attachments.repository.js';
 
 export interface MessageRow {
@@ -23,6 +24,8 @@ export interface MessageRow {
   reactions: { key: string; count: number; user_ids: string[] }[];
   /** In order. Absent from queries that do not select them. */
   attachments?: AttachmentRef[];
+  /** Encrypted rooms: the envelopes by recipient session id (`"*"`: a sender-key ciphertext); null otherwise. */
+  envelopes?: StoredEnvelopes | null;
 }
 
 /** One replaced version of a message (see `message_edits`). */
@@ -38,7 +41,7 @@ export interface EditRow {
  * takes: history, single reads, PostgreSQL search hits and the Meilisearch documents all select it.
  */
 export const MESSAGE_COLUMNS = `m.id, m.room_id, m.user_id, u.name AS user_name, m.content, m.reply_to, m.mentions, m.txn_id, m.remote_id,
-         m.stream_position, m.created_at, m.delivered_at, m.deleted_at, m.deleted_by, m.edited_at,
+         m.stream_position, m.created_at, m.delivered_at, m.deleted_at, m.deleted_by, m.edited_at, m.envelopes,
          ${MESSAGE_ATTACHMENTS_SQL} AS attachments,
          COALESCE((SELECT json_agg(json_build_object('key', r.key, 'count', r.count, 'user_ids', r.user_ids) ORDER BY r.first)
                    FROM (SELECT key, count(*)::int AS count, array_agg(user_id ORDER BY created_at) AS user_ids, min(created_at) AS first
@@ -58,16 +61,18 @@ export interface MessageInsert {
   stream_position: number;
   created_at: string;
   remote_id: string | null;
+  /** Encrypted rooms: the envelopes to store (`messages.envelopes`). */
+  envelopes?: StoredEnvelopes | null;
 }
 
 export const messagesRepository = {
   /** Inserts messages in one statement. */
   async insertMessages(q: Queryable, rows: MessageInsert[]): Promise<void> {
     await q.query(
-      `INSERT INTO messages (id, room_id, user_id, content, reply_to, mentions, txn_id, stream_position, created_at, remote_id)
-       SELECT id, room_id, user_id, content, reply_to, mentions, txn_id, stream_position, created_at, remote_id
+      `INSERT INTO messages (id, room_id, user_id, content, reply_to, mentions, txn_id, stream_position, created_at, remote_id, envelopes)
+       SELECT id, room_id, user_id, content, reply_to, mentions, txn_id, stream_position, created_at, remote_id, envelopes
        FROM jsonb_to_recordset($1::jsonb) AS t(id uuid, room_id uuid, user_id uuid, content text, reply_to uuid, mentions uuid[],
-         txn_id text, stream_position bigint, created_at timestamptz, remote_id text)`,
+         txn_id text, stream_position bigint, created_at timestamptz, remote_id text, envelopes jsonb)`,
       [JSON.stringify(rows)],
     );
   },

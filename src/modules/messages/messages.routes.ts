@@ -33,7 +33,7 @@ export const messagesRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (req) => {
       const q = req.query;
       if (q.before && q.after) throw new AppError('VALIDATION_FAILED', 'Use before or after, not both');
-      return messages.history(req.auth.userId, req.params.room_id, { ...q, limit: Math.min(q.limit, config.limits.history_page_max) });
+      return messages.history(req.auth.userId, req.params.room_id, { ...q, limit: Math.min(q.limit, config.limits.history_page_max), deviceId: req.auth.deviceId });
     },
   );
 
@@ -49,21 +49,23 @@ export const messagesRoutes: FastifyPluginAsyncTypebox = async (app) => {
           'otherwise); content may then be empty. Bridges (as_token) may add `ts` and `remote_id` (a repeat with the same remote_id ' +
           'returns the first message, 200); anyone else gets 403 FORBIDDEN for them. 403 NOT_A_MEMBER; 404 INVALID_ROOM, ' +
           'INVALID_MESSAGE (`reply_to` not in this room); 413 MESSAGE_TOO_LARGE (`limits.max_message_bytes`); 429 RATE_LIMITED ' +
-          '(`rate_limits.messages_per_user_per_min`, with Retry-After).',
+          '(`rate_limits.messages_per_user_per_min`, with Retry-After). Encrypted rooms (docs/E2EE.md): no content, `envelopes` ' +
+          '(or `sender_key`) instead; 400 PLAINTEXT_IN_ENCRYPTED_ROOM, 409 MISMATCHED_DEVICES `{missing, extra}`, 410 STALE_DEVICES `{stale}`, ' +
+          '403 E2EE_DEVICE_REQUIRED; nothing is stored then.',
         tags,
         params: RoomIdParams,
         body: SendMessageBody,
         response: {
           200: Type.With(SendResult, { description: 'A repeat: the first message, nothing stored' }),
           201: Type.With(SendResult, { description: 'The message was stored' }),
-          ...errorResponses(404, 409, 413, 429),
+          ...errorResponses(403, 404, 409, 410, 413, 429),
         },
       },
     },
     async (req, reply) => {
       const { body } = req;
       if ((body.ts !== undefined || body.remote_id !== undefined) && !bridgeIdOf(req.auth)) throw new AppError('FORBIDDEN', 'ts and remote_id are for bridges');
-      const { message, created } = await messages.send(req.auth.userId, req.params.room_id, body);
+      const { message, created } = await messages.send(req.auth.userId, req.params.room_id, { ...body, device_id: req.auth.deviceId });
       reply.code(created ? 201 : 200);
       return { id: message.id, created_at: message.created_at, stream_position: message.stream_position, duplicate: !created };
     },

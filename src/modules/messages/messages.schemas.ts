@@ -1,6 +1,7 @@
 /** Message requests and the message shapes (`messageView`, send results, receipts, edit history). */
 import { Type } from 'typebox';
 import { Attachment } from '../attachments/attachments.schemas.js';
+import { Envelope, EnvelopeOut, SenderKeyCiphertext } from '../e2ee/e2ee.schemas.js';
 import { DateTime, Nullable, Uuid, WithDefault } from '../users/users.schemas.js';
 
 export const RoomIdParams = Type.Object({ room_id: Uuid });
@@ -9,7 +10,9 @@ export const ReactionParams = Type.Object({ id: Uuid, key: Type.String({ minLeng
 
 export const SendMessageBody = Type.Object(
   {
-    content: Type.String({ description: 'Text; mention someone with <@user_id>. May be empty when the message carries attachments.' }),
+    content: WithDefault(Type.String({ default: '', description: 'Text; mention someone with <@user_id>. May be empty when the message carries attachments. Absent (or empty) in encrypted rooms.' })),
+    envelopes: Type.Optional(Type.Array(Envelope, { maxItems: 1000, description: 'Encrypted rooms: one envelope per E2EE device of every member, the sending device excluded (docs/E2EE.md).' })),
+    sender_key: Type.Optional(SenderKeyCiphertext),
     reply_to: Type.Optional(Uuid),
     txn_id: Type.Optional(Type.String({ minLength: 1, maxLength: 255, description: 'Makes the send idempotent per caller: a repeat returns the first message.' })),
     attachments: Type.Optional(Type.Array(Uuid, { maxItems: 10, description: 'Ids from POST /api/attachments, uploaded by the sender.' })),
@@ -45,6 +48,8 @@ export const Message = Type.Object({
   stream_position: Type.Integer({ description: 'Position in the event stream; pass as `since` to read or wait for what follows.' }),
   delivered_at: Nullable(DateTime),
   deleted: Type.Boolean(),
+  encrypted: Type.Boolean({ description: 'Sent in an encrypted room: content is empty, the ciphertext is in `envelope`.' }),
+  envelope: Nullable(Type.With(EnvelopeOut, { description: 'Encrypted messages: the envelope for the reading device (null when it has none).' })),
 });
 
 export const HistoryPage = Type.Object({

@@ -1,10 +1,14 @@
 /** Row -> wire shape of a message, and the rule for mentions. */
-import type { MessageWire } from '../../events/catalog.js';
+import { envelopeFor, type MessageWire } from '../../events/catalog.js';
 import { attachmentView } from '../attachments/attachments.view.js';
+import type { EnvelopeIn } from '../e2ee/e2ee.service.js';
 import type { MessageRow } from './messages.repository.js';
 
-/** The wire shape of a message (`message.new`, history, search hits). */
-export function messageView(m: MessageRow): MessageWire {
+/**
+ * The wire shape of a message (`message.new`, history, search hits). An encrypted message carries the
+ * envelope of `deviceId` (the reading session), else none.
+ */
+export function messageView(m: MessageRow, deviceId?: string): MessageWire {
   return {
     id: m.id,
     room_id: m.room_id,
@@ -20,6 +24,8 @@ export function messageView(m: MessageRow): MessageWire {
     stream_position: m.stream_position,
     delivered_at: m.delivered_at?.toISOString() ?? null,
     deleted: m.deleted_at !== null,
+    encrypted: m.envelopes !== null && m.envelopes !== undefined,
+    envelope: envelopeFor(m.envelopes, deviceId),
   };
 }
 
@@ -47,4 +53,10 @@ export interface SendInput {
   ts?: number;
   /** Bridges only: the remote network's message id; repeating a send with it returns the first message. */
   remote_id?: string;
+  /** The sending session (E2EE: the envelopes' sender device). */
+  device_id?: string;
+  /** Encrypted rooms: one envelope per member E2EE device, the sending device excluded (docs/E2EE.md). */
+  envelopes?: EnvelopeIn[];
+  /** Encrypted rooms: one sender-key ciphertext for every device, instead of `envelopes`. */
+  sender_key?: { body: string };
 }

@@ -194,7 +194,7 @@ export class PushNotifier {
     const away: string[] = [];
     for (const id of reasons.keys()) if (!(await this.presence.hasOpenSocket(id))) away.push(id);
     const targets: SubscriptionRow[] = await repo.targets(this.db, event.room_id, away);
-    const encrypted = (room as { encrypted?: boolean }).encrypted === true || 'envelope' in message;
+    const encrypted = room.encrypted || message.encrypted;
     return targets.map((s) => ({
       subscription_id: s.id,
       stream_position: event.stream_position,

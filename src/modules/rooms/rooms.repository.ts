@@ -11,6 +11,8 @@ export interface RoomRow {
   visibility: 'public' | 'private';
   /** Senders may edit their messages (otherwise only delete and resend). */
   allow_edits: boolean;
+  /** End-to-end encrypted (docs/E2EE.md); never turned off. */
+  encrypted: boolean;
   direct_key: string | null;
   created_by: string | null;
   created_at: Date;
@@ -32,12 +34,12 @@ export const roomsRepository = {
   /** @returns the new room, or null when a direct room with this key already exists. */
   async insertRoom(
     q: Queryable,
-    r: { type: RoomType; name: string; topic: string; visibility: string; directKey: string | null; createdBy: string },
+    r: { type: RoomType; name: string; topic: string; visibility: string; directKey: string | null; createdBy: string; encrypted: boolean },
   ): Promise<RoomRow | null> {
     const { rows } = await q.query<RoomRow>(
-      `INSERT INTO rooms (type, name, topic, visibility, direct_key, created_by) VALUES ($1, $2, $3, $4, $5, $6)
+      `INSERT INTO rooms (type, name, topic, visibility, direct_key, created_by, encrypted) VALUES ($1, $2, $3, $4, $5, $6, $7)
        ON CONFLICT (direct_key) DO NOTHING RETURNING *`,
-      [r.type, r.name, r.topic, r.visibility, r.directKey, r.createdBy],
+      [r.type, r.name, r.topic, r.visibility, r.directKey, r.createdBy, r.encrypted],
     );
     return rows[0] ?? null;
   },
@@ -60,11 +62,11 @@ export const roomsRepository = {
     return rows[0] ?? null;
   },
 
-  async updateRoom(q: Queryable, id: string, patch: { name?: string; topic?: string; visibility?: string; allow_edits?: boolean }): Promise<void> {
+  async updateRoom(q: Queryable, id: string, patch: { name?: string; topic?: string; visibility?: string; allow_edits?: boolean; encrypted?: boolean }): Promise<void> {
     await q.query(
       `UPDATE rooms SET name = COALESCE($2, name), topic = COALESCE($3, topic), visibility = COALESCE($4, visibility),
-         allow_edits = COALESCE($5, allow_edits) WHERE id = $1`,
-      [id, patch.name ?? null, patch.topic ?? null, patch.visibility ?? null, patch.allow_edits ?? null],
+         allow_edits = COALESCE($5, allow_edits), encrypted = encrypted OR COALESCE($6, false) WHERE id = $1`,
+      [id, patch.name ?? null, patch.topic ?? null, patch.visibility ?? null, patch.allow_edits ?? null, patch.encrypted ?? null],
     );
   },
 
@@ -113,8 +115,14 @@ export const roomsRepository = {
     return rows;
   },
 
-  async roomIdsForUser(q: Queryable, userId: string): Promise<string[]> {
-    const { rows } = await q.query<{ room_id: string }>('SELECT room_id FROM room_members WHERE user_id = $1', [userId]);
+  /** @param unencrypted only rooms that are not end-to-end encrypted (search). */
+  async roomIdsForUser(q: Queryable, userId: string, unencrypted = false): Promise<string[]> {
+    const { rows } = await q.query<{ room_id: string }>(
+      unencrypted
+        ? 'SELECT m.room_id FROM room_members m JOIN rooms r ON r.id = m.room_id WHERE m.user_id = $1 AND NOT r.encrypted'
+        : 'SELECT room_id FROM room_members WHERE user_id = $1',
+      [userId],
+    );
     return rows.map((r) => r.room_id);
   },
 

@@ -16,6 +16,7 @@ export const CreateRoomBody = Type.Object(
     topic: Type.Optional(Type.String({ maxLength: 1000 })),
     members: Type.Optional(Type.Array(Uuid, { maxItems: 1000, description: 'Other members (a direct room: exactly one).' })),
     visibility: Type.Optional(Type.Union([Type.Literal('public'), Type.Literal('private')], { description: 'Only channels can be public. Default private.' })),
+    encrypted: Type.Optional(Type.Boolean({ description: 'End-to-end encrypted (docs/E2EE.md). Default false.' })),
   },
   { additionalProperties: false },
 );
@@ -26,6 +27,7 @@ export const UpdateRoomBody = Type.Object(
     topic: Type.Optional(Type.String({ maxLength: 1000 })),
     visibility: Type.Optional(Type.Union([Type.Literal('public'), Type.Literal('private')])),
     allow_edits: Type.Optional(Type.Boolean({ description: 'Whether senders may edit their messages (default true).' })),
+    encrypted: Type.Optional(Type.Boolean({ description: 'true turns end-to-end encryption on, for good (false is 400).' })),
   },
   { additionalProperties: false, minProperties: 1 },
 );
@@ -49,6 +51,7 @@ export const Room = Type.Object({
   topic: Type.String(),
   visibility: Visibility,
   allow_edits: Type.Boolean({ description: 'Whether senders may edit their messages.' }),
+  encrypted: Type.Boolean({ description: 'End-to-end encrypted (docs/E2EE.md).' }),
   created_by: Nullable(Uuid),
   created_at: DateTime,
   members: Type.Array(RoomMember),
@@ -62,6 +65,7 @@ export const RoomSummary = Type.Object({
   topic: Type.String(),
   visibility: Visibility,
   allow_edits: Type.Boolean(),
+  encrypted: Type.Boolean(),
   created_at: DateTime,
   role: Type.With(Role, { description: 'The caller\'s role.' }),
   member_count: Type.Integer(),

@@ -23,6 +23,7 @@ export function roomView(room: RoomRow, members: MemberRow[]): RoomWire {
     topic: room.topic,
     visibility: room.visibility,
     allow_edits: room.allow_edits,
+    encrypted: room.encrypted,
     created_by: room.created_by,
     created_at: room.created_at.toISOString(),
     members: members.map((m) => ({ user_id: m.user_id, name: m.name, avatar_url: m.avatar_url, role: m.role, joined_at: m.joined_at.toISOString() })),
@@ -60,7 +61,7 @@ export class RoomsService {
    */
   async create(
     userId: string,
-    body: { type: RoomType; name?: string; topic?: string; members?: string[]; visibility?: 'public' | 'private' },
+    body: { type: RoomType; name?: string; topic?: string; members?: string[]; visibility?: 'public' | 'private'; encrypted?: boolean },
   ): Promise<{ room: RoomView; created: boolean }> {
     const others = [...new Set((body.members ?? []).filter((id) => id !== userId))];
     if (body.type === 'direct') {
@@ -83,6 +84,7 @@ export class RoomsService {
         visibility: body.visibility ?? 'private',
         directKey: key,
         createdBy: userId,
+        encrypted: body.encrypted ?? false,
       });
       if (!room) return null; // a concurrent create of the same direct room won
       await repo.insertMember(tx, room.id, userId, body.type === 'direct' ? 'member' : 'owner');
@@ -104,6 +106,7 @@ export class RoomsService {
       topic: r.topic,
       visibility: r.visibility,
       allow_edits: r.allow_edits,
+      encrypted: r.encrypted,
       created_at: r.created_at.toISOString(),
       role: r.role,
       member_count: r.member_count,
@@ -134,8 +137,8 @@ export class RoomsService {
   }
 
   /** Ids of the rooms a user is a member of. */
-  roomIdsFor(userId: string): Promise<string[]> {
-    return repo.roomIdsForUser(this.db, userId);
+  roomIdsFor(userId: string, opts: { unencrypted?: boolean } = {}): Promise<string[]> {
+    return repo.roomIdsForUser(this.db, userId, opts.unencrypted ?? false);
   }
 
   /** Public channels anyone may join (a directory). */
@@ -155,8 +158,9 @@ export class RoomsService {
     return { room, role };
   }
 
-  /** Changes name, topic, visibility or whether edits are allowed (admins). */
-  async update(userId: string, roomId: string, patch: { name?: string; topic?: string; visibility?: 'public' | 'private'; allow_edits?: boolean }) {
+  /** Changes name, topic, visibility, whether edits are allowed, or turns encryption on (admins; one way). */
+  async update(userId: string, roomId: string, patch: { name?: string; topic?: string; visibility?: 'public' | 'private'; allow_edits?: boolean; encrypted?: boolean }) {
+    if (patch.encrypted === false) throw new AppError('VALIDATION_FAILED', 'Encryption cannot be turned off');
     return this.stream.write(async (tx) => {
       await repo.lockRoom(tx, roomId);
       const { room, role } = await this.requireMember(tx, roomId, userId);
@@ -270,7 +274,7 @@ export class RoomsService {
     let roomId = p.roomId;
     let changed = false;
     if (!roomId) {
-      const room = (await repo.insertRoom(tx, { type: 'group', name: p.name.trim(), topic: p.topic, visibility: 'private', directKey: null, createdBy: p.ownerId }))!;
+      const room = (await repo.insertRoom(tx, { type: 'group', name: p.name.trim(), topic: p.topic, visibility: 'private', directKey: null, createdBy: p.ownerId, encrypted: false }))!;
       roomId = room.id;
       await repo.insertMember(tx, roomId, p.ownerId, 'owner');
       changed = true;

@@ -195,7 +195,8 @@ export class SearchIndexer extends EventEmitter {
 
   /** Documents for the given message ids that exist and are not redacted. */
   private async loadDocuments(ids: string[]): Promise<MessageDocument[]> {
-    const rows = await messagesRepository.findLiveByIds(this.db, ids);
+    // Encrypted messages are never indexed (they have no content; an index of their ids is metadata too).
+    const rows = (await messagesRepository.findLiveByIds(this.db, ids)).filter((m) => !m.envelopes);
     return rows.map((m) => ({
       id: m.id,
       room_id: m.room_id,

@@ -69,8 +69,9 @@ export class SearchService {
     const from = p.from ? instant('from', p.from) : undefined;
     const to = p.to ? instant('to', p.to) : undefined;
     if (from && to && from > to) throw new AppError('VALIDATION_FAILED', '`from` is after `to`');
-    if (p.room_id) await this.rooms.requireMember(this.db, p.room_id, userId);
-    const roomIds = p.room_id ? [p.room_id] : await this.rooms.roomIdsFor(userId);
+    // Encrypted rooms are never searched (their history before encryption included): docs/E2EE.md.
+    const room = p.room_id ? (await this.rooms.requireMember(this.db, p.room_id, userId)).room : null;
+    const roomIds = room ? (room.encrypted ? [] : [room.id]) : await this.rooms.roomIdsFor(userId, { unencrypted: true });
     if (roomIds.length === 0) return { results: [], has_more: false };
     const hits = await this.index.search({
       q: p.q,
@@ -95,6 +96,6 @@ export class SearchService {
    */
   async token(userId: string) {
     if (!(this.index instanceof MeilisearchIndex)) throw new AppError('NOT_FOUND', 'Search tokens need search.backend = "meilisearch"');
-    return this.index.tenantToken(await this.rooms.roomIdsFor(userId), new Date((Math.floor(Date.now() / 1000) + this.tokenTtlS) * 1000));
+    return this.index.tenantToken(await this.rooms.roomIdsFor(userId, { unencrypted: true }), new Date((Math.floor(Date.now() / 1000) + this.tokenTtlS) * 1000));
   }
 }
