@@ -13,6 +13,8 @@ import { AgentsService } from './modules/agents/agents.service.js';
 import { AuthService } from './modules/auth/auth.service.js';
 import { BridgesService } from './modules/bridges/bridges.service.js';
 import { TokenIssuer, loadSigningSecret } from './modules/auth/tokens.js';
+import { FederationService } from './modules/federation/federation.service.js';
+import { loadFederationKey } from './modules/federation/federation.keys.js';
 import { MessagesService } from './modules/messages/messages.service.js';
 import { LocalPresenceCluster, RedisPresenceCluster } from './modules/presence/presence-cluster.js';
 import { PresenceService } from './modules/presence/presence.service.js';
@@ -59,6 +61,8 @@ export interface Hub {
   admin: AdminService;
   /** Push subscriptions, room mutes, and the notifier and sender following the event log. */
   push: PushService;
+  /** Rooms shared with other hubs: the relay, the peers' outbound queues, inbound transactions. */
+  federation: FederationService;
 }
 
 /** Builds the services and starts following the event stream. */
@@ -69,7 +73,7 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
   // Pokes published while Redis was unreachable are lost: read what was committed meanwhile.
   if (pubsub instanceof RedisPubSub) pubsub.onReconnect(() => stream.catchUp());
   const tokens = new TokenIssuer(loadSigningSecret(config, log), config.auth.access_token_ttl_s);
-  const users = new UsersService(db);
+  const users = new UsersService(db, config.federation.server_name);
   const audit = new AuditService(db);
   await audit.recordRegistrationPolicy(config.auth.registration);
   const rooms = new RoomsService(db, stream, users);
@@ -98,6 +102,8 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
   const auth = new AuthService(db, users, tokens, pubsub, config.auth.refresh_token_ttl_s, config.auth.admin_emails);
   const push = new PushService(db, stream, rooms, presence, config, log);
   await push.start();
+  const federation = new FederationService(db, stream, users, rooms, messages, config, loadFederationKey(config.data_dir, log), log);
+  await federation.start();
   return {
     config,
     db,
@@ -121,6 +127,7 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
     admin: new AdminService({ db, stream, pubsub, fanout, config, auth, users, rooms, messages, audit }),
     audit,
     push,
+    federation,
   };
 }
 
@@ -150,6 +157,7 @@ async function createPubSub(config: Config, log: Logger): Promise<PubSub> {
 /** Stops timers and subscriptions, then closes the pub/sub and the database. */
 export async function closeHub(hub: Hub): Promise<void> {
   hub.bridges.close();
+  await hub.federation.stop();
   await hub.push.stop();
   hub.typing.close();
   await hub.presence.close();

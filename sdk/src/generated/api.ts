@@ -75,7 +75,7 @@ export interface paths {
         put?: never;
         /**
          * Create an account
-         * @description Creates an account and its first device session. 409 EMAIL_TAKEN; 403 REGISTRATION_CLOSED or INVALID_INVITE depending on `auth.registration` (docs/OPERATIONS.md); 429 RATE_LIMITED per client IP (`rate_limits.register_per_ip_per_hour`).
+         * @description Creates an account and its first device session. 409 EMAIL_TAKEN or USERNAME_TAKEN; 403 REGISTRATION_CLOSED or INVALID_INVITE depending on `auth.registration` (docs/OPERATIONS.md); 429 RATE_LIMITED per client IP (`rate_limits.register_per_ip_per_hour`).
          */
         post: operations["register"];
         delete?: never;
@@ -118,6 +118,86 @@ export interface paths {
          * @description Trades a refresh token for a new access token and the next refresh token. 401 INVALID_REFRESH_TOKEN, or REFRESH_TOKEN_REUSED: a refresh token used twice revokes its session.
          */
         post: operations["refreshSession"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/_federation/v1/key": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * This hub's signing key
+         * @description The Ed25519 public key other hubs verify this hub's requests and events with.
+         */
+        get: operations["federationKey"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/_federation/v1/send/{txn_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Receive a transaction
+         * @description Events (and snapshots) from another hub, idempotent per (origin, txn_id); events deduplicated by id. 403 FEDERATION_FORBIDDEN when an event is not the origin's to send, and then nothing is stored. Signed with an HTTP message signature (RFC 9421) by an allowed hub; 401 FEDERATION_UNAUTHORIZED otherwise.
+         */
+        put: operations["federationSend"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/_federation/v1/rooms/{room_id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A room's sequenced events
+         * @description The room's events after `after_seq`, in room_seq order (gap filling, history). For hubs with members in the room (403 otherwise). Signed with an HTTP message signature (RFC 9421) by an allowed hub; 401 FEDERATION_UNAUTHORIZED otherwise.
+         */
+        get: operations["federationRoomEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/_federation/v1/users/{username}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A user's public profile
+         * @description A user of this hub by username (address resolution). Signed with an HTTP message signature (RFC 9421) by an allowed hub; 401 FEDERATION_UNAUTHORIZED otherwise.
+         */
+        get: operations["federationUser"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -1132,6 +1212,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/users/lookup": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Resolve an address
+         * @description The user of this hub with address `@username:server_name`; a remote address is resolved through federation and its shadow user created. 503 FEDERATION_UNAVAILABLE when the other hub does not answer.
+         */
+        get: operations["lookupUser"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/federation/peers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Federation peers
+         * @description Per peer: the outbound queue's state, depth, oldest pending item's age, backoff and last success. Server admins only (403 FORBIDDEN otherwise).
+         */
+        get: operations["adminFederationPeers"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/mcp/tools": {
         parameters: {
             query?: never;
@@ -1182,7 +1302,7 @@ export interface components {
                  * @description A stable code of the catalog in src/errors.ts.
                  * @enum {unknown}
                  */
-                code: "BAD_REQUEST" | "VALIDATION_FAILED" | "INVALID_FRAME" | "UNAUTHORIZED" | "TOKEN_EXPIRED" | "INVALID_CREDENTIALS" | "INVALID_REFRESH_TOKEN" | "REFRESH_TOKEN_REUSED" | "FORBIDDEN" | "NOT_A_MEMBER" | "NOT_FOUND" | "INVALID_ROOM" | "INVALID_MESSAGE" | "INVALID_USER" | "INVALID_DEVICE" | "EMAIL_TAKEN" | "CONFLICT" | "MESSAGE_TOO_LARGE" | "PAYLOAD_TOO_LARGE" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE" | "INVALID_ATTACHMENT" | "ATTACHMENT_TOO_LARGE" | "RANGE_NOT_SATISFIABLE" | "EDIT_WINDOW_EXPIRED" | "EDITS_FORBIDDEN" | "REGISTRATION_CLOSED" | "INVALID_INVITE" | "INVALID_AGENT_TOKEN" | "INVALID_TOOL" | "INSUFFICIENT_SCOPE" | "SEARCH_UNAVAILABLE";
+                code: "BAD_REQUEST" | "VALIDATION_FAILED" | "INVALID_FRAME" | "UNAUTHORIZED" | "TOKEN_EXPIRED" | "INVALID_CREDENTIALS" | "INVALID_REFRESH_TOKEN" | "REFRESH_TOKEN_REUSED" | "FORBIDDEN" | "NOT_A_MEMBER" | "NOT_FOUND" | "INVALID_ROOM" | "INVALID_MESSAGE" | "INVALID_USER" | "INVALID_DEVICE" | "EMAIL_TAKEN" | "USERNAME_TAKEN" | "FEDERATION_UNAUTHORIZED" | "FEDERATION_FORBIDDEN" | "FEDERATION_UNAVAILABLE" | "CONFLICT" | "MESSAGE_TOO_LARGE" | "PAYLOAD_TOO_LARGE" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE" | "INVALID_ATTACHMENT" | "ATTACHMENT_TOO_LARGE" | "RANGE_NOT_SATISFIABLE" | "EDIT_WINDOW_EXPIRED" | "EDITS_FORBIDDEN" | "REGISTRATION_CLOSED" | "INVALID_INVITE" | "INVALID_AGENT_TOKEN" | "INVALID_TOOL" | "INSUFFICIENT_SCOPE" | "SEARCH_UNAVAILABLE";
                 /** @description For people; may change. */
                 message: string;
             };
@@ -1276,7 +1396,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1314,7 +1434,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1349,6 +1469,8 @@ export interface operations {
                     /** @description Display name; must not be blank. */
                     name: string;
                     password: string;
+                    /** @description Unique on this hub; omitted: derived from the email's local part (bob, bob2, ...). */
+                    username?: string;
                     device_name?: string;
                     /** @description Required when auth.registration is "invite". */
                     invite_code?: string;
@@ -1380,6 +1502,12 @@ export interface operations {
                             created_at: string;
                             /** @description The bridge puppeting this user (a ghost of a person on another network); null for hub users. */
                             bridge_id: string | null;
+                            /** @description Unique on its hub, [a-z0-9._-]. */
+                            username: string;
+                            /** @description The global address, @username:server_name (docs/FEDERATION.md). */
+                            address: string;
+                            /** @description The server_name of the hub this user belongs to when it is another hub (a shadow user); null for users of this hub. */
+                            server: string | null;
                             /** @description Null for bots and bridge ghosts. */
                             email: string | null;
                             is_admin: boolean;
@@ -1396,7 +1524,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1405,7 +1533,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: `{error: {code, message}}`; codes with this status: EMAIL_TAKEN, CONFLICT. */
+            /** @description Conflict: `{error: {code, message}}`; codes with this status: EMAIL_TAKEN, USERNAME_TAKEN, CONFLICT. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1493,6 +1621,12 @@ export interface operations {
                             created_at: string;
                             /** @description The bridge puppeting this user (a ghost of a person on another network); null for hub users. */
                             bridge_id: string | null;
+                            /** @description Unique on its hub, [a-z0-9._-]. */
+                            username: string;
+                            /** @description The global address, @username:server_name (docs/FEDERATION.md). */
+                            address: string;
+                            /** @description The server_name of the hub this user belongs to when it is another hub (a shadow user); null for users of this hub. */
+                            server: string | null;
                             /** @description Null for bots and bridge ghosts. */
                             email: string | null;
                             is_admin: boolean;
@@ -1509,7 +1643,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1595,6 +1729,12 @@ export interface operations {
                             created_at: string;
                             /** @description The bridge puppeting this user (a ghost of a person on another network); null for hub users. */
                             bridge_id: string | null;
+                            /** @description Unique on its hub, [a-z0-9._-]. */
+                            username: string;
+                            /** @description The global address, @username:server_name (docs/FEDERATION.md). */
+                            address: string;
+                            /** @description The server_name of the hub this user belongs to when it is another hub (a shadow user); null for users of this hub. */
+                            server: string | null;
                             /** @description Null for bots and bridge ghosts. */
                             email: string | null;
                             is_admin: boolean;
@@ -1611,7 +1751,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1631,6 +1771,277 @@ export interface operations {
             };
             /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    federationKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The key document */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        server_name: string;
+                        keys: {
+                            key_id: string;
+                            /** @description Ed25519, raw 32 bytes, base64url. */
+                            public_key: string;
+                        }[];
+                        /** @description ms since the epoch */
+                        valid_until_ms: number;
+                    };
+                };
+            };
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not Found: `{error: {code, message}}`; codes with this status: NOT_FOUND, INVALID_ROOM, INVALID_MESSAGE, INVALID_USER, INVALID_DEVICE, INVALID_ATTACHMENT, INVALID_AGENT_TOKEN, INVALID_TOOL. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    federationSend: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                txn_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    events: {
+                        [key: string]: unknown;
+                    }[];
+                    snapshots?: {
+                        [key: string]: unknown;
+                    }[];
+                    ephemeral: unknown[];
+                };
+            };
+        };
+        responses: {
+            /** @description Accepted */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": Record<string, never>;
+                };
+            };
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    federationRoomEvents: {
+        parameters: {
+            query: {
+                after_seq: number;
+                limit: number;
+            };
+            header?: never;
+            path: {
+                room_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The events */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        events: {
+                            [key: string]: unknown;
+                        }[];
+                    };
+                };
+            };
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    federationUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                username: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The profile */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        username: string;
+                        name: string;
+                        address: string;
+                    };
+                };
+            };
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not Found: `{error: {code, message}}`; codes with this status: NOT_FOUND, INVALID_ROOM, INVALID_MESSAGE, INVALID_USER, INVALID_DEVICE, INVALID_ATTACHMENT, INVALID_AGENT_TOKEN, INVALID_TOOL. */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1674,7 +2085,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1683,7 +2094,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1742,7 +2153,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1751,7 +2162,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1798,7 +2209,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1807,7 +2218,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1860,6 +2271,12 @@ export interface operations {
                         created_at: string;
                         /** @description The bridge puppeting this user (a ghost of a person on another network); null for hub users. */
                         bridge_id: string | null;
+                        /** @description Unique on its hub, [a-z0-9._-]. */
+                        username: string;
+                        /** @description The global address, @username:server_name (docs/FEDERATION.md). */
+                        address: string;
+                        /** @description The server_name of the hub this user belongs to when it is another hub (a shadow user); null for users of this hub. */
+                        server: string | null;
                         /** @description Null for bots and bridge ghosts. */
                         email: string | null;
                         is_admin: boolean;
@@ -1875,7 +2292,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1884,7 +2301,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1946,6 +2363,12 @@ export interface operations {
                         created_at: string;
                         /** @description The bridge puppeting this user (a ghost of a person on another network); null for hub users. */
                         bridge_id: string | null;
+                        /** @description Unique on its hub, [a-z0-9._-]. */
+                        username: string;
+                        /** @description The global address, @username:server_name (docs/FEDERATION.md). */
+                        address: string;
+                        /** @description The server_name of the hub this user belongs to when it is another hub (a shadow user); null for users of this hub. */
+                        server: string | null;
                         /** @description Null for bots and bridge ghosts. */
                         email: string | null;
                         is_admin: boolean;
@@ -1961,7 +2384,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1970,7 +2393,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2036,6 +2459,12 @@ export interface operations {
                         created_at: string;
                         /** @description The bridge puppeting this user (a ghost of a person on another network); null for hub users. */
                         bridge_id: string | null;
+                        /** @description Unique on its hub, [a-z0-9._-]. */
+                        username: string;
+                        /** @description The global address, @username:server_name (docs/FEDERATION.md). */
+                        address: string;
+                        /** @description The server_name of the hub this user belongs to when it is another hub (a shadow user); null for users of this hub. */
+                        server: string | null;
                     }[];
                 };
             };
@@ -2048,7 +2477,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2057,7 +2486,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2103,6 +2532,12 @@ export interface operations {
                         created_at: string;
                         /** @description The bridge puppeting this user (a ghost of a person on another network); null for hub users. */
                         bridge_id: string | null;
+                        /** @description Unique on its hub, [a-z0-9._-]. */
+                        username: string;
+                        /** @description The global address, @username:server_name (docs/FEDERATION.md). */
+                        address: string;
+                        /** @description The server_name of the hub this user belongs to when it is another hub (a shadow user); null for users of this hub. */
+                        server: string | null;
                     };
                 };
             };
@@ -2115,7 +2550,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2124,7 +2559,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2190,7 +2625,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2199,7 +2634,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2269,7 +2704,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2278,7 +2713,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2359,7 +2794,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2368,7 +2803,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2465,7 +2900,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2474,7 +2909,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2592,7 +3027,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2601,7 +3036,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2685,7 +3120,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2694,7 +3129,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2768,7 +3203,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2777,7 +3212,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2833,7 +3268,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2842,7 +3277,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2935,7 +3370,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2944,7 +3379,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3029,7 +3464,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3038,7 +3473,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3127,7 +3562,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3136,7 +3571,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3238,7 +3673,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3247,7 +3682,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3337,7 +3772,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3346,7 +3781,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3447,7 +3882,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3456,7 +3891,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3539,7 +3974,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3548,7 +3983,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3658,7 +4093,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3667,7 +4102,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3767,7 +4202,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3776,7 +4211,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3794,7 +4229,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: `{error: {code, message}}`; codes with this status: EMAIL_TAKEN, CONFLICT. */
+            /** @description Conflict: `{error: {code, message}}`; codes with this status: EMAIL_TAKEN, USERNAME_TAKEN, CONFLICT. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3910,7 +4345,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3919,7 +4354,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3975,7 +4410,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3984,7 +4419,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4088,7 +4523,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4097,7 +4532,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4187,7 +4622,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4196,7 +4631,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4260,7 +4695,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4269,7 +4704,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4333,7 +4768,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4342,7 +4777,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4422,7 +4857,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4431,7 +4866,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4571,7 +5006,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4580,7 +5015,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4607,7 +5042,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4652,7 +5087,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4661,7 +5096,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4720,6 +5155,12 @@ export interface operations {
                             created_at: string;
                             /** @description The bridge puppeting this user (a ghost of a person on another network); null for hub users. */
                             bridge_id: string | null;
+                            /** @description Unique on its hub, [a-z0-9._-]. */
+                            username: string;
+                            /** @description The global address, @username:server_name (docs/FEDERATION.md). */
+                            address: string;
+                            /** @description The server_name of the hub this user belongs to when it is another hub (a shadow user); null for users of this hub. */
+                            server: string | null;
                             /** @description Null for bots and bridge ghosts. */
                             email: string | null;
                             is_admin: boolean;
@@ -4740,7 +5181,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4749,7 +5190,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4795,6 +5236,12 @@ export interface operations {
                         created_at: string;
                         /** @description The bridge puppeting this user (a ghost of a person on another network); null for hub users. */
                         bridge_id: string | null;
+                        /** @description Unique on its hub, [a-z0-9._-]. */
+                        username: string;
+                        /** @description The global address, @username:server_name (docs/FEDERATION.md). */
+                        address: string;
+                        /** @description The server_name of the hub this user belongs to when it is another hub (a shadow user); null for users of this hub. */
+                        server: string | null;
                         /** @description Null for bots and bridge ghosts. */
                         email: string | null;
                         is_admin: boolean;
@@ -4812,7 +5259,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4821,7 +5268,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4901,7 +5348,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4910,7 +5357,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4957,7 +5404,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4966,7 +5413,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5034,7 +5481,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5043,7 +5490,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5100,7 +5547,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5109,7 +5556,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5178,7 +5625,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5187,7 +5634,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5252,7 +5699,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5261,7 +5708,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5348,7 +5795,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5357,7 +5804,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5426,7 +5873,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5435,7 +5882,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5511,7 +5958,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5520,7 +5967,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5596,7 +6043,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5605,7 +6052,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5689,7 +6136,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5698,7 +6145,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5775,7 +6222,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5784,7 +6231,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5849,7 +6296,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5858,7 +6305,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5952,7 +6399,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5961,7 +6408,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6033,7 +6480,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6042,7 +6489,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6119,7 +6566,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6128,7 +6575,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6221,7 +6668,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6230,7 +6677,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6346,7 +6793,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6355,7 +6802,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6411,7 +6858,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6420,7 +6867,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6479,7 +6926,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6488,7 +6935,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6550,7 +6997,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6559,7 +7006,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6681,7 +7128,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6690,7 +7137,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6755,7 +7202,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6764,7 +7211,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6826,7 +7273,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6835,7 +7282,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6904,7 +7351,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6913,7 +7360,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6942,6 +7389,165 @@ export interface operations {
             };
             /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    lookupUser: {
+        parameters: {
+            query: {
+                address: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The user */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** Format: uuid */
+                        id: string;
+                        name: string;
+                        avatar_url: string | null;
+                        /** Format: date-time */
+                        created_at: string;
+                        /** @description The bridge puppeting this user (a ghost of a person on another network); null for hub users. */
+                        bridge_id: string | null;
+                        /** @description Unique on its hub, [a-z0-9._-]. */
+                        username: string;
+                        /** @description The global address, @username:server_name (docs/FEDERATION.md). */
+                        address: string;
+                        /** @description The server_name of the hub this user belongs to when it is another hub (a shadow user); null for users of this hub. */
+                        server: string | null;
+                    };
+                };
+            };
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not Found: `{error: {code, message}}`; codes with this status: NOT_FOUND, INVALID_ROOM, INVALID_MESSAGE, INVALID_USER, INVALID_DEVICE, INVALID_ATTACHMENT, INVALID_AGENT_TOKEN, INVALID_TOOL. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    adminFederationPeers: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The peers */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        server_name: string;
+                        state: "idle" | "sending" | "retrying";
+                        /** @description Queued items the peer has not accepted yet. */
+                        queue_depth: number;
+                        oldest_pending_age_ms: number | null;
+                        /** @description Failed attempts in a row. */
+                        failures: number;
+                        /** @description Until the next attempt, ms (0: none pending). */
+                        backoff_ms: number;
+                        /** Format: date-time */
+                        last_success_at: string | null;
+                    }[];
+                };
+            };
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7005,7 +7611,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -7062,7 +7668,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -7071,7 +7677,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7125,7 +7731,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;

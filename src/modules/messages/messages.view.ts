@@ -47,4 +47,6 @@ export interface SendInput {
   ts?: number;
   /** Bridges only: the remote network's message id; repeating a send with it returns the first message. */
   remote_id?: string;
+  /** Federation only: the message id its origin hub assigned (the same on every hub, docs/FEDERATION.md). */
+  id?: string;
 }
