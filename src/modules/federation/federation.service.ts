@@ -529,9 +529,15 @@ export class FederationService {
   private async apply(sender: UserRow, pdu: Pdu): Promise<void> {
     const c = pdu.content;
     switch (pdu.type) {
-      case 'message':
+      case 'message': {
+        const known = await this.messages.get(sender.id, c.id).then(
+          () => true,
+          (err) => (err instanceof AppError && err.code === 'INVALID_MESSAGE' ? false : Promise.reject(err)),
+        );
+        if (known) return; // our own, back from the host, or a repeat
         await this.messages.send(sender.id, pdu.room_id, { id: c.id, content: c.content, reply_to: c.reply_to ?? undefined, txn_id: `fed:${c.id}`, ts: Date.parse(c.created_at) });
         return;
+      }
       case 'edit': {
         const m = await this.messages.get(sender.id, c.message_id);
         if (m.content !== c.content) await this.messages.edit(sender.id, c.message_id, c.content);
