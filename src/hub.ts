@@ -103,6 +103,7 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
   const push = new PushService(db, stream, rooms, presence, config, log);
   await push.start();
   const federation = new FederationService(db, stream, users, rooms, messages, config, loadFederationKey(config.data_dir, log), log);
+  federation.registerMetrics(metrics.registry);
   await federation.start();
   return {
     config,

@@ -151,28 +151,39 @@ describe('federation', () => {
     expect(orders[0]).toEqual([m1.id, m2.id, m3.id]);
   });
 
-  it('heals a network cut (both ways, then one way) and drains the queue to 0', async () => {
+  it('heals a network cut (both ways, then one way) and drains the queue to 0 in the admin view and /metrics', async () => {
     admin = await register(hubs[0].url, 'Root');
     await hubs[0].hub.db.query('UPDATE users SET is_admin = true WHERE id = $1', [admin.user.id]);
-    proxies[1].setCut(true); // A cannot reach B
-    const sent: string[] = [];
-    for (let i = 0; i < 5; i++) {
-      const res = await api(hubs[0].url, 'POST', `/api/rooms/${roomId}/messages`, { token: alice.token, body: { content: `during cut ${i}` } });
-      sent.push(res.body.message?.id ?? res.body.id);
-    }
-    const stuck = await until('a pending queue to B', async () => {
-      const peers = await api(hubs[0].url, 'GET', '/api/admin/federation/peers', { token: admin.token });
-      const b = peers.body.find((p: any) => p.server_name === 'b.test');
-      return b.queue_depth > 0 && b.failures > 0 ? b : undefined;
-    });
+    const peersOfA = async () => (await api(hubs[0].url, 'GET', '/api/admin/federation/peers', { token: admin.token })).body as any[];
+    const sendAs = async (i: number, s: Session, content: string) =>
+      (await api(hubs[i].url, 'POST', `/api/rooms/${roomId}/messages`, { token: s.token, body: { content } })).body.id as string;
+
+    // Both ways: nothing reaches A or B.
+    proxies[0].setCut(true);
+    proxies[1].setCut(true);
+    const sent = [await sendAs(0, alice, 'cut both 1'), await sendAs(1, bob, 'cut both 2'), await sendAs(0, alice, 'cut both 3')];
+    const stuck = await until('a retrying queue from A to B', async () => (await peersOfA()).find((p) => p.server_name === 'b.test' && p.queue_depth > 0 && p.failures > 0));
     expect(stuck.state).toBe('retrying');
+    expect(stuck.oldest_pending_age_ms).toBeGreaterThanOrEqual(0);
+    proxies[0].setCut(false);
     proxies[1].setCut(false);
-    await until('the queue to B drained', async () => {
-      const peers = await api(hubs[0].url, 'GET', '/api/admin/federation/peers', { token: admin.token });
-      return peers.body.every((p: any) => p.queue_depth === 0);
-    });
-    const onB = (await history(hubs[1], bob, roomId)).map((m) => m.id);
-    for (const id of sent) expect(onB).toContain(id);
+    await until('the queues drained', async () => (await peersOfA()).every((p) => p.queue_depth === 0 && p.last_success_at));
+
+    // One way: A cannot reach B, B still reaches A.
+    proxies[1].setCut(true);
+    sent.push(await sendAs(0, alice, 'cut one way 1'), await sendAs(1, bob, 'cut one way 2'));
+    await until('a retrying queue from A to B', async () => (await peersOfA()).find((p) => p.server_name === 'b.test' && p.queue_depth > 0));
+    proxies[1].setCut(false);
+    await until('the queues drained', async () => (await peersOfA()).every((p) => p.queue_depth === 0));
+    for (const [i, s] of [[0, alice], [1, bob], [2, carol]] as const) {
+      await until(`every message on ${names[i]}`, async () => {
+        const ids = (await history(hubs[i], s, roomId)).map((m) => m.id);
+        return sent.every((id) => ids.includes(id));
+      });
+    }
+    const metrics = await fetch(`${hubs[0].url}/metrics`).then((r) => r.text());
+    expect(metrics).toMatch(/switchboard_federation_queue_depth\{peer="b.test"\} 0/);
+    expect(metrics).toMatch(/switchboard_federation_last_success_timestamp_seconds\{peer="b.test"\} [1-9]/);
   });
 
   it('puts the same 200 messages, once each, in one order on every hub when A and B each send 100 at once', async () => {
@@ -276,5 +287,21 @@ describe('federation', () => {
       expect(res.status).toBe(403);
       expect((await history(hubs[0], alice, roomId)).length).toBe(before);
     });
+  });
+
+  it('a room that denies hub C stops sending to C and refuses C\'s events', async () => {
+    const res = await api(hubs[0].url, 'PUT', `/api/admin/federation/rooms/${roomId}/deny`, { token: admin.token, body: { deny: ['c.test'] } });
+    expect(res.status).toBe(200);
+    expect(res.body.servers).toEqual(['b.test']);
+    const fromA = (await api(hubs[0].url, 'POST', `/api/rooms/${roomId}/messages`, { token: alice.token, body: { content: 'not for C' } })).body.id;
+    await until('the message on B', async () => (await history(hubs[1], bob, roomId)).some((m) => m.id === fromA));
+    const fromC = (await api(hubs[2].url, 'POST', `/api/rooms/${roomId}/messages`, { token: carol.token, body: { content: 'from C, refused' } })).body.id;
+    const refused = await until('C\'s queue to A refused', async () => {
+      const peers = hubs[2].hub.federation.peerStatus();
+      return (await peers).find((p) => p.server_name === 'a.test' && p.failures > 0);
+    });
+    expect(refused.queue_depth).toBeGreaterThan(0);
+    expect((await history(hubs[2], carol, roomId)).some((m) => m.id === fromA)).toBe(false);
+    expect((await history(hubs[0], alice, roomId)).some((m) => m.id === fromC)).toBe(false);
   });
 });

@@ -1232,6 +1232,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/admin/federation/rooms/{id}/deny": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Hubs a federated room refuses
+         * @description Replaces the list of hubs (server_names) a federated room refuses: this hub sends them nothing more of the room and refuses their events for it (403 FEDERATION_FORBIDDEN). 404 INVALID_ROOM when the room is not federated. Server admins only (403 FORBIDDEN otherwise).
+         */
+        put: operations["adminFederationRoomDeny"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/admin/federation/peers": {
         parameters: {
             query?: never;
@@ -7489,6 +7509,102 @@ export interface operations {
             };
             /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE. */
             503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    adminFederationRoomDeny: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    deny: string[];
+                };
+            };
+        };
+        responses: {
+            /** @description The room's federation settings */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        room_id: string;
+                        host: string;
+                        deny: string[];
+                        servers: string[];
+                    };
+                };
+            };
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not Found: `{error: {code, message}}`; codes with this status: NOT_FOUND, INVALID_ROOM, INVALID_MESSAGE, INVALID_USER, INVALID_DEVICE, INVALID_ATTACHMENT, INVALID_AGENT_TOKEN, INVALID_TOOL. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
+            500: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -151,6 +151,32 @@ export const federationApiRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (req) => federation.lookup(req.query.address),
   );
 
+  app.put(
+    '/api/admin/federation/rooms/:id/deny',
+    {
+      schema: {
+        operationId: 'adminFederationRoomDeny',
+        summary: 'Hubs a federated room refuses',
+        description:
+          'Replaces the list of hubs (server_names) a federated room refuses: this hub sends them nothing more of the room and refuses their events for it (403 FEDERATION_FORBIDDEN). 404 INVALID_ROOM when the room is not federated. Server admins only (403 FORBIDDEN otherwise).',
+        tags: ['admin'],
+        params: Type.Object({ id: Type.String({ format: 'uuid' }) }),
+        body: Type.Object({ deny: Type.Array(Type.String({ maxLength: 255 }), { maxItems: 1000 }) }, { additionalProperties: false }),
+        response: {
+          200: Type.Object(
+            { room_id: Type.String(), host: Type.String(), deny: Type.Array(Type.String()), servers: Type.Array(Type.String({ description: 'Hubs the room\'s events go to' })) },
+            { description: 'The room\'s federation settings' },
+          ),
+          ...errorResponses(403, 404),
+        },
+      },
+    },
+    async (req) => {
+      if (!(await admin.isAdmin(req.auth.userId))) throw new AppError('FORBIDDEN', 'Server admins only');
+      return federation.setRoomDeny(req.params.id, req.body.deny);
+    },
+  );
+
   app.get(
     '/api/admin/federation/peers',
     {

@@ -13,6 +13,7 @@
  * - One durable outbound queue per peer (`federation_outbox`), sent by a `TransactionSender`.
  */
 import crypto from 'node:crypto';
+import { Gauge, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { Config } from '../../config/schema.js';
 import type { Database, Queryable } from '../../db/database.js';
@@ -53,6 +54,8 @@ export interface Snapshot {
   /** The last 100 events, oldest first. */
   events: Pdu[];
 }
+
+type PeerView = Awaited<ReturnType<FederationService['peerStatus']>>[number];
 
 export interface FedTransaction {
   events: Pdu[];
@@ -231,6 +234,52 @@ export class FederationService {
         backoff_ms: live?.retry_at_ms ? Math.max(0, live.retry_at_ms - now) : 0,
         last_success_at: st?.last_success_at?.toISOString() ?? null,
       };
+    });
+  }
+
+  /**
+   * The peers' view in /metrics: `switchboard_federation_queue_depth`, `_oldest_pending_seconds`,
+   * `_failures` and `_backoff_seconds`, `_last_success_timestamp_seconds`, each labelled `peer`.
+   */
+  registerMetrics(registry: Registry): void {
+    const gauges = {
+      queue_depth: ['switchboard_federation_queue_depth', 'Items queued for a peer and not yet accepted by it', (p: PeerView) => p.queue_depth],
+      oldest: ['switchboard_federation_oldest_pending_seconds', 'Age of the oldest item queued for a peer', (p: PeerView) => (p.oldest_pending_age_ms ?? 0) / 1000],
+      failures: ['switchboard_federation_failures', 'Failed transaction attempts to a peer in a row', (p: PeerView) => p.failures],
+      backoff: ['switchboard_federation_backoff_seconds', 'Until the next attempt to a peer', (p: PeerView) => p.backoff_ms / 1000],
+      success: ['switchboard_federation_last_success_timestamp_seconds', 'When a peer last accepted a transaction (0: never)', (p: PeerView) => (p.last_success_at ? Date.parse(p.last_success_at) / 1000 : 0)],
+    } as const;
+    const peerStatus = () => this.peerStatus();
+    // One read of the peers per scrape, shared by the gauges.
+    let scrape: Promise<PeerView[]> | null = null;
+    for (const [name, help, value] of Object.values(gauges)) {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['peer'],
+        registers: [registry],
+        async collect() {
+          scrape ??= peerStatus().finally(() => setTimeout(() => (scrape = null), 0));
+          this.reset();
+          for (const p of await scrape) this.set({ peer: p.server_name }, value(p));
+        },
+      });
+    }
+  }
+
+  /**
+   * Sets the hubs a federated room refuses: nothing more is sent to them and their events for the
+   * room are refused (403). @returns the room's federation settings.
+   * @throws AppError INVALID_ROOM (404) when the room is not federated.
+   */
+  async setRoomDeny(roomId: string, deny: string[]): Promise<{ room_id: string; host: string; deny: string[]; servers: string[] }> {
+    return this.db.transaction(async (tx) => {
+      const room = await repo.room(tx, roomId, true);
+      if (!room) throw new AppError('INVALID_ROOM', 'Not a federated room');
+      const servers = room.servers.filter((s) => !deny.includes(s));
+      await repo.setDeny(tx, roomId, deny);
+      await repo.setRoomLog(tx, roomId, room.seq, room.last_hash, servers);
+      return { room_id: roomId, host: room.host, deny, servers };
     });
   }
 
