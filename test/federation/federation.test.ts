@@ -186,6 +186,27 @@ describe('federation', () => {
     expect(metrics).toMatch(/switchboard_federation_last_success_timestamp_seconds\{peer="b.test"\} [1-9]/);
   });
 
+  it('keeps sends in a room whose host is unreachable pending, then sequences them once, in order', async () => {
+    proxies[0].setCut(true); // nobody reaches A, the host
+    const sent: any[] = [];
+    for (const content of ['while A is away 1', 'while A is away 2']) {
+      const res = await api(hubs[1].url, 'POST', `/api/rooms/${roomId}/messages`, { token: bob.token, body: { content, txn_id: `away-${content}` } });
+      expect(res.status).toBe(201);
+      expect(res.body).toMatchObject({ pending: true, stream_position: 0 });
+      sent.push(res.body.id);
+    }
+    const again = await api(hubs[1].url, 'POST', `/api/rooms/${roomId}/messages`, { token: bob.token, body: { content: 'while A is away 1', txn_id: 'away-while A is away 1' } });
+    expect(again.body.id).toBe(sent[0]); // the same txn_id names the same message
+    proxies[0].setCut(false);
+    for (const [i, s] of [[0, alice], [1, bob], [2, carol]] as const) {
+      const ids = await until(`the pending sends on ${names[i]}`, async () => {
+        const h = (await history(hubs[i], s, roomId)).map((m) => m.id);
+        return sent.every((id) => h.includes(id)) ? h : undefined;
+      });
+      expect(ids.filter((id) => sent.includes(id))).toEqual(sent);
+    }
+  }, 30000);
+
   it('puts the same 200 messages, once each, in one order on every hub when A and B each send 100 at once', async () => {
     const burst = (i: number, s: Session) =>
       Promise.all(Array.from({ length: 100 }, (_, k) => api(hubs[i].url, 'POST', `/api/rooms/${roomId}/messages`, { token: s.token, body: { content: `${names[i]} ${k}` } })));
@@ -211,7 +232,8 @@ describe('federation', () => {
       ),
     );
     for (const list of lists) expect(new Set(list).size).toBe(200);
-    expect(lists[2]).toEqual(lists[0]); // C only applies the host's order
+    expect(lists[1]).toEqual(lists[0]);
+    expect(lists[2]).toEqual(lists[0]);
   }, 60000);
 
   describe('refuses forged requests with 401 and changes nothing', () => {

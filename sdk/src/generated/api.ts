@@ -4193,6 +4193,8 @@ export interface operations {
                         stream_position: number;
                         /** @description true: the txn_id or remote_id was used before; nothing was stored. */
                         duplicate: boolean;
+                        /** @description true: the room's host hub (docs/FEDERATION.md) has not ordered it yet; it is kept and sent, and `message.new` follows once it is sequenced. `stream_position` is 0 meanwhile. */
+                        pending?: boolean;
                     };
                 };
             };
@@ -4210,6 +4212,8 @@ export interface operations {
                         stream_position: number;
                         /** @description true: the txn_id or remote_id was used before; nothing was stored. */
                         duplicate: boolean;
+                        /** @description true: the room's host hub (docs/FEDERATION.md) has not ordered it yet; it is kept and sent, and `message.new` follows once it is sequenced. `stream_position` is 0 meanwhile. */
+                        pending?: boolean;
                     };
                 };
             };

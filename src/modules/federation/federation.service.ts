@@ -23,6 +23,7 @@ import { toWire, type EventStream, type StreamEvent } from '../../events/stream.
 import { TransactionSender } from '../../events/transaction-sender.js';
 import { AppError } from '../../errors.js';
 import type { MessagesService } from '../messages/messages.service.js';
+import type { MessageView, SendInput } from '../messages/messages.view.js';
 import type { RoomsService } from '../rooms/rooms.service.js';
 import type { UserRow } from '../users/users.repository.js';
 import type { UsersService } from '../users/users.service.js';
@@ -67,6 +68,8 @@ const RELAY_BATCH = 200;
 const OUT_BATCH = 100;
 const SNAPSHOT_EVENTS = 100;
 const REQUEST_TIMEOUT_MS = 15_000;
+/** How long a send in a room hosted elsewhere waits for the host's order before it is answered as pending, ms. */
+const PENDING_WAIT_MS = 3000;
 
 export class FederationService {
   readonly serverName: string;
@@ -75,6 +78,8 @@ export class FederationService {
   private unsubscribe?: () => void;
   private readonly abort = new AbortController();
   private readonly roomLocks = new Map<string, Promise<void>>();
+  /** Sends waiting for the host to order them, by message id. */
+  private readonly awaiting = new Map<string, () => void>();
 
   constructor(
     private readonly db: Database,
@@ -103,7 +108,11 @@ export class FederationService {
   async start(): Promise<void> {
     if (!this.enabled) return;
     await repo.initCursor(this.db, await this.stream.maxPosition());
-    this.unsubscribe = this.stream.onEvents(() => this.relay.wake());
+    this.unsubscribe = this.stream.onEvents((events) => {
+      for (const e of events) if (e.type === 'message.new') this.awaiting.get((toWire(e) as WireRoomEvent & { type: 'message.new' }).message.id)?.();
+      this.relay.wake();
+    });
+    this.messages.routeRemoteSends((userId, roomId, input, attachmentIds) => this.forwardSend(userId, roomId, input, attachmentIds));
     for (const state of await repo.outStates(this.db)) this.sender(state.peer).wake();
     for (const peer of this.config.federation.peers) this.sender(peer.server_name);
     this.relay.wake();
@@ -339,6 +348,73 @@ export class FederationService {
     return `@${u.username}:${u.server ?? this.serverName}`;
   }
 
+  /**
+   * A local user's send in a room another hub hosts: queued (durably) to the host, which orders it;
+   * this hub writes it when the host's order comes back, so every hub lists the room's messages in
+   * the host's order. Answers with the message once it is written here, or after PENDING_WAIT_MS as
+   * `pending` (kept, and sent when the host is reachable, in the order sent).
+   * @returns null for rooms this hub hosts (and rooms that are not federated).
+   * @throws AppError NOT_A_MEMBER (403), VALIDATION_FAILED (400: attachments do not cross yet).
+   */
+  async forwardSend(userId: string, roomId: string, input: SendInput, attachmentIds: string[]): Promise<{ message: MessageView; created: boolean; pending?: boolean } | null> {
+    const room = await repo.room(this.db, roomId);
+    if (!room || room.host === this.serverName) return null;
+    if (attachmentIds.length) throw new AppError('VALIDATION_FAILED', 'Attachments do not cross to other hubs yet');
+    await this.rooms.requireMember(this.db, roomId, userId);
+    const user = (await this.users.find(this.db, userId))!;
+    // A repeated txn_id names the same message.
+    const id = input.txn_id ? uuidFrom(`${userId}:${input.txn_id}`) : crypto.randomUUID();
+    const written = () =>
+      this.messages.get(userId, id).catch((err) => (err instanceof AppError && err.code === 'INVALID_MESSAGE' ? null : Promise.reject(err)));
+    const existing = await written();
+    if (existing) return { message: existing, created: false };
+    const createdAt = new Date().toISOString();
+    const pdu: Pdu = {
+      event_id: `m:${id}`,
+      room_id: roomId,
+      type: 'message',
+      sender: this.address(user),
+      origin: this.serverName,
+      origin_ts: Date.now(),
+      content: { id, content: input.content, reply_to: input.reply_to ?? null, created_at: createdAt },
+      signatures: {},
+    };
+    pdu.signatures[this.serverName] = signJson(this.key, unsigned(pdu));
+    const arrived = new Promise<void>((resolve) => {
+      this.awaiting.set(id, resolve);
+      setTimeout(resolve, PENDING_WAIT_MS).unref();
+    });
+    try {
+      await this.db.transaction((tx) => repo.enqueue(tx, room.host, 'event', pdu));
+      this.sender(room.host).wake();
+      await arrived;
+    } finally {
+      this.awaiting.delete(id);
+    }
+    const message = await written();
+    if (message) return { message, created: true };
+    return {
+      message: {
+        id,
+        room_id: roomId,
+        user_id: userId,
+        user_name: user.name,
+        content: input.content,
+        created_at: createdAt,
+        edited_at: null,
+        reply_to: input.reply_to ?? null,
+        attachments: [],
+        mentions: [],
+        reactions: [],
+        stream_position: 0,
+        delivered_at: null,
+        deleted: false,
+      },
+      created: true,
+      pending: true,
+    };
+  }
+
   // ---- the relay: local events → PDUs ----
 
   private async relayStep(): Promise<boolean> {
@@ -370,7 +446,8 @@ export class FederationService {
     if (!pdu) return [];
     if (room.host !== this.serverName) {
       // A participant forwards only what its own users did; the host orders it.
-      const actor = pdu.type === 'room' ? undefined : users.get(actorIds(e)[0]);
+      // Sends were forwarded before they were written here (forwardSend).
+      const actor = pdu.type === 'room' || pdu.type === 'message' ? undefined : users.get(actorIds(e)[0]);
       if (!actor || actor.server) return [];
       pdu.signatures[this.serverName] = signJson(this.key, unsigned(pdu));
       await repo.enqueue(tx, room.host, 'event', pdu);
@@ -584,7 +661,7 @@ export class FederationService {
           (err) => (err instanceof AppError && err.code === 'INVALID_MESSAGE' ? false : Promise.reject(err)),
         );
         if (known) return; // our own, back from the host, or a repeat
-        await this.messages.send(sender.id, pdu.room_id, { id: c.id, content: c.content, reply_to: c.reply_to ?? undefined, txn_id: `fed:${c.id}`, ts: Date.parse(c.created_at) });
+        await this.messages.sendReplicated(sender.id, pdu.room_id, { id: c.id, content: c.content, reply_to: c.reply_to ?? undefined, txn_id: `fed:${c.id}`, ts: Date.parse(c.created_at) });
         return;
       }
       case 'edit': {
@@ -618,6 +695,15 @@ export class FederationService {
     if (!room || room.deny.includes(origin) || !room.servers.includes(origin)) throw new AppError('FEDERATION_FORBIDDEN', 'Not a participant of that room');
     return { events: (await repo.eventsAfter(this.db, roomId, afterSeq, limit)) as Pdu[] };
   }
+}
+
+/** A UUID (v4 layout) derived from `seed`: the same seed, the same id. */
+function uuidFrom(seed: string): string {
+  const b = crypto.createHash('sha256').update(seed).digest().subarray(0, 16);
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = b.toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
 /** The PDU without `signatures` (and, for a forwarded one, as the origin signed it). */
