@@ -21,6 +21,7 @@ import type { AuthContext } from './modules/auth/auth.service.js';
 import { attachmentsRoutes } from './modules/attachments/attachments.routes.js';
 import { authRoutes, publicAuthRoutes } from './modules/auth/auth.routes.js';
 import { bridgesRoutes } from './modules/bridges/bridges.routes.js';
+import { federationApiRoutes, federationRoutes } from './modules/federation/federation.routes.js';
 import { messagesRoutes } from './modules/messages/messages.routes.js';
 import { e2eeRoutes } from './modules/e2ee/e2ee.routes.js';
 import { pushRoutes } from './modules/push/push.routes.js';
@@ -154,6 +155,7 @@ export async function buildApp(hub: Hub): Promise<FastifyInstance> {
 
   await app.register(publicAuthRoutes);
   await app.register(gatewayRoutes);
+  await app.register(federationRoutes);
   await app.register(async (api) => {
     // 401 without a valid token; 403 for a bridge acting as a user outside its namespace.
     api.addHook('onRoute', documentErrors(401, 403));
@@ -175,6 +177,7 @@ export async function buildApp(hub: Hub): Promise<FastifyInstance> {
     await api.register(bridgesRoutes);
     await api.register(pushRoutes);
     await api.register(e2eeRoutes);
+    await api.register(federationApiRoutes);
   });
   // The agent API: agent tokens (not access tokens) authenticate here, and only here.
   await app.register(agentToolRoutes);

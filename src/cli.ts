@@ -263,7 +263,7 @@ export function buildProgram(): Command {
       const db = await openDatabase(config);
       try {
         await migrate(db);
-        const created = await createUser(db, { email: opts.email, name: opts.name, password, admin: opts.admin === true });
+        const created = await createUser(db, { email: opts.email, name: opts.name, password, admin: opts.admin === true }, config.federation.server_name);
         console.log(`created user ${created.id} <${created.email}>${created.is_admin ? ' (admin)' : ''}`);
       } catch (err) {
         if (!(err instanceof AppError)) throw err;

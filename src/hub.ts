@@ -14,6 +14,8 @@ import { AuthService } from './modules/auth/auth.service.js';
 import { BridgesService } from './modules/bridges/bridges.service.js';
 import { E2eeService } from './modules/e2ee/e2ee.service.js';
 import { TokenIssuer, loadSigningSecret } from './modules/auth/tokens.js';
+import { FederationService } from './modules/federation/federation.service.js';
+import { loadFederationKey } from './modules/federation/federation.keys.js';
 import { MessagesService } from './modules/messages/messages.service.js';
 import { LocalPresenceCluster, RedisPresenceCluster } from './modules/presence/presence-cluster.js';
 import { PresenceService } from './modules/presence/presence.service.js';
@@ -62,6 +64,8 @@ export interface Hub {
   push: PushService;
   /** E2EE devices, their keys and the to-device mailbox (docs/E2EE.md). */
   e2ee: E2eeService;
+  /** Rooms shared with other hubs: the relay, the peers' outbound queues, inbound transactions. */
+  federation: FederationService;
 }
 
 /** Builds the services and starts following the event stream. */
@@ -72,7 +76,7 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
   // Pokes published while Redis was unreachable are lost: read what was committed meanwhile.
   if (pubsub instanceof RedisPubSub) pubsub.onReconnect(() => stream.catchUp());
   const tokens = new TokenIssuer(loadSigningSecret(config, log), config.auth.access_token_ttl_s);
-  const users = new UsersService(db);
+  const users = new UsersService(db, config.federation.server_name);
   const audit = new AuditService(db);
   await audit.recordRegistrationPolicy(config.auth.registration);
   const rooms = new RoomsService(db, stream, users);
@@ -102,6 +106,9 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
   const auth = new AuthService(db, users, tokens, pubsub, e2ee, config.auth.refresh_token_ttl_s, config.auth.admin_emails);
   const push = new PushService(db, stream, rooms, presence, config, log);
   await push.start();
+  const federation = new FederationService(db, stream, users, rooms, messages, config, loadFederationKey(config.data_dir, log), log);
+  federation.registerMetrics(metrics.registry);
+  await federation.start();
   return {
     config,
     db,
@@ -126,6 +133,7 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
     audit,
     push,
     e2ee,
+    federation,
   };
 }
 
@@ -155,6 +163,7 @@ async function createPubSub(config: Config, log: Logger): Promise<PubSub> {
 /** Stops timers and subscriptions, then closes the pub/sub and the database. */
 export async function closeHub(hub: Hub): Promise<void> {
   hub.bridges.close();
+  await hub.federation.stop();
   await hub.push.stop();
   hub.typing.close();
   await hub.presence.close();

@@ -229,6 +229,31 @@ export const PushSchema = Type.Object(
   },
 );
 
+/** A hub this one federates with (docs/FEDERATION.md). */
+export const FederationPeerSchema = Type.Object(
+  {
+    server_name: Type.String({ pattern: '^[a-z0-9.-]+(:[0-9]+)?$', description: 'The peer\'s server_name, e.g. "other.example".' }),
+    url: Type.String({ description: 'Where this hub reaches the peer, e.g. "https://other.example" (the /_federation/v1 paths are appended).' }),
+    public_key: Type.String({ default: '', description: 'The peer\'s Ed25519 public key (base64url, 32 bytes), pinned; empty: fetched from its /_federation/v1/key and pinned on first use.' }),
+  },
+  Strict,
+);
+
+export const FederationSchema = Type.Object(
+  {
+    enabled: Type.Boolean({ default: false, description: 'Serve /_federation/v1 and share rooms with other hubs.' }),
+    server_name: Type.String({ default: 'localhost', pattern: '^[a-z0-9.-]+(:[0-9]+)?$', description: 'This hub\'s name in addresses (@username:server_name) and signatures, e.g. "chat.example.org".' }),
+    open: Type.Boolean({ default: false, description: 'Accept any hub that signs its requests (its key fetched and pinned on first use); false: only the listed peers.' }),
+    deny: Type.Array(Type.String(), { default: [], description: 'server_names refused outright, even when listed or open.' }),
+    retry_max_ms: Type.Integer({ minimum: 10, default: 60000, description: 'Longest wait between retries of a transaction to a peer (exponential backoff with jitter from 250 ms), ms; reset when that peer calls in.' }),
+    peers: Type.Array(FederationPeerSchema, { default: [], description: 'Hubs this one federates with, as [[federation.peers]] tables: server_name, url, public_key.' }),
+  },
+  {
+    ...Strict,
+    description: 'Federation (docs/FEDERATION.md): rooms shared with other hubs, sequenced by the hub that created them; requests signed with HTTP Message Signatures (Ed25519). The signing key is generated into data_dir/federation-key on first run.',
+  },
+);
+
 /**
  * One bridge (the Matrix Application Service model): the hub pushes the events of rooms its users are
  * in to `url` (`PUT {url}/transactions/{txn_id}` with `hs_token`); the bridge calls the REST API with
@@ -255,6 +280,7 @@ export const BridgeSchema = Type.Object(
 );
 
 export type BridgeConfig = Static<typeof BridgeSchema>;
+export type FederationConfig = Static<typeof FederationSchema>;
 
 /**
  * A commented-out example of two bridges, shown by `generate-config` (and config.example.toml) after
@@ -333,6 +359,7 @@ export const ConfigSchema = Type.Object(
     log: LogSchema,
     metrics: MetricsSchema,
     push: PushSchema,
+    federation: FederationSchema,
     bridges: Type.Array(BridgeSchema, {
       default: [],
       description:

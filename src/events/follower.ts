@@ -1,7 +1,7 @@
 /**
  * A follower of the room event log: a reader with a cursor of its own that acts on what follows it.
  * This node's stream reader, the Meilisearch indexer and each bridge's transaction pusher are
- * followers (federation's outbound queues will be the next). What they share lives here: one run at
+ * followers (and, through `TransactionSender`, each federation peer's outbound queue). What they share lives here: one run at
  * a time, a wake during a run asks for one more (CoalescingRunner), a failed run is retried on the
  * shared backoff schedule (src/lib/backoff.ts), and a wake while a retry is pending waits for it.
  * Each reads the log with `EventStream.readAfter` (or `eventsRepository.readAfter`).
@@ -28,6 +28,7 @@ export class Follower {
   private readonly runner = new CoalescingRunner(() => this.run());
   private failures = 0;
   private retryTimer?: NodeJS.Timeout;
+  private retryDueMs = 0;
   private stopped = false;
 
   constructor(private readonly opts: FollowerOptions) {}
@@ -44,6 +45,28 @@ export class Follower {
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
     await this.runner.idle();
+  }
+
+  /**
+   * Cancels a pending retry and runs now with the backoff reset (a peer that called in is up again).
+   * No effect when no retry is pending.
+   */
+  retryNow(): void {
+    if (this.stopped || !this.retryTimer) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.failures = 0;
+    this.runner.wake();
+  }
+
+  /** Failed runs since the last success (0 when healthy). */
+  get failedAttempts(): number {
+    return this.failures;
+  }
+
+  /** When the pending retry is due (ms since the epoch), or null when none is pending. */
+  get retryAtMs(): number | null {
+    return this.retryTimer ? this.retryDueMs : null;
   }
 
   /** True while a run is in progress. */
@@ -69,6 +92,7 @@ export class Follower {
       if (this.stopped) return;
       const delay = backoffDelay(++this.failures, this.opts.retry);
       this.opts.log.warn({ err, follower: this.opts.name, attempt: this.failures, retry_in_ms: delay }, 'follower step failed; retrying');
+      this.retryDueMs = Date.now() + delay;
       this.retryTimer = setTimeout(() => {
         this.retryTimer = undefined;
         this.wake();

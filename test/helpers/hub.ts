@@ -105,7 +105,7 @@ export interface Session {
   token: string;
   refresh_token: string;
   device_id: string;
-  user: { id: string; name: string; email: string };
+  user: { id: string; name: string; email: string; username: string; address: string };
 }
 
 /** A REST call. @returns status and parsed JSON body (null for 204). */

@@ -36,7 +36,7 @@ describe('admin API', () => {
   beforeAll(async () => {
     t = await startTestHub({ auth: { admin_emails: [bossEmail.toUpperCase()] } });
     // As `switchboard user create` does (without --admin: the config list makes the admin).
-    await createUser(t.hub.db, { email: bossEmail, name: 'Boss', password: PASSWORD, admin: false });
+    await createUser(t.hub.db, { email: bossEmail, name: 'Boss', password: PASSWORD, admin: false }, t.hub.config.federation.server_name);
     boss = (await login(t.url, bossEmail)).body;
     alice = await register(t.url, 'Alice');
     bob = await register(t.url, 'Bob');
@@ -82,7 +82,7 @@ describe('admin API', () => {
       const { rows } = await t2.hub.db.query('SELECT count(*)::int AS n FROM users');
       expect(rows[0].n).toBe(0);
       // With an invite from an admin, the owner of the address can register, and is an admin.
-      const rootUser = await createUser(t2.hub.db, { email: email('root2'), name: 'Root', password: PASSWORD, admin: true });
+      const rootUser = await createUser(t2.hub.db, { email: email('root2'), name: 'Root', password: PASSWORD, admin: true }, t2.hub.config.federation.server_name);
       const root = (await login(t2.url, rootUser.email!)).body;
       const invite = await api(t2.url, 'POST', '/api/admin/invites', { token: root.token, body: {} });
       const owner = await api(t2.url, 'POST', '/api/auth/register', { body: { email: listed, name: 'Owner', password: PASSWORD, invite_code: invite.body.code } });
@@ -205,7 +205,7 @@ describe('registration policy', () => {
   let admin: Session;
   beforeAll(async () => {
     t = await startTestHub({ auth: { registration: 'invite' } });
-    const root = await createUser(t.hub.db, { email: email('root'), name: 'Root', password: PASSWORD, admin: true });
+    const root = await createUser(t.hub.db, { email: email('root'), name: 'Root', password: PASSWORD, admin: true }, t.hub.config.federation.server_name);
     admin = (await login(t.url, root.email!)).body;
   });
   afterAll(async () => t?.close());

@@ -23,7 +23,7 @@ async function entries(query = ''): Promise<any[]> {
 
 beforeAll(async () => {
   t = await startTestHub({ auth: { registration: 'open' } });
-  const created = await createUser(t.hub.db, { email: email('root'), name: 'Root', password: PASSWORD, admin: true });
+  const created = await createUser(t.hub.db, { email: email('root'), name: 'Root', password: PASSWORD, admin: true }, t.hub.config.federation.server_name);
   root = (await api(t.url, 'POST', '/api/auth/login', { body: { email: created.email, password: PASSWORD } })).body;
   alice = await register(t.url, 'Alice');
 });

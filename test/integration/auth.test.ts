@@ -225,7 +225,7 @@ describe('users', () => {
   it('GET /api/users/:id returns the public profile without email', async () => {
     const res = await api(t.url, 'GET', `/api/users/${bob.user.id}`, { token: alice.token });
     expect(res.status).toBe(200);
-    expect(res.body).toEqual({ id: bob.user.id, name: 'Bobby Tables', avatar_url: null, created_at: expect.any(String), bridge_id: null });
+    expect(res.body).toEqual({ id: bob.user.id, name: 'Bobby Tables', avatar_url: null, created_at: expect.any(String), bridge_id: null, username: bob.user.username, address: `@${bob.user.username}:localhost`, server: null });
   });
 
   it('answers 404 INVALID_USER for an unknown id and 400 for a malformed one', async () => {

@@ -75,7 +75,7 @@ export interface paths {
         put?: never;
         /**
          * Create an account
-         * @description Creates an account and its first device session. 409 EMAIL_TAKEN; 403 REGISTRATION_CLOSED or INVALID_INVITE depending on `auth.registration` (docs/OPERATIONS.md); 429 RATE_LIMITED per client IP (`rate_limits.register_per_ip_per_hour`).
+         * @description Creates an account and its first device session. 409 EMAIL_TAKEN or USERNAME_TAKEN; 403 REGISTRATION_CLOSED or INVALID_INVITE depending on `auth.registration` (docs/OPERATIONS.md); 429 RATE_LIMITED per client IP (`rate_limits.register_per_ip_per_hour`).
          */
         post: operations["register"];
         delete?: never;
@@ -118,6 +118,86 @@ export interface paths {
          * @description Trades a refresh token for a new access token and the next refresh token. 401 INVALID_REFRESH_TOKEN, or REFRESH_TOKEN_REUSED: a refresh token used twice revokes its session.
          */
         post: operations["refreshSession"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/_federation/v1/key": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * This hub's signing key
+         * @description The Ed25519 public key other hubs verify this hub's requests and events with.
+         */
+        get: operations["federationKey"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/_federation/v1/send/{txn_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Receive a transaction
+         * @description Events (and snapshots) from another hub, idempotent per (origin, txn_id); events deduplicated by id. 403 FEDERATION_FORBIDDEN when an event is not the origin's to send, and then nothing is stored. Signed with an HTTP message signature (RFC 9421) by an allowed hub; 401 FEDERATION_UNAUTHORIZED otherwise.
+         */
+        put: operations["federationSend"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/_federation/v1/rooms/{room_id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A room's sequenced events
+         * @description The room's events after `after_seq`, in room_seq order (gap filling, history). For hubs with members in the room (403 otherwise). Signed with an HTTP message signature (RFC 9421) by an allowed hub; 401 FEDERATION_UNAUTHORIZED otherwise.
+         */
+        get: operations["federationRoomEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/_federation/v1/users/{username}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A user's public profile
+         * @description A user of this hub by username (address resolution). Signed with an HTTP message signature (RFC 9421) by an allowed hub; 401 FEDERATION_UNAUTHORIZED otherwise.
+         */
+        get: operations["federationUser"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -1236,6 +1316,66 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/users/lookup": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Resolve an address
+         * @description The user of this hub with address `@username:server_name`; a remote address is resolved through federation and its shadow user created. 503 FEDERATION_UNAVAILABLE when the other hub does not answer.
+         */
+        get: operations["lookupUser"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/federation/rooms/{id}/deny": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Hubs a federated room refuses
+         * @description Replaces the list of hubs (server_names) a federated room refuses: this hub sends them nothing more of the room and refuses their events for it (403 FEDERATION_FORBIDDEN). 404 INVALID_ROOM when the room is not federated. Server admins only (403 FORBIDDEN otherwise).
+         */
+        put: operations["adminFederationRoomDeny"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/admin/federation/peers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Federation peers
+         * @description Per peer: the outbound queue's state, depth, oldest pending item's age, backoff and last success. Server admins only (403 FORBIDDEN otherwise).
+         */
+        get: operations["adminFederationPeers"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/mcp/tools": {
         parameters: {
             query?: never;
@@ -1286,7 +1426,7 @@ export interface components {
                  * @description A stable code of the catalog in src/errors.ts.
                  * @enum {unknown}
                  */
-                code: "BAD_REQUEST" | "VALIDATION_FAILED" | "INVALID_FRAME" | "UNAUTHORIZED" | "TOKEN_EXPIRED" | "INVALID_CREDENTIALS" | "INVALID_REFRESH_TOKEN" | "REFRESH_TOKEN_REUSED" | "FORBIDDEN" | "NOT_A_MEMBER" | "NOT_FOUND" | "INVALID_ROOM" | "INVALID_MESSAGE" | "INVALID_USER" | "INVALID_DEVICE" | "EMAIL_TAKEN" | "CONFLICT" | "MESSAGE_TOO_LARGE" | "PAYLOAD_TOO_LARGE" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE" | "INVALID_ATTACHMENT" | "ATTACHMENT_TOO_LARGE" | "RANGE_NOT_SATISFIABLE" | "EDIT_WINDOW_EXPIRED" | "EDITS_FORBIDDEN" | "REGISTRATION_CLOSED" | "INVALID_INVITE" | "INVALID_AGENT_TOKEN" | "INVALID_TOOL" | "INSUFFICIENT_SCOPE" | "SEARCH_UNAVAILABLE" | "DATABASE_UNAVAILABLE" | "INVALID_SIGNATURE" | "KEY_ID_REUSED" | "MISMATCHED_DEVICES" | "STALE_DEVICES" | "PLAINTEXT_IN_ENCRYPTED_ROOM" | "ROOM_ENCRYPTED" | "E2EE_DEVICE_REQUIRED" | "MAILBOX_FULL";
+                code: "BAD_REQUEST" | "VALIDATION_FAILED" | "INVALID_FRAME" | "UNAUTHORIZED" | "TOKEN_EXPIRED" | "INVALID_CREDENTIALS" | "INVALID_REFRESH_TOKEN" | "REFRESH_TOKEN_REUSED" | "FORBIDDEN" | "NOT_A_MEMBER" | "NOT_FOUND" | "INVALID_ROOM" | "INVALID_MESSAGE" | "INVALID_USER" | "INVALID_DEVICE" | "EMAIL_TAKEN" | "USERNAME_TAKEN" | "FEDERATION_UNAUTHORIZED" | "FEDERATION_FORBIDDEN" | "FEDERATION_UNAVAILABLE" | "CONFLICT" | "MESSAGE_TOO_LARGE" | "PAYLOAD_TOO_LARGE" | "RATE_LIMITED" | "INTERNAL" | "UNAVAILABLE" | "INVALID_ATTACHMENT" | "ATTACHMENT_TOO_LARGE" | "RANGE_NOT_SATISFIABLE" | "EDIT_WINDOW_EXPIRED" | "EDITS_FORBIDDEN" | "REGISTRATION_CLOSED" | "INVALID_INVITE" | "INVALID_AGENT_TOKEN" | "INVALID_TOOL" | "INSUFFICIENT_SCOPE" | "SEARCH_UNAVAILABLE" | "DATABASE_UNAVAILABLE" | "INVALID_SIGNATURE" | "KEY_ID_REUSED" | "MISMATCHED_DEVICES" | "STALE_DEVICES" | "PLAINTEXT_IN_ENCRYPTED_ROOM" | "ROOM_ENCRYPTED" | "E2EE_DEVICE_REQUIRED" | "MAILBOX_FULL";
                 /** @description For people; may change. */
                 message: string;
                 /** @description MISMATCHED_DEVICES: E2EE devices the envelopes left out. */
@@ -1360,7 +1500,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1410,7 +1550,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1448,7 +1588,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1466,7 +1606,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1492,6 +1632,8 @@ export interface operations {
                     /** @description Display name; must not be blank. */
                     name: string;
                     password: string;
+                    /** @description Unique on this hub; omitted: derived from the email's local part (bob, bob2, ...). */
+                    username?: string;
                     device_name?: string;
                     /** @description Required when auth.registration is "invite". */
                     invite_code?: string;
@@ -1523,6 +1665,12 @@ export interface operations {
                             created_at: string;
                             /** @description The bridge puppeting this user (a ghost of a person on another network); null for hub users. */
                             bridge_id: string | null;
+                            /** @description Unique on its hub, [a-z0-9._-]. */
+                            username: string;
+                            /** @description The global address, @username:server_name (docs/FEDERATION.md). */
+                            address: string;
+                            /** @description The server_name of the hub this user belongs to when it is another hub (a shadow user); null for users of this hub. */
+                            server: string | null;
                             /** @description Null for bots and bridge ghosts. */
                             email: string | null;
                             is_admin: boolean;
@@ -1539,7 +1687,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1548,7 +1696,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: `{error: {code, message}}`; codes with this status: EMAIL_TAKEN, CONFLICT, KEY_ID_REUSED, MISMATCHED_DEVICES. */
+            /** @description Conflict: `{error: {code, message}}`; codes with this status: EMAIL_TAKEN, USERNAME_TAKEN, CONFLICT, KEY_ID_REUSED, MISMATCHED_DEVICES. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1593,7 +1741,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1645,6 +1793,12 @@ export interface operations {
                             created_at: string;
                             /** @description The bridge puppeting this user (a ghost of a person on another network); null for hub users. */
                             bridge_id: string | null;
+                            /** @description Unique on its hub, [a-z0-9._-]. */
+                            username: string;
+                            /** @description The global address, @username:server_name (docs/FEDERATION.md). */
+                            address: string;
+                            /** @description The server_name of the hub this user belongs to when it is another hub (a shadow user); null for users of this hub. */
+                            server: string | null;
                             /** @description Null for bots and bridge ghosts. */
                             email: string | null;
                             is_admin: boolean;
@@ -1661,7 +1815,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1706,7 +1860,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1756,6 +1910,12 @@ export interface operations {
                             created_at: string;
                             /** @description The bridge puppeting this user (a ghost of a person on another network); null for hub users. */
                             bridge_id: string | null;
+                            /** @description Unique on its hub, [a-z0-9._-]. */
+                            username: string;
+                            /** @description The global address, @username:server_name (docs/FEDERATION.md). */
+                            address: string;
+                            /** @description The server_name of the hub this user belongs to when it is another hub (a shadow user); null for users of this hub. */
+                            server: string | null;
                             /** @description Null for bots and bridge ghosts. */
                             email: string | null;
                             is_admin: boolean;
@@ -1772,7 +1932,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1808,7 +1968,314 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    federationKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The key document */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        server_name: string;
+                        keys: {
+                            key_id: string;
+                            /** @description Ed25519, raw 32 bytes, base64url. */
+                            public_key: string;
+                        }[];
+                        /** @description ms since the epoch */
+                        valid_until_ms: number;
+                    };
+                };
+            };
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not Found: `{error: {code, message}}`; codes with this status: NOT_FOUND, INVALID_ROOM, INVALID_MESSAGE, INVALID_USER, INVALID_DEVICE, INVALID_ATTACHMENT, INVALID_AGENT_TOKEN, INVALID_TOOL. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    federationSend: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                txn_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    events: {
+                        [key: string]: unknown;
+                    }[];
+                    snapshots?: {
+                        [key: string]: unknown;
+                    }[];
+                    ephemeral: unknown[];
+                };
+            };
+        };
+        responses: {
+            /** @description Accepted */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": Record<string, never>;
+                };
+            };
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    federationRoomEvents: {
+        parameters: {
+            query: {
+                after_seq: number;
+                limit: number;
+            };
+            header?: never;
+            path: {
+                room_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The events */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        events: {
+                            [key: string]: unknown;
+                        }[];
+                    };
+                };
+            };
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    federationUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                username: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The profile */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        username: string;
+                        name: string;
+                        address: string;
+                    };
+                };
+            };
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not Found: `{error: {code, message}}`; codes with this status: NOT_FOUND, INVALID_ROOM, INVALID_MESSAGE, INVALID_USER, INVALID_DEVICE, INVALID_ATTACHMENT, INVALID_AGENT_TOKEN, INVALID_TOOL. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1844,7 +2311,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1853,7 +2320,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1871,7 +2338,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1921,7 +2388,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1930,7 +2397,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1948,7 +2415,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -1986,7 +2453,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -1995,7 +2462,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2022,7 +2489,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2057,6 +2524,12 @@ export interface operations {
                         created_at: string;
                         /** @description The bridge puppeting this user (a ghost of a person on another network); null for hub users. */
                         bridge_id: string | null;
+                        /** @description Unique on its hub, [a-z0-9._-]. */
+                        username: string;
+                        /** @description The global address, @username:server_name (docs/FEDERATION.md). */
+                        address: string;
+                        /** @description The server_name of the hub this user belongs to when it is another hub (a shadow user); null for users of this hub. */
+                        server: string | null;
                         /** @description Null for bots and bridge ghosts. */
                         email: string | null;
                         is_admin: boolean;
@@ -2072,7 +2545,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2081,7 +2554,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2108,7 +2581,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2152,6 +2625,12 @@ export interface operations {
                         created_at: string;
                         /** @description The bridge puppeting this user (a ghost of a person on another network); null for hub users. */
                         bridge_id: string | null;
+                        /** @description Unique on its hub, [a-z0-9._-]. */
+                        username: string;
+                        /** @description The global address, @username:server_name (docs/FEDERATION.md). */
+                        address: string;
+                        /** @description The server_name of the hub this user belongs to when it is another hub (a shadow user); null for users of this hub. */
+                        server: string | null;
                         /** @description Null for bots and bridge ghosts. */
                         email: string | null;
                         is_admin: boolean;
@@ -2167,7 +2646,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2176,7 +2655,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2212,7 +2691,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2251,6 +2730,12 @@ export interface operations {
                         created_at: string;
                         /** @description The bridge puppeting this user (a ghost of a person on another network); null for hub users. */
                         bridge_id: string | null;
+                        /** @description Unique on its hub, [a-z0-9._-]. */
+                        username: string;
+                        /** @description The global address, @username:server_name (docs/FEDERATION.md). */
+                        address: string;
+                        /** @description The server_name of the hub this user belongs to when it is another hub (a shadow user); null for users of this hub. */
+                        server: string | null;
                     }[];
                 };
             };
@@ -2263,7 +2748,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2272,7 +2757,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2290,7 +2775,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2327,6 +2812,12 @@ export interface operations {
                         created_at: string;
                         /** @description The bridge puppeting this user (a ghost of a person on another network); null for hub users. */
                         bridge_id: string | null;
+                        /** @description Unique on its hub, [a-z0-9._-]. */
+                        username: string;
+                        /** @description The global address, @username:server_name (docs/FEDERATION.md). */
+                        address: string;
+                        /** @description The server_name of the hub this user belongs to when it is another hub (a shadow user); null for users of this hub. */
+                        server: string | null;
                     };
                 };
             };
@@ -2339,7 +2830,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2348,7 +2839,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2375,7 +2866,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2423,7 +2914,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2432,7 +2923,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2459,7 +2950,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2511,7 +3002,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2520,7 +3011,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2556,7 +3047,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2610,7 +3101,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2619,7 +3110,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2655,7 +3146,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2726,7 +3217,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2735,7 +3226,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2753,7 +3244,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2868,7 +3359,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2877,7 +3368,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2922,7 +3413,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -2970,7 +3461,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -2979,7 +3470,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2997,7 +3488,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3064,7 +3555,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3073,7 +3564,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3100,7 +3591,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3138,7 +3629,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3147,7 +3638,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3174,7 +3665,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3253,7 +3744,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3262,7 +3753,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3307,7 +3798,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3356,7 +3847,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3365,7 +3856,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3392,7 +3883,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3465,7 +3956,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3474,7 +3965,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3519,7 +4010,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3587,7 +4078,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3596,7 +4087,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3623,7 +4114,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3697,7 +4188,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3706,7 +4197,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3751,7 +4242,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3818,7 +4309,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3827,7 +4318,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3854,7 +4345,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -3921,7 +4412,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3930,7 +4421,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3957,7 +4448,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4059,7 +4550,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4068,7 +4559,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4095,7 +4586,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4169,6 +4660,8 @@ export interface operations {
                         stream_position: number;
                         /** @description true: the txn_id or remote_id was used before; nothing was stored. */
                         duplicate: boolean;
+                        /** @description true: the room's host hub (docs/FEDERATION.md) has not ordered it yet; it is kept and sent, and `message.new` follows once it is sequenced. `stream_position` is 0 meanwhile. */
+                        pending?: boolean;
                     };
                 };
             };
@@ -4186,6 +4679,8 @@ export interface operations {
                         stream_position: number;
                         /** @description true: the txn_id or remote_id was used before; nothing was stored. */
                         duplicate: boolean;
+                        /** @description true: the room's host hub (docs/FEDERATION.md) has not ordered it yet; it is kept and sent, and `message.new` follows once it is sequenced. `stream_position` is 0 meanwhile. */
+                        pending?: boolean;
                     };
                 };
             };
@@ -4198,7 +4693,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4207,7 +4702,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4225,7 +4720,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: `{error: {code, message}}`; codes with this status: EMAIL_TAKEN, CONFLICT, KEY_ID_REUSED, MISMATCHED_DEVICES. */
+            /** @description Conflict: `{error: {code, message}}`; codes with this status: EMAIL_TAKEN, USERNAME_TAKEN, CONFLICT, KEY_ID_REUSED, MISMATCHED_DEVICES. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -4279,7 +4774,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4369,7 +4864,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4378,7 +4873,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4405,7 +4900,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4443,7 +4938,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4452,7 +4947,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4479,7 +4974,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4575,7 +5070,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4584,7 +5079,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4629,7 +5124,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4683,7 +5178,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4692,7 +5187,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4719,7 +5214,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4765,7 +5260,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4774,7 +5269,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4801,7 +5296,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4847,7 +5342,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4856,7 +5351,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4883,7 +5378,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -4945,7 +5440,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -4954,7 +5449,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4999,7 +5494,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -5113,7 +5608,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5122,7 +5617,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5149,7 +5644,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -5194,7 +5689,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5203,7 +5698,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5230,7 +5725,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -5271,6 +5766,12 @@ export interface operations {
                             created_at: string;
                             /** @description The bridge puppeting this user (a ghost of a person on another network); null for hub users. */
                             bridge_id: string | null;
+                            /** @description Unique on its hub, [a-z0-9._-]. */
+                            username: string;
+                            /** @description The global address, @username:server_name (docs/FEDERATION.md). */
+                            address: string;
+                            /** @description The server_name of the hub this user belongs to when it is another hub (a shadow user); null for users of this hub. */
+                            server: string | null;
                             /** @description Null for bots and bridge ghosts. */
                             email: string | null;
                             is_admin: boolean;
@@ -5291,7 +5792,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5300,7 +5801,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5318,7 +5819,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -5355,6 +5856,12 @@ export interface operations {
                         created_at: string;
                         /** @description The bridge puppeting this user (a ghost of a person on another network); null for hub users. */
                         bridge_id: string | null;
+                        /** @description Unique on its hub, [a-z0-9._-]. */
+                        username: string;
+                        /** @description The global address, @username:server_name (docs/FEDERATION.md). */
+                        address: string;
+                        /** @description The server_name of the hub this user belongs to when it is another hub (a shadow user); null for users of this hub. */
+                        server: string | null;
                         /** @description Null for bots and bridge ghosts. */
                         email: string | null;
                         is_admin: boolean;
@@ -5372,7 +5879,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5381,7 +5888,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5408,7 +5915,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -5470,7 +5977,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5479,7 +5986,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5497,7 +6004,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -5535,7 +6042,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5544,7 +6051,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5571,7 +6078,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -5621,7 +6128,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5630,7 +6137,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5648,7 +6155,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -5696,7 +6203,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5705,7 +6212,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5723,7 +6230,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -5783,7 +6290,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5792,7 +6299,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5828,7 +6335,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -5866,7 +6373,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5875,7 +6382,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5902,7 +6409,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -5971,7 +6478,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -5980,7 +6487,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5998,7 +6505,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -6061,7 +6568,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6070,7 +6577,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6106,7 +6613,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -6155,7 +6662,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6164,7 +6671,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6200,7 +6707,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -6249,7 +6756,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6258,7 +6765,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6294,7 +6801,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -6351,7 +6858,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6360,7 +6867,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6378,7 +6885,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -6446,7 +6953,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6455,7 +6962,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6491,7 +6998,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -6529,7 +7036,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6538,7 +7045,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6565,7 +7072,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -6641,7 +7148,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6650,7 +7157,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6686,7 +7193,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -6731,7 +7238,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6740,7 +7247,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6758,7 +7265,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -6826,7 +7333,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6835,7 +7342,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6871,7 +7378,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -6937,7 +7444,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -6946,7 +7453,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6991,7 +7498,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -7081,7 +7588,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -7090,7 +7597,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7117,7 +7624,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -7155,7 +7662,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -7164,7 +7671,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7191,7 +7698,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -7232,7 +7739,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -7241,7 +7748,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7259,7 +7766,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -7312,7 +7819,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -7321,7 +7828,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7339,7 +7846,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -7452,7 +7959,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -7461,7 +7968,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7497,7 +8004,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -7535,7 +8042,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -7544,7 +8051,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7571,7 +8078,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -7615,7 +8122,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -7624,7 +8131,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7651,7 +8158,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -7702,7 +8209,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -7711,7 +8218,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7756,7 +8263,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -7824,7 +8331,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -7833,7 +8340,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7842,7 +8349,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: `{error: {code, message}}`; codes with this status: EMAIL_TAKEN, CONFLICT, KEY_ID_REUSED, MISMATCHED_DEVICES. */
+            /** @description Conflict: `{error: {code, message}}`; codes with this status: EMAIL_TAKEN, USERNAME_TAKEN, CONFLICT, KEY_ID_REUSED, MISMATCHED_DEVICES. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -7878,7 +8385,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -7921,7 +8428,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -7930,7 +8437,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7948,7 +8455,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -8026,7 +8533,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -8035,7 +8542,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8044,7 +8551,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Conflict: `{error: {code, message}}`; codes with this status: EMAIL_TAKEN, CONFLICT, KEY_ID_REUSED, MISMATCHED_DEVICES. */
+            /** @description Conflict: `{error: {code, message}}`; codes with this status: EMAIL_TAKEN, USERNAME_TAKEN, CONFLICT, KEY_ID_REUSED, MISMATCHED_DEVICES. */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -8089,7 +8596,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -8137,7 +8644,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -8146,7 +8653,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8164,7 +8671,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -8235,7 +8742,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -8244,7 +8751,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8298,7 +8805,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -8349,7 +8856,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -8358,7 +8865,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8412,7 +8919,280 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    lookupUser: {
+        parameters: {
+            query: {
+                address: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The user */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** Format: uuid */
+                        id: string;
+                        name: string;
+                        avatar_url: string | null;
+                        /** Format: date-time */
+                        created_at: string;
+                        /** @description The bridge puppeting this user (a ghost of a person on another network); null for hub users. */
+                        bridge_id: string | null;
+                        /** @description Unique on its hub, [a-z0-9._-]. */
+                        username: string;
+                        /** @description The global address, @username:server_name (docs/FEDERATION.md). */
+                        address: string;
+                        /** @description The server_name of the hub this user belongs to when it is another hub (a shadow user); null for users of this hub. */
+                        server: string | null;
+                    };
+                };
+            };
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not Found: `{error: {code, message}}`; codes with this status: NOT_FOUND, INVALID_ROOM, INVALID_MESSAGE, INVALID_USER, INVALID_DEVICE, INVALID_ATTACHMENT, INVALID_AGENT_TOKEN, INVALID_TOOL. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    adminFederationRoomDeny: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    deny: string[];
+                };
+            };
+        };
+        responses: {
+            /** @description The room's federation settings */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        room_id: string;
+                        host: string;
+                        deny: string[];
+                        servers: string[];
+                    };
+                };
+            };
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not Found: `{error: {code, message}}`; codes with this status: NOT_FOUND, INVALID_ROOM, INVALID_MESSAGE, INVALID_USER, INVALID_DEVICE, INVALID_ATTACHMENT, INVALID_AGENT_TOKEN, INVALID_TOOL. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    adminFederationPeers: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The peers */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        server_name: string;
+                        state: "idle" | "sending" | "retrying";
+                        /** @description Queued items the peer has not accepted yet. */
+                        queue_depth: number;
+                        oldest_pending_age_ms: number | null;
+                        /** @description Failed attempts in a row. */
+                        failures: number;
+                        /** @description Until the next attempt, ms (0: none pending). */
+                        backoff_ms: number;
+                        /** Format: date-time */
+                        last_success_at: string | null;
+                    }[];
+                };
+            };
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -8468,7 +9248,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -8486,7 +9266,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;
@@ -8534,7 +9314,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED. */
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -8543,7 +9323,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8597,7 +9377,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
             503: {
                 headers: {
                     [name: string]: unknown;

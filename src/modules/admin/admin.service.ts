@@ -16,9 +16,9 @@ import type { UserRow } from '../users/users.repository.js';
 import { UsersService } from '../users/users.service.js';
 import { selfUser } from '../users/users.view.js';
 
-/** A user as admins see them: the self view plus `deactivated_at` (ISO 8601 or null). */
-export function adminUserView(u: UserRow) {
-  return { ...selfUser(u), deactivated_at: u.deactivated_at?.toISOString() ?? null };
+/** A user as admins see them: the self view plus `deactivated_at` (ISO 8601 or null). `localServer`: federation.server_name. */
+export function adminUserView(u: UserRow, localServer: string) {
+  return { ...selfUser(u, localServer), deactivated_at: u.deactivated_at?.toISOString() ?? null };
 }
 
 export class AdminService {
@@ -37,7 +37,7 @@ export class AdminService {
   /** A page of users (deactivated ones included), newest first: `{users, total}`. `q` matches name or email, case-insensitive. */
   async listUsers(f: { q?: string; limit: number; offset: number }) {
     const { rows, total } = await this.hub.users.page(f);
-    return { users: rows.map(adminUserView), total };
+    return { users: rows.map((u) => adminUserView(u, this.hub.users.serverName)), total };
   }
 
   /**
@@ -58,7 +58,7 @@ export class AdminService {
     });
     if (!user) throw new AppError('INVALID_USER', 'User not found');
     await closeSockets(this.hub.pubsub, userId, { code: CLOSE.UNAUTHORIZED, reason: 'account deactivated' });
-    return adminUserView(user);
+    return adminUserView(user, this.hub.users.serverName);
   }
 
   /** A page of rooms (not deleted), newest first, with member and message counts: `{rooms, total}`. `q` matches the name. */
@@ -124,15 +124,15 @@ export class AdminService {
  * `is_admin`. Used by `switchboard user create`.
  * @throws AppError EMAIL_TAKEN (409).
  */
-export async function createUser(db: Database, u: { email: string; name: string; password: string; admin: boolean }) {
+export async function createUser(db: Database, u: { email: string; name: string; password: string; admin: boolean }, serverName: string) {
   const passwordHash = await argon2.hash(u.password, { type: argon2.argon2id });
-  const users = new UsersService(db);
+  const users = new UsersService(db, serverName);
   const audit = new AuditService(db);
   return db.transaction(async (tx) => {
     const user = await users.createAccount(tx, { email: normaliseEmail(u.email), name: u.name.trim(), passwordHash });
     if (!user) throw new AppError('EMAIL_TAKEN', 'An account with this email exists');
     await audit.record(tx, CLI_ACTOR, { action: 'user.create', target_type: 'user', target_id: user.id, detail: { admin: u.admin } });
-    if (!u.admin) return adminUserView(user);
-    return adminUserView(await users.setAdmin(tx, user.id));
+    if (!u.admin) return adminUserView(user, serverName);
+    return adminUserView(await users.setAdmin(tx, user.id), serverName);
   });
 }

@@ -26,7 +26,7 @@ export const publicAuthRoutes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'register',
         summary: 'Create an account',
         description:
-          'Creates an account and its first device session. 409 EMAIL_TAKEN; 403 REGISTRATION_CLOSED or INVALID_INVITE depending ' +
+          'Creates an account and its first device session. 409 EMAIL_TAKEN or USERNAME_TAKEN; 403 REGISTRATION_CLOSED or INVALID_INVITE depending ' +
           'on `auth.registration` (docs/OPERATIONS.md); 429 RATE_LIMITED per client IP (`rate_limits.register_per_ip_per_hour`).',
         tags,
         security,

@@ -7,6 +7,9 @@ export const RegisterBody = Type.Object(
     email: Type.String({ format: 'email', maxLength: 254 }),
     name: Type.String({ minLength: 1, maxLength: 100, pattern: '\\S', description: 'Display name; must not be blank.' }),
     password: Type.String({ minLength: 8, maxLength: 1024 }),
+    username: Type.Optional(
+      Type.String({ pattern: '^[a-z0-9._-]{1,32}$', description: 'Unique on this hub; omitted: derived from the email\'s local part (bob, bob2, ...).' }),
+    ),
     device_name: Type.Optional(Type.String({ maxLength: 100 })),
     invite_code: Type.Optional(Type.String({ maxLength: 100, description: 'Required when auth.registration is "invite".' })),
   },

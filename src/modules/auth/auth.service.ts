@@ -18,7 +18,6 @@ import type { UsersService } from '../users/users.service.js';
 import type { UserRow } from '../users/users.repository.js';
 import { authRepository as repo, type DeviceRow, type InviteRow } from './auth.repository.js';
 import { hashToken, newRefreshToken, type TokenIssuer } from './tokens.js';
-import { selfUser } from '../users/users.view.js';
 
 export interface DeviceInfo {
   name?: string;
@@ -60,7 +59,7 @@ export class AuthService {
    * @throws AppError REGISTRATION_CLOSED (403), INVALID_INVITE (403: missing, unknown, used up or expired), EMAIL_TAKEN (409).
    */
   async register(
-    body: { email: string; name: string; password: string; device_name?: string; invite_code?: string },
+    body: { email: string; name: string; password: string; username?: string; device_name?: string; invite_code?: string },
     device: DeviceInfo,
     policy: Config['auth']['registration'],
   ) {
@@ -72,7 +71,7 @@ export class AuthService {
     if (needsInvite && !body.invite_code) throw new AppError('INVALID_INVITE', 'Registration with this address needs an invite code');
     const passwordHash = await argon2.hash(body.password, { type: argon2.argon2id });
     return this.db.transaction(async (tx) => {
-      const user = await this.users.createAccount(tx, { email, name: body.name.trim(), passwordHash });
+      const user = await this.users.createAccount(tx, { email, name: body.name.trim(), passwordHash, username: body.username });
       if (!user) throw new AppError('EMAIL_TAKEN', 'An account with this email exists');
       if (needsInvite && !(await repo.consumeInvite(tx, body.invite_code!))) {
         throw new AppError('INVALID_INVITE', 'Unknown, used up or expired invite code');
@@ -124,7 +123,7 @@ export class AuthService {
       refresh_token: outcome.refreshToken,
       expires_in: this.tokens.ttlS,
       device_id: outcome.deviceId,
-      user: selfUser(outcome.user),
+      user: this.users.selfView(outcome.user),
     };
   }
 
@@ -211,7 +210,7 @@ export class AuthService {
       refresh_token: refresh.token,
       expires_in: this.tokens.ttlS,
       device_id: d.id,
-      user: selfUser(user),
+      user: this.users.selfView(user),
     };
   }
 

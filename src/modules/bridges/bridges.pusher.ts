@@ -10,8 +10,8 @@
  *   (`{"type":"typing",room_id,user_id,user_name,typing,ts}`, `ts` in ms since the epoch; best effort:
  *   only while the hub runs; a bridge should ignore stale ones after an outage).
  *
- * Durability: the pusher is a follower of the log (events/follower.ts) with a cursor persisted per
- * bridge (`bridge_state`).
+ * Durability: the pusher is a `TransactionSender` (events/transaction-sender.ts, shared with
+ * federation) reading the log, with a cursor persisted per bridge (`bridge_state`).
  * A transaction is written whole into `bridge_state.pending_*` before it is sent and retried as it is
  * (exponential backoff from 250 ms up to `retry_max_ms`, across hub restarts too) until the bridge
  * answers 2xx; only then does the cursor move. So events reach the bridge in order, at least once,
@@ -21,19 +21,19 @@ import type { Logger } from 'pino';
 import type { BridgeConfig } from '../../config/schema.js';
 import type { Database } from '../../db/database.js';
 import type { BridgeTransaction, TypingEvent } from '../../events/catalog.js';
-import { Follower } from '../../events/follower.js';
+import { TransactionSender } from '../../events/transaction-sender.js';
 import type { PubSub } from '../../events/pubsub.js';
 import { toWire, type EventStream, type StreamEvent } from '../../events/stream.js';
 import type { RoomsService } from '../rooms/rooms.service.js';
 import type { UsersService } from '../users/users.service.js';
-import { bridgesRepository as repo, type BridgeStateRow } from './bridges.repository.js';
+import { bridgesRepository as repo } from './bridges.repository.js';
 
 const BATCH = 200;
 const MAX_EPHEMERAL = 200;
 const PUT_TIMEOUT_MS = 30_000;
 
 export class TransactionPusher {
-  private readonly follower: Follower;
+  private readonly sender: TransactionSender<BridgeTransaction>;
   private ephemeral: TypingEvent[] = [];
   private readonly roomSubs = new Map<string, () => void>();
   private unsubscribeStream?: () => void;
@@ -49,7 +49,19 @@ export class TransactionPusher {
     private readonly bridge: BridgeConfig,
     private readonly botId: string,
   ) {
-    this.follower = new Follower({ name: `bridge pusher ${bridge.id}`, log, step: () => this.step(), retry: { baseMs: 250, maxMs: bridge.retry_max_ms } });
+    this.sender = new TransactionSender<BridgeTransaction>({
+      name: `bridge pusher ${bridge.id}`,
+      log,
+      retry: { baseMs: 250, maxMs: bridge.retry_max_ms },
+      deliver: (txnId, body) => this.put(txnId, body),
+      store: {
+        state: async () => (await repo.state(this.db, this.bridge.id))!,
+        collect: (after) => this.collect(after),
+        open: (prevSeq, txnId, upto, body) => repo.openTxn(this.db, this.bridge.id, prevSeq, txnId, upto, body),
+        advance: (upto) => repo.advance(this.db, this.bridge.id, upto),
+        close: (txnId) => repo.closeTxn(this.db, this.bridge.id, txnId),
+      },
+    });
   }
 
   /** Creates the cursor at the stream's end on first start (no history replay), then starts pushing. */
@@ -64,7 +76,7 @@ export class TransactionPusher {
   }
 
   stop(): void {
-    void this.follower.stop();
+    void this.sender.stop();
     this.abort.abort();
     this.unsubscribeStream?.();
     for (const unsubscribe of this.roomSubs.values()) unsubscribe();
@@ -77,11 +89,11 @@ export class TransactionPusher {
       const ids = new Set(await this.rooms.roomIdsWithBridgeMembers(this.bridge.id));
       for (const [roomId, unsubscribe] of this.roomSubs) if (!ids.has(roomId)) (unsubscribe(), this.roomSubs.delete(roomId));
       for (const roomId of ids) {
-        if (this.roomSubs.has(roomId) || this.follower.isStopped) continue;
+        if (this.roomSubs.has(roomId) || this.sender.isStopped) continue;
         this.roomSubs.set(roomId, this.pubsub.subscribe(`room:${roomId}`, (m) => this.onEphemeral(m)));
       }
     } catch (err) {
-      if (!this.follower.isStopped) this.log.error({ err }, 'bridge room list failed');
+      if (!this.sender.isStopped) this.log.error({ err }, 'bridge room list failed');
     }
   }
 
@@ -93,43 +105,21 @@ export class TransactionPusher {
   }
 
   private wake(): void {
-    this.follower.wake();
+    this.sender.wake();
   }
 
-  /**
-   * One unit of work: open the next transaction when none is pending, then send the pending one.
-   * @returns true when there may be more to do right away.
-   * @throws when the bridge did not accept it (the follower retries after a backoff).
-   */
-  private async step(): Promise<boolean> {
-    let state = (await repo.state(this.db, this.bridge.id))!;
-    if (!state.pending_txn_id) {
-      const opened = await this.openNext(state);
-      if (opened !== 'opened') return opened === 'more';
-      state = (await repo.state(this.db, this.bridge.id))!;
-      if (!state.pending_txn_id) return true; // another node opened it first
-    }
-    await this.put(state);
-    await repo.closeTxn(this.db, this.bridge.id, state.pending_txn_id!);
-    return true;
-  }
-
-  /** Reads what follows the cursor and opens a transaction when something concerns the bridge. */
-  private async openNext(state: BridgeStateRow): Promise<'opened' | 'more' | 'idle'> {
-    const rows = await this.stream.readAfter(state.last_position, BATCH);
+  /** What follows the cursor for the bridge: its events and receipts, and the typing seen meanwhile. */
+  private async collect(after: number): Promise<{ body: BridgeTransaction | null; upto: number; more: boolean }> {
+    const rows = await this.stream.readAfter(after, BATCH);
     const relevant = await this.relevance(rows);
     const body: BridgeTransaction = { events: [], ephemeral: this.ephemeral.splice(0) };
     for (const row of rows) {
       if (!relevant(row)) continue;
       (row.type === 'message.read' ? body.ephemeral : body.events).push(toWire(row));
     }
-    const upto = rows.length ? rows[rows.length - 1].stream_position : state.last_position;
-    if (body.events.length === 0 && body.ephemeral.length === 0) {
-      if (rows.length) await repo.advance(this.db, this.bridge.id, upto);
-      return rows.length === BATCH ? 'more' : 'idle';
-    }
-    await repo.openTxn(this.db, this.bridge.id, state.txn_seq, String(state.txn_seq + 1), upto, body);
-    return 'opened';
+    const upto = rows.length ? rows[rows.length - 1].stream_position : after;
+    const empty = body.events.length === 0 && body.ephemeral.length === 0;
+    return { body: empty ? null : body, upto, more: rows.length === BATCH };
   }
 
   /**
@@ -145,15 +135,15 @@ export class TransactionPusher {
   }
 
   /** Sends the pending transaction. @throws unless the bridge accepted it (2xx). */
-  private async put(state: BridgeStateRow): Promise<void> {
-    const url = `${this.bridge.url.replace(/\/$/, '')}/transactions/${encodeURIComponent(state.pending_txn_id!)}`;
+  private async put(txnId: string, body: BridgeTransaction): Promise<void> {
+    const url = `${this.bridge.url.replace(/\/$/, '')}/transactions/${encodeURIComponent(txnId)}`;
     const res = await fetch(url, {
       method: 'PUT',
       headers: { authorization: `Bearer ${this.bridge.hs_token}`, 'content-type': 'application/json' },
-      body: JSON.stringify(state.pending_body),
+      body: JSON.stringify(body),
       signal: AbortSignal.any([this.abort.signal, AbortSignal.timeout(PUT_TIMEOUT_MS)]),
     });
     await res.arrayBuffer().catch(() => undefined);
-    if (!res.ok) throw new Error(`bridge refused transaction ${state.pending_txn_id} with ${res.status}`);
+    if (!res.ok) throw new Error(`bridge refused transaction ${txnId} with ${res.status}`);
   }
 }

@@ -220,7 +220,7 @@ export class MessageWriter {
     const writing = open();
     if (writing.length === 0) return outcomes;
     const messages = writing.map((send): MessageWire => ({
-      id: crypto.randomUUID(),
+      id: send.input.id ?? crypto.randomUUID(),
       room_id: send.roomId,
       user_id: send.userId,
       user_name: members.get(`${send.roomId}:${send.userId}`)!,

@@ -65,9 +65,9 @@ export const messagesRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (req, reply) => {
       const { body } = req;
       if ((body.ts !== undefined || body.remote_id !== undefined) && !bridgeIdOf(req.auth)) throw new AppError('FORBIDDEN', 'ts and remote_id are for bridges');
-      const { message, created } = await messages.send(req.auth.userId, req.params.room_id, { ...body, device_id: req.auth.deviceId });
+      const { message, created, pending } = await messages.send(req.auth.userId, req.params.room_id, { ...body, device_id: req.auth.deviceId });
       reply.code(created ? 201 : 200);
-      return { id: message.id, created_at: message.created_at, stream_position: message.stream_position, duplicate: !created };
+      return { id: message.id, created_at: message.created_at, stream_position: message.stream_position, duplicate: !created, ...(pending ? { pending } : {}) };
     },
   );
 

@@ -62,6 +62,11 @@ export const SendResult = Type.Object({
   created_at: DateTime,
   stream_position: Type.Integer(),
   duplicate: Type.Boolean({ description: 'true: the txn_id or remote_id was used before; nothing was stored.' }),
+  pending: Type.Optional(
+    Type.Boolean({
+      description: 'true: the room\'s host hub (docs/FEDERATION.md) has not ordered it yet; it is kept and sent, and `message.new` follows once it is sequenced. `stream_position` is 0 meanwhile.',
+    }),
+  ),
 });
 
 export const EditHistory = Type.Object({

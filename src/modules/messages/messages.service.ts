@@ -28,7 +28,16 @@ export interface DeliveredEvent {
   delivered_at: string;
 }
 
+/** Forwards a send in a room hosted by another hub; null when this hub hosts the room (federation). */
+export type RemoteSender = (
+  userId: string,
+  roomId: string,
+  input: SendInput,
+  attachmentIds: string[],
+) => Promise<{ message: MessageView; created: boolean; pending?: boolean } | null>;
+
 export class MessagesService {
+  private remoteSender?: RemoteSender;
   /** Message ids known to be delivered already, so sockets do not ask the database again (bounded). */
   private readonly delivered = new Set<string>();
   /** Receipts waiting for this tick's UPDATE, and the promise of that UPDATE. */
@@ -62,10 +71,27 @@ export class MessagesService {
    *   (404, an attachment id unknown or not uploaded by the sender), CONFLICT (409, `txn_id` already
    *   used in another room).
    */
-  async send(userId: string, roomId: string, input: SendInput): Promise<{ message: MessageView; created: boolean }> {
+  async send(userId: string, roomId: string, input: SendInput): Promise<{ message: MessageView; created: boolean; pending?: boolean }> {
     const attachmentIds = [...new Set(input.attachments ?? [])];
     // Encrypted sends carry no content (the batch checks the room and the envelopes).
     if (!input.envelopes && !input.sender_key) this.checkContent(input.content, attachmentIds.length > 0);
+    // A room another hub hosts: that hub orders the send (docs/FEDERATION.md).
+    const forwarded = await this.remoteSender?.(userId, roomId, input, attachmentIds);
+    if (forwarded) return forwarded;
+    return this.sendReplicated(userId, roomId, input);
+  }
+
+  /**
+   * Federation: routes sends in rooms another hub hosts to `sender`, which answers null for the
+   * rooms of this hub.
+   */
+  routeRemoteSends(sender: RemoteSender): void {
+    this.remoteSender = sender;
+  }
+
+  /** Writes a send here, whoever hosts the room: a local send, or federation applying the host's order. */
+  async sendReplicated(userId: string, roomId: string, input: SendInput): Promise<{ message: MessageView; created: boolean }> {
+    const attachmentIds = [...new Set(input.attachments ?? [])];
     const result = await this.writer.submit(userId, roomId, input, attachmentIds);
     if (result.created) this.metrics.messagesSent.inc();
     return result;

@@ -59,4 +59,6 @@ export interface SendInput {
   envelopes?: EnvelopeIn[];
   /** Encrypted rooms: one sender-key ciphertext for every device, instead of `envelopes`. */
   sender_key?: { body: string };
+  /** Federation only: the message id its origin hub assigned (the same on every hub, docs/FEDERATION.md). */
+  id?: string;
 }

@@ -44,6 +44,18 @@ export const roomsRepository = {
     return rows[0] ?? null;
   },
 
+  /** Creates or updates the copy of a room another hub hosts (federation), under the host's room id. */
+  async upsertReplica(
+    q: Queryable,
+    r: { id: string; type: RoomType; name: string; topic: string; visibility: string; allow_edits: boolean; directKey: string | null },
+  ): Promise<void> {
+    await q.query(
+      `INSERT INTO rooms (id, type, name, topic, visibility, allow_edits, direct_key) VALUES ($1, $2, $3, $4, $5, $6, $7)
+       ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, topic = EXCLUDED.topic, visibility = EXCLUDED.visibility, allow_edits = EXCLUDED.allow_edits`,
+      [r.id, r.type, r.name, r.topic, r.visibility, r.allow_edits, r.directKey],
+    );
+  },
+
   async findRoom(q: Queryable, id: string): Promise<RoomRow | null> {
     const { rows } = await q.query<RoomRow>('SELECT * FROM rooms WHERE id = $1 AND deleted_at IS NULL', [id]);
     return rows[0] ?? null;

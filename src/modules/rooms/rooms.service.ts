@@ -365,6 +365,31 @@ export class RoomsService {
     return repo.count(this.db);
   }
 
+  /**
+   * Federation: makes this hub's copy of a room another hub hosts match the host's state (room
+   * fields and the full member list with roles, as user ids of this hub), under the host's room id,
+   * and appends `room.updated` when anything changed. Local clients see it like any room change.
+   */
+  async applyReplica(
+    room: { id: string; type: RoomType; name: string; topic: string; visibility: 'public' | 'private'; allow_edits: boolean },
+    members: { userId: string; role: Role }[],
+  ): Promise<void> {
+    await this.stream.write(async (tx) => {
+      const key = room.type === 'direct' && members.length === 2 ? directKey(members[0].userId, members[1].userId) : null;
+      await repo.upsertReplica(tx, { ...room, directKey: key });
+      await repo.lockRoom(tx, room.id);
+      const current = new Map((await repo.listMembers(tx, room.id)).map((m) => [m.user_id, m.role]));
+      const wanted = new Map(members.map((m) => [m.userId, m.role]));
+      const removed = [...current.keys()].filter((id) => !wanted.has(id));
+      for (const id of removed) await repo.deleteMember(tx, room.id, id);
+      for (const [id, role] of wanted) {
+        if (!current.has(id)) await repo.insertMember(tx, room.id, id, role);
+        else if (current.get(id) !== role) await repo.setRole(tx, room.id, id, role);
+      }
+      await this.emitUpdated(tx, (await repo.findRoom(tx, room.id))!, removed);
+    });
+  }
+
   private async requireRoom(q: Queryable, roomId: string): Promise<RoomRow> {
     const room = await repo.findRoom(q, roomId);
     if (!room) throw new AppError('INVALID_ROOM', 'Room not found');

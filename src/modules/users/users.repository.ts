@@ -13,6 +13,10 @@ export interface UserRow {
   created_at: Date;
   /** Set on ghost users: the bridge that puppets them (see migrations/0006_bridges.sql). */
   bridge_id: string | null;
+  /** Unique per hub (per `server` for shadow users), [a-z0-9._-] (migrations/0012_federation.sql). */
+  username: string;
+  /** The peer's server_name on shadow users (users of another hub); null for users of this hub. */
+  server: string | null;
 }
 
 export interface GhostRow {
@@ -27,20 +31,52 @@ export interface GhostRow {
 }
 
 export const usersRepository = {
-  /** An account with email and password hash. @returns null when the email is taken. */
-  async insert(q: Queryable, u: { email: string; name: string; passwordHash: string }): Promise<UserRow | null> {
+  /**
+   * An account with email and password hash. Its username is `username` when given, else the first
+   * free one derived from the email's local part (`bob`, `bob2`, ...; migration 0012's functions).
+   * @returns null when the email is taken.
+   * @throws a unique violation (23505, constraint users_username) when `username` is taken.
+   */
+  async insert(q: Queryable, u: { email: string; name: string; passwordHash: string; username?: string }): Promise<UserRow | null> {
     const { rows } = await q.query<UserRow>(
-      `INSERT INTO users (email, name, password_hash) VALUES ($1, $2, $3)
+      `INSERT INTO users (email, name, password_hash, username)
+       VALUES ($1, $2, $3, COALESCE($4, switchboard_free_username(switchboard_username_base(split_part($1, '@', 1)))))
        ON CONFLICT (email) DO NOTHING RETURNING *`,
-      [u.email, u.name, u.passwordHash],
+      [u.email, u.name, u.passwordHash, u.username ?? null],
     );
     return rows[0] ?? null;
   },
 
   /** A bot: a user without email or password, so it can only act through agent tokens. */
   async insertBot(q: Queryable, name: string): Promise<UserRow> {
-    const { rows } = await q.query<UserRow>('INSERT INTO users (name) VALUES ($1) RETURNING *', [name]);
+    const { rows } = await q.query<UserRow>(
+      'INSERT INTO users (name, username) VALUES ($1, switchboard_free_username(switchboard_username_base($1))) RETURNING *',
+      [name],
+    );
     return rows[0];
+  },
+
+  /** Creates the shadow user of a remote user (no email, no password), or renames it. */
+  async upsertShadow(q: Queryable, s: { server: string; username: string; name: string }): Promise<UserRow> {
+    const { rows } = await q.query<UserRow>(
+      `INSERT INTO users (name, username, server) VALUES ($1, $2, $3)
+       ON CONFLICT (COALESCE(server, ''), username) DO UPDATE SET name = EXCLUDED.name
+       RETURNING *`,
+      [s.name, s.username, s.server],
+    );
+    return rows[0];
+  },
+
+  /** The user with this username on `server` (null: this hub), or null. */
+  async findByUsername(q: Queryable, username: string, server: string | null): Promise<UserRow | null> {
+    const { rows } = await q.query<UserRow>(`SELECT * FROM users WHERE COALESCE(server, '') = COALESCE($2, '') AND username = $1`, [username, server]);
+    return rows[0] ?? null;
+  },
+
+  /** The users among `ids` (any state). */
+  async findMany(q: Queryable, ids: string[]): Promise<UserRow[]> {
+    const { rows } = await q.query<UserRow>('SELECT * FROM users WHERE id = ANY($1::uuid[])', [ids]);
+    return rows;
   },
 
   /**
@@ -50,7 +86,8 @@ export const usersRepository = {
    */
   async upsertGhost(q: Queryable, g: { bridgeId: string; localpart: string; name: string; avatarUrl: string | null | undefined }): Promise<GhostRow | null> {
     const { rows } = await q.query<GhostRow>(
-      `INSERT INTO users (name, avatar_url, bridge_id, ghost_localpart) VALUES ($1, $2, $3, $4)
+      `INSERT INTO users (name, avatar_url, bridge_id, ghost_localpart, username)
+       VALUES ($1, $2, $3, $4, switchboard_free_username(switchboard_username_base($4)))
        ON CONFLICT (ghost_localpart) WHERE ghost_localpart IS NOT NULL DO UPDATE
          SET name = EXCLUDED.name, avatar_url = CASE WHEN $5 THEN EXCLUDED.avatar_url ELSE users.avatar_url END
          WHERE users.bridge_id = EXCLUDED.bridge_id

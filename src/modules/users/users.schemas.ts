@@ -30,6 +30,9 @@ export const PublicUser = Type.Object({
   avatar_url: Nullable(Type.String()),
   created_at: DateTime,
   bridge_id: Nullable(Type.String({ description: 'The bridge puppeting this user (a ghost of a person on another network); null for hub users.' })),
+  username: Type.String({ description: 'Unique on its hub, [a-z0-9._-].' }),
+  address: Type.String({ description: 'The global address, @username:server_name (docs/FEDERATION.md).' }),
+  server: Nullable(Type.String({ description: 'The server_name of the hub this user belongs to when it is another hub (a shadow user); null for users of this hub.' })),
 });
 
 /** A user as they see themselves (`selfUser`). */

@@ -9,25 +9,39 @@ import { usersRepository as repo, type GhostRow, type UserRow } from './users.re
 import { publicUser, selfUser } from './users.view.js';
 
 export class UsersService {
-  constructor(private readonly db: Database) {}
+  /** `serverName`: this hub's `federation.server_name`, the domain of local users' addresses. */
+  constructor(
+    private readonly db: Database,
+    readonly serverName: string,
+  ) {}
+
+  /** The public view of a row (with its address). */
+  view(u: UserRow) {
+    return publicUser(u, this.serverName);
+  }
+
+  /** The self view of a row (with its address, email and admin flag). */
+  selfView(u: UserRow) {
+    return selfUser(u, this.serverName);
+  }
 
   /** @throws AppError INVALID_USER (404) when unknown or deactivated. */
   async get(id: string) {
     const user = await repo.find(this.db, id);
     if (!user || user.deactivated_at) throw new AppError('INVALID_USER', 'User not found');
-    return publicUser(user);
+    return publicUser(user, this.serverName);
   }
 
   /** @throws AppError INVALID_USER (404). */
   async me(id: string) {
     const user = await repo.find(this.db, id);
     if (!user) throw new AppError('INVALID_USER', 'User not found');
-    return selfUser(user);
+    return selfUser(user, this.serverName);
   }
 
   /** Updates the caller's name and/or avatar URL. */
   async updateMe(id: string, patch: { name?: string; avatar_url?: string | null }) {
-    return selfUser(await repo.updateProfile(this.db, id, { ...patch, name: patch.name?.trim() }));
+    return this.selfView(await repo.updateProfile(this.db, id, { ...patch, name: patch.name?.trim() }));
   }
 
   /**
@@ -35,7 +49,7 @@ export class UsersService {
    * is exactly `q`: a whole address finds its owner, a fragment never probes which addresses exist.
    */
   async search(q: string, limit: number) {
-    return (await repo.search(this.db, q, limit)).map(publicUser);
+    return (await repo.search(this.db, q, limit)).map((u) => this.view(u));
   }
 
   /** The user row (deactivated or not), or null. */
@@ -47,9 +61,35 @@ export class UsersService {
     return repo.findByEmail(this.db, email);
   }
 
-  /** Creates an account. `email` must be normalised. @returns null when the email is taken. */
-  createAccount(q: Queryable, u: { email: string; name: string; passwordHash: string }): Promise<UserRow | null> {
-    return repo.insert(q, u);
+  /**
+   * Creates an account. `email` must be normalised; `username` (optional) must match [a-z0-9._-]{1,32},
+   * else one is derived from the email's local part. Runs in the caller's transaction `q`.
+   * @returns null when the email is taken.
+   * @throws AppError USERNAME_TAKEN (409) when the given username is taken.
+   */
+  async createAccount(q: Queryable, u: { email: string; name: string; passwordHash: string; username?: string }): Promise<UserRow | null> {
+    try {
+      return await repo.insert(q, u);
+    } catch (err) {
+      // A derived name raced with another registration: the caller's transaction is aborted, so say so plainly.
+      if ((err as { constraint?: string }).constraint === 'users_username') throw new AppError('USERNAME_TAKEN', u.username ? 'This username is taken' : 'Username collision; try again');
+      throw err;
+    }
+  }
+
+  /** The user with this username (`server` null: of this hub; else a shadow user of that hub), or null. */
+  findByUsername(username: string, server: string | null): Promise<UserRow | null> {
+    return repo.findByUsername(this.db, username, server);
+  }
+
+  /** Creates (or renames) the shadow user of `@username:server`, a user of another hub. */
+  upsertShadow(s: { server: string; username: string; name: string }): Promise<UserRow> {
+    return repo.upsertShadow(this.db, s);
+  }
+
+  /** The rows of `ids` (any state), in no particular order. */
+  findMany(ids: string[]): Promise<UserRow[]> {
+    return repo.findMany(this.db, ids);
   }
 
   /** Creates a bot user (no email, no password). */

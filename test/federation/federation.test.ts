@@ -1,0 +1,329 @@
+/**
+ * Federation between real hubs, each on its own database (a scratch database on DATABASE_URL, or its
+ * own PGlite data dir), on loopback ports: addresses and shadow users, signed requests and their
+ * refusals, a group room hosted by A with users of B and C, ordering, and a network cut through a
+ * loopback TCP proxy.
+ */
+import crypto from 'node:crypto';
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { api, register, startTestHub, type Session, type TestHub } from '../helpers/hub.js';
+import { loadFederationKey } from '../../src/modules/federation/federation.keys.js';
+import { signRequest } from '../../src/modules/federation/federation.signatures.js';
+
+/** A TCP proxy to `target` that can drop all traffic (cut) and come back (heal). */
+class Proxy {
+  private server = net.createServer((c) => this.onConn(c));
+  private sockets = new Set<net.Socket>();
+  cut = false;
+  port = 0;
+  constructor(private readonly target: number) {}
+  async listen(): Promise<void> {
+    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
+    this.port = (this.server.address() as net.AddressInfo).port;
+  }
+  private onConn(c: net.Socket): void {
+    if (this.cut) return void c.destroy();
+    const up = net.connect(this.target, '127.0.0.1');
+    for (const s of [c, up]) (this.sockets.add(s), s.on('close', () => this.sockets.delete(s)), s.on('error', () => undefined));
+    c.pipe(up).pipe(c);
+  }
+  setCut(cut: boolean): void {
+    this.cut = cut;
+    if (cut) for (const s of this.sockets) s.destroy();
+  }
+  close(): Promise<void> {
+    this.setCut(true);
+    return new Promise((r) => this.server.close(() => r()));
+  }
+}
+
+const names = ['a.test', 'b.test', 'c.test'];
+let hubs: TestHub[] = [];
+const proxies: Proxy[] = [];
+
+async function until<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 15000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function history(t: TestHub, s: Session, roomId: string): Promise<any[]> {
+  const res = await api(t.url, 'GET', `/api/rooms/${roomId}/messages?limit=100`, { token: s.token });
+  expect(res.status).toBe(200);
+  const list = res.body.messages ?? res.body;
+  return [...list].sort((x: any, y: any) => x.stream_position - y.stream_position);
+}
+
+beforeAll(async () => {
+  hubs = await Promise.all(names.map((n) => startTestHub({ federation: { enabled: true, server_name: n, retry_max_ms: 500 } })));
+  // Every hub reaches the others through a proxy in front of each (so a test can cut one).
+  for (const h of hubs) {
+    const p = new Proxy(Number(new URL(h.url).port));
+    await p.listen();
+    proxies.push(p);
+  }
+  for (const [i, h] of hubs.entries()) {
+    h.config.federation.peers = names.flatMap((n, j) => (j === i ? [] : [{ server_name: n, url: `http://127.0.0.1:${proxies[j].port}`, public_key: '' }]));
+  }
+}, 60000);
+
+afterAll(async () => {
+  await Promise.all(proxies.map((p) => p.close()));
+  await Promise.all(hubs.map((h) => h.close()));
+});
+
+describe('federation', () => {
+  let alice: Session, bob: Session, carol: Session, admin: Session;
+  let roomId: string;
+
+  it('gives users a username and an address, and serves the signing key', async () => {
+    alice = await register(hubs[0].url, 'Alice');
+    bob = await register(hubs[1].url, 'Bob');
+    carol = await register(hubs[2].url, 'Carol');
+    expect(alice.user.username).toMatch(/^alice-[0-9a-f]{8}$/);
+    expect(alice.user.address).toBe(`@${alice.user.username}:a.test`);
+    const key = await api(hubs[0].url, 'GET', '/_federation/v1/key');
+    expect(key.status).toBe(200);
+    expect(key.body.server_name).toBe('a.test');
+    expect(key.body.keys[0].public_key).toMatch(/^[A-Za-z0-9_-]{43}$/);
+  });
+
+  it('derives usernames with a numeric suffix on collision, and refuses a taken one', async () => {
+    const local = `sam${crypto.randomBytes(3).toString('hex')}`;
+    const one = await api(hubs[0].url, 'POST', '/api/auth/register', { body: { email: `${local}@x.test`, name: 'Sam', password: 'correct horse battery' } });
+    const two = await api(hubs[0].url, 'POST', '/api/auth/register', { body: { email: `${local}@y.test`, name: 'Sam', password: 'correct horse battery' } });
+    expect([one.body.user.username, two.body.user.username]).toEqual([local, `${local}2`]);
+    const taken = await api(hubs[0].url, 'POST', '/api/auth/register', { body: { email: `${local}@z.test`, name: 'Sam', password: 'correct horse battery', username: local } });
+    expect(taken.status).toBe(409);
+    expect(taken.body.error.code).toBe('USERNAME_TAKEN');
+  });
+
+  it('resolves remote addresses into shadow users and shares a group room hosted by A with B and C', async () => {
+    const b = await api(hubs[0].url, 'GET', `/api/users/lookup?address=${encodeURIComponent(bob.user.address)}`, { token: alice.token });
+    expect(b.status).toBe(200);
+    expect(b.body).toMatchObject({ address: bob.user.address, server: 'b.test', name: 'Bob' });
+    const c = await api(hubs[0].url, 'GET', `/api/users/lookup?address=${encodeURIComponent(carol.user.address)}`, { token: alice.token });
+    const missing = await api(hubs[0].url, 'GET', `/api/users/lookup?address=${encodeURIComponent('@nobody:b.test')}`, { token: alice.token });
+    expect(missing.status).toBe(404);
+    const room = await api(hubs[0].url, 'POST', '/api/rooms', { token: alice.token, body: { type: 'group', name: 'Trio', members: [b.body.id, c.body.id] } });
+    expect(room.status).toBe(201);
+    roomId = room.body.id ?? room.body.room?.id;
+    for (const [i, s] of [[1, bob], [2, carol]] as const) {
+      await until(`the room on ${names[i]}`, async () => (await api(hubs[i].url, 'GET', `/api/rooms/${roomId}`, { token: s.token })).status === 200);
+    }
+  });
+
+  it('carries messages, replies, edits, reactions, receipts and redactions both ways, in one order on every hub', async () => {
+    const send = async (i: number, s: Session, content: string, reply_to?: string) => {
+      const res = await api(hubs[i].url, 'POST', `/api/rooms/${roomId}/messages`, { token: s.token, body: { content, ...(reply_to ? { reply_to } : {}) } });
+      expect(res.status).toBe(201);
+      return res.body.message ?? res.body;
+    };
+    const m1 = await send(0, alice, 'hello from A');
+    const onB = await until('m1 on B', async () => (await history(hubs[1], bob, roomId)).find((m) => m.id === m1.id));
+    expect(onB.content).toBe('hello from A');
+    const m2 = await send(1, bob, 'hi from B', m1.id);
+    const m2OnA = await until('m2 on A', async () => (await history(hubs[0], alice, roomId)).find((m) => m.id === m2.id));
+    expect(m2OnA.reply_to).toBe(m1.id);
+    await until('m2 on C', async () => (await history(hubs[2], carol, roomId)).find((m) => m.id === m2.id));
+    expect((await api(hubs[1].url, 'PATCH', `/api/messages/${m2.id}`, { token: bob.token, body: { content: 'hi from B (edited)' } })).status).toBe(200);
+    expect((await api(hubs[2].url, 'PUT', `/api/messages/${m1.id}/reactions/${encodeURIComponent('👍')}`, { token: carol.token })).status).toBeLessThan(300);
+    const m3 = await send(2, carol, 'oops');
+    await until('m3 on A', async () => (await history(hubs[0], alice, roomId)).find((m) => m.id === m3.id));
+    expect((await api(hubs[2].url, 'DELETE', `/api/messages/${m3.id}`, { token: carol.token })).status).toBeLessThan(300);
+    for (const [i, s] of [[0, alice], [1, bob], [2, carol]] as const) {
+      await until(`edit, reaction and redaction on ${names[i]}`, async () => {
+        const h = await history(hubs[i], s, roomId);
+        const e = h.find((m) => m.id === m2.id);
+        const r = h.find((m) => m.id === m1.id);
+        const d = h.find((m) => m.id === m3.id);
+        return e?.content === 'hi from B (edited)' && r?.reactions?.some((x: any) => x.key === '👍' && x.count === 1) && d?.deleted === true;
+      });
+    }
+    const orders = await Promise.all([[0, alice], [1, bob], [2, carol]].map(async ([i, s]) => (await history(hubs[i as number], s as Session, roomId)).map((m) => m.id)));
+    expect(orders[1]).toEqual(orders[0]);
+    expect(orders[2]).toEqual(orders[0]);
+    expect(orders[0]).toEqual([m1.id, m2.id, m3.id]);
+  });
+
+  it('heals a network cut (both ways, then one way) and drains the queue to 0 in the admin view and /metrics', async () => {
+    admin = await register(hubs[0].url, 'Root');
+    await hubs[0].hub.db.query('UPDATE users SET is_admin = true WHERE id = $1', [admin.user.id]);
+    const peersOfA = async () => (await api(hubs[0].url, 'GET', '/api/admin/federation/peers', { token: admin.token })).body as any[];
+    const sendAs = async (i: number, s: Session, content: string) =>
+      (await api(hubs[i].url, 'POST', `/api/rooms/${roomId}/messages`, { token: s.token, body: { content } })).body.id as string;
+
+    // Both ways: nothing reaches A or B.
+    proxies[0].setCut(true);
+    proxies[1].setCut(true);
+    const sent = [await sendAs(0, alice, 'cut both 1'), await sendAs(1, bob, 'cut both 2'), await sendAs(0, alice, 'cut both 3')];
+    const stuck = await until('a retrying queue from A to B', async () => (await peersOfA()).find((p) => p.server_name === 'b.test' && p.queue_depth > 0 && p.failures > 0));
+    expect(stuck.state).toBe('retrying');
+    expect(stuck.oldest_pending_age_ms).toBeGreaterThanOrEqual(0);
+    proxies[0].setCut(false);
+    proxies[1].setCut(false);
+    await until('the queues drained', async () => (await peersOfA()).every((p) => p.queue_depth === 0 && p.last_success_at));
+
+    // One way: A cannot reach B, B still reaches A.
+    proxies[1].setCut(true);
+    sent.push(await sendAs(0, alice, 'cut one way 1'), await sendAs(1, bob, 'cut one way 2'));
+    await until('a retrying queue from A to B', async () => (await peersOfA()).find((p) => p.server_name === 'b.test' && p.queue_depth > 0));
+    proxies[1].setCut(false);
+    await until('the queues drained', async () => (await peersOfA()).every((p) => p.queue_depth === 0));
+    for (const [i, s] of [[0, alice], [1, bob], [2, carol]] as const) {
+      await until(`every message on ${names[i]}`, async () => {
+        const ids = (await history(hubs[i], s, roomId)).map((m) => m.id);
+        return sent.every((id) => ids.includes(id));
+      });
+    }
+    const metrics = await fetch(`${hubs[0].url}/metrics`).then((r) => r.text());
+    expect(metrics).toMatch(/switchboard_federation_queue_depth\{peer="b.test"\} 0/);
+    expect(metrics).toMatch(/switchboard_federation_last_success_timestamp_seconds\{peer="b.test"\} [1-9]/);
+  });
+
+  it('keeps sends in a room whose host is unreachable pending, then sequences them once, in order', async () => {
+    proxies[0].setCut(true); // nobody reaches A, the host
+    const sent: any[] = [];
+    for (const content of ['while A is away 1', 'while A is away 2']) {
+      const res = await api(hubs[1].url, 'POST', `/api/rooms/${roomId}/messages`, { token: bob.token, body: { content, txn_id: `away-${content}` } });
+      expect(res.status).toBe(201);
+      expect(res.body).toMatchObject({ pending: true, stream_position: 0 });
+      sent.push(res.body.id);
+    }
+    const again = await api(hubs[1].url, 'POST', `/api/rooms/${roomId}/messages`, { token: bob.token, body: { content: 'while A is away 1', txn_id: 'away-while A is away 1' } });
+    expect(again.body.id).toBe(sent[0]); // the same txn_id names the same message
+    proxies[0].setCut(false);
+    for (const [i, s] of [[0, alice], [1, bob], [2, carol]] as const) {
+      const ids = await until(`the pending sends on ${names[i]}`, async () => {
+        const h = (await history(hubs[i], s, roomId)).map((m) => m.id);
+        return sent.every((id) => h.includes(id)) ? h : undefined;
+      });
+      expect(ids.filter((id) => sent.includes(id))).toEqual(sent);
+    }
+  }, 30000);
+
+  it('puts the same 200 messages, once each, in one order on every hub when A and B each send 100 at once', async () => {
+    const burst = (i: number, s: Session) =>
+      Promise.all(Array.from({ length: 100 }, (_, k) => api(hubs[i].url, 'POST', `/api/rooms/${roomId}/messages`, { token: s.token, body: { content: `${names[i]} ${k}` } })));
+    const [fromA, fromB] = await Promise.all([burst(0, alice), burst(1, bob)]);
+    const ids = [...fromA, ...fromB].map((r) => r.body.message?.id ?? r.body.id);
+    expect(new Set(ids).size).toBe(200);
+    const lists = await Promise.all(
+      [[0, alice], [1, bob], [2, carol]].map(([i, s]) =>
+        until(`200 on ${names[i as number]}`, async () => {
+          const res = await api(hubs[i as number].url, 'GET', `/api/rooms/${roomId}/messages?limit=100`, { token: (s as Session).token });
+          const all: any[] = [];
+          let page = res.body.messages ?? res.body;
+          all.push(...page);
+          while (page.length === 100) {
+            const oldest = [...page].sort((x: any, y: any) => x.stream_position - y.stream_position)[0];
+            const next = await api(hubs[i as number].url, 'GET', `/api/rooms/${roomId}/messages?limit=100&before=${oldest.id}`, { token: (s as Session).token });
+            page = next.body.messages ?? next.body;
+            all.push(...page);
+          }
+          const got = all.filter((m) => ids.includes(m.id));
+          return got.length >= 200 ? got.sort((x, y) => x.stream_position - y.stream_position).map((m) => m.id) : undefined;
+        }, 30000),
+      ),
+    );
+    for (const list of lists) expect(new Set(list).size).toBe(200);
+    expect(lists[1]).toEqual(lists[0]);
+    expect(lists[2]).toEqual(lists[0]);
+  }, 60000);
+
+  describe('refuses forged requests with 401 and changes nothing', () => {
+    const path = '/_federation/v1/send/forged-1';
+    const body = () => JSON.stringify({ events: [], ephemeral: [] });
+    const put = (headers: Record<string, string>, text: string) =>
+      fetch(`${hubs[0].url}${path}`, { method: 'PUT', headers, body: text }).then(async (r) => ({ status: r.status, body: await r.json() }));
+    let realKey: ReturnType<typeof loadFederationKey>;
+    beforeAll(() => {
+      realKey = loadFederationKey(hubs[1].config.data_dir);
+    });
+
+    it('accepts a well-signed empty transaction (the control)', async () => {
+      const text = body();
+      const res = await put(await signRequest(realKey, 'b.test', { method: 'PUT', destination: 'a.test', path: '/_federation/v1/send/control-1', body: text }), text).then(() =>
+        fetch(`${hubs[0].url}/_federation/v1/send/control-1`, { method: 'PUT', body: text, headers: {} }),
+      );
+      expect(res.status).toBe(401); // unsigned
+      const ok = await fetch(`${hubs[0].url}/_federation/v1/send/control-2`, {
+        method: 'PUT',
+        body: text,
+        headers: await signRequest(realKey, 'b.test', { method: 'PUT', destination: 'a.test', path: '/_federation/v1/send/control-2', body: text }),
+      });
+      expect(ok.status).toBe(200);
+    });
+
+    it.each([
+      ['an unknown peer', async () => ({ key: realKey, origin: 'evil.test', dest: 'a.test', text: body(), sent: body() })],
+      ['a wrong key', async () => ({ key: loadFederationKey(`${hubs[0].config.data_dir}/other`), origin: 'b.test', dest: 'a.test', text: body(), sent: body() })],
+      ['a tampered body', async () => ({ key: realKey, origin: 'b.test', dest: 'a.test', text: body(), sent: JSON.stringify({ events: [], ephemeral: [1] }) })],
+      ['a wrong destination', async () => ({ key: realKey, origin: 'b.test', dest: 'c.test', text: body(), sent: body() })],
+    ])('%s', async (_name, make) => {
+      const { key, origin, dest, text, sent } = await make();
+      const headers = await signRequest(key, origin, { method: 'PUT', destination: dest, path, body: text });
+      const res = await put(headers, sent);
+      expect(res.status).toBe(401);
+      expect(res.body.error.code).toBe('FEDERATION_UNAUTHORIZED');
+    });
+
+    it('a bad signature and a created time more than 5 minutes off', async () => {
+      const text = body();
+      const headers = await signRequest(realKey, 'b.test', { method: 'PUT', destination: 'a.test', path, body: text });
+      const bad = { ...headers, signature: headers.signature.replace(/:(.)/, (_m, c) => `:${c === 'A' ? 'B' : 'A'}`) };
+      expect((await put(bad, text)).status).toBe(401);
+      const old = Math.floor(Date.now() / 1000) - 600;
+      const stale = { ...headers, 'signature-input': headers['signature-input'].replace(/created=\d+/, `created=${old}`) };
+      expect((await put(stale, text)).status).toBe(401);
+    });
+
+    it('a denied server', async () => {
+      hubs[0].config.federation.deny = ['b.test'];
+      try {
+        const text = body();
+        const res = await put(await signRequest(realKey, 'b.test', { method: 'PUT', destination: 'a.test', path, body: text }), text);
+        expect(res.status).toBe(401);
+      } finally {
+        hubs[0].config.federation.deny = [];
+      }
+    });
+
+    it('an event for another hub\'s user: 403 and nothing stored', async () => {
+      const before = (await history(hubs[0], alice, roomId)).length;
+      const forged = {
+        event_id: 'm:x', room_id: roomId, type: 'message', sender: carol.user.address, origin: 'b.test', origin_ts: Date.now(),
+        content: { id: crypto.randomUUID(), content: 'forged', reply_to: null, created_at: new Date().toISOString() }, signatures: {},
+      };
+      const text = JSON.stringify({ events: [forged], ephemeral: [] });
+      const res = await fetch(`${hubs[0].url}/_federation/v1/send/forged-2`, {
+        method: 'PUT',
+        body: text,
+        headers: await signRequest(realKey, 'b.test', { method: 'PUT', destination: 'a.test', path: '/_federation/v1/send/forged-2', body: text }),
+      });
+      expect(res.status).toBe(403);
+      expect((await history(hubs[0], alice, roomId)).length).toBe(before);
+    });
+  });
+
+  it('a room that denies hub C stops sending to C and refuses C\'s events', async () => {
+    const res = await api(hubs[0].url, 'PUT', `/api/admin/federation/rooms/${roomId}/deny`, { token: admin.token, body: { deny: ['c.test'] } });
+    expect(res.status).toBe(200);
+    expect(res.body.servers).toEqual(['b.test']);
+    const fromA = (await api(hubs[0].url, 'POST', `/api/rooms/${roomId}/messages`, { token: alice.token, body: { content: 'not for C' } })).body.id;
+    await until('the message on B', async () => (await history(hubs[1], bob, roomId)).some((m) => m.id === fromA));
+    const fromC = (await api(hubs[2].url, 'POST', `/api/rooms/${roomId}/messages`, { token: carol.token, body: { content: 'from C, refused' } })).body.id;
+    const refused = await until('C\'s queue to A refused', async () => {
+      const peers = hubs[2].hub.federation.peerStatus();
+      return (await peers).find((p) => p.server_name === 'a.test' && p.failures > 0);
+    });
+    expect(refused.queue_depth).toBeGreaterThan(0);
+    expect((await history(hubs[2], carol, roomId)).some((m) => m.id === fromA)).toBe(false);
+    expect((await history(hubs[0], alice, roomId)).some((m) => m.id === fromC)).toBe(false);
+  });
+});
