@@ -269,7 +269,7 @@ export class RoomStore {
 
   private upsert(room: Room, role?: RoomMember['role']): RoomState {
     const me = room.members.find((m) => m.user_id === this.userId);
-    const encrypted = (room as { encrypted?: boolean }).encrypted === true;
+    const encrypted = room.encrypted;
     const existing = this.roomsById.get(room.id);
     if (existing) {
       Object.assign(existing, { type: room.type, name: room.name, topic: room.topic, visibility: room.visibility, allow_edits: room.allow_edits, encrypted, members: room.members });
