@@ -83,6 +83,10 @@ export async function openDatabase(config: Config, log?: Logger): Promise<Databa
   log?.info({ dir, ms: Date.now() - started }, 'embedded PostgreSQL (PGlite) started');
   const pool = new pg.Pool({ connectionString: url, max: 1 });
   pool.on('error', (err) => log?.error({ err }, 'idle database client error'));
+  // The one session outlives the connections to it: a connection that replaces a dropped one starts by
+  // dropping the prepared statements the old one left, or their names would be taken (queued before
+  // anything the pool's user sends on it).
+  pool.on('connect', (client) => void client.query('DEALLOCATE ALL').catch((err) => log?.warn({ err }, 'DEALLOCATE ALL failed')));
   return wrap(pool, true, async () => {
     await pool.end();
     await server.stop();
@@ -224,12 +228,10 @@ function processAlive(pid: number): boolean {
 /**
  * A query with parameters as a named prepared statement: PostgreSQL parses and plans each distinct
  * text once per connection instead of at every call. The texts are the repositories' constants, so
- * the set of names stays small. Not on the embedded database: its one session outlives the
- * connections to it, so a connection opened after another was dropped would find the names taken.
+ * the set of names stays small.
  */
-function prepared(text: string, values: unknown[] | undefined, named: boolean): pg.QueryConfig {
+function prepared(text: string, values: unknown[] | undefined): pg.QueryConfig {
   if (!values?.length) return { text };
-  if (!named) return { text, values };
   let name = statementNames.get(text);
   if (!name) statementNames.set(text, (name = `sb_${crypto.createHash('sha1').update(text).digest('hex').slice(0, 20)}`));
   return { name, text, values };
@@ -388,7 +390,7 @@ function wrap(pool: pg.Pool, embedded: boolean, close: () => Promise<void>, log?
           sent = false;
           return withClient((client) => {
             sent = true;
-            return client.query(prepared(text, values, !embedded));
+            return client.query(prepared(text, values));
           });
         },
         async (err) => (!sent || read || transientFailure(err) === 'rolled-back' ? 'retry' : 'give-up'),
@@ -405,7 +407,7 @@ function wrap(pool: pg.Pool, embedded: boolean, close: () => Promise<void>, log?
     transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
       const attempt = () =>
         withClient(async (client) => {
-          const tx: Queryable = { query: (text, values) => client.query(prepared(text, values, !embedded)) };
+          const tx: Queryable = { query: (text, values) => client.query(prepared(text, values)) };
           let outcome: { value: T } | undefined;
           let xid: string | null = null;
           try {
