@@ -39,8 +39,8 @@ export interface Database extends Queryable {
   readonly embedded: boolean;
   /**
    * Runs `fn` in one transaction (BEGIN … COMMIT; ROLLBACK and rethrow on any error). A transient
-   * failure runs the whole transaction again (see `retryTransaction`), so `fn` may run more than once
-   * and must change nothing but the database, through `tx`.
+   * failure runs the whole transaction again (rules at the implementation in `wrap`), so `fn` may run
+   * more than once and must change nothing but the database, through `tx`.
    * @returns what `fn` returns.
    * @throws AppError DATABASE_UNAVAILABLE (503) when the database stayed unreachable for
    *   `RETRY_BUDGET_MS`, or the connection was lost during COMMIT and whether it committed cannot be
@@ -280,8 +280,8 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   return err instanceof AppError && err.code === 'DATABASE_UNAVAILABLE';
 }
 
-function unavailable(cause: unknown, message = 'The database is not reachable; try again later'): AppError {
-  return Object.assign(new AppError('DATABASE_UNAVAILABLE', message), { cause });
+function unavailable(cause: unknown): AppError {
+  return Object.assign(new AppError('DATABASE_UNAVAILABLE', 'The database is not reachable; try again later'), { cause });
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -400,7 +400,7 @@ function wrap(pool: pg.Pool, embedded: boolean, close: () => Promise<void>, log?
      * Every attempt runs `fn` in its own BEGIN … COMMIT. A failed attempt is tried again when the
      * server rolled it back (serialization failure, deadlock) or the connection was lost before
      * COMMIT was sent (a transaction whose connection dies is rolled back). Lost during COMMIT, it is
-     * asked whether it committed (`pg_xact_status`, https://www.postgresql.org/docs/current/functions-info.html):
+     * asked whether it committed (`pg_xact_status`, PostgreSQL 13+, https://www.postgresql.org/docs/current/functions-info.html):
      * committed is success, aborted is tried again, unknown (always on the embedded database) is
      * DATABASE_UNAVAILABLE.
      */
