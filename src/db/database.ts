@@ -439,6 +439,10 @@ function wrap(pool: pg.Pool, embedded: boolean, close: () => Promise<void>, log?
  */
 export async function migrate(db: Database): Promise<string[]> {
   const client = await db.pool.connect();
+  // A connection lost meanwhile fails the runner's query; without a listener it would also kill the process.
+  let broken: Error | undefined;
+  const onError = (err: Error) => (broken = err);
+  client.on('error', onError);
   try {
     const applied = await runner({
       dbClient: client,
@@ -450,7 +454,8 @@ export async function migrate(db: Database): Promise<string[]> {
     });
     return applied.map((m) => m.name);
   } finally {
-    client.release();
+    client.off('error', onError);
+    client.release(broken ?? false);
   }
 }
 
