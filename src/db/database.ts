@@ -106,7 +106,8 @@ export class DatabaseInUseError extends Error {
  * and counts as stale after 10 s. Inside it, `owner.json` records the holder (pid, hostname, a
  * random token), so a holder that died without releasing it (`kill -9`, a power cut) is recognised
  * at once: on the same host with that pid gone (or that pid being ours: a container's pid 1 after a
- * restart), the lock is taken over without waiting for it to go stale.
+ * restart), the lock is taken over without waiting for it to go stale. And a holder on this host
+ * that is alive keeps it even when it is late refreshing it.
  * @returns the release function.
  * @throws DatabaseInUseError when another live process holds it.
  */
@@ -136,6 +137,14 @@ async function lockDataDir(dir: string, log?: Logger): Promise<() => Promise<voi
           cb(code === 'ENOTEMPTY' ? Object.assign(err as Error, { code: 'EEXIST' }) : (err as NodeJS.ErrnoException));
         }
       },
+      // A lock whose recorded holder is a live process on this host is never stale, however long that
+      // process went without refreshing it (a start blocking its event loop, a paused VM): it looks fresh.
+      stat: (p: string, cb: (err: NodeJS.ErrnoException | null, st?: fs.Stats) => void) =>
+        fs.stat(p, (err, st) => {
+          const holder = !err && p === lockPath && !heldLocks.has(lockPath) ? readLockOwner(p) : null;
+          if (holder && holder.hostname === os.hostname() && holder.pid !== process.pid && processAlive(holder.pid)) st.mtime = new Date();
+          cb(err, st);
+        }),
       // …and removing it removes owner.json too.
       rmdir: (p: string, cb: (err: Error | null) => void) => fs.rm(p, { recursive: true, force: true }, cb),
       rmdirSync: (p: string) => fs.rmSync(p, { recursive: true, force: true }),
@@ -186,14 +195,7 @@ const heldLocks = new Set<string>();
  * @returns true when the lock was removed (try to acquire it again).
  */
 function takeOverDeadLock(lockPath: string, log?: Logger): boolean {
-  const read = (p: string): LockOwner | null => {
-    try {
-      return JSON.parse(fs.readFileSync(path.join(p, LOCK_OWNER), 'utf8')) as LockOwner;
-    } catch {
-      return null; // no record (being made, or an older hub's lock): only staleness frees it
-    }
-  };
-  const owner = read(lockPath);
+  const owner = readLockOwner(lockPath);
   const ours = owner?.pid === process.pid;
   if (!owner || owner.hostname !== os.hostname() || (ours ? heldLocks.has(lockPath) : processAlive(owner.pid))) return false;
   const aside = `${lockPath}.dead-${crypto.randomUUID()}`;
@@ -202,7 +204,7 @@ function takeOverDeadLock(lockPath: string, log?: Logger): boolean {
   } catch {
     return false; // another process took it over first
   }
-  if (read(aside)?.token !== owner.token) {
+  if (readLockOwner(aside)?.token !== owner.token) {
     try {
       fs.renameSync(aside, lockPath);
     } catch {
@@ -213,6 +215,15 @@ function takeOverDeadLock(lockPath: string, log?: Logger): boolean {
   fs.rmSync(aside, { recursive: true, force: true });
   log?.warn({ pid: owner.pid, hostname: owner.hostname }, 'took over the lock of the embedded database from a process that died');
   return true;
+}
+
+/** The recorded holder of the lock directory `p`, or null without a record (being made, or an older hub's lock: only staleness frees it). */
+function readLockOwner(p: string): LockOwner | null {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(p, LOCK_OWNER), 'utf8')) as LockOwner;
+  } catch {
+    return null;
+  }
 }
 
 /** Whether a process with this pid runs on this host (signal 0 checks without sending anything). */
