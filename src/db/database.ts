@@ -39,8 +39,8 @@ export interface Database extends Queryable {
   readonly embedded: boolean;
   /**
    * Runs `fn` in one transaction (BEGIN … COMMIT; ROLLBACK and rethrow on any error). A transient
-   * failure runs the whole transaction again (see `retryTransaction`), so `fn` may run more than once
-   * and must change nothing but the database, through `tx`.
+   * failure runs the whole transaction again (rules at the implementation in `wrap`), so `fn` may run
+   * more than once and must change nothing but the database, through `tx`.
    * @returns what `fn` returns.
    * @throws AppError DATABASE_UNAVAILABLE (503) when the database stayed unreachable for
    *   `RETRY_BUDGET_MS`, or the connection was lost during COMMIT and whether it committed cannot be
@@ -83,6 +83,10 @@ export async function openDatabase(config: Config, log?: Logger): Promise<Databa
   log?.info({ dir, ms: Date.now() - started }, 'embedded PostgreSQL (PGlite) started');
   const pool = new pg.Pool({ connectionString: url, max: 1 });
   pool.on('error', (err) => log?.error({ err }, 'idle database client error'));
+  // The one session outlives the connections to it: a connection that replaces a dropped one starts by
+  // dropping the prepared statements the old one left, or their names would be taken (queued before
+  // anything the pool's user sends on it).
+  pool.on('connect', (client) => void client.query('DEALLOCATE ALL').catch((err) => log?.warn({ err }, 'DEALLOCATE ALL failed')));
   return wrap(pool, true, async () => {
     await pool.end();
     await server.stop();
@@ -102,7 +106,8 @@ export class DatabaseInUseError extends Error {
  * and counts as stale after 10 s. Inside it, `owner.json` records the holder (pid, hostname, a
  * random token), so a holder that died without releasing it (`kill -9`, a power cut) is recognised
  * at once: on the same host with that pid gone (or that pid being ours: a container's pid 1 after a
- * restart), the lock is taken over without waiting for it to go stale.
+ * restart), the lock is taken over without waiting for it to go stale. And a holder on this host
+ * that is alive keeps it even when it is late refreshing it.
  * @returns the release function.
  * @throws DatabaseInUseError when another live process holds it.
  */
@@ -132,6 +137,14 @@ async function lockDataDir(dir: string, log?: Logger): Promise<() => Promise<voi
           cb(code === 'ENOTEMPTY' ? Object.assign(err as Error, { code: 'EEXIST' }) : (err as NodeJS.ErrnoException));
         }
       },
+      // A lock whose recorded holder is a live process on this host is never stale, however long that
+      // process went without refreshing it (a start blocking its event loop, a paused VM): it looks fresh.
+      stat: (p: string, cb: (err: NodeJS.ErrnoException | null, st?: fs.Stats) => void) =>
+        fs.stat(p, (err, st) => {
+          const holder = !err && p === lockPath && !heldLocks.has(lockPath) ? readLockOwner(p) : null;
+          if (holder && holder.hostname === os.hostname() && holder.pid !== process.pid && processAlive(holder.pid)) st.mtime = new Date();
+          cb(err, st);
+        }),
       // …and removing it removes owner.json too.
       rmdir: (p: string, cb: (err: Error | null) => void) => fs.rm(p, { recursive: true, force: true }, cb),
       rmdirSync: (p: string) => fs.rmSync(p, { recursive: true, force: true }),
@@ -182,14 +195,7 @@ const heldLocks = new Set<string>();
  * @returns true when the lock was removed (try to acquire it again).
  */
 function takeOverDeadLock(lockPath: string, log?: Logger): boolean {
-  const read = (p: string): LockOwner | null => {
-    try {
-      return JSON.parse(fs.readFileSync(path.join(p, LOCK_OWNER), 'utf8')) as LockOwner;
-    } catch {
-      return null; // no record (being made, or an older hub's lock): only staleness frees it
-    }
-  };
-  const owner = read(lockPath);
+  const owner = readLockOwner(lockPath);
   const ours = owner?.pid === process.pid;
   if (!owner || owner.hostname !== os.hostname() || (ours ? heldLocks.has(lockPath) : processAlive(owner.pid))) return false;
   const aside = `${lockPath}.dead-${crypto.randomUUID()}`;
@@ -198,7 +204,7 @@ function takeOverDeadLock(lockPath: string, log?: Logger): boolean {
   } catch {
     return false; // another process took it over first
   }
-  if (read(aside)?.token !== owner.token) {
+  if (readLockOwner(aside)?.token !== owner.token) {
     try {
       fs.renameSync(aside, lockPath);
     } catch {
@@ -209,6 +215,15 @@ function takeOverDeadLock(lockPath: string, log?: Logger): boolean {
   fs.rmSync(aside, { recursive: true, force: true });
   log?.warn({ pid: owner.pid, hostname: owner.hostname }, 'took over the lock of the embedded database from a process that died');
   return true;
+}
+
+/** The recorded holder of the lock directory `p`, or null without a record (being made, or an older hub's lock: only staleness frees it). */
+function readLockOwner(p: string): LockOwner | null {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(p, LOCK_OWNER), 'utf8')) as LockOwner;
+  } catch {
+    return null;
+  }
 }
 
 /** Whether a process with this pid runs on this host (signal 0 checks without sending anything). */
@@ -224,12 +239,10 @@ function processAlive(pid: number): boolean {
 /**
  * A query with parameters as a named prepared statement: PostgreSQL parses and plans each distinct
  * text once per connection instead of at every call. The texts are the repositories' constants, so
- * the set of names stays small. Not on the embedded database: its one session outlives the
- * connections to it, so a connection opened after another was dropped would find the names taken.
+ * the set of names stays small.
  */
-function prepared(text: string, values: unknown[] | undefined, named: boolean): pg.QueryConfig {
+function prepared(text: string, values: unknown[] | undefined): pg.QueryConfig {
   if (!values?.length) return { text };
-  if (!named) return { text, values };
   let name = statementNames.get(text);
   if (!name) statementNames.set(text, (name = `sb_${crypto.createHash('sha1').update(text).digest('hex').slice(0, 20)}`));
   return { name, text, values };
@@ -278,8 +291,8 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   return err instanceof AppError && err.code === 'DATABASE_UNAVAILABLE';
 }
 
-function unavailable(cause: unknown, message = 'The database is not reachable; try again later'): AppError {
-  return Object.assign(new AppError('DATABASE_UNAVAILABLE', message), { cause });
+function unavailable(cause: unknown): AppError {
+  return Object.assign(new AppError('DATABASE_UNAVAILABLE', 'The database is not reachable; try again later'), { cause });
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -388,7 +401,7 @@ function wrap(pool: pg.Pool, embedded: boolean, close: () => Promise<void>, log?
           sent = false;
           return withClient((client) => {
             sent = true;
-            return client.query(prepared(text, values, !embedded));
+            return client.query(prepared(text, values));
           });
         },
         async (err) => (!sent || read || transientFailure(err) === 'rolled-back' ? 'retry' : 'give-up'),
@@ -398,14 +411,14 @@ function wrap(pool: pg.Pool, embedded: boolean, close: () => Promise<void>, log?
      * Every attempt runs `fn` in its own BEGIN … COMMIT. A failed attempt is tried again when the
      * server rolled it back (serialization failure, deadlock) or the connection was lost before
      * COMMIT was sent (a transaction whose connection dies is rolled back). Lost during COMMIT, it is
-     * asked whether it committed (`pg_xact_status`, https://www.postgresql.org/docs/current/functions-info.html):
+     * asked whether it committed (`pg_xact_status`, PostgreSQL 13+, https://www.postgresql.org/docs/current/functions-info.html):
      * committed is success, aborted is tried again, unknown (always on the embedded database) is
      * DATABASE_UNAVAILABLE.
      */
     transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
       const attempt = () =>
         withClient(async (client) => {
-          const tx: Queryable = { query: (text, values) => client.query(prepared(text, values, !embedded)) };
+          const tx: Queryable = { query: (text, values) => client.query(prepared(text, values)) };
           let outcome: { value: T } | undefined;
           let xid: string | null = null;
           try {
@@ -437,6 +450,10 @@ function wrap(pool: pg.Pool, embedded: boolean, close: () => Promise<void>, log?
  */
 export async function migrate(db: Database): Promise<string[]> {
   const client = await db.pool.connect();
+  // A connection lost meanwhile fails the runner's query; without a listener it would also kill the process.
+  let broken: Error | undefined;
+  const onError = (err: Error) => (broken = err);
+  client.on('error', onError);
   try {
     const applied = await runner({
       dbClient: client,
@@ -448,7 +465,8 @@ export async function migrate(db: Database): Promise<string[]> {
     });
     return applied.map((m) => m.name);
   } finally {
-    client.release();
+    client.off('error', onError);
+    client.release(broken ?? false);
   }
 }
 
