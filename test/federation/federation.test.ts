@@ -133,6 +133,12 @@ describe('federation', () => {
     await until('m2 on C', async () => (await history(hubs[2], carol, roomId)).find((m) => m.id === m2.id));
     expect((await api(hubs[1].url, 'PATCH', `/api/messages/${m2.id}`, { token: bob.token, body: { content: 'hi from B (edited)' } })).status).toBe(200);
     expect((await api(hubs[2].url, 'PUT', `/api/messages/${m1.id}/reactions/${encodeURIComponent('👍')}`, { token: carol.token })).status).toBeLessThan(300);
+    expect((await api(hubs[2].url, 'POST', `/api/rooms/${roomId}/read`, { token: carol.token, body: { message_id: m2.id } })).status).toBe(200);
+    const carolOnA = await hubs[0].hub.users.findByUsername(carol.user.username, 'c.test');
+    await until('C\'s read receipt on A', async () => {
+      const receipts = (await api(hubs[0].url, 'GET', `/api/rooms/${roomId}/receipts`, { token: alice.token })).body as any[];
+      return receipts.some((r) => r.user_id === carolOnA!.id && r.message_id === m2.id);
+    });
     const m3 = await send(2, carol, 'oops');
     await until('m3 on A', async () => (await history(hubs[0], alice, roomId)).find((m) => m.id === m3.id));
     expect((await api(hubs[2].url, 'DELETE', `/api/messages/${m3.id}`, { token: carol.token })).status).toBeLessThan(300);
@@ -149,6 +155,43 @@ describe('federation', () => {
     expect(orders[1]).toEqual(orders[0]);
     expect(orders[2]).toEqual(orders[0]);
     expect(orders[0]).toEqual([m1.id, m2.id, m3.id]);
+  });
+
+  it('carries a direct room between A and B, with a mention that names the same person on both hubs', async () => {
+    const bobOnA = (await api(hubs[0].url, 'GET', `/api/users/lookup?address=${encodeURIComponent(bob.user.address)}`, { token: alice.token })).body;
+    const dm = await api(hubs[0].url, 'POST', '/api/rooms', { token: alice.token, body: { type: 'direct', members: [bobOnA.id] } });
+    expect(dm.status).toBe(201);
+    const dmId = dm.body.id ?? dm.body.room?.id;
+    await until('the direct room on B', async () => (await api(hubs[1].url, 'GET', `/api/rooms/${dmId}`, { token: bob.token })).status === 200);
+    const fromA = (await api(hubs[0].url, 'POST', `/api/rooms/${dmId}/messages`, { token: alice.token, body: { content: `hey <@${bobOnA.id}>` } })).body.id;
+    const onB = await until('the mention on B', async () => (await history(hubs[1], bob, dmId)).find((m) => m.id === fromA));
+    expect(onB.content).toBe(`hey <@${bob.user.id}>`);
+    expect(onB.mentions).toEqual([bob.user.id]);
+    const reply = await api(hubs[1].url, 'POST', `/api/rooms/${dmId}/messages`, { token: bob.token, body: { content: 'hey back', reply_to: fromA } });
+    expect(reply.status).toBe(201);
+    expect(reply.body.stream_position).toBeGreaterThan(0); // the host ordered it within the wait
+    const onA = await until('the reply on A', async () => (await history(hubs[0], alice, dmId)).find((m) => m.id === reply.body.id));
+    expect(onA.reply_to).toBe(fromA);
+    const order = async (i: number, s: Session) => (await history(hubs[i], s, dmId)).map((m) => m.id);
+    expect(await order(1, bob)).toEqual(await order(0, alice));
+  });
+
+  it('applies a transaction once however often it is sent, and an event once under any txn_id', async () => {
+    const key = loadFederationKey(hubs[0].config.data_dir);
+    const bobOnA = await hubs[0].hub.users.findByUsername(bob.user.username, 'b.test');
+    const [pdu] = (await hubs[0].hub.db.query(`SELECT pdu FROM federation_events WHERE room_id = $1 AND pdu->>'type' = 'message' ORDER BY room_seq DESC LIMIT 1`, [roomId])).rows.map((r) => r.pdu);
+    expect(bobOnA).not.toBeNull();
+    const before = (await history(hubs[1], bob, roomId)).length;
+    for (const txn of ['replay-1', 'replay-1', 'replay-2']) {
+      const text = JSON.stringify({ events: [pdu], ephemeral: [] });
+      const res = await fetch(`${hubs[1].url}/_federation/v1/send/${txn}`, {
+        method: 'PUT',
+        body: text,
+        headers: await signRequest(key, 'a.test', { method: 'PUT', destination: 'b.test', path: `/_federation/v1/send/${txn}`, body: text }),
+      });
+      expect(res.status).toBe(200);
+    }
+    expect((await history(hubs[1], bob, roomId)).length).toBe(before);
   });
 
   it('heals a network cut (both ways, then one way) and drains the queue to 0 in the admin view and /metrics', async () => {

@@ -64,6 +64,8 @@ export interface FedTransaction {
   ephemeral: unknown[];
 }
 
+const MENTION_ID = /<@([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})>/gi;
+const MENTION_ADDRESS = /<@(@[a-z0-9._-]{1,32}:[a-z0-9.-]+(?::[0-9]+)?)>/g;
 const RELAY_BATCH = 200;
 const OUT_BATCH = 100;
 const SNAPSHOT_EVENTS = 100;
@@ -369,6 +371,7 @@ export class FederationService {
     const existing = await written();
     if (existing) return { message: existing, created: false };
     const createdAt = new Date().toISOString();
+    const mentioned = await this.users.findMany([...new Set([...input.content.matchAll(MENTION_ID)].map((m) => m[1].toLowerCase()))]);
     const pdu: Pdu = {
       event_id: `m:${id}`,
       room_id: roomId,
@@ -376,7 +379,7 @@ export class FederationService {
       sender: this.address(user),
       origin: this.serverName,
       origin_ts: Date.now(),
-      content: { id, content: input.content, reply_to: input.reply_to ?? null, created_at: createdAt },
+      content: { id, content: this.mentionsOut(input.content, new Map(mentioned.map((u) => [u.id, u]))), reply_to: input.reply_to ?? null, created_at: createdAt },
       signatures: {},
     };
     pdu.signatures[this.serverName] = signJson(this.key, unsigned(pdu));
@@ -422,7 +425,12 @@ export class FederationService {
     const rows = await this.stream.readAfter(cursor, RELAY_BATCH);
     if (rows.length === 0) return false;
     const ids = new Set<string>();
-    for (const r of rows) for (const id of actorIds(toWire(r) as WireRoomEvent)) ids.add(id);
+    for (const r of rows) {
+      const e = toWire(r) as WireRoomEvent;
+      for (const id of actorIds(e)) ids.add(id);
+      const text = e.type === 'message.new' ? e.message.content : e.type === 'message.edited' ? e.content : '';
+      for (const m of text.matchAll(MENTION_ID)) ids.add(m[1].toLowerCase());
+    }
     const users = new Map((await this.users.findMany([...ids])).map((u) => [u.id, u]));
     const woken = new Set<string>();
     await this.db.transaction(async (tx) => {
@@ -479,6 +487,22 @@ export class FederationService {
     return queued;
   }
 
+  /** `<@user id>` mentions → `<@address>` (ids are this hub's; `users` has the rows of those mentioned). */
+  private mentionsOut(content: string, users: Map<string, UserRow>): string {
+    return content.replace(MENTION_ID, (whole, id: string) => {
+      const u = users.get(id.toLowerCase());
+      return u ? `<@${this.address(u)}>` : whole;
+    });
+  }
+
+  /** `<@address>` mentions → `<@user id>` of this hub (shadow users created as needed). */
+  private async mentionsIn(content: string): Promise<string> {
+    const addresses = [...new Set([...content.matchAll(MENTION_ADDRESS)].map((m) => m[1]))];
+    const ids = new Map<string, string>();
+    for (const a of addresses) ids.set(a, (await this.userFor(a).catch(() => null))?.id ?? '');
+    return content.replace(MENTION_ADDRESS, (whole, a: string) => (ids.get(a) ? `<@${ids.get(a)}>` : whole));
+  }
+
   /** The PDU of a local event (unsigned, unsequenced), or null for what does not cross. */
   private toPdu(e: WireRoomEvent, users: Map<string, UserRow>): Pdu | null {
     const addr = (id: string) => {
@@ -491,10 +515,10 @@ export class FederationService {
     switch (e.type) {
       case 'message.new': {
         const m = e.message;
-        return base('message', addr(m.user_id), { id: m.id, content: m.content, reply_to: m.reply_to, created_at: m.created_at }, `m:${m.id}`);
+        return base('message', addr(m.user_id), { id: m.id, content: this.mentionsOut(m.content, users), reply_to: m.reply_to, created_at: m.created_at }, `m:${m.id}`);
       }
       case 'message.edited':
-        return base('edit', addr(e.editor_id), { message_id: e.message_id, content: e.content }, local);
+        return base('edit', addr(e.editor_id), { message_id: e.message_id, content: this.mentionsOut(e.content, users) }, local);
       case 'message.deleted':
         return base('redact', addr(e.deleted_by), { message_id: e.message_id }, local);
       case 'reaction.added':
@@ -661,12 +685,13 @@ export class FederationService {
           (err) => (err instanceof AppError && err.code === 'INVALID_MESSAGE' ? false : Promise.reject(err)),
         );
         if (known) return; // our own, back from the host, or a repeat
-        await this.messages.sendReplicated(sender.id, pdu.room_id, { id: c.id, content: c.content, reply_to: c.reply_to ?? undefined, txn_id: `fed:${c.id}`, ts: Date.parse(c.created_at) });
+        await this.messages.sendReplicated(sender.id, pdu.room_id, { id: c.id, content: await this.mentionsIn(c.content), reply_to: c.reply_to ?? undefined, txn_id: `fed:${c.id}`, ts: Date.parse(c.created_at) });
         return;
       }
       case 'edit': {
         const m = await this.messages.get(sender.id, c.message_id);
-        if (m.content !== c.content) await this.messages.edit(sender.id, c.message_id, c.content);
+        const content = await this.mentionsIn(c.content);
+        if (m.content !== content) await this.messages.edit(sender.id, c.message_id, content);
         return;
       }
       case 'redact': {
