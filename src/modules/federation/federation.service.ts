@@ -604,7 +604,9 @@ export class FederationService {
       if (snap.host !== origin) throw new AppError('FEDERATION_FORBIDDEN', 'A snapshot must come from the room\'s host');
       const known = await repo.room(this.db, snap.room_id);
       if (known && known.host !== origin) throw new AppError('FEDERATION_FORBIDDEN', 'That room has another host');
-      if (!verifyJson(originKey, unsigned(snap.state), snap.state.signatures[origin] ?? '')) throw new AppError('FEDERATION_FORBIDDEN', 'Bad event signature');
+      for (const pdu of [snap.state, ...snap.events]) {
+        if (pdu.room_id !== snap.room_id || !verifyJson(originKey, unsigned(pdu), pdu.signatures[origin] ?? '')) throw new AppError('FEDERATION_FORBIDDEN', 'Bad event signature');
+      }
     }
     for (const snap of txn.snapshots ?? []) await this.withRoom(snap.room_id, () => this.applySnapshot(snap));
     for (const pdu of txn.events) {
