@@ -106,7 +106,8 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
   const auth = new AuthService(db, users, tokens, pubsub, e2ee, config.auth.refresh_token_ttl_s, config.auth.admin_emails);
   const push = new PushService(db, stream, rooms, presence, config, log);
   await push.start();
-  const federation = new FederationService(db, stream, users, rooms, messages, config, loadFederationKey(config.data_dir, log), log);
+  const typing = new TypingService(pubsub, config.realtime.typing_timeout_ms);
+  const federation = new FederationService(db, stream, users, rooms, messages, pubsub, typing, config, loadFederationKey(config.data_dir, log), log);
   federation.registerMetrics(metrics.registry);
   await federation.start();
   return {
@@ -122,7 +123,7 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
     rooms,
     messages,
     presence,
-    typing: new TypingService(pubsub, config.realtime.typing_timeout_ms),
+    typing,
     search: new SearchService(db, rooms, search.index, config.search.tenant_token_ttl_s),
     searchIndexer: search.indexer,
     storage,

@@ -26,6 +26,11 @@ export const federationRepository = {
     return rows[0] ? { ...rows[0], seq: num(rows[0].seq) } : null;
   },
 
+  async roomIds(q: Queryable): Promise<string[]> {
+    const { rows } = await q.query<{ room_id: string }>('SELECT room_id FROM federation_rooms');
+    return rows.map((r) => r.room_id);
+  },
+
   async insertRoom(q: Queryable, roomId: string, host: string): Promise<void> {
     await q.query('INSERT INTO federation_rooms (room_id, host) VALUES ($1, $2) ON CONFLICT DO NOTHING', [roomId, host]);
   },

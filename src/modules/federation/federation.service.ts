@@ -17,7 +17,8 @@ import { Gauge, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { Config } from '../../config/schema.js';
 import type { Database, Queryable } from '../../db/database.js';
-import type { Role, RoomType, WireRoomEvent } from '../../events/catalog.js';
+import type { Role, RoomType, TypingEvent, WireRoomEvent } from '../../events/catalog.js';
+import type { PubSub } from '../../events/pubsub.js';
 import { Follower } from '../../events/follower.js';
 import { toWire, type EventStream, type StreamEvent } from '../../events/stream.js';
 import { TransactionSender } from '../../events/transaction-sender.js';
@@ -25,6 +26,7 @@ import { AppError } from '../../errors.js';
 import type { MessagesService } from '../messages/messages.service.js';
 import type { MessageView, SendInput } from '../messages/messages.view.js';
 import type { RoomsService } from '../rooms/rooms.service.js';
+import type { TypingService } from '../typing/typing.service.js';
 import type { UserRow } from '../users/users.repository.js';
 import type { UsersService } from '../users/users.service.js';
 import { publicKeyFromRaw, type FederationKey } from './federation.keys.js';
@@ -64,6 +66,8 @@ export interface FedTransaction {
   ephemeral: unknown[];
 }
 
+const MENTION_ID = /<@([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})>/gi;
+const MENTION_ADDRESS = /<@(@[a-z0-9._-]{1,32}:[a-z0-9.-]+(?::[0-9]+)?)>/g;
 const RELAY_BATCH = 200;
 const OUT_BATCH = 100;
 const SNAPSHOT_EVENTS = 100;
@@ -78,6 +82,8 @@ export class FederationService {
   private unsubscribe?: () => void;
   private readonly abort = new AbortController();
   private readonly roomLocks = new Map<string, Promise<void>>();
+  /** Typing subscriptions of the federated rooms, by room id. */
+  private readonly typingSubs = new Map<string, () => void>();
   /** Sends waiting for the host to order them, by message id. */
   private readonly awaiting = new Map<string, () => void>();
 
@@ -87,6 +93,8 @@ export class FederationService {
     private readonly users: UsersService,
     private readonly rooms: RoomsService,
     private readonly messages: MessagesService,
+    private readonly pubsub: PubSub,
+    private readonly typing: TypingService,
     private readonly config: Config,
     private readonly key: FederationKey,
     private readonly log: Logger,
@@ -113,6 +121,7 @@ export class FederationService {
       this.relay.wake();
     });
     this.messages.routeRemoteSends((userId, roomId, input, attachmentIds) => this.forwardSend(userId, roomId, input, attachmentIds));
+    for (const roomId of await repo.roomIds(this.db)) this.followTyping(roomId);
     for (const state of await repo.outStates(this.db)) this.sender(state.peer).wake();
     for (const peer of this.config.federation.peers) this.sender(peer.server_name);
     this.relay.wake();
@@ -120,6 +129,8 @@ export class FederationService {
 
   async stop(): Promise<void> {
     this.unsubscribe?.();
+    for (const unsubscribe of this.typingSubs.values()) unsubscribe();
+    this.typingSubs.clear();
     this.abort.abort();
     await this.relay.stop();
     await Promise.all([...this.senders.values()].map((s) => s.stop()));
@@ -369,6 +380,7 @@ export class FederationService {
     const existing = await written();
     if (existing) return { message: existing, created: false };
     const createdAt = new Date().toISOString();
+    const mentioned = await this.users.findMany([...new Set([...input.content.matchAll(MENTION_ID)].map((m) => m[1].toLowerCase()))]);
     const pdu: Pdu = {
       event_id: `m:${id}`,
       room_id: roomId,
@@ -376,7 +388,7 @@ export class FederationService {
       sender: this.address(user),
       origin: this.serverName,
       origin_ts: Date.now(),
-      content: { id, content: input.content, reply_to: input.reply_to ?? null, created_at: createdAt },
+      content: { id, content: this.mentionsOut(input.content, new Map(mentioned.map((u) => [u.id, u]))), reply_to: input.reply_to ?? null, created_at: createdAt },
       signatures: {},
     };
     pdu.signatures[this.serverName] = signJson(this.key, unsigned(pdu));
@@ -417,6 +429,46 @@ export class FederationService {
     };
   }
 
+  // ---- typing: ephemeral, best effort ----
+
+  /** Follows the typing of this hub's users in a federated room (pub/sub `room:<id>`). */
+  private followTyping(roomId: string): void {
+    if (this.typingSubs.has(roomId)) return;
+    this.typingSubs.set(roomId, this.pubsub.subscribe(`room:${roomId}`, (m: TypingEvent) => void this.sendTyping(m).catch(() => undefined)));
+  }
+
+  /**
+   * Sends a local user's typing change straight to the other hubs with members in the room, once,
+   * not queued: typing is best effort and worthless after an outage.
+   */
+  private async sendTyping(m: TypingEvent): Promise<void> {
+    if (m?.type !== 'typing') return;
+    const user = await this.users.find(this.db, m.user_id);
+    if (!user || user.server) return; // remote users' typing came from their hub
+    const members = await this.users.findMany(await this.rooms.memberIdsOf(this.db, [m.room_id]).then((map) => map.get(m.room_id) ?? []));
+    const room = await repo.room(this.db, m.room_id);
+    const servers = [...new Set(members.map((u) => u.server).filter((s): s is string => !!s && !room?.deny.includes(s)))];
+    const body: FedTransaction = { events: [], ephemeral: [{ type: 'typing', room_id: m.room_id, user: this.address(user), typing: m.typing }] };
+    await Promise.allSettled(servers.map((s) => this.request(s, 'PUT', `/_federation/v1/send/typing-${crypto.randomUUID()}`, body)));
+  }
+
+  /** Typing from `origin`: only of its own users, members of the room. */
+  private async applyEphemeral(origin: string, items: unknown[]): Promise<void> {
+    for (const item of items as { type?: string; room_id?: string; user?: string; typing?: boolean }[]) {
+      if (item?.type !== 'typing' || typeof item.room_id !== 'string' || typeof item.user !== 'string') continue;
+      const room = await repo.room(this.db, item.room_id);
+      if (!room || room.deny.includes(origin)) continue;
+      const { username, server } = this.parseAddress(item.user);
+      if (server !== origin) continue;
+      const user = await this.users.findByUsername(username, server);
+      if (!user) continue;
+      const member = await this.rooms.requireMember(this.db, item.room_id, user.id).then(() => true, () => false);
+      if (!member) continue;
+      if (item.typing) await this.typing.start(item.room_id, user.id, user.name);
+      else await this.typing.stop(item.room_id, user.id);
+    }
+  }
+
   // ---- the relay: local events → PDUs ----
 
   private async relayStep(): Promise<boolean> {
@@ -424,7 +476,12 @@ export class FederationService {
     const rows = await this.stream.readAfter(cursor, RELAY_BATCH);
     if (rows.length === 0) return false;
     const ids = new Set<string>();
-    for (const r of rows) for (const id of actorIds(toWire(r) as WireRoomEvent)) ids.add(id);
+    for (const r of rows) {
+      const e = toWire(r) as WireRoomEvent;
+      for (const id of actorIds(e)) ids.add(id);
+      const text = e.type === 'message.new' ? e.message.content : e.type === 'message.edited' ? e.content : '';
+      for (const m of text.matchAll(MENTION_ID)) ids.add(m[1].toLowerCase());
+    }
     const users = new Map((await this.users.findMany([...ids])).map((u) => [u.id, u]));
     const woken = new Set<string>();
     await this.db.transaction(async (tx) => {
@@ -443,6 +500,7 @@ export class FederationService {
       if (e.type !== 'room.updated' || !e.room.members.some((m) => users.get(m.user_id)?.server)) return [];
       await repo.insertRoom(tx, e.room_id, this.serverName);
       room = (await repo.room(tx, e.room_id, true))!;
+      this.followTyping(e.room_id);
     }
     const pdu = this.toPdu(e, users);
     if (!pdu) return [];
@@ -481,6 +539,22 @@ export class FederationService {
     return queued;
   }
 
+  /** `<@user id>` mentions → `<@address>` (ids are this hub's; `users` has the rows of those mentioned). */
+  private mentionsOut(content: string, users: Map<string, UserRow>): string {
+    return content.replace(MENTION_ID, (whole, id: string) => {
+      const u = users.get(id.toLowerCase());
+      return u ? `<@${this.address(u)}>` : whole;
+    });
+  }
+
+  /** `<@address>` mentions → `<@user id>` of this hub (shadow users created as needed). */
+  private async mentionsIn(content: string): Promise<string> {
+    const addresses = [...new Set([...content.matchAll(MENTION_ADDRESS)].map((m) => m[1]))];
+    const ids = new Map<string, string>();
+    for (const a of addresses) ids.set(a, (await this.userFor(a).catch(() => null))?.id ?? '');
+    return content.replace(MENTION_ADDRESS, (whole, a: string) => (ids.get(a) ? `<@${ids.get(a)}>` : whole));
+  }
+
   /** The PDU of a local event (unsigned, unsequenced), or null for what does not cross. */
   private toPdu(e: WireRoomEvent, users: Map<string, UserRow>): Pdu | null {
     const addr = (id: string) => {
@@ -493,10 +567,10 @@ export class FederationService {
     switch (e.type) {
       case 'message.new': {
         const m = e.message;
-        return base('message', addr(m.user_id), { id: m.id, content: m.content, reply_to: m.reply_to, created_at: m.created_at }, `m:${m.id}`);
+        return base('message', addr(m.user_id), { id: m.id, content: this.mentionsOut(m.content, users), reply_to: m.reply_to, created_at: m.created_at }, `m:${m.id}`);
       }
       case 'message.edited':
-        return base('edit', addr(e.editor_id), { message_id: e.message_id, content: e.content }, local);
+        return base('edit', addr(e.editor_id), { message_id: e.message_id, content: this.mentionsOut(e.content, users) }, local);
       case 'message.deleted':
         return base('redact', addr(e.deleted_by), { message_id: e.message_id }, local);
       case 'reaction.added':
@@ -532,7 +606,9 @@ export class FederationService {
       if (snap.host !== origin) throw new AppError('FEDERATION_FORBIDDEN', 'A snapshot must come from the room\'s host');
       const known = await repo.room(this.db, snap.room_id);
       if (known && known.host !== origin) throw new AppError('FEDERATION_FORBIDDEN', 'That room has another host');
-      if (!verifyJson(originKey, unsigned(snap.state), snap.state.signatures[origin] ?? '')) throw new AppError('FEDERATION_FORBIDDEN', 'Bad event signature');
+      for (const pdu of [snap.state, ...snap.events]) {
+        if (pdu.room_id !== snap.room_id || !verifyJson(originKey, unsigned(pdu), pdu.signatures[origin] ?? '')) throw new AppError('FEDERATION_FORBIDDEN', 'Bad event signature');
+      }
     }
     for (const snap of txn.snapshots ?? []) await this.withRoom(snap.room_id, () => this.applySnapshot(snap));
     for (const pdu of txn.events) {
@@ -541,6 +617,7 @@ export class FederationService {
         else await this.applySequenced(origin, pdu);
       });
     }
+    await this.applyEphemeral(origin, txn.ephemeral ?? []);
     await repo.recordTxn(this.db, origin, txnId);
   }
 
@@ -633,24 +710,26 @@ export class FederationService {
     if (!known) {
       const local = (snap.state.content.members as { address: string }[]).some((m) => this.parseAddress(m.address).server === this.serverName);
       if (!local) throw new AppError('FEDERATION_FORBIDDEN', 'None of this hub\'s users is in that room');
-      await this.applyRoom(snap.state);
-      await this.db.transaction(async (tx) => {
+      // The federation row commits with the room's first room.updated, so the relay never takes
+      // the room for one of this hub's own.
+      const first = snap.events[0]?.room_seq ?? snap.state.room_seq!;
+      await this.applyRoom(snap.state, async (tx) => {
         await repo.insertRoom(tx, snap.room_id, snap.host);
-        const first = snap.events[0]?.room_seq ?? snap.state.room_seq!;
         await repo.setRoomLog(tx, snap.room_id, first - 1, snap.events[0]?.prev_hash ?? '');
       });
+      this.followTyping(snap.room_id);
     }
     for (const pdu of snap.events) await this.applyOne(pdu, (await repo.room(this.db, snap.room_id))!);
   }
 
-  private async applyRoom(pdu: Pdu): Promise<void> {
+  private async applyRoom(pdu: Pdu, alsoInTx?: (tx: Queryable) => Promise<void>): Promise<void> {
     const members: { userId: string; role: Role }[] = [];
     for (const m of pdu.content.members as { address: string; name: string; role: Role }[]) {
       const u = await this.userFor(m.address, this.parseAddress(m.address).server === this.serverName ? undefined : m.name);
       members.push({ userId: u.id, role: m.role });
     }
     const r = pdu.content.room as { id: string; type: RoomType; name: string; topic: string; visibility: 'public' | 'private'; allow_edits: boolean };
-    await this.rooms.applyReplica({ ...r, id: pdu.room_id }, members);
+    await this.rooms.applyReplica({ ...r, id: pdu.room_id }, members, alsoInTx);
   }
 
   /** Applies one event through the owning service, as `sender`; a repeat changes nothing. */
@@ -663,12 +742,13 @@ export class FederationService {
           (err) => (err instanceof AppError && err.code === 'INVALID_MESSAGE' ? false : Promise.reject(err)),
         );
         if (known) return; // our own, back from the host, or a repeat
-        await this.messages.sendReplicated(sender.id, pdu.room_id, { id: c.id, content: c.content, reply_to: c.reply_to ?? undefined, txn_id: `fed:${c.id}`, ts: Date.parse(c.created_at) });
+        await this.messages.sendReplicated(sender.id, pdu.room_id, { id: c.id, content: await this.mentionsIn(c.content), reply_to: c.reply_to ?? undefined, txn_id: `fed:${c.id}`, ts: Date.parse(c.created_at) });
         return;
       }
       case 'edit': {
         const m = await this.messages.get(sender.id, c.message_id);
-        if (m.content !== c.content) await this.messages.edit(sender.id, c.message_id, c.content);
+        const content = await this.mentionsIn(c.content);
+        if (m.content !== content) await this.messages.edit(sender.id, c.message_id, content);
         return;
       }
       case 'redact': {

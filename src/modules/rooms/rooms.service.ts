@@ -368,15 +368,18 @@ export class RoomsService {
   /**
    * Federation: makes this hub's copy of a room another hub hosts match the host's state (room
    * fields and the full member list with roles, as user ids of this hub), under the host's room id,
-   * and appends `room.updated` when anything changed. Local clients see it like any room change.
+   * and appends `room.updated`. Local clients see it like any room change. `alsoInTx` runs in the
+   * same transaction, once the room row exists.
    */
   async applyReplica(
     room: { id: string; type: RoomType; name: string; topic: string; visibility: 'public' | 'private'; allow_edits: boolean },
     members: { userId: string; role: Role }[],
+    alsoInTx?: (tx: Queryable) => Promise<void>,
   ): Promise<void> {
     await this.stream.write(async (tx) => {
       const key = room.type === 'direct' && members.length === 2 ? directKey(members[0].userId, members[1].userId) : null;
       await repo.upsertReplica(tx, { ...room, directKey: key });
+      await alsoInTx?.(tx);
       await repo.lockRoom(tx, room.id);
       const current = new Map((await repo.listMembers(tx, room.id)).map((m) => [m.user_id, m.role]));
       const wanted = new Map(members.map((m) => [m.userId, m.role]));
