@@ -119,7 +119,7 @@ describe('encrypted direct room and group: Alice (one device) and Bob (two devic
 
     expect(await columnsHolding(t, marker)).toEqual([]);
     for (const d of [alice, bob1]) {
-      const found = await api(t.url, 'GET', `/api/search?q=${marker}`, { token: await tokenOf(d.client) });
+      const found = await api(t.url, 'GET', `/api/search/messages?q=${marker}`, { token: await tokenOf(d.client) });
       expect(found.status).toBe(200);
       expect(found.body.results).toEqual([]);
     }
@@ -261,7 +261,7 @@ describe('keys', () => {
     expect(left.rows[0].n).toBe(0);
   });
 
-  it.skipIf(!process.env.DATABASE_URL)('hands 5 one-time keys to 5 of 20 concurrent claims on two nodes; the other 15 get the last-resort key', async () => {
+  it.skipIf(!process.env.DATABASE_URL)('(needs PostgreSQL: DATABASE_URL; PGlite has one node only) hands 5 one-time keys to 5 of 20 concurrent claims on two nodes; the other 15 get the last-resort key', async () => {
     const second = await startTestHub({}, { shareWith: t });
     try {
       const { s } = await deviceWithKeys(t.url, 5);

@@ -73,6 +73,9 @@ export class E2eeClient extends EventEmitter<E2eeEvents> {
   private chain: Promise<unknown> = Promise.resolve();
   private rotateTimer?: NodeJS.Timeout;
   private stopListening: (() => void)[] = [];
+  /** The highest to-device id handled, and the highest acknowledged to the hub. */
+  private ackUpTo = 0;
+  private acked = 0;
 
   private constructor(
     readonly client: SwitchboardClient,
@@ -96,6 +99,7 @@ export class E2eeClient extends EventEmitter<E2eeEvents> {
     await e2ee.refill(true);
     client.useTransform({ incoming: (message, roomId) => e2ee.serial(() => e2ee.decryptMessage(message, roomId)) });
     e2ee.stopListening.push(client.on('*', (event) => void e2ee.onEvent(event as unknown as { type: string } & Record<string, unknown>)));
+    e2ee.stopListening.push(client.on('state', (state) => state === 'live' && e2ee.flushAck()));
     const every = opts.rotateEveryMs ?? 7 * 86_400_000;
     if (every > 0) {
       e2ee.rotateTimer = setInterval(() => void e2ee.rotate().catch((err) => e2ee.emit('error', err)), every);
@@ -441,6 +445,12 @@ export class E2eeClient extends EventEmitter<E2eeEvents> {
       }
       await this.kv.set('to_device:last', String(m.id));
     }
-    this.client.sendFrame({ type: 'e2ee.to_device.ack', up_to: m.id } as never);
+    this.ackUpTo = Math.max(this.ackUpTo, m.id);
+    this.flushAck();
+  }
+
+  /** Acknowledges the to-device messages handled so far; they come before `ready`, so this waits for the socket to be live. */
+  private flushAck(): void {
+    if (this.ackUpTo > this.acked && this.client.sendFrame({ type: 'e2ee.to_device.ack', up_to: this.ackUpTo } as never)) this.acked = this.ackUpTo;
   }
 }
