@@ -86,7 +86,9 @@ export const eventsRepository = {
     await q.query(
       `UPDATE room_events
        SET payload = payload || jsonb_build_object('message', payload->'message'
-             || '{"content": "", "attachments": [], "mentions": [], "edited_at": null, "deleted": true}'::jsonb)
+             || '{"content": "", "attachments": [], "mentions": [], "edited_at": null, "deleted": true}'::jsonb
+             -- an encrypted message's ciphertext goes too
+             || CASE WHEN payload->'message' ? 'envelopes' THEN '{"envelopes": {}}'::jsonb ELSE '{}'::jsonb END)
        WHERE stream_position = $1`,
       [streamPosition],
     );

@@ -157,8 +157,14 @@ describe('encrypted direct room and group: Alice (one device) and Bob (two devic
     ws.close();
     expect(await count()).toBe(0);
 
-    expect((await send({ envelopes: [env(devices[0]), env(devices[1])] })).status).toBe(201);
+    const sent = await send({ envelopes: [env(devices[0]), env(devices[1])] });
+    expect(sent.status).toBe(201);
     expect(await count()).toBe(1);
+    // A redaction deletes the ciphertext too, in the message and in its stored event.
+    expect((await api(t.url, 'DELETE', `/api/messages/${sent.body.id}`, { token })).status).toBe(204);
+    expect((await t.hub.db.query('SELECT envelopes FROM messages WHERE id = $1', [sent.body.id])).rows[0].envelopes).toEqual({});
+    const stored = await t.hub.db.query<{ payload: any }>(`SELECT payload FROM room_events WHERE type = 'message.new' AND payload->'message'->>'id' = $1`, [sent.body.id]);
+    expect(stored.rows[0].payload.message.envelopes).toEqual({});
     // One way: encryption cannot be turned off.
     expect((await api(t.url, 'PATCH', `/api/rooms/${room.id}`, { token, body: { encrypted: false } })).status).toBe(400);
   });

@@ -127,7 +127,12 @@ export const messagesRepository = {
 
   /** Empties a message: content, mentions, reactions and edit history go (attachment links: attachments module). */
   async redact(q: Queryable, id: string, by: string): Promise<void> {
-    await q.query(`UPDATE messages SET content = '', mentions = '{}', edited_at = NULL, deleted_at = now(), deleted_by = $2 WHERE id = $1`, [id, by]);
+    // An encrypted message keeps `encrypted` (an empty envelope map) but loses its ciphertext.
+    await q.query(
+      `UPDATE messages SET content = '', mentions = '{}', edited_at = NULL, deleted_at = now(), deleted_by = $2,
+         envelopes = CASE WHEN envelopes IS NULL THEN NULL ELSE '{}'::jsonb END WHERE id = $1`,
+      [id, by],
+    );
     await q.query('DELETE FROM reactions WHERE message_id = $1', [id]);
     await q.query('DELETE FROM message_edits WHERE message_id = $1', [id]);
   },
