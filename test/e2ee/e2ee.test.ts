@@ -169,6 +169,23 @@ describe('encrypted direct room and group: Alice (one device) and Bob (two devic
     expect((await api(t.url, 'PATCH', `/api/rooms/${room.id}`, { token, body: { encrypted: false } })).status).toBe(400);
   });
 
+  it('carries edits as envelopes: every device decrypts the new text; content in an edit is refused', async () => {
+    const room = await alice.client.call(alice.client.api.POST('/api/rooms', { body: { type: 'group', name: 'Edits', members: [bob1.client.user.id], encrypted: true } }));
+    const sent = await alice.e2ee.send(room.id, 'first version');
+    const edits: { device: string; content: string }[] = [];
+    bob1.e2ee.on('message-edited', (e) => edits.push({ device: 'bob1', content: e.content }));
+    bob2.e2ee.on('message-edited', (e) => edits.push({ device: 'bob2', content: e.content }));
+    await alice.e2ee.edit(room.id, sent.id, 'second version');
+    await until(() => edits.length === 2, 'both of Bob\'s devices to decrypt the edit');
+    expect(edits.map((e) => e.content)).toEqual(['second version', 'second version']);
+    const plain = await api(t.url, 'PATCH', `/api/messages/${sent.id}`, { token: await tokenOf(alice.client), body: { content: 'in the clear' } });
+    expect(plain.status).toBe(400);
+    expect(plain.body.error.code).toBe('PLAINTEXT_IN_ENCRYPTED_ROOM');
+    const { rows } = await t.hub.db.query<{ content: string; edited_at: Date | null }>('SELECT content, edited_at FROM messages WHERE id = $1', [sent.id]);
+    expect(rows[0].content).toBe('');
+    expect(rows[0].edited_at).not.toBeNull();
+  });
+
   it('raises identity-changed at Alice when Bob\'s device gets a new identity key', async () => {
     const room = await alice.client.call(alice.client.api.POST('/api/rooms', { body: { type: 'group', name: 'Ids', members: [bob1.client.user.id], encrypted: true } }));
     await alice.e2ee.send(room.id, 'before');

@@ -143,9 +143,12 @@ export const messagesRepository = {
   },
 
   /** Replaces the content: the old version goes to `message_edits`, the new one into the message. */
-  async edit(q: Queryable, e: { id: string; previous: string; content: string; mentions: string[]; editorId: string; editedAt: Date }): Promise<void> {
+  /** `envelopes`: an encrypted message's new envelopes (the old ones are not kept: `message_edits` gets empty content). */
+  async edit(q: Queryable, e: { id: string; previous: string; content: string; mentions: string[]; editorId: string; editedAt: Date; envelopes?: StoredEnvelopes }): Promise<void> {
     await q.query('INSERT INTO message_edits (message_id, content, edited_at, editor_id) VALUES ($1, $2, $3, $4)', [e.id, e.previous, e.editedAt, e.editorId]);
-    await q.query('UPDATE messages SET content = $2, mentions = $3, edited_at = $4 WHERE id = $1', [e.id, e.content, e.mentions, e.editedAt]);
+    await q.query('UPDATE messages SET content = $2, mentions = $3, edited_at = $4, envelopes = COALESCE($5::jsonb, envelopes) WHERE id = $1', [
+      e.id, e.content, e.mentions, e.editedAt, e.envelopes ? JSON.stringify(e.envelopes) : null,
+    ]);
   },
 
   /** The message's content now and its replaced versions, oldest first, read in one snapshot. */
