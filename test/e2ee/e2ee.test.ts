@@ -191,7 +191,11 @@ describe('encrypted direct room and group: Alice (one device) and Bob (two devic
     await alice.e2ee.send(room.id, 'before');
     const changes: { user_id: string; device_id: number }[] = [];
     alice.e2ee.on('identity-changed', (c) => changes.push(c));
+    const told: string[] = [];
+    const off = alice.client.on('*', (e) => (e as { type: string }).type === 'e2ee.devices_changed' && told.push((e as unknown as { user_id: string }).user_id));
     await bob2.e2ee.resetIdentity();
+    await until(() => told.includes(bob2.client.user.id), 'e2ee.devices_changed at Alice');
+    off();
     await until(() => changes.length > 0, 'identity-changed');
     expect(changes[0]).toMatchObject({ user_id: bob2.client.user.id, device_id: bob2.e2ee.deviceId });
     await alice.e2ee.send(room.id, 'after the new key');
@@ -266,10 +270,14 @@ describe('keys', () => {
     const bad = await api(t.url, 'PUT', '/api/e2ee/keys', { token: s.token, body: { kyber_pre_keys: [{ key_id: 50, public_key: b64(pk), signature: b64(other.privateKey.sign(pk)) }] } });
     expect(bad.status).toBe(422);
     expect(bad.body.error.code).toBe('INVALID_SIGNATURE');
+    const ws = await WsClient.connect(t.wsUrl, s.token);
+    expect(ws.events.find((e) => e.type === 'ready').e2ee).toEqual({ device_id: 1, pre_keys: 2, kyber_pre_keys: 2 });
     const claimer = await register(t.url, 'Claimer');
     const claim = await api(t.url, 'POST', '/api/e2ee/keys/claim', { token: claimer.token, body: { user_id: s.user.id } });
     expect(claim.status).toBe(200);
     expect(claim.body.devices[0].pre_key.key_id).toBe(1);
+    expect(await ws.next('e2ee.keys_low')).toMatchObject({ pre_keys: 1, kyber_pre_keys: 1 });
+    ws.close();
     // Key 1 was handed out: uploading it again is refused, the counts stay.
     const again = await api(t.url, 'PUT', '/api/e2ee/keys', { token: s.token, body: { pre_keys: [{ key_id: 1, public_key: b64(PrivateKey.generate().getPublicKey().serialize()) }] } });
     expect(again.status).toBe(409);
