@@ -30,6 +30,7 @@ import { messagesRepository } from '../src/modules/messages/messages.repository.
 import { REPO_ROOT, spawnHub } from '../test/e2e/spawn.js';
 import ensureBuilt from '../test/helpers/build.js';
 import { api, createScratchDatabase, type Session } from '../test/helpers/hub.js';
+import { encryptedSends, type E2eeResult } from './e2ee.js';
 import { BenchSocket, LISTENERS, SENDERS, WINDOW, ackPaced, burst, createGroup, openIdle, paced, registerUsers, resume, roundTrip, type Latency, type Target, type WorkloadResult } from './load.js';
 
 /** How a hub is started, after `node` and its flags: the TypeScript entry point, from the repo root. */
@@ -55,7 +56,7 @@ const DEADLINE_MS = 15 * 60_000;
 const RESULTS_DIR = path.join(REPO_ROOT, 'bench/results');
 
 const SERVER_NAMES = ['ceiling', 'postgres', 'pglite'] as const;
-const WORKLOAD_NAMES = ['rtt', 'a', 'b', 'c', 'resume', 'memory'] as const;
+const WORKLOAD_NAMES = ['rtt', 'a', 'b', 'c', 'resume', 'memory', 'e2ee'] as const;
 type ServerName = (typeof SERVER_NAMES)[number];
 
 /** A comma-separated environment knob, checked against its allowed values (all of them when unset). */
@@ -93,6 +94,7 @@ interface ServerResult {
   roundTrip?: { ackMs: Latency; deliveryMs: Latency };
   workloads: Record<string, WorkloadResult>;
   resume?: { events: number; toReadyMs: number; toLastEventMs: number; seedMs: number; restartMs?: number };
+  e2ee?: E2eeResult;
 }
 
 /** Servers running now, for the watchdog and Ctrl-C. */
@@ -317,6 +319,11 @@ async function benchServer(name: ServerName): Promise<ServerResult> {
     if (workloads.has('a')) await run('a', () => burst(target, users, BURST_MESSAGES));
     if (workloads.has('b')) await run('b', () => ackPaced(target, users, RUN_MS));
     if (workloads.has('c')) for (const rate of PACED_RATES) await run(`c${rate}`, () => paced(target, users, rate, RUN_MS));
+    if (workloads.has('e2ee') && name !== 'ceiling') {
+      result.e2ee = await encryptedSends(target);
+      const mode = (m: E2eeResult['envelopes']) => `${m.perS.toFixed(1)} sends/s, all ${result.e2ee!.devices} decrypted ${lat(m.allDecryptedMs)}`;
+      log(`e2ee: envelopes ${mode(result.e2ee.envelopes)}; sender key ${mode(result.e2ee.senderKey)}`);
+    }
     if (workloads.has('resume') && name !== 'ceiling') {
       result.resume = await benchResume(hub as { server: Server }, dataDir, scratch?.url);
       log(`resume: ${resumeLine(result.resume)}`);

@@ -62,6 +62,8 @@ export class HubToRemote {
     const s = this.state;
     const m = ev.message;
     if (this.isOurs(m.user_id) || s.hubMessages.has(m.id) || m.deleted) return;
+    // An encrypted room's message is ciphertext for E2EE devices; this bridge is none (docs/E2EE.md).
+    if (m.encrypted) return this.log.debug({ message_id: m.id }, 'encrypted message not bridged');
     const media = [];
     for (const a of m.attachments ?? []) media.push({ data: await this.hub.download(a.id), mimeType: a.mime_type, fileName: a.filename });
     const replied = m.reply_to ? s.hubMessages.get(m.reply_to) : undefined;

@@ -156,6 +156,13 @@ export class SwitchboardClient {
     if (!ws) throw new Error('No WebSocket: pass options.WebSocket (e.g. the `ws` package on Node 20)');
     return new Promise((resolve, reject) => {
       let settled = false;
+      // Per call (a connect after a disconnect reuses the connection): settled by the next `live`.
+      const offState = this.on('state', (state) => {
+        if (state !== 'live' || settled) return;
+        settled = true;
+        offState();
+        resolve();
+      });
       this.realtime ??= new RealtimeConnection({
         wsBaseUrl: this.baseUrl.replace(/^http/, 'ws'),
         WebSocket: ws,
@@ -163,10 +170,7 @@ export class SwitchboardClient {
         onEvent: (event) => this.receive(event),
         onState: (state) => {
           if (state !== 'live') this.outbox.requeueSent();
-          if (state === 'live') {
-            this.flushOutbox();
-            if (!settled) (settled = true), resolve();
-          }
+          if (state === 'live') this.flushOutbox();
           this.emit('state', state);
         },
         onRevoked: () => this.ended(new SwitchboardError('UNAUTHORIZED', 'The device session was revoked', 401)),

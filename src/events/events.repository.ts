@@ -2,6 +2,7 @@
  * SQL for `room_events`, the persisted event log: the only module that writes it. Positions come
  * from the table's sequence under one transaction-scoped advisory lock (see stream.ts for why).
  */
+import type { StoredEnvelopes } from './catalog.js';
 import type { Queryable } from '../db/database.js';
 import type { NewRoomEvent } from './catalog.js';
 import type { StreamEvent } from './stream.js';
@@ -68,13 +69,15 @@ export const eventsRepository = {
   },
 
   /** Puts edited content into the stored `message.new` at `streamPosition`, so a resume shows the current version. */
-  async editStoredMessage(q: Queryable, streamPosition: number, e: { content: string; mentions: string[]; editedAt: Date }): Promise<void> {
+  async editStoredMessage(q: Queryable, streamPosition: number, e: { content: string; mentions: string[]; editedAt: Date; envelopes?: StoredEnvelopes }): Promise<void> {
     await q.query(
       `UPDATE room_events SET payload = jsonb_set(jsonb_set(jsonb_set(payload, '{message,content}', to_jsonb($2::text)),
          '{message,mentions}', to_jsonb($3::uuid[])), '{message,edited_at}', to_jsonb($4::text))
        WHERE stream_position = $1`,
       [streamPosition, e.content, e.mentions, e.editedAt.toISOString()],
     );
+    // An encrypted message: the new envelopes replace the old.
+    if (e.envelopes) await q.query(`UPDATE room_events SET payload = jsonb_set(payload, '{message,envelopes}', $2::jsonb) WHERE stream_position = $1`, [streamPosition, JSON.stringify(e.envelopes)]);
   },
 
   /**
@@ -86,7 +89,9 @@ export const eventsRepository = {
     await q.query(
       `UPDATE room_events
        SET payload = payload || jsonb_build_object('message', payload->'message'
-             || '{"content": "", "attachments": [], "mentions": [], "edited_at": null, "deleted": true}'::jsonb)
+             || '{"content": "", "attachments": [], "mentions": [], "edited_at": null, "deleted": true}'::jsonb
+             -- an encrypted message's ciphertext goes too
+             || CASE WHEN payload->'message' ? 'envelopes' THEN '{"envelopes": {}}'::jsonb ELSE '{}'::jsonb END)
        WHERE stream_position = $1`,
       [streamPosition],
     );

@@ -14,6 +14,7 @@
  * its cursor, in order, and hands it to its listeners. The same
  * read serves resume (`readSince`), so live and resumed delivery see identical events.
  */
+import type { StoredEnvelopes } from './catalog.js';
 import crypto from 'node:crypto';
 import type { Logger } from 'pino';
 import { isDatabaseUnavailable, type Database, type Queryable } from '../db/database.js';
@@ -81,7 +82,7 @@ export function readAfter(q: Queryable, cursor: number, limit: number): Promise<
  * After an edit, inside its transaction: the stored `message.new` at `streamPosition` takes the new
  * content, mentions and `edited_at`, so a resume shows the current version.
  */
-export function editStoredMessage(tx: Queryable, streamPosition: number, e: { content: string; mentions: string[]; editedAt: Date }): Promise<void> {
+export function editStoredMessage(tx: Queryable, streamPosition: number, e: { content: string; mentions: string[]; editedAt: Date; envelopes?: StoredEnvelopes }): Promise<void> {
   return eventsRepository.editStoredMessage(tx, streamPosition, e);
 }
 

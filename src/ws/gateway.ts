@@ -80,11 +80,13 @@ async function serveSocket(hub: Hub, socket: WebSocket, auth: AuthContext, since
     // A since past the end of the stream (a stale client, a restored database) would silence every
     // event up to it: it counts as the end.
     const from = since === undefined ? startPosition : Math.min(since, await hub.stream.maxPosition());
-    const written = await conn.catchUp(from, (after) => hub.stream.readSince(after, [...conn.rooms], auth.userId, undefined, { roomsLeft: true }));
+    // Waiting to-device messages go first, before the backlog: a sender key distributed while the
+    // device was away must be there before the messages encrypted with it. Live ones may arrive twice
+    // meanwhile: clients drop ids they have seen.
     const e2ee = await hub.e2ee.readyInfo(auth.deviceId);
-    conn.send({ type: 'ready', user_id: auth.userId, device_id: auth.deviceId, stream_position: conn.lastPosition, resumed: since === undefined ? 0 : written, ...(e2ee ? { e2ee } : {}) });
-    // Waiting to-device messages follow `ready` (live ones may arrive twice meanwhile: clients drop ids they have seen).
     if (e2ee) for (const m of await hub.e2ee.pendingToDevice(auth.deviceId)) conn.send(m);
+    const written = await conn.catchUp(from, (after) => hub.stream.readSince(after, [...conn.rooms], auth.userId, undefined, { roomsLeft: true }));
+    conn.send({ type: 'ready', user_id: auth.userId, device_id: auth.deviceId, stream_position: conn.lastPosition, resumed: since === undefined ? 0 : written, ...(e2ee ? { e2ee } : {}) });
   } catch (err) {
     hub.log.error({ err }, 'WebSocket set-up failed');
     conn.close(CLOSE.INTERNAL_ERROR, 'set-up failed; reconnect with since');

@@ -119,7 +119,7 @@ describe('encrypted direct room and group: Alice (one device) and Bob (two devic
 
     expect(await columnsHolding(t, marker)).toEqual([]);
     for (const d of [alice, bob1]) {
-      const found = await api(t.url, 'GET', `/api/search?q=${marker}`, { token: await tokenOf(d.client) });
+      const found = await api(t.url, 'GET', `/api/search/messages?q=${marker}`, { token: await tokenOf(d.client) });
       expect(found.status).toBe(200);
       expect(found.body.results).toEqual([]);
     }
@@ -157,10 +157,33 @@ describe('encrypted direct room and group: Alice (one device) and Bob (two devic
     ws.close();
     expect(await count()).toBe(0);
 
-    expect((await send({ envelopes: [env(devices[0]), env(devices[1])] })).status).toBe(201);
+    const sent = await send({ envelopes: [env(devices[0]), env(devices[1])] });
+    expect(sent.status).toBe(201);
     expect(await count()).toBe(1);
+    // A redaction deletes the ciphertext too, in the message and in its stored event.
+    expect((await api(t.url, 'DELETE', `/api/messages/${sent.body.id}`, { token })).status).toBe(204);
+    expect((await t.hub.db.query('SELECT envelopes FROM messages WHERE id = $1', [sent.body.id])).rows[0].envelopes).toEqual({});
+    const stored = await t.hub.db.query<{ payload: any }>(`SELECT payload FROM room_events WHERE type = 'message.new' AND payload->'message'->>'id' = $1`, [sent.body.id]);
+    expect(stored.rows[0].payload.message.envelopes).toEqual({});
     // One way: encryption cannot be turned off.
     expect((await api(t.url, 'PATCH', `/api/rooms/${room.id}`, { token, body: { encrypted: false } })).status).toBe(400);
+  });
+
+  it('carries edits as envelopes: every device decrypts the new text; content in an edit is refused', async () => {
+    const room = await alice.client.call(alice.client.api.POST('/api/rooms', { body: { type: 'group', name: 'Edits', members: [bob1.client.user.id], encrypted: true } }));
+    const sent = await alice.e2ee.send(room.id, 'first version');
+    const edits: { device: string; content: string }[] = [];
+    bob1.e2ee.on('message-edited', (e) => edits.push({ device: 'bob1', content: e.content }));
+    bob2.e2ee.on('message-edited', (e) => edits.push({ device: 'bob2', content: e.content }));
+    await alice.e2ee.edit(room.id, sent.id, 'second version');
+    await until(() => edits.length === 2, 'both of Bob\'s devices to decrypt the edit');
+    expect(edits.map((e) => e.content)).toEqual(['second version', 'second version']);
+    const plain = await api(t.url, 'PATCH', `/api/messages/${sent.id}`, { token: await tokenOf(alice.client), body: { content: 'in the clear' } });
+    expect(plain.status).toBe(400);
+    expect(plain.body.error.code).toBe('PLAINTEXT_IN_ENCRYPTED_ROOM');
+    const { rows } = await t.hub.db.query<{ content: string; edited_at: Date | null }>('SELECT content, edited_at FROM messages WHERE id = $1', [sent.id]);
+    expect(rows[0].content).toBe('');
+    expect(rows[0].edited_at).not.toBeNull();
   });
 
   it('raises identity-changed at Alice when Bob\'s device gets a new identity key', async () => {
@@ -168,7 +191,11 @@ describe('encrypted direct room and group: Alice (one device) and Bob (two devic
     await alice.e2ee.send(room.id, 'before');
     const changes: { user_id: string; device_id: number }[] = [];
     alice.e2ee.on('identity-changed', (c) => changes.push(c));
+    const told: string[] = [];
+    const off = alice.client.on('*', (e) => (e as { type: string }).type === 'e2ee.devices_changed' && told.push((e as unknown as { user_id: string }).user_id));
     await bob2.e2ee.resetIdentity();
+    await until(() => told.includes(bob2.client.user.id), 'e2ee.devices_changed at Alice');
+    off();
     await until(() => changes.length > 0, 'identity-changed');
     expect(changes[0]).toMatchObject({ user_id: bob2.client.user.id, device_id: bob2.e2ee.deviceId });
     await alice.e2ee.send(room.id, 'after the new key');
@@ -243,10 +270,14 @@ describe('keys', () => {
     const bad = await api(t.url, 'PUT', '/api/e2ee/keys', { token: s.token, body: { kyber_pre_keys: [{ key_id: 50, public_key: b64(pk), signature: b64(other.privateKey.sign(pk)) }] } });
     expect(bad.status).toBe(422);
     expect(bad.body.error.code).toBe('INVALID_SIGNATURE');
+    const ws = await WsClient.connect(t.wsUrl, s.token);
+    expect(ws.events.find((e) => e.type === 'ready').e2ee).toEqual({ device_id: 1, pre_keys: 2, kyber_pre_keys: 2 });
     const claimer = await register(t.url, 'Claimer');
     const claim = await api(t.url, 'POST', '/api/e2ee/keys/claim', { token: claimer.token, body: { user_id: s.user.id } });
     expect(claim.status).toBe(200);
     expect(claim.body.devices[0].pre_key.key_id).toBe(1);
+    expect(await ws.next('e2ee.keys_low')).toMatchObject({ pre_keys: 1, kyber_pre_keys: 1 });
+    ws.close();
     // Key 1 was handed out: uploading it again is refused, the counts stay.
     const again = await api(t.url, 'PUT', '/api/e2ee/keys', { token: s.token, body: { pre_keys: [{ key_id: 1, public_key: b64(PrivateKey.generate().getPublicKey().serialize()) }] } });
     expect(again.status).toBe(409);
@@ -261,7 +292,7 @@ describe('keys', () => {
     expect(left.rows[0].n).toBe(0);
   });
 
-  it.skipIf(!process.env.DATABASE_URL)('hands 5 one-time keys to 5 of 20 concurrent claims on two nodes; the other 15 get the last-resort key', async () => {
+  it.skipIf(!process.env.DATABASE_URL)('(needs PostgreSQL: DATABASE_URL; PGlite has one node only) hands 5 one-time keys to 5 of 20 concurrent claims on two nodes; the other 15 get the last-resort key', async () => {
     const second = await startTestHub({}, { shareWith: t });
     try {
       const { s } = await deviceWithKeys(t.url, 5);

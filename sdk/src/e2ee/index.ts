@@ -60,6 +60,7 @@ type ToDevicePayload = { kind: 'sender_key'; room_id: string; body: string } | {
 export interface E2eeEvents {
   'identity-changed': [{ user_id: string; device_id: number; previous: string; current: string }];
   'to-device': [{ sender_user_id: string; sender_device_id: number; body: string }];
+  'message-edited': [{ room_id: string; message_id: string; content: string }];
   'decrypt-failed': [{ message_id?: string; sender_user_id: string; error: Error }];
   error: [Error];
 }
@@ -73,6 +74,9 @@ export class E2eeClient extends EventEmitter<E2eeEvents> {
   private chain: Promise<unknown> = Promise.resolve();
   private rotateTimer?: NodeJS.Timeout;
   private stopListening: (() => void)[] = [];
+  /** The highest to-device id handled, and the highest acknowledged to the hub. */
+  private ackUpTo = 0;
+  private acked = 0;
 
   private constructor(
     readonly client: SwitchboardClient,
@@ -96,6 +100,7 @@ export class E2eeClient extends EventEmitter<E2eeEvents> {
     await e2ee.refill(true);
     client.useTransform({ incoming: (message, roomId) => e2ee.serial(() => e2ee.decryptMessage(message, roomId)) });
     e2ee.stopListening.push(client.on('*', (event) => void e2ee.onEvent(event as unknown as { type: string } & Record<string, unknown>)));
+    e2ee.stopListening.push(client.on('state', (state) => state === 'live' && e2ee.flushAck()));
     const every = opts.rotateEveryMs ?? 7 * 86_400_000;
     if (every > 0) {
       e2ee.rotateTimer = setInterval(() => void e2ee.rotate().catch((err) => e2ee.emit('error', err)), every);
@@ -298,6 +303,22 @@ export class E2eeClient extends EventEmitter<E2eeEvents> {
     }, roomId);
   }
 
+  /**
+   * Edits a message of this user in an encrypted room: the new text, encrypted for every member device
+   * (retried on 409/410 like `send`). Recipients get `message-edited` with the plaintext.
+   */
+  async edit(roomId: string, messageId: string, text: string): Promise<void> {
+    await this.withDeviceRetries(async (fresh) => {
+      const envelopes = await this.serial(async () => {
+        const out = [];
+        for (const d of await this.roomDevices(roomId, fresh)) out.push(await this.encryptFor(d, utf8.encode(text)));
+        return out;
+      });
+      return this.client.call(this.client.api.PATCH('/api/messages/{id}', { params: { path: { id: messageId } }, body: { envelopes } }));
+    }, roomId);
+    await this.kv.set(`plain:${messageId}`, text);
+  }
+
   /** Starts a new sender key for the room: the next `sendWithSenderKey` distributes it to the devices there now. */
   async rotateSenderKey(roomId: string): Promise<void> {
     await this.kv.delete(`dist:${roomId}`);
@@ -402,6 +423,21 @@ export class E2eeClient extends EventEmitter<E2eeEvents> {
         }
         case 'room.updated':
           return this.onRoomUpdated(event.room as { id: string; members: { user_id: string }[] });
+        case 'message.edited': {
+          const envelope = event.envelope as { sender_device_id: number; type: number; body: string } | null | undefined;
+          if (!envelope) return;
+          const messageId = event.message_id as string;
+          await this.serial(async () => {
+            try {
+              const text = fromUtf8.decode(await this.decrypt(event.editor_id as string, envelope));
+              await this.kv.set(`plain:${messageId}`, text);
+              this.emit('message-edited', { room_id: event.room_id as string, message_id: messageId, content: text });
+            } catch (error) {
+              this.emit('decrypt-failed', { message_id: messageId, sender_user_id: event.editor_id as string, error: error as Error });
+            }
+          });
+          return;
+        }
         case 'e2ee.to_device':
           await this.serial(() => this.onToDevice(event as unknown as { id: number; sender_user_id: string; sender_device_id: number; message_type: number; body: string }));
           return;
@@ -441,6 +477,12 @@ export class E2eeClient extends EventEmitter<E2eeEvents> {
       }
       await this.kv.set('to_device:last', String(m.id));
     }
-    this.client.sendFrame({ type: 'e2ee.to_device.ack', up_to: m.id } as never);
+    this.ackUpTo = Math.max(this.ackUpTo, m.id);
+    this.flushAck();
+  }
+
+  /** Acknowledges the to-device messages handled so far; they come before `ready`, so this waits for the socket to be live. */
+  private flushAck(): void {
+    if (this.ackUpTo > this.acked && this.client.sendFrame({ type: 'e2ee.to_device.ack', up_to: this.ackUpTo } as never)) this.acked = this.ackUpTo;
   }
 }

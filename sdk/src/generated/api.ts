@@ -627,7 +627,7 @@ export interface paths {
         head?: never;
         /**
          * Edit a message
-         * @description Changes a message's content (its sender only, within `limits.edit_window_s`): `message.edited` is sent and the previous version kept. 403 EDITS_FORBIDDEN (room setting `allow_edits`), EDIT_WINDOW_EXPIRED, FORBIDDEN (not the sender), NOT_A_MEMBER; 404 INVALID_MESSAGE (also when redacted); 413 MESSAGE_TOO_LARGE; 400 VALIDATION_FAILED (empty content without attachments).
+         * @description Changes a message's content (its sender only, within `limits.edit_window_s`): `message.edited` is sent and the previous version kept. Encrypted rooms (docs/E2EE.md): `envelopes` (or `sender_key`) instead of content, checked like a send (400 PLAINTEXT_IN_ENCRYPTED_ROOM, 409 MISMATCHED_DEVICES, 410 STALE_DEVICES). version kept. 403 EDITS_FORBIDDEN (room setting `allow_edits`), EDIT_WINDOW_EXPIRED, FORBIDDEN (not the sender), NOT_A_MEMBER; 404 INVALID_MESSAGE (also when redacted); 413 MESSAGE_TOO_LARGE; 400 VALIDATION_FAILED (empty content without attachments).
          */
         patch: operations["editMessage"];
         trace?: never;
@@ -4997,7 +4997,29 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": {
-                    content: string;
+                    /**
+                     * @description The new content; absent (or empty) in encrypted rooms.
+                     * @default
+                     */
+                    content?: string;
+                    /** @description Encrypted rooms: the edit's envelopes, one per member device as for a send. */
+                    envelopes?: {
+                        /** Format: uuid */
+                        user_id: string;
+                        /** @description The Signal device id (1–127, per user). */
+                        device_id: number;
+                        /** @description The libsignal registration id of the device. */
+                        registration_id: number;
+                        /** @description libsignal CiphertextMessageType: 2 Whisper, 3 PreKey, 7 SenderKey, 8 Plaintext. */
+                        type: number;
+                        /** @description The ciphertext. */
+                        body: string;
+                    }[];
+                    /** @description One sender-key ciphertext (libsignal groupEncrypt), stored once, delivered to every device as envelope type 7. */
+                    sender_key?: {
+                        /** @description libsignal SenderKeyMessage bytes. */
+                        body: string;
+                    };
                 };
             };
         };
@@ -5090,6 +5112,24 @@ export interface operations {
             };
             /** @description Not Found: `{error: {code, message}}`; codes with this status: NOT_FOUND, INVALID_ROOM, INVALID_MESSAGE, INVALID_USER, INVALID_DEVICE, INVALID_ATTACHMENT, INVALID_AGENT_TOKEN, INVALID_TOOL. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Conflict: `{error: {code, message}}`; codes with this status: EMAIL_TAKEN, USERNAME_TAKEN, CONFLICT, KEY_ID_REUSED, MISMATCHED_DEVICES. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Gone: `{error: {code, message}}`; codes with this status: STALE_DEVICES. */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };

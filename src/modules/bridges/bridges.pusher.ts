@@ -20,10 +20,10 @@
 import type { Logger } from 'pino';
 import type { BridgeConfig } from '../../config/schema.js';
 import type { Database } from '../../db/database.js';
-import type { BridgeTransaction, TypingEvent } from '../../events/catalog.js';
+import { forDevice, type BridgeTransaction, type TypingEvent } from '../../events/catalog.js';
 import { TransactionSender } from '../../events/transaction-sender.js';
 import type { PubSub } from '../../events/pubsub.js';
-import { toWire, type EventStream, type StreamEvent } from '../../events/stream.js';
+import type { EventStream, StreamEvent } from '../../events/stream.js';
 import type { RoomsService } from '../rooms/rooms.service.js';
 import type { UsersService } from '../users/users.service.js';
 import { bridgesRepository as repo } from './bridges.repository.js';
@@ -115,7 +115,8 @@ export class TransactionPusher {
     const body: BridgeTransaction = { events: [], ephemeral: this.ephemeral.splice(0) };
     for (const row of rows) {
       if (!relevant(row)) continue;
-      (row.type === 'message.read' ? body.ephemeral : body.events).push(toWire(row));
+      // Encrypted messages: no device's envelopes (a bridge bot is no E2EE device; docs/E2EE.md).
+      (row.type === 'message.read' ? body.ephemeral : body.events).push({ ...forDevice(row.payload, undefined), room_id: row.room_id, stream_position: row.stream_position });
     }
     const upto = rows.length ? rows[rows.length - 1].stream_position : after;
     const empty = body.events.length === 0 && body.ephemeral.length === 0;

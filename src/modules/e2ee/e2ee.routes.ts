@@ -122,7 +122,7 @@ export const e2eeRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (req, reply) => {
       await e2ee.sendToDevice(req.auth, req.body.messages);
-      reply.code(204).send(null);
+      return reply.code(204).send(null);
     },
   );
 };

@@ -127,7 +127,12 @@ export const messagesRepository = {
 
   /** Empties a message: content, mentions, reactions and edit history go (attachment links: attachments module). */
   async redact(q: Queryable, id: string, by: string): Promise<void> {
-    await q.query(`UPDATE messages SET content = '', mentions = '{}', edited_at = NULL, deleted_at = now(), deleted_by = $2 WHERE id = $1`, [id, by]);
+    // An encrypted message keeps `encrypted` (an empty envelope map) but loses its ciphertext.
+    await q.query(
+      `UPDATE messages SET content = '', mentions = '{}', edited_at = NULL, deleted_at = now(), deleted_by = $2,
+         envelopes = CASE WHEN envelopes IS NULL THEN NULL ELSE '{}'::jsonb END WHERE id = $1`,
+      [id, by],
+    );
     await q.query('DELETE FROM reactions WHERE message_id = $1', [id]);
     await q.query('DELETE FROM message_edits WHERE message_id = $1', [id]);
   },
@@ -138,9 +143,12 @@ export const messagesRepository = {
   },
 
   /** Replaces the content: the old version goes to `message_edits`, the new one into the message. */
-  async edit(q: Queryable, e: { id: string; previous: string; content: string; mentions: string[]; editorId: string; editedAt: Date }): Promise<void> {
+  /** `envelopes`: an encrypted message's new envelopes (the old ones are not kept: `message_edits` gets empty content). */
+  async edit(q: Queryable, e: { id: string; previous: string; content: string; mentions: string[]; editorId: string; editedAt: Date; envelopes?: StoredEnvelopes }): Promise<void> {
     await q.query('INSERT INTO message_edits (message_id, content, edited_at, editor_id) VALUES ($1, $2, $3, $4)', [e.id, e.previous, e.editedAt, e.editorId]);
-    await q.query('UPDATE messages SET content = $2, mentions = $3, edited_at = $4 WHERE id = $1', [e.id, e.content, e.mentions, e.editedAt]);
+    await q.query('UPDATE messages SET content = $2, mentions = $3, edited_at = $4, envelopes = COALESCE($5::jsonb, envelopes) WHERE id = $1', [
+      e.id, e.content, e.mentions, e.editedAt, e.envelopes ? JSON.stringify(e.envelopes) : null,
+    ]);
   },
 
   /** The message's content now and its replaced versions, oldest first, read in one snapshot. */

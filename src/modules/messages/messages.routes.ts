@@ -94,15 +94,17 @@ export const messagesRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Edit a message',
         description:
           'Changes a message\'s content (its sender only, within `limits.edit_window_s`): `message.edited` is sent and the previous ' +
+          'version kept. Encrypted rooms (docs/E2EE.md): `envelopes` (or `sender_key`) instead of content, checked like a send ' +
+          '(400 PLAINTEXT_IN_ENCRYPTED_ROOM, 409 MISMATCHED_DEVICES, 410 STALE_DEVICES). ' +
           'version kept. 403 EDITS_FORBIDDEN (room setting `allow_edits`), EDIT_WINDOW_EXPIRED, FORBIDDEN (not the sender), ' +
           'NOT_A_MEMBER; 404 INVALID_MESSAGE (also when redacted); 413 MESSAGE_TOO_LARGE; 400 VALIDATION_FAILED (empty content without attachments).',
         tags,
         params: MessageIdParams,
         body: EditMessageBody,
-        response: { 200: Type.With(Message, { description: 'The message as it now is' }), ...errorResponses(404, 413) },
+        response: { 200: Type.With(Message, { description: 'The message as it now is' }), ...errorResponses(404, 409, 410, 413) },
       },
     },
-    async (req) => messages.edit(req.auth.userId, req.params.id, req.body.content),
+    async (req) => messages.edit(req.auth.userId, req.params.id, req.body.content, { ...req.body, deviceId: req.auth.deviceId }),
   );
 
   app.get(

@@ -22,7 +22,14 @@ export const SendMessageBody = Type.Object(
   { additionalProperties: false },
 );
 
-export const EditMessageBody = Type.Object({ content: Type.String() }, { additionalProperties: false });
+export const EditMessageBody = Type.Object(
+  {
+    content: WithDefault(Type.String({ default: '', description: 'The new content; absent (or empty) in encrypted rooms.' })),
+    envelopes: Type.Optional(Type.Array(Envelope, { maxItems: 1000, description: 'Encrypted rooms: the edit\'s envelopes, one per member device as for a send.' })),
+    sender_key: Type.Optional(SenderKeyCiphertext),
+  },
+  { additionalProperties: false },
+);
 
 export const HistoryQuery = Type.Object({
   limit: WithDefault(Type.Integer({ minimum: 1, default: 50, description: 'Page size; at most limits.history_page_max.' })),

@@ -8,16 +8,16 @@ import type { Database, Queryable } from '../../db/database.js';
 import { AppError } from '../../errors.js';
 import type { PubSub } from '../../events/pubsub.js';
 import { appendRoomEvent, editStoredMessage, redactStoredMessage, type EventStream } from '../../events/stream.js';
-import { roomEvents, type MessageWire } from '../../events/catalog.js';
+import { roomEvents, type MessageWire, type StoredEnvelopes } from '../../events/catalog.js';
 import type { AttachmentsService } from '../attachments/attachments.service.js';
 import { attachmentView } from '../attachments/attachments.view.js';
 import type { RoomsService } from '../rooms/rooms.service.js';
 import type { Metrics } from '../../plugins/metrics.js';
 import type { UsersService } from '../users/users.service.js';
-import type { E2eeService } from '../e2ee/e2ee.service.js';
+import { matchEnvelopes, senderDeviceOf, type E2eeService, type EnvelopeIn } from '../e2ee/e2ee.service.js';
 import { MessageWriter } from './message-writer.js';
 import { assertCanRedact } from '../rooms/rooms.policy.js';
-import { messagesRepository as repo } from './messages.repository.js';
+import { messagesRepository as repo, type MessageRow } from './messages.repository.js';
 import { messageView, parseMentions, type MessageView, type SendInput } from './messages.view.js';
 
 /** The delivery receipt sent to a message's sender, once, on `user:<sender>`. */
@@ -55,7 +55,7 @@ export class MessagesService {
     private readonly maxMessageBytes: number,
     /** Seconds after sending during which the sender may edit; 0: no limit. */
     private readonly editWindowS: number,
-    e2ee: E2eeService,
+    private readonly e2ee: E2eeService,
   ) {
     this.writer = new MessageWriter(db, stream, rooms, attachments, e2ee);
   }
@@ -150,7 +150,7 @@ export class MessagesService {
    *   sender), EDITS_FORBIDDEN (403, room setting `allow_edits` off), EDIT_WINDOW_EXPIRED (403),
    *   MESSAGE_TOO_LARGE (413), VALIDATION_FAILED (400, empty content on a message without attachments).
    */
-  async edit(userId: string, messageId: string, content: string): Promise<MessageView> {
+  async edit(userId: string, messageId: string, content: string, sealed: { deviceId?: string; envelopes?: EnvelopeIn[]; sender_key?: { body: string } } = {}): Promise<MessageView> {
     return this.stream.write(async (tx) => {
       await repo.lockMessage(tx, messageId);
       const m = await repo.findById(tx, messageId);
@@ -159,7 +159,8 @@ export class MessagesService {
       if (m.user_id !== userId) throw new AppError('FORBIDDEN', 'Only the sender can edit a message');
       if (m.deleted_at) throw new AppError('INVALID_MESSAGE', 'Message was deleted');
       if (!room.allow_edits) throw new AppError('EDITS_FORBIDDEN', 'This room does not allow edits; delete and send again');
-      if (room.encrypted) throw new AppError('PLAINTEXT_IN_ENCRYPTED_ROOM', 'This room is end-to-end encrypted: edits with envelopes are not supported yet; delete and send again');
+      if (room.encrypted) return this.editEncrypted(tx, m, userId, content, sealed);
+      if (sealed.envelopes || sealed.sender_key) throw new AppError('VALIDATION_FAILED', 'envelopes and sender_key are for encrypted rooms only');
       if (this.editWindowS > 0 && Date.now() - m.created_at.getTime() > this.editWindowS * 1000) {
         throw new AppError('EDIT_WINDOW_EXPIRED', `Messages can be edited for ${this.editWindowS} s after sending`);
       }
@@ -172,6 +173,25 @@ export class MessagesService {
       await appendRoomEvent(tx, roomEvents.messageEdited(m.room_id, { message_id: messageId, content, edited_at: editedAt.toISOString(), editor_id: userId }));
       return messageView({ ...m, content, mentions, edited_at: editedAt });
     });
+  }
+
+  /**
+   * An edit in an encrypted room: no content, new envelopes checked like a send's (docs/E2EE.md). The
+   * envelopes replace the message's; `message.edited` carries them (each socket gets its own).
+   * @throws AppError PLAINTEXT_IN_ENCRYPTED_ROOM (400), MISMATCHED_DEVICES (409), STALE_DEVICES (410), E2EE_DEVICE_REQUIRED (403).
+   */
+  private async editEncrypted(tx: Queryable, m: MessageRow, userId: string, content: string, sealed: { deviceId?: string; envelopes?: EnvelopeIn[]; sender_key?: { body: string } }) {
+    if (content !== '') throw new AppError('PLAINTEXT_IN_ENCRYPTED_ROOM', 'This room is end-to-end encrypted: send envelopes, not content');
+    if (sealed.envelopes && sealed.sender_key) throw new AppError('VALIDATION_FAILED', 'Send either envelopes or sender_key');
+    const devices = (await this.e2ee.roomDevices(tx, [m.room_id])).get(m.room_id) ?? [];
+    const envelopes: StoredEnvelopes = sealed.sender_key
+      ? { '*': { sender_device_id: senderDeviceOf(devices, sealed.deviceId), type: 7, body: sealed.sender_key.body } }
+      : matchEnvelopes(devices, sealed.deviceId, sealed.envelopes ?? []).envelopes;
+    const editedAt = new Date();
+    await repo.edit(tx, { id: m.id, previous: '', content: '', mentions: [], editorId: userId, editedAt, envelopes });
+    await editStoredMessage(tx, m.stream_position, { content: '', mentions: [], editedAt, envelopes });
+    await appendRoomEvent(tx, roomEvents.messageEdited(m.room_id, { message_id: m.id, content: '', edited_at: editedAt.toISOString(), editor_id: userId, envelopes }));
+    return messageView({ ...m, edited_at: editedAt, envelopes }, sealed.deviceId);
   }
 
   /**
