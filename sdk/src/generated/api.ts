@@ -1692,6 +1692,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
                 headers: {
@@ -1818,6 +1836,24 @@ export interface operations {
             };
             /** @description Not Found: `{error: {code, message}}`; codes with this status: NOT_FOUND, INVALID_ROOM, INVALID_MESSAGE, INVALID_USER, INVALID_DEVICE, INVALID_ATTACHMENT, INVALID_AGENT_TOKEN, INVALID_TOOL. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2860,6 +2896,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
                 headers: {
@@ -3265,6 +3319,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
                 headers: {
@@ -3474,6 +3546,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
                 headers: {
@@ -3559,6 +3649,24 @@ export interface operations {
             };
             /** @description Not Found: `{error: {code, message}}`; codes with this status: NOT_FOUND, INVALID_ROOM, INVALID_MESSAGE, INVALID_USER, INVALID_DEVICE, INVALID_ATTACHMENT, INVALID_AGENT_TOKEN, INVALID_TOOL. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4002,6 +4110,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
                 headers: {
@@ -4287,6 +4413,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
                 headers: {
@@ -4353,6 +4497,24 @@ export interface operations {
             };
             /** @description Not Found: `{error: {code, message}}`; codes with this status: NOT_FOUND, INVALID_ROOM, INVALID_MESSAGE, INVALID_USER, INVALID_DEVICE, INVALID_ATTACHMENT, INVALID_AGENT_TOKEN, INVALID_TOOL. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4839,6 +5001,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
                 headers: {
@@ -4977,6 +5157,24 @@ export interface operations {
             };
             /** @description Not Found: `{error: {code, message}}`; codes with this status: NOT_FOUND, INVALID_ROOM, INVALID_MESSAGE, INVALID_USER, INVALID_DEVICE, INVALID_ATTACHMENT, INVALID_AGENT_TOKEN, INVALID_TOOL. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5272,6 +5470,24 @@ export interface operations {
             };
             /** @description Not Found: `{error: {code, message}}`; codes with this status: NOT_FOUND, INVALID_ROOM, INVALID_MESSAGE, INVALID_USER, INVALID_DEVICE, INVALID_ATTACHMENT, INVALID_AGENT_TOKEN, INVALID_TOOL. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5876,6 +6092,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
                 headers: {
@@ -6438,6 +6672,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
                 headers: {
@@ -6775,6 +7027,24 @@ export interface operations {
             };
             /** @description Not Found: `{error: {code, message}}`; codes with this status: NOT_FOUND, INVALID_ROOM, INVALID_MESSAGE, INVALID_USER, INVALID_DEVICE, INVALID_ATTACHMENT, INVALID_AGENT_TOKEN, INVALID_TOOL. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
