@@ -135,6 +135,8 @@ let bridges: Bridge[] = [];
 let dir: string;
 let admin: Session;
 let others: Session[];
+/** Users of the fuzzed sockets, not in `ids` (so REST fuzzing does not deactivate them mid-run). */
+let socketUsers: Session[];
 let agentToken: string;
 const ids: string[] = [];
 const failures: string[] = [];
@@ -168,6 +170,7 @@ beforeAll(async () => {
   // An admin (as `switchboard user create --admin` makes one), so the admin routes are reached too.
   await t.hub.db.query('UPDATE users SET is_admin = true WHERE id = $1', [admin.user.id]);
   others = [await register(t.url, 'Bob'), await register(t.url, 'Carol')];
+  socketUsers = [await register(t.url, 'Dave'), await register(t.url, 'Erin')];
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   bridges = [createBridge(t.config, 'whatsapp', logger, t.url), googleChatBridge(t.config, t.url)];
   wa.webhookUrl = `${await bridges[0].start()}/whatsapp/webhook`;
@@ -176,7 +179,7 @@ beforeAll(async () => {
   gchat.pushEndpoint = gchat.pushAudience = `${gcUrl}/googlechat/pubsub`;
 
   // Things for ids to point at: rooms, a message, an attachment, users.
-  const room = await api(t.url, 'POST', '/api/rooms', { token: admin.token, body: { type: 'group', name: 'Fuzz', members: others.map((o) => o.user.id) } });
+  const room = await api(t.url, 'POST', '/api/rooms', { token: admin.token, body: { type: 'group', name: 'Fuzz', members: [...others, ...socketUsers].map((o) => o.user.id) } });
   const channel = await api(t.url, 'POST', '/api/rooms', { token: others[0].token, body: { type: 'channel', name: 'Open', visibility: 'public' } });
   const message = await api(t.url, 'POST', `/api/rooms/${room.body.id}/messages`, { token: admin.token, body: { content: 'hello' } });
   const form = new FormData();
@@ -336,7 +339,7 @@ async function googleChatPush(token: string): Promise<void> {
 /** WebSocket frames over a few sockets; `INTERNAL` errors or a server close are failures. */
 async function fuzzFrames(count: number): Promise<void> {
   const sockets = await Promise.all(
-    [admin, ...others].map(
+    socketUsers.map(
       (s) =>
         new Promise<WebSocket>((resolve, reject) => {
           const ws = new WebSocket(`${t.wsUrl}/ws`, { headers: { authorization: `Bearer ${s.token}` } });
@@ -369,6 +372,7 @@ async function fuzzFrames(count: number): Promise<void> {
       (ws) =>
         new Promise<void>((resolve) => {
           const timer = setTimeout(() => (failures.push('WS hang: no pong'), resolve()), REQUEST_TIMEOUT_MS * 3);
+          ws.on('close', () => (clearTimeout(timer), resolve()));
           ws.on('message', (data) => {
             if (JSON.parse(data.toString()).txn_id === 'fuzz-end') (clearTimeout(timer), resolve());
           });
@@ -405,11 +409,12 @@ it(`survives ${INPUTS} generated inputs (seed ${SEED}) with no 5xx, crash, hang 
     else plan.push(() => googleChatPush(pushToken));
   }
   let next = 0;
+  const took = (since: number) => `${Math.round((Date.now() - since) / 100) / 10} s`;
   await Promise.all([
-    ...Array.from({ length: CONCURRENCY }, async () => {
+    Promise.all(Array.from({ length: CONCURRENCY }, async () => {
       while (next < plan.length) await plan[next++]();
-    }),
-    fuzzFrames(frames),
+    })).then(() => console.log(`fuzz: HTTP inputs done in ${took(started)}`)),
+    fuzzFrames(frames).then(() => console.log(`fuzz: WebSocket frames done in ${took(started)}`)),
   ]);
 
   const health = await fetch(`${t.url}/healthz`);
