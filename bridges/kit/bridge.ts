@@ -22,7 +22,7 @@
  * What an item that can never be handled leaves is a dead letter (queue.ts) and a notice in the
  * room. The store layout is in `state.ts`.
  */
-import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { Type } from 'typebox';
 import type { BridgeTransaction } from '../../src/events/catalog.js';
@@ -149,10 +149,13 @@ export class Bridge {
       return reply.code(500).send({ error: { code: 'INTERNAL', message: 'Internal error' } });
     });
     this.app.get('/health', async () => ({ status: 'ok', queued: this.queue.size }));
-    this.app.put('/transactions/:txn_id', { schema: { params: TransactionParams, body: TransactionBody } }, async (req, reply) => {
+    // The hs_token first (401, 403), then the body's shape (400).
+    const hubOnly = async (req: FastifyRequest, reply: FastifyReply) => {
       const auth = req.headers.authorization ?? '';
       if (!auth.startsWith('Bearer ')) return reply.code(401).send({ error: { code: 'UNAUTHORIZED', message: 'Missing hs_token' } });
       if (!safeEqual(auth.slice(7), this.opts.hsToken)) return reply.code(403).send({ error: { code: 'FORBIDDEN', message: 'Wrong hs_token' } });
+    };
+    this.app.put('/transactions/:txn_id', { preValidation: hubOnly, schema: { params: TransactionParams, body: TransactionBody } }, async (req) => {
       await this.onTransaction((req.params as { txn_id: string }).txn_id, req.body as Partial<BridgeTransaction>);
       return {};
     });

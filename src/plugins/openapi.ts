@@ -8,8 +8,8 @@
  * `#/components/schemas/Error` (`{"error":{"code","message"}}`, src/errors.ts): a route lists its own
  * with `errorResponses(…)`, and the statuses that come from elsewhere are added where they arise —
  * here 400, 500 and 503 for every route (the app's input check, its error handler, and
- * DATABASE_UNAVAILABLE from src/db/database.ts) plus 413 and 415 for
- * routes with a body (body limit, unparseable content type), and `documentErrors(…)` in the scopes
+ * DATABASE_UNAVAILABLE from src/db/database.ts) plus 413 and 415 for routes that take a body
+ * (every method but GET and HEAD: body limit, unparseable content type), and `documentErrors(…)` in the scopes
  * whose authentication hooks answer 401 and 403. Routes the document leaves out (`hide: true`): the
  * WebSocket `/ws` (docs/WEBSOCKET_API.md) and `/mcp` (docs/AGENTS.md).
  */
@@ -91,7 +91,9 @@ async function openapi(app: FastifyInstance, opts: { version: string }): Promise
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
   });
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
-  app.addHook('onRoute', (route) => addErrorResponses(route, route.schema?.body ? [400, 413, 415, 500, 503] : [400, 500, 503]));
+  // Fastify parses a body sent to any route but GET and HEAD, with a schema for it or not.
+  const takesBody = (route: RouteOptions) => route.schema?.body || [route.method].flat().some((m) => m !== 'GET' && m !== 'HEAD');
+  app.addHook('onRoute', (route) => addErrorResponses(route, takesBody(route) ? [400, 413, 415, 500, 503] : [400, 500, 503]));
 }
 
 /** Registers the document, Swagger UI and the shared Error schema. Register before the routes. */

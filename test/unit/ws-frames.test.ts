@@ -107,3 +107,15 @@ describe('parseFrame: valid frames', () => {
     expect(frame(value)).toEqual({ ok: true, frame: value });
   });
 });
+
+describe('parseFrame: input bounds (src/lib/input-bounds.ts)', () => {
+  it('refuses a frame nested deeper than the limit with VALIDATION_FAILED, without overflowing the stack', () => {
+    const text = `{"type":"message.send","txn_id":"d","content":${'['.repeat(100_000)}${']'.repeat(100_000)}}`;
+    expect(parseFrame(text)).toMatchObject({ ok: false, code: 'VALIDATION_FAILED', message: expect.stringContaining('nested deeper than 32 levels'), txn_id: 'd' });
+    expect(parseFrame(`{"type":"ping","x":${'{"a":'.repeat(5)}1${'}'.repeat(5)}}`, 4)).toMatchObject({ ok: false, code: 'VALIDATION_FAILED' });
+  });
+
+  it('refuses a number JSON cannot carry (1e400 parses as Infinity)', () => {
+    expect(parseFrame('{"type":"ping","n":1e400}')).toMatchObject({ ok: false, code: 'VALIDATION_FAILED', message: 'n: must be a finite number' });
+  });
+});

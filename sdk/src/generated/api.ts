@@ -2329,6 +2329,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
                 headers: {
@@ -2473,6 +2491,24 @@ export interface operations {
             };
             /** @description Not Found: `{error: {code, message}}`; codes with this status: NOT_FOUND, INVALID_ROOM, INVALID_MESSAGE, INVALID_USER, INVALID_DEVICE, INVALID_ATTACHMENT, INVALID_AGENT_TOKEN, INVALID_TOOL. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3656,6 +3692,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
                 headers: {
@@ -4105,6 +4159,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
                 headers: {
@@ -4336,6 +4408,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
                 headers: {
@@ -4432,6 +4522,24 @@ export interface operations {
             };
             /** @description Not Found: `{error: {code, message}}`; codes with this status: NOT_FOUND, INVALID_ROOM, INVALID_MESSAGE, INVALID_USER, INVALID_DEVICE, INVALID_ATTACHMENT, INVALID_AGENT_TOKEN, INVALID_TOOL. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4965,6 +5073,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
                 headers: {
@@ -5327,6 +5453,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
                 headers: {
@@ -5402,6 +5546,24 @@ export interface operations {
             };
             /** @description Not Found: `{error: {code, message}}`; codes with this status: NOT_FOUND, INVALID_ROOM, INVALID_MESSAGE, INVALID_USER, INVALID_DEVICE, INVALID_ATTACHMENT, INVALID_AGENT_TOKEN, INVALID_TOOL. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5946,6 +6108,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
                 headers: {
@@ -6102,6 +6282,24 @@ export interface operations {
             };
             /** @description Not Found: `{error: {code, message}}`; codes with this status: NOT_FOUND, INVALID_ROOM, INVALID_MESSAGE, INVALID_USER, INVALID_DEVICE, INVALID_ATTACHMENT, INVALID_AGENT_TOKEN, INVALID_TOOL. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6433,6 +6631,24 @@ export interface operations {
             };
             /** @description Not Found: `{error: {code, message}}`; codes with this status: NOT_FOUND, INVALID_ROOM, INVALID_MESSAGE, INVALID_USER, INVALID_DEVICE, INVALID_ATTACHMENT, INVALID_AGENT_TOKEN, INVALID_TOOL. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7103,6 +7319,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
                 headers: {
@@ -7729,6 +7963,24 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
                 headers: {
@@ -8102,6 +8354,24 @@ export interface operations {
             };
             /** @description Not Found: `{error: {code, message}}`; codes with this status: NOT_FOUND, INVALID_ROOM, INVALID_MESSAGE, INVALID_USER, INVALID_DEVICE, INVALID_ATTACHMENT, INVALID_AGENT_TOKEN, INVALID_TOOL. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Payload Too Large: `{error: {code, message}}`; codes with this status: MESSAGE_TOO_LARGE, PAYLOAD_TOO_LARGE, ATTACHMENT_TOO_LARGE. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unsupported Media Type: `{error: {code, message}}`; codes with this status: BAD_REQUEST. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
