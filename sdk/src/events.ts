@@ -21,7 +21,7 @@ export type RoomEvent = { room_id: string; stream_position: number } & (
 /** Ephemeral events: never stored nor replayed. */
 export type EphemeralEvent =
   | { type: 'ready'; user_id: string; device_id: string; stream_position: number; resumed: number }
-  | { type: 'message.sent'; txn_id: string | null; message_id: string; room_id: string; stream_position: number; created_at: string; duplicate: boolean }
+  | { type: 'message.sent'; txn_id: string | null; message_id: string; room_id: string; stream_position: number; created_at: string; duplicate: boolean; pending?: true }
   | { type: 'message.delivered'; message_id: string; room_id: string; delivered_at: string }
   | { type: 'typing'; room_id: string; user_id: string; user_name: string; typing: boolean }
   | { type: 'presence'; user_id: string; status: PresenceStatus; status_text: string; last_seen: string | null }

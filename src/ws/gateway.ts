@@ -149,8 +149,17 @@ function acceptFrame(hub: Hub, conn: Connection, frames: FramePipeline, text: st
   frames.sequential(() => dispatch(hub, conn, frame).catch(failed));
 }
 
-/** `message.sent` for a committed send; the sender's typing in that room stops. */
-function acknowledge(hub: Hub, conn: Connection, frame: Frame<'message.send'>, { message, created }: { message: MessageView; created: boolean }) {
+/**
+ * `message.sent` for a committed send; the sender's typing in that room stops. `pending: true` (only then
+ * present) when the room's host server is unreachable: the send is kept and queued, `stream_position` is 0
+ * until the host orders it (docs/FEDERATION.md).
+ */
+function acknowledge(
+  hub: Hub,
+  conn: Connection,
+  frame: Frame<'message.send'>,
+  { message, created, pending }: { message: MessageView; created: boolean; pending?: boolean },
+) {
   hub.typing.stop(frame.room_id, conn.userId).catch((err) => hub.log.error({ err }, 'typing stop failed'));
   return {
     type: 'message.sent',
@@ -160,6 +169,7 @@ function acknowledge(hub: Hub, conn: Connection, frame: Frame<'message.send'>, {
     stream_position: message.stream_position,
     created_at: message.created_at,
     duplicate: !created,
+    ...(pending ? { pending: true } : {}),
   };
 }
 

@@ -256,6 +256,13 @@ describe('federation', () => {
     }
     const again = await api(hubs[1].url, 'POST', `/api/rooms/${roomId}/messages`, { token: bob.token, body: { content: 'while A is away 1', txn_id: 'away-while A is away 1' } });
     expect(again.body.id).toBe(sent[0]); // the same txn_id names the same message
+    // The WebSocket acknowledgement says pending too.
+    const bobWs = await WsClient.connect(hubs[1].wsUrl, bob.token);
+    bobWs.send({ type: 'message.send', room_id: roomId, content: 'while A is away 3', txn_id: 'away-ws-3' });
+    const ack = await bobWs.next('message.sent', (e) => e.txn_id === 'away-ws-3', 10000);
+    expect(ack).toMatchObject({ pending: true, stream_position: 0, duplicate: false, room_id: roomId });
+    sent.push(ack.message_id);
+    bobWs.close();
     proxies[0].setCut(false);
     for (const [i, s] of [[0, alice], [1, bob], [2, carol]] as const) {
       const ids = await until(`the pending sends on ${names[i]}`, async () => {
