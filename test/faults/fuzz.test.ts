@@ -1,5 +1,6 @@
 /**
- * A seeded fuzzer against one hub (PostgreSQL when DATABASE_URL is set, else the embedded PGlite) with
+ * A seeded fuzzer against a hub on the embedded PGlite and, when DATABASE_URL is set, one on PostgreSQL
+ * (the same inputs for each), with
  * a WhatsApp and a Google Chat bridge: REST requests generated from the OpenAPI document (every
  * operation, with params, query strings and bodies mutated: wrong types, huge and non-finite numbers,
  * deep nesting, long strings, nulls, arrays for scalars, broken JSON), WebSocket frames, correctly
@@ -15,7 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import WebSocket from 'ws';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Bridge } from '../../bridges/kit/bridge.js';
 import { createBridge } from '../../bridges/run.js';
 import { listTools } from '../../src/modules/agents/tools.js';
@@ -47,7 +48,7 @@ function prng(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
-const random = prng(SEED);
+let random = prng(SEED);
 const int = (n: number) => Math.floor(random() * n);
 const pick = <T,>(items: readonly T[]): T => items[int(items.length)];
 const chance = (p: number) => random() < p;
@@ -145,7 +146,12 @@ const ids: string[] = [];
 const failures: string[] = [];
 let inputs = 0;
 
-beforeAll(async () => {
+/** Starts the hub on `database` and its bridges, and makes the ids the inputs point at; the PRNG restarts at SEED. */
+async function setUp(database: Database): Promise<void> {
+  random = prng(SEED);
+  ids.length = 0;
+  failures.length = 0;
+  inputs = 0;
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-fuzz-'));
   wa = new WhatsAppSimulator();
   await wa.start();
@@ -153,6 +159,7 @@ beforeAll(async () => {
   await gchat.start();
   const [waPort, gcPort] = [await freePort(), await freePort()];
   t = await startTestHub({
+    ...(database === 'embedded' ? { database: { url: '' } } : {}),
     rate_limits: { login_per_ip_per_min: 0, login_per_account_per_min: 0, register_per_ip_per_hour: 0, messages_per_user_per_min: 0, ws_frames_per_s: 0 },
     bridges: [
       bridgeConfig({
@@ -193,15 +200,16 @@ beforeAll(async () => {
   const scopes = [...new Set(listTools().map((tool) => tool.scope))];
   agentToken = (await api(t.url, 'POST', '/api/agent-tokens', { token: admin.token, body: { name: 'fuzz', scopes } })).body.token;
   expect(agentToken).toMatch(/^sbat_/);
-}, 120_000);
+}
 
-afterAll(async () => {
+async function tearDown(): Promise<void> {
   for (const b of bridges) await b.stop();
   await t?.close(); // fails on responses the OpenAPI document does not allow
   await wa?.close();
   await gchat?.close();
   fs.rmSync(dir, { recursive: true, force: true });
-});
+  bridges = [];
+}
 
 /**
  * One HTTP input, injected into the app `url` belongs to (the hub's or a bridge's: the whole request
@@ -386,7 +394,7 @@ async function fuzzFrames(count: number): Promise<void> {
   for (const ws of sockets) ws.close(1000);
 }
 
-it(`survives ${INPUTS} generated inputs (seed ${SEED}) with no 5xx, crash, hang or runaway memory`, async () => {
+async function fuzz(): Promise<void> {
   console.log(`fuzz seed ${SEED} (replay with FUZZ_SEED=${SEED}), ${INPUTS} inputs`);
   const doc = JSON.parse(fs.readFileSync(path.join(import.meta.dirname, '../../docs/openapi.json'), 'utf8'));
   const ops = operations(doc).filter((op) => op.path !== '/metrics');
@@ -430,4 +438,16 @@ it(`survives ${INPUTS} generated inputs (seed ${SEED}) with no 5xx, crash, hang 
   expect(failures.slice(0, 20)).toEqual([]);
   expect(inputs).toBeGreaterThanOrEqual(INPUTS);
   expect(rssGrowth).toBeLessThan(RSS_GROWTH_BOUND_BYTES);
-}, 600_000);
+}
+
+type Database = 'postgres' | 'embedded';
+/** The embedded database always; PostgreSQL too when DATABASE_URL is set. */
+const DATABASES: Database[] = process.env.DATABASE_URL ? ['postgres', 'embedded'] : ['embedded'];
+
+for (const database of DATABASES) {
+  describe(`on ${database === 'postgres' ? 'PostgreSQL' : 'the embedded PGlite'}`, () => {
+    beforeAll(() => setUp(database), 120_000);
+    afterAll(tearDown);
+    it(`survives ${INPUTS} generated inputs (seed ${SEED}) with no 5xx, crash, hang or runaway memory`, fuzz, 600_000);
+  });
+}
