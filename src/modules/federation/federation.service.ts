@@ -364,10 +364,11 @@ export class FederationService {
    * this hub writes it when the host's order comes back, so every hub lists the room's messages in
    * the host's order. Answers with the message once it is written here, or after PENDING_WAIT_MS as
    * `pending` (kept, and sent when the host is reachable, in the order sent).
-   * @returns null for rooms this hub hosts (and rooms that are not federated).
+   * @returns null for rooms this hub hosts (and rooms that are not federated); else, once the send is
+   *   queued to the host, `sent`: its answer to come.
    * @throws AppError NOT_A_MEMBER (403), VALIDATION_FAILED (400: attachments do not cross yet).
    */
-  async forwardSend(userId: string, roomId: string, input: SendInput, attachmentIds: string[]): Promise<{ message: MessageView; created: boolean; pending?: boolean } | null> {
+  async forwardSend(userId: string, roomId: string, input: SendInput, attachmentIds: string[]): Promise<{ sent: Promise<{ message: MessageView; created: boolean; pending?: boolean }> } | null> {
     const room = await repo.room(this.db, roomId);
     if (!room || room.host === this.serverName) return null;
     if (attachmentIds.length) throw new AppError('VALIDATION_FAILED', 'Attachments do not cross to other hubs yet');
@@ -378,7 +379,7 @@ export class FederationService {
     const written = () =>
       this.messages.get(userId, id).catch((err) => (err instanceof AppError && err.code === 'INVALID_MESSAGE' ? null : Promise.reject(err)));
     const existing = await written();
-    if (existing) return { message: existing, created: false };
+    if (existing) return { sent: Promise.resolve({ message: existing, created: false }) };
     const createdAt = new Date().toISOString();
     const mentioned = await this.users.findMany([...new Set([...input.content.matchAll(MENTION_ID)].map((m) => m[1].toLowerCase()))]);
     const pdu: Pdu = {
@@ -398,14 +399,13 @@ export class FederationService {
     });
     try {
       await this.db.transaction((tx) => repo.enqueue(tx, room.host, 'event', pdu));
-      this.sender(room.host).wake();
-      await arrived;
-    } finally {
+    } catch (err) {
       this.awaiting.delete(id);
+      throw err;
     }
-    const message = await written();
-    if (message) return { message, created: true };
-    return {
+    this.sender(room.host).wake();
+    // Written here once the host's order comes back; else answered pending (kept, sent when the host is back).
+    const pendingAnswer = () => ({
       message: {
         id,
         room_id: roomId,
@@ -426,7 +426,12 @@ export class FederationService {
       },
       created: true,
       pending: true,
+    });
+    const answer = async () => {
+      const message = await written();
+      return message ? { message, created: true } : pendingAnswer();
     };
+    return { sent: arrived.finally(() => this.awaiting.delete(id)).then(answer) };
   }
 
   // ---- typing: ephemeral, best effort ----

@@ -28,16 +28,20 @@ export interface DeliveredEvent {
   delivered_at: string;
 }
 
-/** Forwards a send in a room hosted by another hub; null when this hub hosts the room (federation). */
-export type RemoteSender = (
-  userId: string,
-  roomId: string,
-  input: SendInput,
-  attachmentIds: string[],
-) => Promise<{ message: MessageView; created: boolean; pending?: boolean } | null>;
+/** What a send answers: the message, whether it was created now, and (federation) whether it is pending. */
+type SendResult = { message: MessageView; created: boolean; pending?: boolean };
+
+/**
+ * Federation: forwards a send in a room hosted by another hub. Resolves once the send is queued to
+ * the host (so sends are queued in the order of the calls), with `sent`, the send's answer to come;
+ * null when this hub hosts the room.
+ */
+export type RemoteSender = (userId: string, roomId: string, input: SendInput, attachmentIds: string[]) => Promise<{ sent: Promise<SendResult> } | null>;
 
 export class MessagesService {
   private remoteSender?: RemoteSender;
+  /** Federation: per room, the routing of the latest send (sends of a room are routed in call order). */
+  private readonly routing = new Map<string, Promise<void>>();
   /** Message ids known to be delivered already, so sockets do not ask the database again (bounded). */
   private readonly delivered = new Set<string>();
   /** Receipts waiting for this tick's UPDATE, and the promise of that UPDATE. */
@@ -71,14 +75,28 @@ export class MessagesService {
    *   (404, an attachment id unknown or not uploaded by the sender), CONFLICT (409, `txn_id` already
    *   used in another room).
    */
-  async send(userId: string, roomId: string, input: SendInput): Promise<{ message: MessageView; created: boolean; pending?: boolean }> {
+  async send(userId: string, roomId: string, input: SendInput): Promise<SendResult> {
     const attachmentIds = [...new Set(input.attachments ?? [])];
     // Encrypted sends carry no content (the batch checks the room and the envelopes).
     if (!input.envelopes && !input.sender_key) this.checkContent(input.content, attachmentIds.length > 0);
-    // A room another hub hosts: that hub orders the send (docs/FEDERATION.md).
-    const forwarded = await this.remoteSender?.(userId, roomId, input, attachmentIds);
-    if (forwarded) return forwarded;
-    return this.sendReplicated(userId, roomId, input);
+    const remote = this.remoteSender;
+    if (!remote) return this.sendReplicated(userId, roomId, input);
+    // A room another hub hosts: that hub orders the send (docs/FEDERATION.md). Finding the host takes
+    // a query, so a room's sends are routed one after another, in call order: each is queued to the
+    // host, or submitted to the group commit, before the next is routed, and sends pipelined on a
+    // socket keep their frame order on every hub.
+    const routed = (this.routing.get(roomId) ?? Promise.resolve()).then(
+      async () => (await remote(userId, roomId, input, attachmentIds)) ?? { sent: this.sendReplicated(userId, roomId, input) },
+    );
+    const done = routed.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.routing.set(roomId, done);
+    void done.then(() => {
+      if (this.routing.get(roomId) === done) this.routing.delete(roomId);
+    });
+    return (await routed).sent;
   }
 
   /**
@@ -90,7 +108,8 @@ export class MessagesService {
   }
 
   /** Writes a send here, whoever hosts the room: a local send, or federation applying the host's order. */
-  async sendReplicated(userId: string, roomId: string, input: SendInput): Promise<{ message: MessageView; created: boolean }> {
+  async sendReplicated(userId: string, roomId: string, input: SendInput): Promise<SendResult> {
+    // Submitted to the group commit at once, before any await (the order of the calls is kept).
     const attachmentIds = [...new Set(input.attachments ?? [])];
     const result = await this.writer.submit(userId, roomId, input, attachmentIds);
     if (result.created) this.metrics.messagesSent.inc();
