@@ -9,8 +9,8 @@
  * use the client it was handed, never the pool, or it would wait for itself.
  *
  * Losing the database is survived here, in one place (docs/OPERATIONS.md, "During a database
- * outage"): every checked-out client has an `'error'` listener (a backend terminated while a client is
- * checked out must not kill the process), a client whose connection broke is dropped from the pool
+ * outage"): every connection has an `'error'` listener from the moment it is made to its end (a backend
+ * terminated at any moment must not kill the process), a client whose connection broke is dropped from the pool
  * (one whose statement merely failed is kept), transient failures (`transientFailure`) are retried
  * with backoff for up to `RETRY_BUDGET_MS` when retrying cannot apply anything twice, and what is
  * still failing after that is thrown as `AppError('DATABASE_UNAVAILABLE')` (503; WebSocket `error`).
@@ -65,7 +65,7 @@ export async function openDatabase(config: Config, log?: Logger): Promise<Databa
     // A bounded wait for a connection (a black-holed server, an exhausted pool), and TCP keepalives so a
     // connection that died silently is noticed.
     const pool = new pg.Pool({ connectionString: config.database.url, max: config.database.pool_max, connectionTimeoutMillis: 5_000, keepAlive: true });
-    pool.on('error', (err) => log?.error({ err }, 'idle database client error'));
+    watchConnections(pool, log);
     return wrap(pool, false, async () => pool.end(), log);
   }
   const { PGlite } = await import('@electric-sql/pglite');
@@ -82,7 +82,7 @@ export async function openDatabase(config: Config, log?: Logger): Promise<Databa
   const url = `postgres://postgres@${server.getServerConn()}/postgres?sslmode=disable`;
   log?.info({ dir, ms: Date.now() - started }, 'embedded PostgreSQL (PGlite) started');
   const pool = new pg.Pool({ connectionString: url, max: 1 });
-  pool.on('error', (err) => log?.error({ err }, 'idle database client error'));
+  watchConnections(pool, log);
   // The one session outlives the connections to it: a connection that replaces a dropped one starts by
   // dropping the prepared statements the old one left, or their names would be taken (queued before
   // anything the pool's user sends on it).
@@ -297,6 +297,27 @@ function unavailable(cause: unknown): AppError {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** The error each broken connection reported, so the code that checked it out drops it from the pool. */
+const connectionErrors = new WeakMap<pg.Client, Error>();
+
+/**
+ * Gives every connection of `pool` an `'error'` listener for its whole life, added when it is made
+ * (pg-pool's `connect` event). pg-pool's own listener covers only idle clients: between a new
+ * connection's ReadyForQuery and its first query, or while it is checked out, an error (a backend
+ * terminated: FATAL 57P01, a reset socket) would otherwise be an unhandled `'error'` event and kill
+ * the process. The error is recorded in `connectionErrors`; the pool's own `'error'` event (an idle
+ * client broke; it is removed) needs a listener too, and is already logged here.
+ */
+function watchConnections(pool: pg.Pool, log?: Logger): void {
+  pool.on('connect', (client) =>
+    client.on('error', (err) => {
+      connectionErrors.set(client, err);
+      log?.warn({ err }, 'database connection lost');
+    }),
+  );
+  pool.on('error', () => undefined);
+}
+
 /** A transaction attempt that failed; `outcome` is set when COMMIT had been sent (then it may have committed). */
 class AttemptFailed<T> extends Error {
   constructor(
@@ -314,26 +335,20 @@ type Decision<T> = 'retry' | 'give-up' | { value: T };
 
 function wrap(pool: pg.Pool, embedded: boolean, close: () => Promise<void>, log?: Logger): Database {
   /**
-   * Checks out a client for `use` with an `'error'` listener on it, and gives it back: kept when a
-   * statement merely failed, dropped (`release(err)`) when its connection broke.
+   * Checks out a client for `use` and gives it back: kept when a statement merely failed, dropped
+   * (`release(err)`) when its connection broke.
    */
   async function withClient<T>(use: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await pool.connect();
     let broken: Error | undefined;
-    const onError = (err: Error) => {
-      broken = err;
-      log?.warn({ err }, 'database connection lost');
-    };
-    client.on('error', onError);
     try {
       return await use(client);
     } catch (err) {
       const cause = err instanceof AttemptFailed ? err.error : err;
-      if (transientFailure(cause) === 'lost') broken ??= cause as Error;
+      if (transientFailure(cause) === 'lost') broken = cause as Error;
       throw err;
     } finally {
-      client.off('error', onError);
-      client.release(broken ?? false);
+      client.release(connectionErrors.get(client) ?? broken ?? false);
     }
   }
 
@@ -450,10 +465,6 @@ function wrap(pool: pg.Pool, embedded: boolean, close: () => Promise<void>, log?
  */
 export async function migrate(db: Database): Promise<string[]> {
   const client = await db.pool.connect();
-  // A connection lost meanwhile fails the runner's query; without a listener it would also kill the process.
-  let broken: Error | undefined;
-  const onError = (err: Error) => (broken = err);
-  client.on('error', onError);
   try {
     const applied = await runner({
       dbClient: client,
@@ -465,8 +476,7 @@ export async function migrate(db: Database): Promise<string[]> {
     });
     return applied.map((m) => m.name);
   } finally {
-    client.off('error', onError);
-    client.release(broken ?? false);
+    client.release(connectionErrors.get(client) ?? false);
   }
 }
 
