@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { pushRepository } from '../../src/modules/push/push.repository.js';
 import { PushService } from '../../src/modules/push/push.service.js';
 import { WsClient, api, register, startTestHub, type Session, type TestHub } from '../helpers/hub.js';
 import { createRoom, expectError, sendMessage } from '../helpers/rest.js';
@@ -240,6 +241,26 @@ describe('HTTP pusher (Matrix push gateway)', () => {
     await sendMessage(t.url, alice, room.id, 'Nobody home');
     await settled();
     expect(gateway.received).toHaveLength(2);
+  });
+});
+
+describe('an empty queue', () => {
+  it('is not polled: the sender sleeps until a delivery is queued, then sends it', async () => {
+    await settled();
+    const claims = vi.spyOn(pushRepository, 'claimDue');
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      expect(claims).not.toHaveBeenCalled();
+      // Woken by the next notification, it still sends at once.
+      expect((await subscribe(carol, { kind: 'webpush', ...sim.newSubscription() })).status).toBe(201);
+      const room = await createRoom(t.url, alice, { type: 'direct', members: [carol.user.id] });
+      const before = sim.received.length;
+      await sendMessage(t.url, alice, room.id, 'After a quiet spell');
+      await sim.waitFor(before + 1);
+      expect(claims).toHaveBeenCalled();
+    } finally {
+      claims.mockRestore();
+    }
   });
 });
 

@@ -180,9 +180,10 @@ export const pushRepository = {
 
   /** Milliseconds until the next delivery is due (0: now), or null when the queue is empty. */
   async msUntilNextDue(q: Queryable): Promise<number | null> {
+    // MIN of no rows is NULL; it stays NULL here (SQL's GREATEST would turn it into 0, "due now", and poll an empty queue).
     const { rows } = await q.query<{ ms: number | null }>(
-      'SELECT GREATEST(0, EXTRACT(EPOCH FROM (MIN(GREATEST(next_attempt_at, COALESCE(lease_until, next_attempt_at))) - now())) * 1000)::float8 AS ms FROM push_deliveries',
+      'SELECT (EXTRACT(EPOCH FROM (MIN(GREATEST(next_attempt_at, COALESCE(lease_until, next_attempt_at))) - now())) * 1000)::float8 AS ms FROM push_deliveries',
     );
-    return rows[0].ms === null ? null : Math.ceil(rows[0].ms);
+    return rows[0].ms === null ? null : Math.max(0, Math.ceil(rows[0].ms));
   },
 };
