@@ -1,7 +1,8 @@
 /**
  * The group commit of sends: every `message.send` of this node (WebSocket, REST, agent tools, MCP,
  * bridges) is written by one writer, which takes everything waiting and writes it in one
- * transaction: one locked membership read for the whole batch, one look-up each of earlier
+ * transaction: one locked membership read for the whole batch (which also says which rooms are
+ * encrypted), one look-up each of the encrypted rooms' member devices, earlier
  * `txn_id`s / `remote_id`s, reply targets, attachments and mention candidates (only when some send
  * needs it), one acquisition of the stream lock, multi-row INSERTs, one commit (and one fsync).
  *
@@ -21,7 +22,7 @@ import { roomEvents, type AttachmentWire, type MessageWire, type StoredEnvelopes
 import { appendRoomEvents, type EventStream } from '../../events/stream.js';
 import { AppError } from '../../errors.js';
 import type { AttachmentsService } from '../attachments/attachments.service.js';
-import { matchEnvelopes, senderDeviceOf, type E2eeService } from '../e2ee/e2ee.service.js';
+import { matchEnvelopes, senderDeviceOf, type E2eeService, type RoomDevices } from '../e2ee/e2ee.service.js';
 import { attachmentView } from '../attachments/attachments.view.js';
 import type { RoomsService } from '../rooms/rooms.service.js';
 import { messagesRepository as repo, type MessageRow } from './messages.repository.js';
@@ -164,10 +165,12 @@ export class MessageWriter {
       }
     }
 
-    // 2b. Encrypted rooms (one read of the batch's rooms' member devices): no plaintext, and envelopes
-    // that match the members' current E2EE devices, else the send fails alone and nothing is stored.
+    // 2b. Encrypted rooms (one read of their member devices, only when the batch has some): no
+    // plaintext, and envelopes that match the members' current E2EE devices, else the send fails
+    // alone and nothing is stored.
     const sealed = new Map<PendingSend, StoredEnvelopes>();
-    const encrypted = await this.e2ee.roomDevices(tx, [...new Set(open().map((s) => s.roomId))]);
+    const encryptedRoomIds = [...new Set(open().filter((s) => members.get(`${s.roomId}:${s.userId}`)!.encrypted).map((s) => s.roomId))];
+    const encrypted = encryptedRoomIds.length ? await this.e2ee.roomDevices(tx, encryptedRoomIds) : new Map<string, RoomDevices>();
     for (const send of open()) {
       const devices = encrypted.get(send.roomId);
       const { envelopes, sender_key: senderKey } = send.input;
@@ -223,7 +226,7 @@ export class MessageWriter {
       id: send.input.id ?? crypto.randomUUID(),
       room_id: send.roomId,
       user_id: send.userId,
-      user_name: members.get(`${send.roomId}:${send.userId}`)!,
+      user_name: members.get(`${send.roomId}:${send.userId}`)!.name,
       content: send.input.content,
       created_at: new Date(send.input.ts ?? Date.now()).toISOString(),
       edited_at: null,

@@ -140,18 +140,18 @@ export const roomsRepository = {
 
   /**
    * The (room, user) pairs of `pairs` that are memberships of live rooms, key-share locked until the
-   * transaction ends (see `getRole`), with each member's name.
-   * @returns `"<room_id>:<user_id>"` -> the user's name.
+   * transaction ends (see `getRole`), with each member's name and whether the room is encrypted.
+   * @returns `"<room_id>:<user_id>"` -> the user's name and the room's `encrypted` flag.
    */
-  async lockMembers(q: Queryable, pairs: { room_id: string; user_id: string }[]): Promise<Map<string, string>> {
-    const { rows } = await q.query<{ room_id: string; user_id: string; name: string }>(
-      `SELECT m.room_id, m.user_id, u.name
+  async lockMembers(q: Queryable, pairs: { room_id: string; user_id: string }[]): Promise<Map<string, { name: string; encrypted: boolean }>> {
+    const { rows } = await q.query<{ room_id: string; user_id: string; name: string; encrypted: boolean }>(
+      `SELECT m.room_id, m.user_id, u.name, r.encrypted
        FROM room_members m JOIN users u ON u.id = m.user_id JOIN rooms r ON r.id = m.room_id AND r.deleted_at IS NULL
        WHERE (m.room_id, m.user_id) IN (SELECT room_id, user_id FROM jsonb_to_recordset($1::jsonb) AS p(room_id uuid, user_id uuid))
        FOR KEY SHARE OF m`,
       [JSON.stringify(pairs)],
     );
-    return new Map(rows.map((r) => [`${r.room_id}:${r.user_id}`, r.name]));
+    return new Map(rows.map((r) => [`${r.room_id}:${r.user_id}`, { name: r.name, encrypted: r.encrypted }]));
   },
 
   /** Those of `ids` that are rooms not deleted. */

@@ -299,9 +299,9 @@ export class RoomsService {
   /**
    * For a batch of sends, inside its transaction: which (room, user) pairs are memberships of live
    * rooms, key-share locking them so a concurrent leave or removal waits for the commit.
-   * @returns `"<room_id>:<user_id>"` -> the member's name.
+   * @returns `"<room_id>:<user_id>"` -> the member's name and whether the room is end-to-end encrypted.
    */
-  lockMembers(tx: Queryable, pairs: { room_id: string; user_id: string }[]): Promise<Map<string, string>> {
+  lockMembers(tx: Queryable, pairs: { room_id: string; user_id: string }[]): Promise<Map<string, { name: string; encrypted: boolean }>> {
     return repo.lockMembers(tx, pairs);
   }
 
