@@ -183,6 +183,20 @@ export class AuthService {
   }
 
   /**
+   * The one device session of a bridge bot whose bridge has `e2ee = true` (docs/BRIDGES.md): a
+   * `devices` row named `bridge:<bridgeId>` without refresh tokens, created on first call (one per bot
+   * across nodes), so the bot can register it as an E2EE device. @returns its id.
+   */
+  async bridgeBotDevice(botId: string, bridgeId: string): Promise<string> {
+    const name = `bridge:${bridgeId}`;
+    return this.db.transaction(async (tx) => {
+      await repo.lockBridgeDevice(tx, botId);
+      const found = (await repo.listDevices(tx, botId)).find((d) => d.name === name);
+      return (found ?? (await repo.insertDevice(tx, { userId: botId, name, userAgent: '', ip: '' }))).id;
+    });
+  }
+
+  /**
    * Issues an invite code for `auth.registration = "invite"`: usable `max_uses` times, until
    * `expires_in_s` seconds from now (never expires when omitted).
    */
