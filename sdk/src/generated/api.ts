@@ -4637,6 +4637,11 @@ export interface operations {
                             encrypted: boolean;
                             /** @description Encrypted messages: the envelope for the reading device (null when it has none). */
                             envelope: {
+                                /**
+                                 * Format: uuid
+                                 * @description The user whose device encrypted it: the sender, or for a bridge ghost's message the bridge bot (docs/BRIDGES.md). Absent on sender-key envelopes.
+                                 */
+                                sender_user_id?: string;
                                 /** @description The Signal device id (1–127, per user). */
                                 sender_device_id: number;
                                 /** @description libsignal CiphertextMessageType: 2 Whisper, 3 PreKey, 7 SenderKey, 8 Plaintext. */
@@ -4954,6 +4959,11 @@ export interface operations {
                         encrypted: boolean;
                         /** @description Encrypted messages: the envelope for the reading device (null when it has none). */
                         envelope: {
+                            /**
+                             * Format: uuid
+                             * @description The user whose device encrypted it: the sender, or for a bridge ghost's message the bridge bot (docs/BRIDGES.md). Absent on sender-key envelopes.
+                             */
+                            sender_user_id?: string;
                             /** @description The Signal device id (1–127, per user). */
                             sender_device_id: number;
                             /** @description libsignal CiphertextMessageType: 2 Whisper, 3 PreKey, 7 SenderKey, 8 Plaintext. */
@@ -5200,6 +5210,11 @@ export interface operations {
                         encrypted: boolean;
                         /** @description Encrypted messages: the envelope for the reading device (null when it has none). */
                         envelope: {
+                            /**
+                             * Format: uuid
+                             * @description The user whose device encrypted it: the sender, or for a bridge ghost's message the bridge bot (docs/BRIDGES.md). Absent on sender-key envelopes.
+                             */
+                            sender_user_id?: string;
                             /** @description The Signal device id (1–127, per user). */
                             sender_device_id: number;
                             /** @description libsignal CiphertextMessageType: 2 Whisper, 3 PreKey, 7 SenderKey, 8 Plaintext. */
@@ -5784,6 +5799,11 @@ export interface operations {
                                 encrypted: boolean;
                                 /** @description Encrypted messages: the envelope for the reading device (null when it has none). */
                                 envelope: {
+                                    /**
+                                     * Format: uuid
+                                     * @description The user whose device encrypted it: the sender, or for a bridge ghost's message the bridge bot (docs/BRIDGES.md). Absent on sender-key envelopes.
+                                     */
+                                    sender_user_id?: string;
                                     /** @description The Signal device id (1–127, per user). */
                                     sender_device_id: number;
                                     /** @description libsignal CiphertextMessageType: 2 Whisper, 3 PreKey, 7 SenderKey, 8 Plaintext. */
@@ -7844,6 +7864,11 @@ export interface operations {
                         encrypted: boolean;
                         /** @description Encrypted messages: the envelope for the reading device (null when it has none). */
                         envelope: {
+                            /**
+                             * Format: uuid
+                             * @description The user whose device encrypted it: the sender, or for a bridge ghost's message the bridge bot (docs/BRIDGES.md). Absent on sender-key envelopes.
+                             */
+                            sender_user_id?: string;
                             /** @description The Signal device id (1–127, per user). */
                             sender_device_id: number;
                             /** @description libsignal CiphertextMessageType: 2 Whisper, 3 PreKey, 7 SenderKey, 8 Plaintext. */
