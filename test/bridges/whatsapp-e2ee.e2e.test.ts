@@ -1,0 +1,181 @@
+/**
+ * End-to-bridge encryption (docs/BRIDGES.md, `[[bridges]] e2ee = true`): a WhatsApp portal room
+ * turned encrypted carries messages both ways through the bridge's E2EE device. Alice has two
+ * devices (the SDK's E2EE client on libsignal); the bridge (kit + WhatsApp connector, in this
+ * process) talks to the Cloud API simulator. The hub must never hold the plaintext.
+ * PostgreSQL when DATABASE_URL is set, PGlite otherwise.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import type { Bridge } from '../../bridges/kit/bridge.js';
+import { createBridge } from '../../bridges/run.js';
+import { E2eeClient, MemoryStore } from '../../sdk/src/e2ee/index.js';
+import { SwitchboardClient, type ClientOptions, type ServerEvent, type WebSocketConstructor } from '../../sdk/src/index.js';
+import { freePort } from '../e2e/spawn.js';
+import { api, startTestHub, type TestHub } from '../helpers/hub.js';
+import { bridgeConfig } from './bridge-config.js';
+import { WhatsAppSimulator } from './whatsapp-sim.js';
+
+const MARIA = '15550002222';
+const WS = WebSocket as unknown as WebSocketConstructor;
+const options = (baseUrl: string): ClientOptions => ({ baseUrl, WebSocket: WS, reconnectDelayMs: 50, maxReconnectDelayMs: 200 });
+const password = 'correct horse battery';
+
+interface Device {
+  client: SwitchboardClient;
+  e2ee: E2eeClient;
+  /** `message.new`s after the SDK's decrypting transform, in order. */
+  received: { room_id: string; id: string; content: string; user_id: string; encrypted: boolean }[];
+}
+
+let sim: WhatsAppSimulator;
+let t: TestHub;
+let bridge: Bridge;
+let dataDir: string;
+let asToken: string;
+let alice1: Device;
+let alice2: Device;
+let roomId: string;
+
+async function device(client: SwitchboardClient): Promise<Device> {
+  const e2ee = await E2eeClient.start(client, new MemoryStore());
+  const received: Device['received'] = [];
+  client.on('message.new', (e: Extract<ServerEvent, { type: 'message.new' }>) =>
+    received.push({ room_id: e.room_id, id: e.message.id, content: e.message.content, user_id: e.message.user_id, encrypted: e.message.encrypted }));
+  await client.connect();
+  return { client, e2ee, received };
+}
+
+async function until<T>(check: () => T | undefined | false, what: string, timeoutMs = 10_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = check();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** Every text, jsonb, json, bytea and array column of every table of the hub's database that holds `marker`. */
+async function columnsHolding(marker: string): Promise<string[]> {
+  const { rows: columns } = await t.hub.db.query<{ table_name: string; column_name: string; data_type: string }>(
+    `SELECT c.table_name, c.column_name, c.data_type FROM information_schema.columns c
+       JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name AND t.table_type = 'BASE TABLE'
+      WHERE c.table_schema = 'public' AND c.data_type IN ('text', 'character varying', 'jsonb', 'json', 'bytea', 'ARRAY', 'tsvector')`,
+  );
+  expect(columns.length).toBeGreaterThan(20);
+  const found: string[] = [];
+  for (const c of columns) {
+    const col = `"${c.column_name}"`;
+    const test = c.data_type === 'bytea' ? `position(convert_to($1, 'UTF8') in ${col}) > 0` : `${col}::text ILIKE '%' || $1 || '%'`;
+    const { rows } = await t.hub.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM "${c.table_name}" WHERE ${test}`, [marker]);
+    if (rows[0].n > 0) found.push(`${c.table_name}.${c.column_name}`);
+  }
+  return found;
+}
+
+beforeAll(async () => {
+  sim = new WhatsAppSimulator();
+  await sim.start();
+  const port = await freePort();
+  dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-wa-e2ee-'));
+  asToken = crypto.randomBytes(24).toString('hex');
+  t = await startTestHub({
+    bridges: [bridgeConfig({
+      id: 'whatsapp',
+      network: 'whatsapp',
+      url: `http://127.0.0.1:${port}`,
+      as_token: asToken,
+      hs_token: crypto.randomBytes(24).toString('hex'),
+      data_dir: dataDir,
+      e2ee: true,
+      retry_max_ms: 200,
+      max_attempts: 3,
+      whatsapp: { api_base_url: sim.apiBaseUrl, phone_number_id: sim.phoneNumberId, access_token: sim.accessToken, app_secret: sim.appSecret, verify_token: 'v', send_rate_per_s: 50 },
+    })],
+  });
+  const email = `alice-${crypto.randomBytes(4).toString('hex')}@example.test`;
+  alice1 = await device(await SwitchboardClient.register(options(t.url), { email, name: 'Alice', password }));
+  alice2 = await device(await SwitchboardClient.login(options(t.url), { email, password }));
+  t.config.bridges[0].whatsapp!.portal_members = [alice1.client.user.id];
+  bridge = createBridge(t.config, 'whatsapp', pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }), t.url);
+  sim.webhookUrl = `${await bridge.start()}/whatsapp/webhook`;
+});
+afterAll(async () => {
+  for (const d of [alice1, alice2]) d?.client.disconnect();
+  await bridge?.stop();
+  await t?.close();
+  await sim?.close();
+  fs.rmSync(dataDir, { recursive: true, force: true });
+});
+
+describe('an encrypted WhatsApp portal room through an E2EE bridge', () => {
+  it('registers the bridge bot as an E2EE device with keys, its Signal state in the data dir', async () => {
+    const whoami = await api(t.url, 'GET', '/api/bridge/whoami', { token: asToken });
+    const devices = await api(t.url, 'GET', `/api/e2ee/users/${whoami.body.bot_user_id}/devices`, { token: await alice1.client.accessToken() });
+    expect(devices.body.devices).toHaveLength(1);
+    const keys = await api(t.url, 'GET', '/api/e2ee/keys', { token: asToken });
+    expect(keys.body).toEqual({ pre_keys: 100, kyber_pre_keys: 100 });
+    expect(fs.existsSync(path.join(dataDir, 'e2ee.json'))).toBe(true);
+    // A ghost sends with the bot's device but does not manage it.
+    const ghost = await api(t.url, 'POST', '/api/bridge/ghosts', { token: asToken, body: { localpart: 'whatsapp_probe', name: 'Probe' } });
+    const asGhost = await api(t.url, 'GET', `/api/e2ee/keys?user_id=${ghost.body.id}`, { token: asToken });
+    expect(asGhost.status).toBe(403);
+    expect(asGhost.body.error.code).toBe('E2EE_DEVICE_REQUIRED');
+  });
+
+  it('carries messages both ways as ciphertext on the hub and plaintext on WhatsApp', async () => {
+    await sim.deliver(sim.text(MARIA, 'Maria', 'before encryption').payload);
+    const first = await until(() => alice1.received.find((m) => m.content === 'before encryption'), 'the portal');
+    roomId = first.room_id;
+    const turnedOn = await api(t.url, 'PATCH', `/api/rooms/${roomId}`, { token: asToken, body: { encrypted: true } });
+    expect(turnedOn.status).toBe(200);
+    expect(turnedOn.body.encrypted).toBe(true);
+    await until(() => bridge.state.encryptedRooms.has(roomId), 'the bridge to see the room encrypted');
+
+    const toWhatsApp = `to-wa-${crypto.randomBytes(8).toString('hex')}`;
+    await alice1.e2ee.send(roomId, `hi Maria ${toWhatsApp}`);
+    const out = await sim.until(() => sim.sent.find((s) => s.payload.text?.body?.includes(toWhatsApp)));
+    expect(out.to).toBe(MARIA);
+    expect(out.payload.text.body).toBe(`Alice: hi Maria ${toWhatsApp}`);
+
+    const fromWhatsApp = `from-wa-${crypto.randomBytes(8).toString('hex')}`;
+    await sim.deliver(sim.text(MARIA, 'Maria', `hola Alice ${fromWhatsApp}`).payload);
+    const ghostId = first.user_id;
+    for (const d of [alice1, alice2]) {
+      const got = await until(() => d.received.find((m) => m.content === `hola Alice ${fromWhatsApp}`), 'Alice\'s devices to decrypt');
+      expect(got.user_id).toBe(ghostId);
+      expect(got.encrypted).toBe(true);
+    }
+    // On the wire each device got its own envelope, from the bot's device, and no content.
+    const whoami = await api(t.url, 'GET', '/api/bridge/whoami', { token: asToken });
+    for (const d of [alice1, alice2]) {
+      const page = await api(t.url, 'GET', `/api/rooms/${roomId}/messages?limit=5`, { token: await d.client.accessToken() });
+      const last = page.body.messages[page.body.messages.length - 1];
+      expect(last).toMatchObject({ user_id: ghostId, encrypted: true, content: '' });
+      expect(last.envelope.sender_user_id).toBe(whoami.body.bot_user_id);
+    }
+    const { rows } = await t.hub.db.query<{ envelopes: Record<string, unknown> }>('SELECT envelopes FROM messages WHERE room_id = $1 ORDER BY stream_position DESC LIMIT 1', [roomId]);
+    expect(Object.keys(rows[0].envelopes)).toHaveLength(2);
+
+    await bridge.queue.idle();
+    expect(await columnsHolding(toWhatsApp)).toEqual([]);
+    expect(await columnsHolding(fromWhatsApp)).toEqual([]);
+  });
+
+  it('re-fetches the devices and encrypts again when Alice adds a device (409)', async () => {
+    const alice3 = await device(await SwitchboardClient.login(options(t.url), { email: (await api(t.url, 'GET', '/api/me', { token: await alice1.client.accessToken() })).body.email, password }));
+    try {
+      const text = `third-${crypto.randomBytes(4).toString('hex')}`;
+      await sim.deliver(sim.text(MARIA, 'Maria', text).payload);
+      for (const d of [alice1, alice2, alice3]) await until(() => d.received.find((m) => m.content === text), 'every device, the new one too');
+    } finally {
+      alice3.client.disconnect();
+    }
+  });
+});
