@@ -168,6 +168,31 @@ describe('an encrypted WhatsApp portal room through an E2EE bridge', () => {
     expect(await columnsHolding(fromWhatsApp)).toEqual([]);
   });
 
+  it('encrypts the bot\'s notices too; the SDK refuses a ghost\'s envelope relabelled as another sender', async () => {
+    await sim.deliver(sim.inbound(MARIA, 'Maria', { type: 'unsupported', errors: [{ code: 131051, title: 'Message type unknown' }] }).payload);
+    const whoami = await api(t.url, 'GET', '/api/bridge/whoami', { token: asToken });
+    const notice = await until(() => alice1.received.find((m) => m.user_id === whoami.body.bot_user_id && m.content.includes('131051')), 'the notice');
+    expect(notice.encrypted).toBe(true);
+
+    // A device that has not seen the room yet (no socket: nothing decrypted, nothing cached).
+    const email = (await api(t.url, 'GET', '/api/me', { token: await alice1.client.accessToken() })).body.email;
+    const client = await SwitchboardClient.login(options(t.url), { email, password });
+    const fresh = await E2eeClient.start(client, new MemoryStore());
+    const failures: string[] = [];
+    fresh.on('decrypt-failed', (f) => failures.push(f.error.message));
+    const text = `relabel-${crypto.randomBytes(4).toString('hex')}`;
+    await sim.deliver(sim.text(MARIA, 'Maria', text).payload);
+    await until(() => alice1.received.find((m) => m.content === text), 'the message');
+    const page = await client.call(client.api.GET('/api/rooms/{room_id}/messages', { params: { path: { room_id: roomId }, query: { limit: 1 } } }));
+    const sealed = page.messages[0];
+    expect(sealed.envelope?.sender_user_id).toBe(whoami.body.bot_user_id);
+    // The hub claiming that the bot's words are Alice's (or another ghost's) does not get through.
+    const relabelled = await fresh.decryptMessage({ ...sealed, user_id: alice1.client.user.id });
+    expect(relabelled.content).toBe('');
+    expect(failures).toEqual([expect.stringContaining('did not send it on behalf of')]);
+    fresh.stop();
+  });
+
   it('re-fetches the devices and encrypts again when Alice adds a device (409)', async () => {
     const alice3 = await device(await SwitchboardClient.login(options(t.url), { email: (await api(t.url, 'GET', '/api/me', { token: await alice1.client.accessToken() })).body.email, password }));
     try {
@@ -177,5 +202,61 @@ describe('an encrypted WhatsApp portal room through an E2EE bridge', () => {
     } finally {
       alice3.client.disconnect();
     }
+  });
+});
+
+describe('an encrypted WhatsApp portal room and a bridge without e2ee', () => {
+  let sim2: WhatsAppSimulator;
+  let t2: TestHub;
+  let plain: Bridge;
+  let dir: string;
+  let token: string;
+  let alice: Device;
+
+  beforeAll(async () => {
+    sim2 = new WhatsAppSimulator();
+    await sim2.start();
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-wa-plain-'));
+    token = crypto.randomBytes(24).toString('hex');
+    t2 = await startTestHub({
+      bridges: [bridgeConfig({
+        id: 'whatsapp',
+        network: 'whatsapp',
+        url: `http://127.0.0.1:${await freePort()}`,
+        as_token: token,
+        hs_token: crypto.randomBytes(24).toString('hex'),
+        data_dir: dir,
+        retry_max_ms: 200,
+        max_attempts: 3,
+        whatsapp: { api_base_url: sim2.apiBaseUrl, phone_number_id: sim2.phoneNumberId, access_token: sim2.accessToken, app_secret: sim2.appSecret, verify_token: 'v', send_rate_per_s: 50 },
+      })],
+    });
+    alice = await device(await SwitchboardClient.register(options(t2.url), { email: `alice-${crypto.randomBytes(4).toString('hex')}@example.test`, name: 'Alice', password }));
+    t2.config.bridges[0].whatsapp!.portal_members = [alice.client.user.id];
+    plain = createBridge(t2.config, 'whatsapp', pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }), t2.url);
+    sim2.webhookUrl = `${await plain.start()}/whatsapp/webhook`;
+  });
+  afterAll(async () => {
+    alice?.client.disconnect();
+    await plain?.stop();
+    await t2?.close();
+    await sim2?.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('carries nothing either way, and the bot has no E2EE device', async () => {
+    await sim2.deliver(sim2.text(MARIA, 'Maria', 'plain portal').payload);
+    const first = await until(() => alice.received.find((m) => m.content === 'plain portal'), 'the portal');
+    expect((await api(t2.url, 'PATCH', `/api/rooms/${first.room_id}`, { token, body: { encrypted: true } })).status).toBe(200);
+    await until(() => plain.state.encryptedRooms.has(first.room_id), 'the bridge to see the room encrypted');
+    expect((await api(t2.url, 'GET', '/api/e2ee/keys', { token })).body.error.code).toBe('E2EE_DEVICE_REQUIRED');
+
+    await alice.e2ee.send(first.room_id, 'not for whatsapp');
+    await sim2.deliver(sim2.text(MARIA, 'Maria', 'not for the hub').payload);
+    await sim2.deliver(sim2.text(MARIA, 'Maria', 'nor this').payload);
+    await plain.queue.idle();
+    expect(sim2.sent.filter((m) => m.payload.text?.body?.includes('not for whatsapp'))).toEqual([]);
+    const page = await api(t2.url, 'GET', `/api/rooms/${first.room_id}/messages?limit=10`, { token: await alice.client.accessToken() });
+    expect(page.body.messages.map((m: { content: string; encrypted: boolean }) => m.encrypted || m.content)).toEqual(['plain portal', true]);
   });
 });
