@@ -97,6 +97,8 @@ export class Bridge {
   state!: BridgeState;
   queue!: WorkQueue;
   app!: FastifyInstance;
+  /** The bot's E2EE device (`e2ee = true`). */
+  private e2ee?: BridgeE2ee;
   private remote!: RemoteToHub;
   private outbound!: HubToRemote;
   /** Per remote chat: the outbound call in flight (settled, never rejecting). */
@@ -121,13 +123,12 @@ export class Bridge {
     this.state = await BridgeState.open(this.opts.dataDir);
     this.queue = new WorkQueue(this.state.store, (item) => this.handle(item), (item, err) => this.deadLetter(item, err), this.opts, this.log);
     const identity = await this.whoami();
-    let e2ee: BridgeE2ee | undefined;
     if (this.opts.e2ee) {
-      e2ee = new BridgeE2ee(this.hub, this.opts.dataDir, identity.botId, this.log);
-      await e2ee.start();
+      this.e2ee = new BridgeE2ee(this.hub, this.opts.dataDir, identity.botId, this.log);
+      await this.e2ee.start();
     }
-    this.remote = new RemoteToHub(this.hub, this.state, this.connector, capabilities, identity, e2ee, this.log);
-    this.outbound = new HubToRemote(this.hub, this.state, this.connector, capabilities, (userId) => this.remote.isOurs(userId), e2ee, this.log);
+    this.remote = new RemoteToHub(this.hub, this.state, this.connector, capabilities, identity, this.e2ee, this.log);
+    this.outbound = new HubToRemote(this.hub, this.state, this.connector, capabilities, (userId) => this.remote.isOurs(userId), this.e2ee, this.log);
 
     const url = new URL(this.opts.url);
     // forceCloseConnections: an idle keep-alive connection would hold close() up for its timeout; a
@@ -179,6 +180,7 @@ export class Bridge {
   async stop(): Promise<void> {
     await this.app?.close();
     await this.queue?.stop();
+    this.e2ee?.stop();
     await this.connector.stop();
     await this.state?.close();
   }
@@ -254,6 +256,7 @@ export class Bridge {
     let notice: NoticeItem | undefined;
     if (item.kind === 'hub') {
       const ev = item.data;
+      void this.outbound.forget(ev).catch(() => undefined);
       const what = ev.type === 'message.new' ? 'This message was not delivered' : `A ${ev.type} was not delivered`;
       notice = { roomId: ev.room_id, text: `⚠️ ${what} to ${network}${code}: ${err.message}`, replyTo: ev.type === 'message.new' ? ev.message.id : ev.message_id };
     } else if (item.kind === 'remote') {

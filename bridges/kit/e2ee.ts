@@ -2,13 +2,13 @@
  * End-to-bridge encryption (`[[bridges]] e2ee = true`, docs/BRIDGES.md): the bridge bot is an E2EE
  * device of the hub (docs/E2EE.md) with its Signal state in `<data dir>/e2ee.json` (the SDK's
  * `FileStore` and `SignalStores`, sdk/src/e2ee/store.ts). It registers the bot's device session,
- * uploads a signed prekey, a Kyber last-resort key and 100 one-time keys of each kind, and refills
+ * uploads a signed prekey, a Kyber last-resort key and 100 one-time keys of each kind, refills
  * them when fewer than 10 are left (checked at start and after each PreKey message, which used one:
- * a bridge has no socket for `e2ee.keys_low`).
+ * a bridge has no socket for `e2ee.keys_low`) and replaces the signed and last-resort keys weekly.
  *
  * - Hub -> network: `decrypt` opens the envelope the hub addressed to the bot's device (per-device
- *   envelopes, types 3 and 2). The plaintext is kept by message id until `forget` (after the network
- *   took it), since a ratchet opens a message once and a failed send is retried.
+ *   envelopes, types 3 and 2). The plaintext is kept by message id until `forget` (once the network
+ *   took it, or it was given up), since a ratchet opens a message once and a failed send is retried.
  * - Network -> hub: `envelopesFor` encrypts for every E2EE device of the room's members but the bot's
  *   own (claiming a bundle for a device without a session), and `send` retries after 409/410 with the
  *   devices fetched again. A ghost's message is encrypted by the bot's device: its plaintext is the
@@ -31,6 +31,9 @@ import { HubError, type HubClient } from './hub-client.js';
 
 const REFILL_BELOW = 10;
 const BATCH = 100;
+/** The signed prekey and the Kyber last-resort key are replaced this often (checked daily), ms. */
+const ROTATE_EVERY_MS = 7 * 86_400_000;
+const DAY_MS = 86_400_000;
 /** Sends whose device list was out of date (409/410) are tried this often. */
 const MAX_ATTEMPTS = 3;
 
@@ -75,6 +78,7 @@ export class BridgeE2ee {
   private readonly devicesByUser = new Map<string, Device[]>();
   /** One libsignal step at a time (ratchets are stateful; lanes run concurrently). */
   private chain: Promise<unknown> = Promise.resolve();
+  private rotateTimer?: NodeJS.Timeout;
 
   constructor(
     private readonly hub: HubClient,
@@ -103,9 +107,15 @@ export class BridgeE2ee {
         body: { registration_id: await this.stores.identity.getLocalRegistrationId(), identity_key: enc(pair.publicKey.serialize()) },
       });
       this.deviceId = device.device_id;
-      if (!(await this.kv.get('kyber:last_resort'))) await this.rotate();
+      await this.rotateIfDue();
       await this.refill();
     });
+    this.rotateTimer = setInterval(() => void this.serial(() => this.rotateIfDue()).catch((err) => this.log.warn({ err: (err as Error).message }, 'key rotation failed')), DAY_MS);
+    this.rotateTimer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.rotateTimer);
   }
 
   /**
@@ -206,7 +216,15 @@ export class BridgeE2ee {
     return { user_id: d.user_id, device_id: d.device_id, registration_id: d.registration_id, type: message.type(), body: enc(message.serialize()) };
   }
 
-  /** A new signed prekey and Kyber last-resort key, uploaded. */
+  /** A new signed prekey and Kyber last-resort key when there are none yet or they are 7 days old. */
+  private async rotateIfDue(): Promise<void> {
+    const at = Number((await this.kv.get('rotated_at')) ?? '0');
+    if ((await this.kv.get('kyber:last_resort')) && Date.now() - at < ROTATE_EVERY_MS) return;
+    await this.rotate();
+    await this.kv.set('rotated_at', String(Date.now()));
+  }
+
+  /** A new signed prekey and Kyber last-resort key, uploaded (the previous ones stay for messages in flight). */
   private async rotate(): Promise<void> {
     const identity = await this.stores.identity.getIdentityKey();
     const signedId = await this.nextId('signed');

@@ -54,6 +54,12 @@ export class HubToRemote {
     }
   }
 
+  /** Drops the plaintext the bridge keeps of an encrypted message or edit (it went out, or was given up). */
+  async forget(ev: HubEvent): Promise<void> {
+    if (ev.type === 'message.new' && ev.message.encrypted) await this.e2ee?.forget(ev.message.id);
+    if (ev.type === 'message.edited' && ev.envelope) await this.e2ee?.forget(editKey(ev));
+  }
+
   /** Typing (`{room_id, user_id, typing, ts}`) is best effort: not queued, failures only logged. */
   async onTyping(ev: Of<'typing'>): Promise<void> {
     const portal = this.state.portalOfRoom.get(ev.room_id);
@@ -85,7 +91,7 @@ export class HubToRemote {
       // It started a thread: replies there answer it.
       ...(thread && !s.threads.has(thread) ? [s.threads.put(thread, sent.ids[0])] : []),
     ]);
-    if (m.encrypted) await this.e2ee?.forget(m.id);
+    await this.forget(ev);
   }
 
   /** An edit of a message the bridge sent; the parts it has afterwards replace the old ones. */
@@ -94,10 +100,9 @@ export class HubToRemote {
     const rec = s.hubMessages.get(ev.message_id);
     if (this.isOurs(ev.editor_id) || rec?.dir !== 'out') return;
     let text = ev.content;
-    const key = `${ev.message_id}@${ev.edited_at}`;
     if (ev.envelope !== undefined) {
       if (!this.e2ee || !ev.envelope) return this.log.debug({ message_id: ev.message_id }, 'encrypted edit not bridged');
-      text = await this.e2ee.decrypt(key, ev.editor_id, ev.envelope);
+      text = await this.e2ee.decrypt(editKey(ev), ev.editor_id, ev.envelope);
     }
     const parts = await c.sendEdit(portal, bridged(ev.message_id, rec), text);
     await s.write([
@@ -105,7 +110,7 @@ export class HubToRemote {
       ...parts.filter((p) => !rec.parts.includes(p)).map((p) => s.remoteMessages.put(p, { hubId: ev.message_id, roomId: ev.room_id, dir: 'out', thread: rec.thread })),
       ...rec.parts.filter((p) => !parts.includes(p)).map((p) => s.remoteMessages.del(p)),
     ]);
-    if (ev.envelope) await this.e2ee?.forget(key);
+    await this.forget(ev);
   }
 
   private async redaction(c: RedactionHandlingConnector, ev: Of<'message.deleted'>, portal: string): Promise<void> {
@@ -156,6 +161,11 @@ export class HubToRemote {
     if (ev.ts !== undefined && Date.now() - ev.ts > TYPING_STALE_MS) return;
     await c.sendTyping(portal, last);
   }
+}
+
+/** Which edit's plaintext: a message is edited more than once. */
+function editKey(ev: Of<'message.edited'>): string {
+  return `${ev.message_id}@${ev.edited_at}`;
 }
 
 function bridged(hubId: string, rec: HubMessageRecord): BridgedMessage {

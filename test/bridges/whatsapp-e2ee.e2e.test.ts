@@ -198,7 +198,10 @@ describe('an encrypted WhatsApp portal room through an E2EE bridge', () => {
     try {
       const text = `third-${crypto.randomBytes(4).toString('hex')}`;
       await sim.deliver(sim.text(MARIA, 'Maria', text).payload);
-      for (const d of [alice1, alice2, alice3]) await until(() => d.received.find((m) => m.content === text), 'every device, the new one too');
+      for (const d of [alice1, alice2, alice3]) {
+        const got = await until(() => d.received.find((m) => m.content === text), 'every device, the new one too');
+        expect(got).toMatchObject({ room_id: roomId, encrypted: true });
+      }
     } finally {
       alice3.client.disconnect();
     }
