@@ -96,6 +96,7 @@ export class BridgeE2ee {
    * its keys. @throws HubError (E2EE_DEVICE_REQUIRED when the hub's bridge config lacks `e2ee = true`).
    */
   async start(): Promise<void> {
+    const started = Date.now();
     await this.serial(async () => {
       if (!(await this.kv.get('identity:private'))) {
         const pair = IdentityKeyPair.generate();
@@ -110,6 +111,7 @@ export class BridgeE2ee {
       await this.rotateIfDue();
       await this.refill();
     });
+    this.log.info({ device_id: this.deviceId, ms: Date.now() - started }, 'bridge E2EE device ready');
     this.rotateTimer = setInterval(() => void this.serial(() => this.rotateIfDue()).catch((err) => this.log.warn({ err: (err as Error).message }, 'key rotation failed')), DAY_MS);
     this.rotateTimer.unref();
   }
