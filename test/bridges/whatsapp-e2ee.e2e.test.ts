@@ -11,27 +11,17 @@ import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import WebSocket from 'ws';
 import type { Bridge } from '../../bridges/kit/bridge.js';
 import { createBridge } from '../../bridges/run.js';
 import { E2eeClient, MemoryStore } from '../../sdk/src/e2ee/index.js';
-import { SwitchboardClient, type ClientOptions, type ServerEvent, type WebSocketConstructor } from '../../sdk/src/index.js';
+import { SwitchboardClient } from '../../sdk/src/index.js';
 import { freePort } from '../e2e/spawn.js';
 import { api, startTestHub, type TestHub } from '../helpers/hub.js';
 import { bridgeConfig } from './bridge-config.js';
+import { columnsHolding, device, options, password, until, type Device } from './e2ee-helpers.js';
 import { WhatsAppSimulator } from './whatsapp-sim.js';
 
 const MARIA = '15550002222';
-const WS = WebSocket as unknown as WebSocketConstructor;
-const options = (baseUrl: string): ClientOptions => ({ baseUrl, WebSocket: WS, reconnectDelayMs: 50, maxReconnectDelayMs: 200 });
-const password = 'correct horse battery';
-
-interface Device {
-  client: SwitchboardClient;
-  e2ee: E2eeClient;
-  /** `message.new`s after the SDK's decrypting transform, in order. */
-  received: { room_id: string; id: string; content: string; user_id: string; encrypted: boolean }[];
-}
 
 let sim: WhatsAppSimulator;
 let t: TestHub;
@@ -41,43 +31,6 @@ let asToken: string;
 let alice1: Device;
 let alice2: Device;
 let roomId: string;
-
-async function device(client: SwitchboardClient): Promise<Device> {
-  const e2ee = await E2eeClient.start(client, new MemoryStore());
-  const received: Device['received'] = [];
-  client.on('message.new', (e: Extract<ServerEvent, { type: 'message.new' }>) =>
-    received.push({ room_id: e.room_id, id: e.message.id, content: e.message.content, user_id: e.message.user_id, encrypted: e.message.encrypted }));
-  await client.connect();
-  return { client, e2ee, received };
-}
-
-async function until<T>(check: () => T | undefined | false, what: string, timeoutMs = 10_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = check();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
-/** Every text, jsonb, json, bytea and array column of every table of the hub's database that holds `marker`. */
-async function columnsHolding(marker: string): Promise<string[]> {
-  const { rows: columns } = await t.hub.db.query<{ table_name: string; column_name: string; data_type: string }>(
-    `SELECT c.table_name, c.column_name, c.data_type FROM information_schema.columns c
-       JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name AND t.table_type = 'BASE TABLE'
-      WHERE c.table_schema = 'public' AND c.data_type IN ('text', 'character varying', 'jsonb', 'json', 'bytea', 'ARRAY', 'tsvector')`,
-  );
-  expect(columns.length).toBeGreaterThan(20);
-  const found: string[] = [];
-  for (const c of columns) {
-    const col = `"${c.column_name}"`;
-    const test = c.data_type === 'bytea' ? `position(convert_to($1, 'UTF8') in ${col}) > 0` : `${col}::text ILIKE '%' || $1 || '%'`;
-    const { rows } = await t.hub.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM "${c.table_name}" WHERE ${test}`, [marker]);
-    if (rows[0].n > 0) found.push(`${c.table_name}.${c.column_name}`);
-  }
-  return found;
-}
 
 beforeAll(async () => {
   sim = new WhatsAppSimulator();
@@ -164,8 +117,8 @@ describe('an encrypted WhatsApp portal room through an E2EE bridge', () => {
     expect(Object.keys(rows[0].envelopes)).toHaveLength(2);
 
     await bridge.queue.idle();
-    expect(await columnsHolding(toWhatsApp)).toEqual([]);
-    expect(await columnsHolding(fromWhatsApp)).toEqual([]);
+    expect(await columnsHolding(t, toWhatsApp)).toEqual([]);
+    expect(await columnsHolding(t, fromWhatsApp)).toEqual([]);
   });
 
   it('encrypts the bot\'s notices too; the SDK refuses a ghost\'s envelope relabelled as another sender', async () => {
