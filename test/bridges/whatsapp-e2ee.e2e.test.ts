@@ -13,6 +13,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Bridge } from '../../bridges/kit/bridge.js';
 import { createBridge } from '../../bridges/run.js';
+import { BridgesService } from '../../src/modules/bridges/bridges.service.js';
 import { E2eeClient, MemoryStore } from '../../sdk/src/e2ee/index.js';
 import { SwitchboardClient } from '../../sdk/src/index.js';
 import { freePort } from '../e2e/spawn.js';
@@ -157,6 +158,26 @@ describe('an encrypted WhatsApp portal room through an E2EE bridge', () => {
       }
     } finally {
       alice3.client.disconnect();
+    }
+  });
+});
+
+describe('turning e2ee off', () => {
+  it('revokes the bot\'s device at the next hub start, so members stop encrypting for it', async () => {
+    const bot = (await api(t.url, 'GET', '/api/bridge/whoami', { token: asToken })).body.bot_user_id;
+    const devicesOfBot = async () => (await api(t.url, 'GET', `/api/e2ee/users/${bot}/devices`, { token: await alice1.client.accessToken() })).body.devices;
+    expect(await devicesOfBot()).toHaveLength(1);
+    t.hub.bridges.close();
+    const restarted = new BridgesService(t.hub.db, t.hub.stream, t.hub.pubsub, t.hub.rooms, t.hub.users, t.hub.audit, t.hub.auth, { ...t.config, bridges: [{ ...t.config.bridges[0], e2ee: false }] }, pino({ level: 'silent' }));
+    await restarted.start();
+    try {
+      expect(await devicesOfBot()).toEqual([]);
+      const sent = await alice1.e2ee.send(roomId, 'nobody at the bridge reads this');
+      const { rows } = await t.hub.db.query<{ envelopes: Record<string, unknown> }>('SELECT envelopes FROM messages WHERE id = $1', [sent.id]);
+      // Envelopes for Alice's other three devices (alice2 and the two the tests above logged in), none for the bot.
+      expect(Object.keys(rows[0].envelopes)).toHaveLength(3);
+    } finally {
+      restarted.close();
     }
   });
 });

@@ -197,6 +197,18 @@ export class AuthService {
   }
 
   /**
+   * Revokes the device session of a bridge bot whose bridge no longer has `e2ee = true`, with its E2EE
+   * device and keys, so members stop encrypting for a device nobody reads. Nothing when it has none.
+   */
+  async dropBridgeBotDevice(botId: string, bridgeId: string): Promise<void> {
+    const found = (await repo.listDevices(this.db, botId)).find((d) => d.name === `bridge:${bridgeId}`);
+    if (found) await this.revokeDevice(botId, found.id).catch((err) => {
+      // Another node revoked it first.
+      if (!(err instanceof AppError && err.code === 'INVALID_DEVICE')) throw err;
+    });
+  }
+
+  /**
    * Issues an invite code for `auth.registration = "invite"`: usable `max_uses` times, until
    * `expires_in_s` seconds from now (never expires when omitted).
    */

@@ -87,7 +87,8 @@ export class BridgesService {
 
   /**
    * Checks the registrations (unique ids and tokens, namespaces that do not overlap), creates each
-   * bridge's bot user and starts its transaction pusher.
+   * bridge's bot user (with its device session when `e2ee = true`; one left from an earlier
+   * `e2ee = true` is revoked otherwise) and starts its transaction pusher.
    * @throws ConfigError for a conflicting registration.
    */
   async start(): Promise<void> {
@@ -105,6 +106,7 @@ export class BridgesService {
       const bot = await this.users.upsertGhost({ bridgeId: b.id, localpart: `${namespace}bot`, name: b.bot_name || `${b.id} bridge`, avatarUrl: undefined });
       if (!bot) throw new ConfigError(`bridges.${b.id}`, `the bot localpart "${namespace}bot" belongs to another bridge`);
       const deviceId = b.e2ee ? await this.auth.bridgeBotDevice(bot.id, b.id) : undefined;
+      if (!b.e2ee) await this.auth.dropBridgeBotDevice(bot.id, b.id);
       this.byId.set(b.id, { config: b, namespace, botId: bot.id, deviceId });
       this.byToken.set(sha256(b.as_token), b.id);
     }
