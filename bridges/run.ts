@@ -49,6 +49,7 @@ export function createBridge(config: Config, id: string, log: Logger, hubUrl?: s
       dataDir: bridge.data_dir || path.join(config.data_dir, 'bridges', bridge.id),
       retryMaxMs: bridge.retry_max_ms,
       maxAttempts: bridge.max_attempts,
+      e2ee: bridge.e2ee,
       log: log.child({ bridge: bridge.id }),
     },
     connectorFor(bridge),

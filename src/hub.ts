@@ -86,7 +86,9 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
     maxBytes: config.storage.max_attachment_size_mb * 1048576,
     thumbnailMaxPx: config.storage.thumbnail_max_px,
   });
-  const bridges = new BridgesService(db, stream, pubsub, rooms, users, audit, config, log);
+  const e2ee = new E2eeService(db, pubsub);
+  const auth = new AuthService(db, users, tokens, pubsub, e2ee, config.auth.refresh_token_ttl_s, config.auth.admin_emails);
+  const bridges = new BridgesService(db, stream, pubsub, rooms, users, audit, auth, config, log);
   await bridges.start();
   const presence = new PresenceService(
     db,
@@ -100,10 +102,8 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
   if (!config.redis.url) await presence.resetAtStart();
   const metrics = createMetrics();
   const fanout = new Fanout(pubsub, stream, log);
-  const e2ee = new E2eeService(db, pubsub);
   const messages = new MessagesService(db, stream, pubsub, rooms, users, attachments, metrics, config.limits.max_message_bytes, config.limits.edit_window_s, e2ee);
   followSocketWrites(fanout, messages, metrics, log);
-  const auth = new AuthService(db, users, tokens, pubsub, e2ee, config.auth.refresh_token_ttl_s, config.auth.admin_emails);
   const push = new PushService(db, stream, rooms, presence, config, log);
   await push.start();
   const typing = new TypingService(pubsub, config.realtime.typing_timeout_ms);

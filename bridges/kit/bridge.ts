@@ -28,6 +28,7 @@ import { Type } from 'typebox';
 import type { BridgeTransaction } from '../../src/events/catalog.js';
 import { backoffDelay } from '../../src/lib/backoff.js';
 import { inputProblem } from '../../src/lib/input-bounds.js';
+import { BridgeE2ee } from './e2ee.js';
 import { safeEqual } from './helpers.js';
 import { HubClient, HubError } from './hub-client.js';
 import { HubToRemote } from './hub-to-remote.js';
@@ -55,6 +56,8 @@ export interface BridgeOptions {
   dataDir: string;
   retryMaxMs: number;
   maxAttempts: number;
+  /** `e2ee = true`: the bot is an E2EE device and encrypted portal rooms are bridged (e2ee.ts). */
+  e2ee?: boolean;
   log: Logger;
 }
 
@@ -94,6 +97,8 @@ export class Bridge {
   state!: BridgeState;
   queue!: WorkQueue;
   app!: FastifyInstance;
+  /** The bot's E2EE device (`e2ee = true`). */
+  private e2ee?: BridgeE2ee;
   private remote!: RemoteToHub;
   private outbound!: HubToRemote;
   /** Per remote chat: the outbound call in flight (settled, never rejecting). */
@@ -118,8 +123,12 @@ export class Bridge {
     this.state = await BridgeState.open(this.opts.dataDir);
     this.queue = new WorkQueue(this.state.store, (item) => this.handle(item), (item, err) => this.deadLetter(item, err), this.opts, this.log);
     const identity = await this.whoami();
-    this.remote = new RemoteToHub(this.hub, this.state, this.connector, capabilities, identity, this.log);
-    this.outbound = new HubToRemote(this.hub, this.state, this.connector, capabilities, (userId) => this.remote.isOurs(userId), this.log);
+    if (this.opts.e2ee) {
+      this.e2ee = new BridgeE2ee(this.hub, this.opts.dataDir, identity.botId, this.log);
+      await this.e2ee.start();
+    }
+    this.remote = new RemoteToHub(this.hub, this.state, this.connector, capabilities, identity, this.e2ee, this.log);
+    this.outbound = new HubToRemote(this.hub, this.state, this.connector, capabilities, (userId) => this.remote.isOurs(userId), this.e2ee, this.log);
 
     const url = new URL(this.opts.url);
     // forceCloseConnections: an idle keep-alive connection would hold close() up for its timeout; a
@@ -171,6 +180,7 @@ export class Bridge {
   async stop(): Promise<void> {
     await this.app?.close();
     await this.queue?.stop();
+    this.e2ee?.stop();
     await this.connector.stop();
     await this.state?.close();
   }
@@ -200,7 +210,10 @@ export class Bridge {
     if (this.state.transactions.has(txnId)) return;
     const all = [...(body.events ?? []), ...(body.ephemeral ?? [])];
     const items: NewItem[] = [];
+    const ops: Op[] = [this.state.transactions.put(txnId, Date.now())];
     for (const ev of all) {
+      // Encryption is for good: what the network sends there from now on is encrypted (E2EE bridges) or dropped.
+      if (ev.type === 'room.updated' && ev.room.encrypted && !this.state.encryptedRooms.has(ev.room_id)) ops.push(this.state.encryptedRooms.put(ev.room_id, Date.now()));
       if (ev.type === 'typing') {
         void this.outbound.onTyping(ev);
         continue;
@@ -208,7 +221,7 @@ export class Bridge {
       if (typeof ev.stream_position === 'number') items.push({ lane: `out:${ev.room_id}`, key: `hub:${ev.stream_position}`, kind: 'hub', data: ev });
     }
     items.sort((a, b) => a.data.stream_position - b.data.stream_position);
-    await this.queue.enqueue(items, [this.state.transactions.put(txnId, Date.now())]);
+    await this.queue.enqueue(items, ops);
   }
 
   private async handle(item: WorkItem): Promise<void> {
@@ -243,6 +256,7 @@ export class Bridge {
     let notice: NoticeItem | undefined;
     if (item.kind === 'hub') {
       const ev = item.data;
+      void this.outbound.forget(ev).catch(() => undefined);
       const what = ev.type === 'message.new' ? 'This message was not delivered' : `A ${ev.type} was not delivered`;
       notice = { roomId: ev.room_id, text: `⚠️ ${what} to ${network}${code}: ${err.message}`, replyTo: ev.type === 'message.new' ? ev.message.id : ev.message_id };
     } else if (item.kind === 'remote') {

@@ -10,6 +10,8 @@ export class HubError extends Error {
     message: string,
     readonly status: number,
     readonly code: string,
+    /** The hub's `error` object as answered (e.g. `missing`, `extra`, `stale` of a 409/410). */
+    readonly details: Record<string, unknown> = {},
   ) {
     super(message);
     this.name = 'HubError';
@@ -46,7 +48,7 @@ export class HubClient {
     }
     const text = await res.text();
     const body = text ? JSON.parse(text) : null;
-    if (!res.ok) throw new HubError(`${method} ${path}: ${res.status} ${body?.error?.message ?? text}`, res.status, body?.error?.code ?? 'UNKNOWN');
+    if (!res.ok) throw new HubError(`${method} ${path}: ${res.status} ${body?.error?.message ?? text}`, res.status, body?.error?.code ?? 'UNKNOWN', body?.error ?? {});
     return body as T;
   }
 

@@ -7,6 +7,7 @@
  */
 import type { Logger } from 'pino';
 import type { BridgeTransaction } from '../../src/events/catalog.js';
+import type { BridgeE2ee } from './e2ee.js';
 import type { HubClient } from './hub-client.js';
 import type { Op } from './store.js';
 import type { BridgeState, HubMessageRecord } from './state.js';
@@ -28,6 +29,8 @@ export class HubToRemote {
     private readonly capabilities: Capabilities,
     /** True for the bridge's own hub users. */
     private readonly isOurs: (userId: string | undefined) => boolean,
+    /** The bot's E2EE device (`e2ee = true`): encrypted messages are decrypted and go out; without it they are skipped. */
+    private readonly e2ee: BridgeE2ee | undefined,
     private readonly log: Logger,
   ) {}
 
@@ -51,6 +54,12 @@ export class HubToRemote {
     }
   }
 
+  /** Drops the plaintext the bridge keeps of an encrypted message or edit (it went out, or was given up). */
+  async forget(ev: HubEvent): Promise<void> {
+    if (ev.type === 'message.new' && ev.message.encrypted) await this.e2ee?.forget(ev.message.id);
+    if (ev.type === 'message.edited' && ev.envelope) await this.e2ee?.forget(editKey(ev));
+  }
+
   /** Typing (`{room_id, user_id, typing, ts}`) is best effort: not queued, failures only logged. */
   async onTyping(ev: Of<'typing'>): Promise<void> {
     const portal = this.state.portalOfRoom.get(ev.room_id);
@@ -62,12 +71,19 @@ export class HubToRemote {
     const s = this.state;
     const m = ev.message;
     if (this.isOurs(m.user_id) || s.hubMessages.has(m.id) || m.deleted) return;
-    // An encrypted room's message is ciphertext for E2EE devices; this bridge is none (docs/E2EE.md).
-    if (m.encrypted) return this.log.debug({ message_id: m.id }, 'encrypted message not bridged');
+    let text = m.content;
     const media = [];
-    for (const a of m.attachments ?? []) media.push({ data: await this.hub.download(a.id), mimeType: a.mime_type, fileName: a.filename });
+    if (m.encrypted) {
+      // Ciphertext for E2EE devices: a bridge without e2ee is none (docs/BRIDGES.md). An E2EE bridge
+      // opens the envelope addressed to its bot's device; files of encrypted rooms are not bridged.
+      if (!this.e2ee) return this.log.debug({ message_id: m.id }, 'encrypted message not bridged (the bridge has no e2ee)');
+      if (!m.envelope) return this.log.warn({ message_id: m.id }, 'encrypted message without an envelope for the bridge device; not bridged');
+      text = await this.e2ee.decrypt(m.id, m.user_id, m.envelope);
+    } else {
+      for (const a of m.attachments ?? []) media.push({ data: await this.hub.download(a.id), mimeType: a.mime_type, fileName: a.filename });
+    }
     const replied = m.reply_to ? s.hubMessages.get(m.reply_to) : undefined;
-    const sent = await this.connector.sendMessage(portal, { hubId: m.id, text: m.content, senderName: m.user_name, replyTo: replied?.remoteId, thread: replied?.thread, media });
+    const sent = await this.connector.sendMessage(portal, { hubId: m.id, text, senderName: m.user_name, replyTo: replied?.remoteId, thread: replied?.thread, media });
     const thread = sent.thread ?? replied?.thread;
     await s.write([
       s.hubMessages.put(m.id, { remoteId: sent.ids[0], parts: sent.ids, portal, dir: 'out', thread, name: m.user_name }),
@@ -75,6 +91,7 @@ export class HubToRemote {
       // It started a thread: replies there answer it.
       ...(thread && !s.threads.has(thread) ? [s.threads.put(thread, sent.ids[0])] : []),
     ]);
+    await this.forget(ev);
   }
 
   /** An edit of a message the bridge sent; the parts it has afterwards replace the old ones. */
@@ -82,12 +99,18 @@ export class HubToRemote {
     const s = this.state;
     const rec = s.hubMessages.get(ev.message_id);
     if (this.isOurs(ev.editor_id) || rec?.dir !== 'out') return;
-    const parts = await c.sendEdit(portal, bridged(ev.message_id, rec), ev.content);
+    let text = ev.content;
+    if (ev.envelope !== undefined) {
+      if (!this.e2ee || !ev.envelope) return this.log.debug({ message_id: ev.message_id }, 'encrypted edit not bridged');
+      text = await this.e2ee.decrypt(editKey(ev), ev.editor_id, ev.envelope);
+    }
+    const parts = await c.sendEdit(portal, bridged(ev.message_id, rec), text);
     await s.write([
       s.hubMessages.put(ev.message_id, { ...rec, remoteId: parts[0], parts }),
       ...parts.filter((p) => !rec.parts.includes(p)).map((p) => s.remoteMessages.put(p, { hubId: ev.message_id, roomId: ev.room_id, dir: 'out', thread: rec.thread })),
       ...rec.parts.filter((p) => !parts.includes(p)).map((p) => s.remoteMessages.del(p)),
     ]);
+    await this.forget(ev);
   }
 
   private async redaction(c: RedactionHandlingConnector, ev: Of<'message.deleted'>, portal: string): Promise<void> {
@@ -138,6 +161,11 @@ export class HubToRemote {
     if (ev.ts !== undefined && Date.now() - ev.ts > TYPING_STALE_MS) return;
     await c.sendTyping(portal, last);
   }
+}
+
+/** Which edit's plaintext: a message is edited more than once. */
+function editKey(ev: Of<'message.edited'>): string {
+  return `${ev.message_id}@${ev.edited_at}`;
 }
 
 function bridged(hubId: string, rec: HubMessageRecord): BridgedMessage {

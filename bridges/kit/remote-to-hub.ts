@@ -6,6 +6,7 @@
  * the hub (its bot and its ghosts) and the notices its bot posts.
  */
 import type { Logger } from 'pino';
+import type { BridgeE2ee, OutEnvelope } from './e2ee.js';
 import { HubClient, HubError } from './hub-client.js';
 import type { BridgeState } from './state.js';
 import { RemoteError, type Capabilities, type Connector, type MediaFile, type RemoteEvent, type RemoteMedia, type RemotePortal, type RemoteUser } from './types.js';
@@ -32,6 +33,8 @@ export class RemoteToHub {
     private readonly connector: Connector,
     capabilities: Capabilities,
     private readonly identity: HubIdentity,
+    /** The bot's E2EE device (`e2ee = true`): what goes into encrypted portal rooms is encrypted with it. */
+    private readonly e2ee: BridgeE2ee | undefined,
     private readonly log: Logger,
   ) {
     for (const g of state.ghosts.values()) this.ghostIds.add(g.hubId);
@@ -78,9 +81,31 @@ export class RemoteToHub {
 
   /** Posts a notice as the bridge bot; `txnId`/`remoteId` make a repeat after a crash harmless. */
   async postNotice(roomId: string, text: string, replyTo?: string, txnId?: string, remoteId?: string): Promise<void> {
-    await this.hub.call('POST', `/api/rooms/${roomId}/messages`, {
-      body: { content: text, ...(replyTo ? { reply_to: replyTo } : {}), ...(txnId ? { txn_id: txnId } : {}), ...(remoteId ? { remote_id: remoteId } : {}) },
-    });
+    const extra = { ...(replyTo ? { reply_to: replyTo } : {}), ...(txnId ? { txn_id: txnId } : {}), ...(remoteId ? { remote_id: remoteId } : {}) };
+    await this.sealed(roomId, undefined, text, (sealed) => this.hub.call('POST', `/api/rooms/${roomId}/messages`, { body: { ...sealed, ...extra } }));
+  }
+
+  /**
+   * Writes `text` into room `roomId` as `as` (a ghost; the bot when undefined) through `call`: as
+   * `{content}`, or in an encrypted room as `{envelopes}` for every member device (E2EE bridges). A
+   * room found encrypted (400 PLAINTEXT_IN_ENCRYPTED_ROOM, or a `room.updated` in a transaction) is
+   * remembered; a bridge without e2ee drops what the network sends there (logged).
+   * @returns what `call` returned; undefined when dropped.
+   */
+  private async sealed<T>(roomId: string, as: string | undefined, text: string, call: (sealed: { content: string } | { envelopes: OutEnvelope[] }) => Promise<T>): Promise<T | undefined> {
+    const s = this.state;
+    if (s.encryptedRooms.has(roomId)) {
+      if (this.e2ee) return this.e2ee.send(roomId, as, text, (envelopes) => call({ envelopes }));
+      this.log.warn({ room_id: roomId }, 'the portal room is encrypted and the bridge has no e2ee: not bridged');
+      return undefined;
+    }
+    try {
+      return await call({ content: text });
+    } catch (err) {
+      if (!(err instanceof HubError && err.code === 'PLAINTEXT_IN_ENCRYPTED_ROOM')) throw err;
+      await s.write([s.encryptedRooms.put(roomId, Date.now())]);
+      return this.sealed(roomId, as, text, call);
+    }
   }
 
   /**
@@ -99,7 +124,12 @@ export class RemoteToHub {
     const replyTo = answers ? await this.hubIdOf(answers) : undefined;
     const attachments: string[] = [];
     const notes: string[] = [];
+    const encrypted = s.encryptedRooms.has(roomId);
     for (const media of ev.media ?? []) {
+      if (encrypted) {
+        notes.push(`📎 ${media.fileName ?? 'file'} (not bridged: files are not bridged into encrypted rooms)`);
+        continue;
+      }
       try {
         attachments.push(await this.hub.upload(ghost, await this.download(media)));
       } catch (err) {
@@ -108,10 +138,9 @@ export class RemoteToHub {
       }
     }
     const content = [ev.text, ...notes].filter(Boolean).join('\n') || (attachments.length ? '' : '(empty message)');
-    const sent = await this.hub.call<{ id: string }>('POST', `/api/rooms/${roomId}/messages`, {
-      as: ghost,
-      body: { content, ts: ev.ts, remote_id: ev.id, ...(replyTo ? { reply_to: replyTo } : {}), ...(attachments.length ? { attachments } : {}) },
-    });
+    const extra = { ts: ev.ts, remote_id: ev.id, ...(replyTo ? { reply_to: replyTo } : {}), ...(attachments.length ? { attachments } : {}) };
+    const sent = await this.sealed(roomId, ghost, content, (sealed) => this.hub.call<{ id: string }>('POST', `/api/rooms/${roomId}/messages`, { as: ghost, body: { ...sealed, ...extra } }));
+    if (!sent) return;
     await s.write([
       s.remoteMessages.put(ev.id, { hubId: sent.id, roomId, dir: 'in', thread: ev.thread }),
       s.hubMessages.put(sent.id, { remoteId: ev.id, parts: [ev.id], portal: ev.portal.id, dir: 'in', thread: ev.thread }),
@@ -132,8 +161,8 @@ export class RemoteToHub {
     const target = await this.hubIdOf(ev.targetId);
     if (!target) return this.unknownTarget(ev, ev.targetId);
     const ghost = await this.ensureGhost(ev.sender);
-    await this.ensurePortal(ev.portal, ghost);
-    await this.hub.call('PATCH', `/api/messages/${target}`, { as: ghost, body: { content: ev.text } });
+    const roomId = await this.ensurePortal(ev.portal, ghost);
+    await this.sealed(roomId, ghost, ev.text, (sealed) => this.hub.call('PATCH', `/api/messages/${target}`, { as: ghost, body: sealed }));
   }
 
   private async delete(ev: Remote<'delete'>): Promise<void> {

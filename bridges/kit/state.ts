@@ -122,6 +122,8 @@ export class BridgeState {
   readonly lastInbound: Family<string>;
   /** `readup:<remote chat id>`: the remote message of the last read receipt sent to the chat. */
   readonly readUpTo: Family<string>;
+  /** `encrypted:<hub room id>`: the portal room is end-to-end encrypted (for good); time seen, ms. */
+  readonly encryptedRooms: Family<number>;
   /** `txn:<txn id>`: hub transactions taken; time, ms. */
   readonly transactions: Family<number>;
   /** The connector's own state, under `c:` (keys it sees are without the prefix). */
@@ -140,6 +142,7 @@ export class BridgeState {
     this.ownReactions = new Family(store, 'ownreact:');
     this.lastInbound = new Family(store, 'lastin:');
     this.readUpTo = new Family(store, 'readup:');
+    this.encryptedRooms = new Family(store, 'encrypted:');
     this.transactions = new Family(store, 'txn:');
     this.connector = {
       get: <T>(key: string) => store.get<T>(CONNECTOR_PREFIX + key),

@@ -270,6 +270,11 @@ export const BridgeSchema = Type.Object(
     namespace: Type.String({ default: '', pattern: '^([a-z0-9_.-]+)?$', description: 'Exclusive localpart prefix of its ghost users; empty means "<id>_".' }),
     bot_name: Type.String({ default: '', description: 'Display name of the bridge bot; empty means "<id> bridge".' }),
     in_process: Type.Boolean({ default: false, description: 'Run the bridge inside `switchboard serve` instead of as `switchboard bridge <id>`.' }),
+    e2ee: Type.Boolean({
+      default: false,
+      description:
+        'End-to-bridge encryption (docs/BRIDGES.md): the bridge bot becomes an E2EE device (its Signal keys in the bridge data dir), decrypts what members send in encrypted portal rooms and encrypts what the network sends there. The bridge host then sees the plaintext of those rooms. false: encrypted rooms are not bridged.',
+    }),
     data_dir: Type.String({ default: '', description: 'Where the bridge keeps its state file; empty means <data_dir>/bridges/<id>.' }),
     retry_max_ms: Type.Integer({ minimum: 10, default: 60000, description: 'Longest wait between retries (exponential backoff from 250 ms), both ways, ms.' }),
     max_attempts: Type.Integer({ minimum: 1, default: 10, description: 'Tries of a failing send to the remote network before it is dead-lettered (a notice in the room).' }),
@@ -296,6 +301,7 @@ hs_token = "<64 hex chars>"          # hub -> bridge (secret)
 namespace = ""                       # ghost localpart prefix; empty: "<id>_"
 bot_name = ""                        # empty: "<id> bridge"
 in_process = false
+e2ee = false                         # true: the bot is an E2EE device and bridges encrypted rooms (the bridge host sees their plaintext)
 data_dir = ""                        # bridge state; empty: <data_dir>/bridges/<id>
 retry_max_ms = 60000                 # longest backoff between retries, ms
 max_attempts = 10                    # tries of a failing WhatsApp send before a notice in the room

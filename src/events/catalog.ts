@@ -33,6 +33,11 @@ export interface ReactionWire {
  * 7 SenderKey); `body` standard base64.
  */
 export interface EnvelopeWire {
+  /**
+   * The user whose device `sender_device_id` encrypted it: the message's sender, or for a bridge
+   * ghost's message the bridge's bot (docs/BRIDGES.md). Absent on sender-key envelopes (the sender's).
+   */
+  sender_user_id?: string;
   sender_device_id: number;
   type: number;
   body: string;

@@ -193,7 +193,7 @@ describe('transactions', () => {
     await bridge.until(() => bridge.received.length > before);
     const pendingId = bridge.received[before].txnId;
     t.hub.bridges.close();
-    const restarted = new BridgesService(t.hub.db, t.hub.stream, t.hub.pubsub, t.hub.rooms, t.hub.users, t.hub.audit, t.config, pino({ level: 'silent' }));
+    const restarted = new BridgesService(t.hub.db, t.hub.stream, t.hub.pubsub, t.hub.rooms, t.hub.users, t.hub.audit, t.hub.auth, t.config, pino({ level: 'silent' }));
     bridge.failNext = 0;
     await restarted.start();
     try {

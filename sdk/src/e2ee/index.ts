@@ -363,13 +363,34 @@ export class E2eeClient extends EventEmitter<E2eeEvents> {
     if (cached !== undefined) return { ...message, content: cached };
     if (!message.envelope) return message;
     try {
-      const text = fromUtf8.decode(await this.decrypt(message.user_id, message.envelope));
+      const text = this.unwrap(message.user_id, message.envelope, await this.decrypt(message.envelope.sender_user_id ?? message.user_id, message.envelope));
       await this.kv.set(`plain:${message.id}`, text);
       return { ...message, content: text };
     } catch (error) {
       this.emit('decrypt-failed', { message_id: message.id, sender_user_id: message.user_id, error: error as Error });
       return message;
     }
+  }
+
+  /**
+   * The text of a decrypted envelope. One encrypted by another user's device (`sender_user_id`: a
+   * bridge bot sending for its ghost, docs/BRIDGES.md) must be the JSON `{"kind": "bridged",
+   * "sender_id", "body"}` naming the message's sender, so the hub cannot attribute it to anyone else.
+   * @throws Error when it does not.
+   */
+  private unwrap(senderUserId: string, e: { sender_user_id?: string }, bytes: Uint8Array): string {
+    const text = fromUtf8.decode(bytes);
+    if (e.sender_user_id === undefined || e.sender_user_id === senderUserId) return text;
+    let wrapped: { kind?: unknown; sender_id?: unknown; body?: unknown } | null = null;
+    try {
+      wrapped = JSON.parse(text);
+    } catch {
+      // not the bridged form: refused below
+    }
+    if (wrapped?.kind !== 'bridged' || wrapped.sender_id !== senderUserId || typeof wrapped.body !== 'string') {
+      throw new Error(`encrypted by ${e.sender_user_id}, which did not send it on behalf of ${senderUserId}`);
+    }
+    return wrapped.body;
   }
 
   private async decrypt(senderUserId: string, e: { sender_device_id: number; type: number; body: string }): Promise<Uint8Array> {
@@ -424,12 +445,13 @@ export class E2eeClient extends EventEmitter<E2eeEvents> {
         case 'room.updated':
           return this.onRoomUpdated(event.room as { id: string; members: { user_id: string }[] });
         case 'message.edited': {
-          const envelope = event.envelope as { sender_device_id: number; type: number; body: string } | null | undefined;
+          const envelope = event.envelope as { sender_user_id?: string; sender_device_id: number; type: number; body: string } | null | undefined;
           if (!envelope) return;
           const messageId = event.message_id as string;
           await this.serial(async () => {
             try {
-              const text = fromUtf8.decode(await this.decrypt(event.editor_id as string, envelope));
+              const editor = event.editor_id as string;
+              const text = this.unwrap(editor, envelope, await this.decrypt(envelope.sender_user_id ?? editor, envelope));
               await this.kv.set(`plain:${messageId}`, text);
               this.emit('message-edited', { room_id: event.room_id as string, message_id: messageId, content: text });
             } catch (error) {

@@ -1223,7 +1223,7 @@ export interface paths {
         put?: never;
         /**
          * Make this session an E2EE device
-         * @description Registers the calling session as a Signal-protocol device: its registration id and identity key (base64 of libsignal's serialized public key). 201 with its Signal device id (1–127 per user, freed when the session is revoked); the same values again: 200, same answer; a new identity key replaces the old one and drops its prekeys. Members of shared encrypted rooms get `e2ee.devices_changed`. 403 E2EE_DEVICE_REQUIRED for a bridge or agent; 409 CONFLICT when all 127 ids are taken.
+         * @description Registers the calling session as a Signal-protocol device: its registration id and identity key (base64 of libsignal's serialized public key). 201 with its Signal device id (1–127 per user, freed when the session is revoked); the same values again: 200, same answer; a new identity key replaces the old one and drops its prekeys. Members of shared encrypted rooms get `e2ee.devices_changed`. 403 E2EE_DEVICE_REQUIRED for an agent, a bridge without `e2ee` or a bridge acting as a ghost (a bridge with `e2ee = true` registers its bot device, docs/BRIDGES.md); 409 CONFLICT when all 127 ids are taken.
          */
         post: operations["registerE2eeDevice"];
         delete?: never;
@@ -4637,6 +4637,11 @@ export interface operations {
                             encrypted: boolean;
                             /** @description Encrypted messages: the envelope for the reading device (null when it has none). */
                             envelope: {
+                                /**
+                                 * Format: uuid
+                                 * @description The user whose device encrypted it: the sender, or for a bridge ghost's message the bridge bot (docs/BRIDGES.md). Absent on sender-key envelopes.
+                                 */
+                                sender_user_id?: string;
                                 /** @description The Signal device id (1–127, per user). */
                                 sender_device_id: number;
                                 /** @description libsignal CiphertextMessageType: 2 Whisper, 3 PreKey, 7 SenderKey, 8 Plaintext. */
@@ -4954,6 +4959,11 @@ export interface operations {
                         encrypted: boolean;
                         /** @description Encrypted messages: the envelope for the reading device (null when it has none). */
                         envelope: {
+                            /**
+                             * Format: uuid
+                             * @description The user whose device encrypted it: the sender, or for a bridge ghost's message the bridge bot (docs/BRIDGES.md). Absent on sender-key envelopes.
+                             */
+                            sender_user_id?: string;
                             /** @description The Signal device id (1–127, per user). */
                             sender_device_id: number;
                             /** @description libsignal CiphertextMessageType: 2 Whisper, 3 PreKey, 7 SenderKey, 8 Plaintext. */
@@ -5200,6 +5210,11 @@ export interface operations {
                         encrypted: boolean;
                         /** @description Encrypted messages: the envelope for the reading device (null when it has none). */
                         envelope: {
+                            /**
+                             * Format: uuid
+                             * @description The user whose device encrypted it: the sender, or for a bridge ghost's message the bridge bot (docs/BRIDGES.md). Absent on sender-key envelopes.
+                             */
+                            sender_user_id?: string;
                             /** @description The Signal device id (1–127, per user). */
                             sender_device_id: number;
                             /** @description libsignal CiphertextMessageType: 2 Whisper, 3 PreKey, 7 SenderKey, 8 Plaintext. */
@@ -5784,6 +5799,11 @@ export interface operations {
                                 encrypted: boolean;
                                 /** @description Encrypted messages: the envelope for the reading device (null when it has none). */
                                 envelope: {
+                                    /**
+                                     * Format: uuid
+                                     * @description The user whose device encrypted it: the sender, or for a bridge ghost's message the bridge bot (docs/BRIDGES.md). Absent on sender-key envelopes.
+                                     */
+                                    sender_user_id?: string;
                                     /** @description The Signal device id (1–127, per user). */
                                     sender_device_id: number;
                                     /** @description libsignal CiphertextMessageType: 2 Whisper, 3 PreKey, 7 SenderKey, 8 Plaintext. */
@@ -7844,6 +7864,11 @@ export interface operations {
                         encrypted: boolean;
                         /** @description Encrypted messages: the envelope for the reading device (null when it has none). */
                         envelope: {
+                            /**
+                             * Format: uuid
+                             * @description The user whose device encrypted it: the sender, or for a bridge ghost's message the bridge bot (docs/BRIDGES.md). Absent on sender-key envelopes.
+                             */
+                            sender_user_id?: string;
                             /** @description The Signal device id (1–127, per user). */
                             sender_device_id: number;
                             /** @description libsignal CiphertextMessageType: 2 Whisper, 3 PreKey, 7 SenderKey, 8 Plaintext. */

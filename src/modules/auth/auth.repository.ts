@@ -74,6 +74,11 @@ export const authRepository = {
     return rows[0]?.user_id ?? null;
   },
 
+  /** Serialises the creation of a bridge bot's device session until the transaction ends. */
+  async lockBridgeDevice(q: Queryable, botId: string): Promise<void> {
+    await q.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`bridge-device:${botId}`]);
+  },
+
   async listDevices(q: Queryable, userId: string): Promise<DeviceRow[]> {
     const { rows } = await q.query<DeviceRow>(
       'SELECT * FROM devices WHERE user_id = $1 AND revoked_at IS NULL ORDER BY last_seen_at DESC',

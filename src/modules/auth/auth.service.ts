@@ -183,6 +183,32 @@ export class AuthService {
   }
 
   /**
+   * The one device session of a bridge bot whose bridge has `e2ee = true` (docs/BRIDGES.md): a
+   * `devices` row named `bridge:<bridgeId>` without refresh tokens, created on first call (one per bot
+   * across nodes), so the bot can register it as an E2EE device. @returns its id.
+   */
+  async bridgeBotDevice(botId: string, bridgeId: string): Promise<string> {
+    const name = `bridge:${bridgeId}`;
+    return this.db.transaction(async (tx) => {
+      await repo.lockBridgeDevice(tx, botId);
+      const found = (await repo.listDevices(tx, botId)).find((d) => d.name === name);
+      return (found ?? (await repo.insertDevice(tx, { userId: botId, name, userAgent: '', ip: '' }))).id;
+    });
+  }
+
+  /**
+   * Revokes the device session of a bridge bot whose bridge no longer has `e2ee = true`, with its E2EE
+   * device and keys, so members stop encrypting for a device nobody reads. Nothing when it has none.
+   */
+  async dropBridgeBotDevice(botId: string, bridgeId: string): Promise<void> {
+    const found = (await repo.listDevices(this.db, botId)).find((d) => d.name === `bridge:${bridgeId}`);
+    if (found) await this.revokeDevice(botId, found.id).catch((err) => {
+      // Another node revoked it first.
+      if (!(err instanceof AppError && err.code === 'INVALID_DEVICE')) throw err;
+    });
+  }
+
+  /**
    * Issues an invite code for `auth.registration = "invite"`: usable `max_uses` times, until
    * `expires_in_s` seconds from now (never expires when omitted).
    */

@@ -10,6 +10,10 @@
  *   (`{"type":"typing",room_id,user_id,user_name,typing,ts}`, `ts` in ms since the epoch; best effort:
  *   only while the hub runs; a bridge should ignore stale ones after an outage).
  *
+ * Encrypted rooms: an E2EE bridge (`e2ee = true`) gets, in each encrypted message and edit, the
+ * envelope addressed to its bot's device (`message.envelope`, as that device's sockets would); any
+ * other bridge gets `envelope: null` and skips them (docs/BRIDGES.md).
+ *
  * Durability: the pusher is a `TransactionSender` (events/transaction-sender.ts, shared with
  * federation) reading the log, with a cursor persisted per bridge (`bridge_state`).
  * A transaction is written whole into `bridge_state.pending_*` before it is sent and retried as it is
@@ -48,6 +52,8 @@ export class TransactionPusher {
     private readonly log: Logger,
     private readonly bridge: BridgeConfig,
     private readonly botId: string,
+    /** The bot's device session when the bridge has `e2ee = true`: whose envelopes it gets. */
+    private readonly botDeviceId: string | undefined,
   ) {
     this.sender = new TransactionSender<BridgeTransaction>({
       name: `bridge pusher ${bridge.id}`,
@@ -115,8 +121,8 @@ export class TransactionPusher {
     const body: BridgeTransaction = { events: [], ephemeral: this.ephemeral.splice(0) };
     for (const row of rows) {
       if (!relevant(row)) continue;
-      // Encrypted messages: no device's envelopes (a bridge bot is no E2EE device; docs/E2EE.md).
-      (row.type === 'message.read' ? body.ephemeral : body.events).push({ ...forDevice(row.payload, undefined), room_id: row.room_id, stream_position: row.stream_position });
+      // Encrypted messages: the envelope of the bot's device (E2EE bridges), else none (docs/E2EE.md).
+      (row.type === 'message.read' ? body.ephemeral : body.events).push({ ...forDevice(row.payload, this.botDeviceId), room_id: row.room_id, stream_position: row.stream_position });
     }
     const upto = rows.length ? rows[rows.length - 1].stream_position : after;
     const empty = body.events.length === 0 && body.ephemeral.length === 0;

@@ -12,7 +12,7 @@ import type { Database } from '../../db/database.js';
 import { AppError } from '../../errors.js';
 import type { PubSub } from '../../events/pubsub.js';
 import type { EventStream } from '../../events/stream.js';
-import type { AuthContext } from '../auth/auth.service.js';
+import type { AuthContext, AuthService } from '../auth/auth.service.js';
 import type { Actor, AuditService } from '../audit/audit.service.js';
 import type { RoomsService } from '../rooms/rooms.service.js';
 import type { GhostRow } from '../users/users.repository.js';
@@ -27,14 +27,30 @@ export interface Registration {
   namespace: string;
   /** Hub user id of the bridge bot (the acting user when no `?user_id=` is given). */
   botId: string;
+  /**
+   * With `e2ee = true`: the bot's one device session (AuthService.bridgeBotDevice), which the bridge
+   * registers as an E2EE device and which encrypts for the bot and for its ghosts; else undefined.
+   */
+  deviceId?: string;
 }
 
 /** Who a bridge request acts as: the bot or one of the bridge's ghosts. */
 export interface BridgeAuth extends AuthContext {
   bridgeId: string;
+  /** The bridge's bot: `deviceId` is the bot's device (E2EE bridges), also when acting as a ghost. */
+  botId: string;
 }
 
-/** The nil UUID stands for "no device": bridges have no device sessions. */
+/**
+ * True when `auth` is a bridge acting as one of its ghosts. A ghost of an E2EE bridge sends with the
+ * bot's device (docs/BRIDGES.md), but only the bot manages that device's keys.
+ */
+export function actsAsGhost(auth: AuthContext): boolean {
+  const b = auth as Partial<BridgeAuth>;
+  return b.bridgeId !== undefined && b.userId !== b.botId;
+}
+
+/** The nil UUID stands for "no device": a bridge without `e2ee` has no device session. */
 const NO_DEVICE = '00000000-0000-0000-0000-000000000000';
 
 /** The bridge id when `auth` is a bridge acting (as its bot or a ghost), else null. */
@@ -64,13 +80,15 @@ export class BridgesService {
     private readonly rooms: RoomsService,
     private readonly users: UsersService,
     private readonly audit: AuditService,
+    private readonly auth: AuthService,
     private readonly config: Config,
     private readonly log: Logger,
   ) {}
 
   /**
    * Checks the registrations (unique ids and tokens, namespaces that do not overlap), creates each
-   * bridge's bot user and starts its transaction pusher.
+   * bridge's bot user (with its device session when `e2ee = true`; one left from an earlier
+   * `e2ee = true` is revoked otherwise) and starts its transaction pusher.
    * @throws ConfigError for a conflicting registration.
    */
   async start(): Promise<void> {
@@ -87,11 +105,13 @@ export class BridgesService {
       seen.push(b);
       const bot = await this.users.upsertGhost({ bridgeId: b.id, localpart: `${namespace}bot`, name: b.bot_name || `${b.id} bridge`, avatarUrl: undefined });
       if (!bot) throw new ConfigError(`bridges.${b.id}`, `the bot localpart "${namespace}bot" belongs to another bridge`);
-      this.byId.set(b.id, { config: b, namespace, botId: bot.id });
+      const deviceId = b.e2ee ? await this.auth.bridgeBotDevice(bot.id, b.id) : undefined;
+      if (!b.e2ee) await this.auth.dropBridgeBotDevice(bot.id, b.id);
+      this.byId.set(b.id, { config: b, namespace, botId: bot.id, deviceId });
       this.byToken.set(sha256(b.as_token), b.id);
     }
     for (const reg of this.byId.values()) {
-      const pusher = new TransactionPusher(this.db, this.stream, this.pubsub, this.rooms, this.users, this.log.child({ bridge: reg.config.id }), reg.config, reg.botId);
+      const pusher = new TransactionPusher(this.db, this.stream, this.pubsub, this.rooms, this.users, this.log.child({ bridge: reg.config.id }), reg.config, reg.botId, reg.deviceId);
       this.pushers.push(pusher);
       await pusher.start();
     }
@@ -108,7 +128,8 @@ export class BridgesService {
 
   /**
    * Resolves a bearer token that is a bridge's `as_token`. The bridge acts as `userId` (one of its
-   * ghosts or its bot) or, without it, as its bot.
+   * ghosts or its bot) or, without it, as its bot; with `e2ee = true` on the bot's device session
+   * either way (ghosts' messages in encrypted rooms are encrypted by the bot's device).
    * @returns null when the token is not an as_token (the caller then tries access tokens).
    * @throws AppError FORBIDDEN (403) when `userId` is not a user of this bridge's namespace.
    */
@@ -120,7 +141,7 @@ export class BridgesService {
     const acting = userId ?? reg.botId;
     const user = /^[0-9a-f-]{36}$/i.test(acting) ? await this.users.find(this.db, acting) : null;
     if (!user || user.deactivated_at || user.bridge_id !== bridgeId) throw new AppError('FORBIDDEN', `user_id ${acting} is not in the namespace of bridge ${bridgeId}`);
-    return { userId: acting, deviceId: NO_DEVICE, userName: user.name, bridgeId };
+    return { userId: acting, deviceId: reg.deviceId ?? NO_DEVICE, userName: user.name, bridgeId, botId: reg.botId };
   }
 
   /**

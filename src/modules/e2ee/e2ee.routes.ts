@@ -20,7 +20,7 @@ export const e2eeRoutes: FastifyPluginAsyncTypebox = async (app) => {
           'Registers the calling session as a Signal-protocol device: its registration id and identity key (base64 of libsignal\'s ' +
           'serialized public key). 201 with its Signal device id (1–127 per user, freed when the session is revoked); the same ' +
           'values again: 200, same answer; a new identity key replaces the old one and drops its prekeys. Members of shared ' +
-          'encrypted rooms get `e2ee.devices_changed`. 403 E2EE_DEVICE_REQUIRED for a bridge or agent; 409 CONFLICT when all 127 ids are taken.',
+          'encrypted rooms get `e2ee.devices_changed`. 403 E2EE_DEVICE_REQUIRED for an agent, a bridge without `e2ee` or a bridge acting as a ghost (a bridge with `e2ee = true` registers its bot device, docs/BRIDGES.md); 409 CONFLICT when all 127 ids are taken.',
         tags,
         body: RegisterDeviceBody,
         response: {

@@ -89,6 +89,7 @@ export const SenderKeyCiphertext = Type.Object(
 
 /** The envelope a message carries for the receiving device. */
 export const EnvelopeOut = Type.Object({
+  sender_user_id: Type.Optional(Type.With(Uuid, { description: 'The user whose device encrypted it: the sender, or for a bridge ghost\'s message the bridge bot (docs/BRIDGES.md). Absent on sender-key envelopes.' })),
   sender_device_id: SignalDeviceId,
   type: CiphertextType,
   body: Type.String(),

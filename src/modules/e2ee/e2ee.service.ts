@@ -16,6 +16,7 @@ import type { EnvelopeWire } from '../../events/catalog.js';
 import type { PubSub } from '../../events/pubsub.js';
 import { sendToDeviceSockets } from '../../events/socket-control.js';
 import type { AuthContext } from '../auth/auth.service.js';
+import { actsAsGhost } from '../bridges/bridges.service.js';
 import { e2eeRepository as repo, type E2eeDeviceRow, type IdSpace, type KeyRow, type OneTimeKind, type RoomDeviceRow } from './e2ee.repository.js';
 
 /** A claim leaving fewer one-time keys than this sends `e2ee.keys_low` to the device. */
@@ -59,10 +60,11 @@ export class E2eeService {
    * Makes the calling session an E2EE device. Again with the same values: the same answer, `created`
    * false. A different identity key (or registration id) replaces the old one and drops its keys.
    * @returns `{created, device: {device_id, registration_id, identity_key}}`.
-   * @throws AppError VALIDATION_FAILED (400, not an EC public key), E2EE_DEVICE_REQUIRED (403, a bridge or
-   *   agent without a session), CONFLICT (409, all 127 Signal device ids of the user are taken).
+   * @throws AppError VALIDATION_FAILED (400, not an EC public key), E2EE_DEVICE_REQUIRED (403, an agent
+   *   or a bridge without `e2ee`, which have no session, or a bridge acting as a ghost), CONFLICT (409, all 127 Signal device ids of the user are taken).
    */
   async registerDevice(auth: AuthContext, body: { registration_id: number; identity_key: string }) {
+    refuseGhost(auth);
     const identityKey = parseEcKey(body.identity_key, 'identity_key');
     const { row, outcome } = await this.db.transaction(async (tx) => {
       await repo.lockUser(tx, auth.userId);
@@ -93,6 +95,7 @@ export class E2eeService {
     auth: AuthContext,
     body: { signed_pre_key?: SignedKeyIn; kyber_last_resort_key?: SignedKeyIn; pre_keys?: { key_id: number; public_key: string }[]; kyber_pre_keys?: SignedKeyIn[] },
   ) {
+    refuseGhost(auth);
     return this.db.transaction(async (tx) => {
       const device = await this.requireDevice(tx, auth.deviceId);
       const identity = PublicKey.deserialize(new Uint8Array(device.identity_key));
@@ -150,6 +153,7 @@ export class E2eeService {
    * @throws AppError E2EE_DEVICE_REQUIRED (403).
    */
   async keyCounts(auth: AuthContext) {
+    refuseGhost(auth);
     await this.requireDevice(this.db, auth.deviceId);
     return repo.counts(this.db, auth.deviceId);
   }
@@ -203,6 +207,7 @@ export class E2eeService {
    *   queued), MAILBOX_FULL (429, nothing queued).
    */
   async sendToDevice(auth: AuthContext, messages: { user_id: string; device_id: number; type: number; body: string }[]) {
+    refuseGhost(auth);
     const sent = await this.db.transaction(async (tx) => {
       const sender = await this.requireDevice(tx, auth.deviceId);
       const out = [];
@@ -290,7 +295,9 @@ export class E2eeService {
 
 /**
  * Checks a send's envelopes against the room's member devices: exactly one per E2EE device of every
- * member, the sending device excluded, each with the device's current registration id.
+ * member, the sending device excluded, each with the device's current registration id. Each stored
+ * envelope names the sending device's user (`sender_user_id`): the sender, or the bridge bot whose
+ * device sends for a ghost.
  * @returns the envelopes to store, keyed by the recipient's session id, and the sender's Signal device id.
  * @throws AppError E2EE_DEVICE_REQUIRED (403, the sending session is no E2EE device of the room's
  *   members), MISMATCHED_DEVICES (409 `{missing, extra}`), STALE_DEVICES (410 `{stale}`).
@@ -310,7 +317,7 @@ export function matchEnvelopes(devices: RoomDevices, senderSessionId: string | u
   const stale = envelopes.filter((e) => wanted.get(key(e.user_id, e.device_id))!.registration_id !== e.registration_id);
   if (stale.length) throw new AppError('STALE_DEVICES', 'Some devices were registered again', { stale: stale.map((e) => ({ user_id: e.user_id, device_id: e.device_id })) });
   const stored: Record<string, EnvelopeWire> = {};
-  for (const e of envelopes) stored[wanted.get(key(e.user_id, e.device_id))!.device_id!] = { sender_device_id: sender.signal_device_id!, type: e.type, body: e.body };
+  for (const e of envelopes) stored[wanted.get(key(e.user_id, e.device_id))!.device_id!] = { sender_user_id: sender.user_id!, sender_device_id: sender.signal_device_id!, type: e.type, body: e.body };
   return { envelopes: stored, senderDeviceId: sender.signal_device_id! };
 }
 
@@ -319,6 +326,15 @@ export function senderDeviceOf(devices: RoomDevices, senderSessionId: string | u
   const sender = devices.find((d) => d.device_id === senderSessionId);
   if (!sender) throw new AppError('E2EE_DEVICE_REQUIRED', 'Sending in an encrypted room needs a registered E2EE device');
   return sender.signal_device_id!;
+}
+
+/**
+ * A ghost of an E2EE bridge sends with its bot's device, but only the bot (the as_token without
+ * `?user_id=`) registers that device, uploads its keys and sends to-device messages from it.
+ * @throws AppError E2EE_DEVICE_REQUIRED (403).
+ */
+function refuseGhost(auth: AuthContext): void {
+  if (actsAsGhost(auth)) throw new AppError('E2EE_DEVICE_REQUIRED', 'A bridge ghost has no E2EE device of its own; manage the bot\'s device as the bot (no user_id)');
 }
 
 function deviceView(d: E2eeDeviceRow) {

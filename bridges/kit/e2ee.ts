@@ -1,0 +1,284 @@
+/**
+ * End-to-bridge encryption (`[[bridges]] e2ee = true`, docs/BRIDGES.md): the bridge bot is an E2EE
+ * device of the hub (docs/E2EE.md) with its Signal state in `<data dir>/e2ee.json` (the SDK's
+ * `FileStore` and `SignalStores`, sdk/src/e2ee/store.ts). It registers the bot's device session,
+ * uploads a signed prekey, a Kyber last-resort key and 100 one-time keys of each kind, refills
+ * them when fewer than 10 are left (checked at start and after each PreKey message, which used one:
+ * a bridge has no socket for `e2ee.keys_low`) and replaces the signed and last-resort keys weekly.
+ *
+ * - Hub -> network: `decrypt` opens the envelope the hub addressed to the bot's device (per-device
+ *   envelopes, types 3 and 2). The plaintext is kept by message id until `forget` (once the network
+ *   took it, or it was given up), since a ratchet opens a message once and a failed send is retried.
+ * - Network -> hub: `envelopesFor` encrypts for every E2EE device of the room's members but the bot's
+ *   own (claiming a bundle for a device without a session), and `send` retries after 409/410 with the
+ *   devices fetched again. A ghost's message is encrypted by the bot's device: its plaintext is the
+ *   JSON `{"kind": "bridged", "sender_id": <ghost id>, "body": <text>}`, which recipients check
+ *   against the message's sender (the SDK does), so the hub cannot pass the bot's words off as
+ *   another ghost's.
+ *
+ * Not covered: sender-key messages (type 7; their distribution arrives as to-device messages, which
+ * reach sockets only) and files in encrypted rooms.
+ */
+import crypto from 'node:crypto';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import {
+  CiphertextMessageType, IdentityKeyPair, KEMKeyPair, KEMPublicKey, KyberPreKeyRecord, PreKeyBundle, PreKeyRecord, PreKeySignalMessage, PrivateKey,
+  ProtocolAddress, PublicKey, SignalMessage, SignedPreKeyRecord, processPreKeyBundle, signalDecrypt, signalDecryptPreKey, signalEncrypt,
+} from '@signalapp/libsignal-client';
+import { FileStore as KeyFile, SignalStores } from '../../sdk/src/e2ee/store.js';
+import { HubError, type HubClient } from './hub-client.js';
+
+const REFILL_BELOW = 10;
+const BATCH = 100;
+/** The signed prekey and the Kyber last-resort key are replaced this often (checked daily), ms. */
+const ROTATE_EVERY_MS = 7 * 86_400_000;
+const DAY_MS = 86_400_000;
+/** Sends whose device list was out of date (409/410) are tried this often. */
+const MAX_ATTEMPTS = 3;
+
+const enc = (b: Uint8Array) => Buffer.from(b).toString('base64');
+const dec = (s: string) => new Uint8Array(Buffer.from(s, 'base64'));
+const utf8 = new TextEncoder();
+const fromUtf8 = new TextDecoder();
+
+/** An envelope as the hub delivers it (`message.envelope`, `message.edited.envelope`). */
+export interface Envelope {
+  sender_user_id?: string;
+  sender_device_id: number;
+  type: number;
+  body: string;
+}
+
+/** An envelope as a send carries it. */
+export interface OutEnvelope {
+  user_id: string;
+  device_id: number;
+  registration_id: number;
+  type: number;
+  body: string;
+}
+
+interface Device {
+  user_id: string;
+  device_id: number;
+  registration_id: number;
+}
+
+interface DeviceRef {
+  user_id: string;
+  device_id: number;
+}
+
+export class BridgeE2ee {
+  private readonly kv: KeyFile;
+  private readonly stores: SignalStores;
+  /** The bot's Signal device id (set by `start`). */
+  deviceId = 0;
+  private readonly devicesByUser = new Map<string, Device[]>();
+  /** One libsignal step at a time (ratchets are stateful; lanes run concurrently). */
+  private chain: Promise<unknown> = Promise.resolve();
+  private rotateTimer?: NodeJS.Timeout;
+
+  constructor(
+    private readonly hub: HubClient,
+    dataDir: string,
+    private readonly botId: string,
+    private readonly log: Logger,
+  ) {
+    this.kv = new KeyFile(path.join(dataDir, 'e2ee.json'));
+    this.stores = new SignalStores(this.kv);
+    this.stores.onIdentityChanged = (a) => this.log.warn({ user_id: a.user_id, device_id: a.device_id }, 'a device presented a new identity key (trusted on first use)');
+  }
+
+  /**
+   * Registers the bot's device (identity key and registration id created on first start) and uploads
+   * its keys. @throws HubError (E2EE_DEVICE_REQUIRED when the hub's bridge config lacks `e2ee = true`).
+   */
+  async start(): Promise<void> {
+    const started = Date.now();
+    await this.serial(async () => {
+      if (!(await this.kv.get('identity:private'))) {
+        const pair = IdentityKeyPair.generate();
+        await this.kv.set('identity:private', enc(pair.privateKey.serialize()));
+        await this.kv.set('registration_id', enc(utf8.encode(String(1 + crypto.randomInt(16380)))));
+      }
+      const pair = await this.stores.identity.getIdentityKeyPair();
+      const device = await this.hub.call<{ device_id: number }>('POST', '/api/e2ee/devices', {
+        body: { registration_id: await this.stores.identity.getLocalRegistrationId(), identity_key: enc(pair.publicKey.serialize()) },
+      });
+      this.deviceId = device.device_id;
+      await this.rotateIfDue();
+      await this.refill();
+    });
+    this.log.info({ device_id: this.deviceId, ms: Date.now() - started }, 'bridge E2EE device ready');
+    this.rotateTimer = setInterval(() => void this.serial(() => this.rotateIfDue()).catch((err) => this.log.warn({ err: (err as Error).message }, 'key rotation failed')), DAY_MS);
+    this.rotateTimer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.rotateTimer);
+  }
+
+  /**
+   * The plaintext of hub message `key` (a message id, or an edit's id) from the envelope addressed to
+   * the bot's device; the stored plaintext when it was opened before.
+   * @throws Error when it cannot be opened (a sender-key message, a broken session): not retried.
+   */
+  async decrypt(key: string, senderUserId: string, e: Envelope): Promise<string> {
+    return this.serial(async () => {
+      const cached = await this.kv.get(`plain:${key}`);
+      if (cached !== undefined) return cached;
+      const address = ProtocolAddress.new(e.sender_user_id ?? senderUserId, e.sender_device_id);
+      const s = this.stores;
+      const local = ProtocolAddress.new(this.botId, this.deviceId);
+      let bytes: Uint8Array;
+      if (e.type === CiphertextMessageType.PreKey) {
+        bytes = await signalDecryptPreKey(PreKeySignalMessage.deserialize(dec(e.body)), address, local, s.session, s.identity, s.preKey, s.signedPreKey, s.kyberPreKey);
+      } else if (e.type === CiphertextMessageType.Whisper) {
+        bytes = await signalDecrypt(SignalMessage.deserialize(dec(e.body)), address, local, s.session, s.identity);
+      } else {
+        throw new Error(`envelope type ${e.type} is not bridged (only per-device envelopes are)`);
+      }
+      const text = fromUtf8.decode(bytes);
+      await this.kv.set(`plain:${key}`, text);
+      // A PreKey message used one of the bot's one-time keys.
+      if (e.type === CiphertextMessageType.PreKey) await this.refill().catch((err) => this.log.warn({ err: (err as Error).message }, 'key refill failed'));
+      return text;
+    });
+  }
+
+  /** Drops the plaintext kept for `key` (the network has it). */
+  async forget(key: string): Promise<void> {
+    if ((await this.kv.get(`plain:${key}`)) !== undefined) await this.kv.delete(`plain:${key}`);
+  }
+
+  /**
+   * Sends `text` into encrypted room `roomId` as `as` (a ghost, or the bot when undefined) through
+   * `post(envelopes)` (a send or an edit): one envelope per member device, fetched again and retried
+   * on 409 MISMATCHED_DEVICES / 410 STALE_DEVICES.
+   * @returns what `post` returned. @throws HubError after 3 attempts, or any other refusal.
+   */
+  async send<T>(roomId: string, as: string | undefined, text: string, post: (envelopes: OutEnvelope[]) => Promise<T>): Promise<T> {
+    const plaintext = as && as !== this.botId ? JSON.stringify({ kind: 'bridged', sender_id: as, body: text }) : text;
+    const fresh = new Set<string>();
+    for (let attempt = 1; ; attempt++) {
+      const envelopes = await this.serial(() => this.envelopesFor(roomId, utf8.encode(plaintext), fresh));
+      try {
+        return await post(envelopes);
+      } catch (err) {
+        if (!(err instanceof HubError) || (err.status !== 409 && err.status !== 410) || attempt >= MAX_ATTEMPTS) throw err;
+        const named = ['missing', 'extra', 'stale'].flatMap((k) => (err.details[k] as DeviceRef[] | undefined) ?? []);
+        for (const d of (err.details.stale as DeviceRef[] | undefined) ?? []) await this.kv.delete(`session:${d.user_id}.${d.device_id}`);
+        for (const d of named) fresh.add(d.user_id);
+        this.log.info({ room_id: roomId, code: err.code }, 'device list changed; encrypting again');
+      }
+    }
+  }
+
+  /** One envelope of `plaintext` for every E2EE device of the room's members but the bot's. */
+  private async envelopesFor(roomId: string, plaintext: Uint8Array, fresh: Set<string>): Promise<OutEnvelope[]> {
+    const room = await this.hub.call<{ members: { user_id: string }[] }>('GET', `/api/rooms/${roomId}`);
+    const out: OutEnvelope[] = [];
+    for (const m of room.members) {
+      for (const d of await this.devicesOf(m.user_id, fresh.has(m.user_id))) {
+        if (d.user_id === this.botId && d.device_id === this.deviceId) continue;
+        out.push(await this.encryptFor(d, plaintext));
+      }
+    }
+    return out;
+  }
+
+  /** A user's E2EE devices, cached until a send finds them out of date (the bridge gets no `e2ee.devices_changed`). */
+  private async devicesOf(userId: string, fresh: boolean): Promise<Device[]> {
+    const cached = this.devicesByUser.get(userId);
+    if (cached && !fresh) return cached;
+    const { devices } = await this.hub.call<{ devices: Device[] }>('GET', `/api/e2ee/users/${userId}/devices`);
+    const list = devices.map((d) => ({ user_id: userId, device_id: d.device_id, registration_id: d.registration_id }));
+    this.devicesByUser.set(userId, list);
+    return list;
+  }
+
+  /** Encrypts for one device, starting a session from a claimed bundle when there is none. */
+  private async encryptFor(d: Device, plaintext: Uint8Array): Promise<OutEnvelope> {
+    const address = ProtocolAddress.new(d.user_id, d.device_id);
+    const local = ProtocolAddress.new(this.botId, this.deviceId);
+    const session = await this.stores.session.getSession(address);
+    if (!session?.hasCurrentState()) {
+      const { devices } = await this.hub.call<{ devices: any[] }>('POST', '/api/e2ee/keys/claim', { body: { user_id: d.user_id, device_id: d.device_id } });
+      const b = devices[0];
+      const bundle = PreKeyBundle.new(
+        b.registration_id, b.device_id, b.pre_key?.key_id ?? null, b.pre_key ? PublicKey.deserialize(dec(b.pre_key.public_key)) : null,
+        b.signed_pre_key.key_id, PublicKey.deserialize(dec(b.signed_pre_key.public_key)), dec(b.signed_pre_key.signature),
+        PublicKey.deserialize(dec(b.identity_key)), b.kyber_pre_key.key_id, KEMPublicKey.deserialize(dec(b.kyber_pre_key.public_key)), dec(b.kyber_pre_key.signature),
+      );
+      await processPreKeyBundle(bundle, address, local, this.stores.session, this.stores.identity);
+    }
+    const message = await signalEncrypt(new Uint8Array(plaintext), address, local, this.stores.session, this.stores.identity);
+    return { user_id: d.user_id, device_id: d.device_id, registration_id: d.registration_id, type: message.type(), body: enc(message.serialize()) };
+  }
+
+  /** A new signed prekey and Kyber last-resort key when there are none yet or they are 7 days old. */
+  private async rotateIfDue(): Promise<void> {
+    const at = Number((await this.kv.get('rotated_at')) ?? '0');
+    if ((await this.kv.get('kyber:last_resort')) && Date.now() - at < ROTATE_EVERY_MS) return;
+    await this.rotate();
+    await this.kv.set('rotated_at', String(Date.now()));
+  }
+
+  /** A new signed prekey and Kyber last-resort key, uploaded (the previous ones stay for messages in flight). */
+  private async rotate(): Promise<void> {
+    const identity = await this.stores.identity.getIdentityKey();
+    const signedId = await this.nextId('signed');
+    const key = PrivateKey.generate();
+    const signature = identity.sign(key.getPublicKey().serialize());
+    await this.stores.signedPreKey.saveSignedPreKey(signedId, SignedPreKeyRecord.new(signedId, Date.now(), key.getPublicKey(), key, signature));
+    const lastResort = await this.newKyberKey(identity);
+    await this.kv.set('kyber:last_resort', String(lastResort.key_id));
+    await this.hub.call('PUT', '/api/e2ee/keys', {
+      body: { signed_pre_key: { key_id: signedId, public_key: enc(key.getPublicKey().serialize()), signature: enc(signature) }, kyber_last_resort_key: lastResort },
+    });
+  }
+
+  /** Uploads 100 one-time keys of each kind that has fewer than 10 left. */
+  private async refill(): Promise<void> {
+    const counts = await this.hub.call<{ pre_keys: number; kyber_pre_keys: number }>('GET', '/api/e2ee/keys');
+    const identity = await this.stores.identity.getIdentityKey();
+    const body: { pre_keys?: { key_id: number; public_key: string }[]; kyber_pre_keys?: { key_id: number; public_key: string; signature: string }[] } = {};
+    if (counts.pre_keys < REFILL_BELOW) {
+      body.pre_keys = [];
+      for (let i = 0; i < BATCH; i++) {
+        const id = await this.nextId('ec');
+        const key = PrivateKey.generate();
+        await this.stores.preKey.savePreKey(id, PreKeyRecord.new(id, key.getPublicKey(), key));
+        body.pre_keys.push({ key_id: id, public_key: enc(key.getPublicKey().serialize()) });
+      }
+    }
+    if (counts.kyber_pre_keys < REFILL_BELOW) {
+      body.kyber_pre_keys = [];
+      for (let i = 0; i < BATCH; i++) body.kyber_pre_keys.push(await this.newKyberKey(identity));
+    }
+    if (body.pre_keys || body.kyber_pre_keys) await this.hub.call('PUT', '/api/e2ee/keys', { body });
+  }
+
+  private async newKyberKey(identity: PrivateKey) {
+    const id = await this.nextId('kyber');
+    const pair = KEMKeyPair.generate();
+    const signature = identity.sign(pair.getPublicKey().serialize());
+    await this.stores.kyberPreKey.saveKyberPreKey(id, KyberPreKeyRecord.new(id, Date.now(), pair, signature));
+    return { key_id: id, public_key: enc(pair.getPublicKey().serialize()), signature: enc(signature) };
+  }
+
+  /** The next key id of an id space, persisted before use. */
+  private async nextId(space: 'ec' | 'kyber' | 'signed'): Promise<number> {
+    const id = Number((await this.kv.get(`next:${space}`)) ?? '1');
+    await this.kv.set(`next:${space}`, String(id + 1));
+    return id;
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.chain.then(fn);
+    this.chain = next.catch(() => undefined);
+    return next;
+  }
+}
