@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import WebSocket from 'ws';
+import { messagesRepository } from '../../src/modules/messages/messages.repository.js';
 import { WsClient, api, register, startTestHub, type Session, type TestHub } from '../helpers/hub.js';
 
 let t: TestHub;
@@ -50,6 +51,39 @@ describe('live delivery', () => {
     expect(again).toMatchObject({ message_id: ack.message_id, duplicate: true });
     for (const c of [a, b, b2]) c.close();
   });
+
+  it('writes the delivery receipts of a resume one UPDATE at a time, one receipt per message', async () => {
+    const carol = await register(t.url, 'Carol');
+    const room = (await api(t.url, 'POST', '/api/rooms', { token: alice.token, body: { type: 'direct', members: [carol.user.id] } })).body.id;
+    const a = await WsClient.connect(t.wsUrl, alice.token);
+    const since = await t.hub.stream.maxPosition();
+    const n = 1500;
+    // Through the service: the socket's rate limit is not what this is about.
+    await Promise.all(Array.from({ length: n }, (_, i) => t.hub.messages.send(alice.user.id, room, { content: `missed ${i}` })));
+    let inFlight = 0;
+    let most = 0;
+    const original = messagesRepository.markDelivered.bind(messagesRepository);
+    const spy = vi.spyOn(messagesRepository, 'markDelivered').mockImplementation(async (q, ids) => {
+      most = Math.max(most, ++inFlight);
+      try {
+        return await original(q, ids);
+      } finally {
+        inFlight--;
+      }
+    });
+    try {
+      const c = await WsClient.connect(t.wsUrl, carol.token, { since });
+      await vi.waitFor(() => expect(a.all('message.delivered').filter((e) => e.room_id === room)).toHaveLength(n), { timeout: 20_000 });
+      expect(c.all('message.new')).toHaveLength(n);
+      expect(most).toBe(1);
+      const { rows } = await t.hub.db.query('SELECT count(*)::int AS n FROM messages WHERE room_id = $1 AND delivered_at IS NULL', [room]);
+      expect(rows[0].n).toBe(0);
+      c.close();
+    } finally {
+      spy.mockRestore();
+      a.close();
+    }
+  }, 60_000);
 
   it('handles frames from one socket in order', async () => {
     const a = await WsClient.connect(t.wsUrl, alice.token);

@@ -44,9 +44,12 @@ export class MessagesService {
   private readonly routing = new Map<string, Promise<void>>();
   /** Message ids known to be delivered already, so sockets do not ask the database again (bounded). */
   private readonly delivered = new Set<string>();
-  /** Receipts waiting for this tick's UPDATE, and the promise of that UPDATE. */
+  /** Receipts waiting for the next UPDATE. */
   private readonly pendingDelivered = new Set<string>();
+  /** The next write of receipts, not yet started: receipts that come meanwhile join it. */
   private deliveredFlush?: Promise<void>;
+  /** The write of receipts in progress: one at a time. */
+  private deliveredWriting: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly db: Database,
@@ -326,8 +329,9 @@ export class MessagesService {
 
   /**
    * Records that a message reached a recipient's socket. The first time only, tells the sender with
-   * `message.delivered` on `user:<sender>`. Receipts of one tick are written in one UPDATE (a resume
-   * replays thousands at once).
+   * `message.delivered` on `user:<sender>`. Receipts are written one UPDATE at a time: those of one
+   * tick together, and those that come while an UPDATE runs together in the next one (a resume
+   * replays thousands at once; concurrent UPDATEs of the same table would only compete).
    * @returns once this message's batch is stored and published.
    */
   markDelivered(messageId: string): Promise<void> {
@@ -336,7 +340,10 @@ export class MessagesService {
     if (this.delivered.size >= 10_000) this.delivered.clear();
     this.delivered.add(messageId);
     this.pendingDelivered.add(messageId);
-    this.deliveredFlush ??= new Promise((resolve) => setImmediate(resolve)).then(() => this.flushDelivered());
+    this.deliveredFlush ??= this.deliveredWriting
+      .catch(() => undefined)
+      .then(() => new Promise((resolve) => setImmediate(resolve)))
+      .then(() => (this.deliveredWriting = this.flushDelivered()));
     return this.deliveredFlush;
   }
 
