@@ -6,6 +6,7 @@
  */
 import crypto from 'node:crypto';
 import net from 'node:net';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { api, register, startTestHub, WsClient, type Session, type TestHub } from '../helpers/hub.js';
 import { loadFederationKey } from '../../src/modules/federation/federation.keys.js';
@@ -50,6 +51,29 @@ async function until<T>(what: string, fn: () => Promise<T | undefined | false>, 
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** Uploads `bytes` to hub `t` as `s`. @returns the attachment. */
+async function upload(t: TestHub, s: Session, bytes: Uint8Array, filename: string): Promise<any> {
+  const form = new FormData();
+  form.append('file', new Blob([Uint8Array.from(bytes)]), filename);
+  const res = await fetch(`${t.url}/api/attachments`, { method: 'POST', headers: { authorization: `Bearer ${s.token}` }, body: form });
+  expect(res.status).toBe(201);
+  return res.json();
+}
+
+/** GETs `url` on hub `t` as `s`: status, headers and the bytes. */
+async function download(t: TestHub, s: Session, url: string, headers: Record<string, string> = {}) {
+  const res = await fetch(t.url + url, { headers: { authorization: `Bearer ${s.token}`, ...headers } });
+  return { status: res.status, headers: res.headers, body: Buffer.from(await res.arrayBuffer()) };
+}
+
+/** A signed GET from hub `from` to hub `to`. */
+async function signedGet(from: number, to: number, path: string) {
+  const key = loadFederationKey(hubs[from].config.data_dir);
+  const headers = await signRequest(key, names[from], { method: 'GET', destination: names[to], path, body: '' });
+  const res = await fetch(`${hubs[to].url}${path}`, { headers });
+  return { status: res.status, body: Buffer.from(await res.arrayBuffer()) };
 }
 
 async function history(t: TestHub, s: Session, roomId: string): Promise<any[]> {
@@ -118,7 +142,7 @@ describe('federation', () => {
     }
   });
 
-  it('carries messages, replies, edits, reactions, receipts and redactions both ways, in one order on every hub', async () => {
+  it('carries messages, replies, edits, reactions, receipts, redactions and a file both ways, in one order on every hub', async () => {
     const send = async (i: number, s: Session, content: string, reply_to?: string) => {
       const res = await api(hubs[i].url, 'POST', `/api/rooms/${roomId}/messages`, { token: s.token, body: { content, ...(reply_to ? { reply_to } : {}) } });
       expect(res.status).toBe(201);
@@ -142,6 +166,58 @@ describe('federation', () => {
     const m3 = await send(2, carol, 'oops');
     await until('m3 on A', async () => (await history(hubs[0], alice, roomId)).find((m) => m.id === m3.id));
     expect((await api(hubs[2].url, 'DELETE', `/api/messages/${m3.id}`, { token: carol.token })).status).toBeLessThan(300);
+
+    // A file each way: Alice's from A (the host), Bob's image from B (a participant). Each hub lists
+    // them at once and fetches the bytes from the hub they were uploaded to on the first download
+    // through its own /api/attachments URL, then keeps them.
+    const notes = crypto.randomBytes(300_000);
+    const png = await sharp({ create: { width: 400, height: 200, channels: 3, background: { r: 20, g: 130, b: 90 } } }).png().toBuffer();
+    const fileA = await upload(hubs[0], alice, notes, 'notes.bin');
+    const fileB = await upload(hubs[1], bob, png, 'picture.png');
+    const m4 = (await api(hubs[0].url, 'POST', `/api/rooms/${roomId}/messages`, { token: alice.token, body: { content: 'notes attached', attachments: [fileA.id] } })).body;
+    const m5res = await api(hubs[1].url, 'POST', `/api/rooms/${roomId}/messages`, { token: bob.token, body: { content: '', attachments: [fileB.id] } });
+    expect(m5res.status).toBe(201);
+    const m5 = m5res.body;
+    // Someone else's upload is refused in a room hosted elsewhere as in a local one.
+    const notBobs = await api(hubs[1].url, 'POST', `/api/rooms/${roomId}/messages`, { token: bob.token, body: { content: 'x', attachments: [fileA.id] } });
+    expect(notBobs.status).toBe(404);
+    expect(notBobs.body.error.code).toBe('INVALID_ATTACHMENT');
+    const thumbOnB = await download(hubs[1], bob, fileB.thumbnail_url);
+    expect(thumbOnB.status).toBe(200);
+    for (const [i, s] of [[0, alice], [1, bob], [2, carol]] as const) {
+      const h = await until(`the files on ${names[i]}`, async () => {
+        const list = await history(hubs[i], s, roomId);
+        return list.some((m) => m.id === m4.id) && list.some((m) => m.id === m5.id) ? list : undefined;
+      });
+      expect(h.find((m) => m.id === m4.id).attachments).toEqual([fileA]);
+      expect(h.find((m) => m.id === m5.id).attachments).toEqual([fileB]);
+    }
+    const stored = (i: number, id: string) => hubs[i].hub.db.query('SELECT origin, missing FROM attachments WHERE id = $1', [id]).then((r) => r.rows[0]);
+    expect(await stored(2, fileB.id)).toEqual({ origin: 'b.test', missing: [fileB.id, `${fileB.id}.thumb`] }); // listed, not fetched yet
+    for (const [i, s, file, bytes] of [[1, bob, fileA, notes], [2, carol, fileA, notes], [0, alice, fileB, png], [2, carol, fileB, png]] as const) {
+      const got = await download(hubs[i], s, file.url);
+      expect(got.status, `${file.filename} on ${names[i]}`).toBe(200);
+      expect(got.headers.get('content-type')).toBe(file.mime_type);
+      expect(got.body.equals(bytes), `${file.filename} on ${names[i]}`).toBe(true);
+    }
+    for (const i of [0, 2]) {
+      const thumb = await download(hubs[i], [alice, bob, carol][i], fileB.thumbnail_url);
+      expect(thumb.status).toBe(200);
+      expect(thumb.headers.get('content-type')).toBe('image/webp');
+      expect(thumb.body.equals(thumbOnB.body)).toBe(true);
+    }
+    expect(await stored(2, fileB.id)).toEqual({ origin: 'b.test', missing: [] });
+    expect(await stored(1, fileA.id)).toEqual({ origin: 'a.test', missing: [] });
+    // Kept: a range is served from the copy, even with the origin out of reach.
+    proxies[1].setCut(true);
+    try {
+      const part = await download(hubs[2], carol, fileB.url, { range: 'bytes=0-99' });
+      expect(part.status).toBe(206);
+      expect(part.body.equals(png.subarray(0, 100))).toBe(true);
+    } finally {
+      proxies[1].setCut(false);
+    }
+
     for (const [i, s] of [[0, alice], [1, bob], [2, carol]] as const) {
       await until(`edit, reaction and redaction on ${names[i]}`, async () => {
         const h = await history(hubs[i], s, roomId);
@@ -154,7 +230,7 @@ describe('federation', () => {
     const orders = await Promise.all([[0, alice], [1, bob], [2, carol]].map(async ([i, s]) => (await history(hubs[i as number], s as Session, roomId)).map((m) => m.id)));
     expect(orders[1]).toEqual(orders[0]);
     expect(orders[2]).toEqual(orders[0]);
-    expect(orders[0]).toEqual([m1.id, m2.id, m3.id]);
+    expect(orders[0]).toEqual([m1.id, m2.id, m3.id, m4.id, m5.id]);
   });
 
   it('carries a direct room between A and B, with a mention that names the same person on both hubs', async () => {
@@ -174,6 +250,17 @@ describe('federation', () => {
     expect(onA.reply_to).toBe(fromA);
     const order = async (i: number, s: Session) => (await history(hubs[i], s, dmId)).map((m) => m.id);
     expect(await order(1, bob)).toEqual(await order(0, alice));
+
+    // The media endpoint serves a file only to hubs that share a room where it was sent.
+    const file = await upload(hubs[0], alice, crypto.randomBytes(1000), 'dm.bin');
+    const path = `/_federation/v1/media/${file.id}`;
+    expect((await signedGet(1, 0, path)).status).toBe(403); // uploaded, not sent anywhere yet
+    await api(hubs[0].url, 'POST', `/api/rooms/${dmId}/messages`, { token: alice.token, body: { content: 'for Bob', attachments: [file.id] } });
+    expect((await signedGet(1, 0, path)).status).toBe(200);
+    expect((await signedGet(2, 0, path)).status).toBe(403); // C is not in the direct room
+    expect((await signedGet(1, 0, `${path}/thumbnail`)).status).toBe(404); // no thumbnail
+    expect((await signedGet(1, 0, `/_federation/v1/media/${crypto.randomUUID()}`)).status).toBe(404);
+    expect((await fetch(`${hubs[0].url}${path}`)).status).toBe(401); // unsigned
   });
 
   it('shows typing on the other hubs (best effort, straight to them)', async () => {

@@ -9,6 +9,7 @@ import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { AppError } from '../../errors.js';
 import { errorResponses } from '../../plugins/openapi.js';
+import { AttachmentParams, FileBytes } from '../attachments/attachments.schemas.js';
 import { PublicUser } from '../users/users.schemas.js';
 import type { FedTransaction } from './federation.service.js';
 
@@ -114,6 +115,27 @@ export const federationRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (req) => federation.eventsAfter(originOf(req), req.params.room_id, req.query.after_seq, req.query.limit ?? 100),
   );
+
+  for (const thumbnail of [false, true]) {
+    app.get(
+      `/_federation/v1/media/:id${thumbnail ? '/thumbnail' : ''}`,
+      {
+        preValidation: authenticate,
+        schema: {
+          operationId: thumbnail ? 'federationMediaThumbnail' : 'federationMedia',
+          summary: thumbnail ? 'A file\'s thumbnail' : 'A file',
+          description: `The bytes of a file uploaded to this hub (${thumbnail ? 'its WebP thumbnail' : 'whole'}), for a hub with a member in a federated room where a message carries it: 403 FEDERATION_FORBIDDEN for any other hub, 404 INVALID_ATTACHMENT when unknown${thumbnail ? ' or without a thumbnail' : ''}. The other hub keeps what it fetched. ${signed}`,
+          tags,
+          params: AttachmentParams,
+          response: { 200: FileBytes('The bytes, with the file\'s Content-Type and Content-Length'), ...errorResponses(401, 403, 404) },
+        },
+      },
+      async (req, reply) => {
+        const file = await federation.media(originOf(req), req.params.id, thumbnail);
+        return reply.header('content-type', file.mime_type).header('content-length', file.size).header('x-content-type-options', 'nosniff').send(file.read());
+      },
+    );
+  }
 
   app.get(
     '/_federation/v1/users/:username',

@@ -13,6 +13,7 @@
  * - One durable outbound queue per peer (`federation_outbox`), sent by a `TransactionSender`.
  */
 import crypto from 'node:crypto';
+import { Readable } from 'node:stream';
 import { Gauge, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { Config } from '../../config/schema.js';
@@ -23,6 +24,9 @@ import { Follower } from '../../events/follower.js';
 import { toWire, type EventStream, type StreamEvent } from '../../events/stream.js';
 import { TransactionSender } from '../../events/transaction-sender.js';
 import { AppError } from '../../errors.js';
+import type { AttachmentsService, OpenedFile, RemoteFile } from '../attachments/attachments.service.js';
+import type { AttachmentRow } from '../attachments/attachments.repository.js';
+import { attachmentView } from '../attachments/attachments.view.js';
 import type { MessagesService } from '../messages/messages.service.js';
 import type { MessageView, SendInput } from '../messages/messages.view.js';
 import type { RoomsService } from '../rooms/rooms.service.js';
@@ -72,6 +76,8 @@ const RELAY_BATCH = 200;
 const OUT_BATCH = 100;
 const SNAPSHOT_EVENTS = 100;
 const REQUEST_TIMEOUT_MS = 15_000;
+/** How long fetching a file from its hub may take, whole, ms. */
+const MEDIA_TIMEOUT_MS = 300_000;
 /** How long a send in a room hosted elsewhere waits for the host's order before it is answered as pending, ms. */
 const PENDING_WAIT_MS = 3000;
 
@@ -93,6 +99,7 @@ export class FederationService {
     private readonly users: UsersService,
     private readonly rooms: RoomsService,
     private readonly messages: MessagesService,
+    private readonly attachments: AttachmentsService,
     private readonly pubsub: PubSub,
     private readonly typing: TypingService,
     private readonly config: Config,
@@ -121,6 +128,7 @@ export class FederationService {
       this.relay.wake();
     });
     this.messages.routeRemoteSends((userId, roomId, input, attachmentIds) => this.forwardSend(userId, roomId, input, attachmentIds));
+    this.attachments.fetchRemoteWith((origin, id, thumbnail) => this.fetchMedia(origin, id, thumbnail));
     for (const roomId of await repo.roomIds(this.db)) this.followTyping(roomId);
     for (const state of await repo.outStates(this.db)) this.sender(state.peer).wake();
     for (const peer of this.config.federation.peers) this.sender(peer.server_name);
@@ -199,6 +207,43 @@ export class FederationService {
     const answer = await res.json().catch(() => null);
     if (!res.ok) throw new Error(`${server} answered ${method} ${path} with ${res.status}: ${JSON.stringify(answer)}`);
     return answer;
+  }
+
+  // ---- media: files of messages, fetched from the hub they were uploaded to ----
+
+  /**
+   * The bytes of a file (or its thumbnail) of hub `origin`: a signed `GET /_federation/v1/media/:id`.
+   * @throws AppError FEDERATION_UNAVAILABLE (503) unless `origin` answers 200.
+   */
+  private async fetchMedia(origin: string, id: string, thumbnail: boolean): Promise<AsyncIterable<Uint8Array>> {
+    const path = `/_federation/v1/media/${encodeURIComponent(id)}${thumbnail ? '/thumbnail' : ''}`;
+    if (!this.enabled || !this.allowed(origin)) throw new AppError('FEDERATION_UNAVAILABLE', `Hub ${origin} is not federated with this one`);
+    const headers = await signRequest(this.key, this.serverName, { method: 'GET', destination: origin, path, body: '' });
+    const res = await fetch(`${this.peerUrl(origin)}${path}`, { headers, signal: AbortSignal.any([this.abort.signal, AbortSignal.timeout(MEDIA_TIMEOUT_MS)]) }).catch((err: Error) => {
+      throw new AppError('FEDERATION_UNAVAILABLE', `Hub ${origin} did not answer: ${err.message}`);
+    });
+    if (!res.ok || !res.body) {
+      const answer = await res.text().catch(() => '');
+      throw new AppError('FEDERATION_UNAVAILABLE', `Hub ${origin} answered ${res.status} for the file: ${answer.slice(0, 200)}`);
+    }
+    return Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>);
+  }
+
+  /**
+   * `GET /_federation/v1/media/:id` (and `/thumbnail`) from `origin`: a file stored on this hub, for a
+   * hub with a member in a federated room (that does not deny it) where a message carries the file.
+   * @throws AppError INVALID_ATTACHMENT (404: unknown, not stored here, no thumbnail), FEDERATION_FORBIDDEN (403).
+   */
+  async media(origin: string, id: string, thumbnail: boolean): Promise<OpenedFile> {
+    return this.attachments.openForPeer(id, thumbnail, async (roomIds) => {
+      const shared: string[] = [];
+      for (const roomId of roomIds) {
+        const room = await repo.room(this.db, roomId);
+        if (room && !room.deny.includes(origin)) shared.push(roomId);
+      }
+      const members = await this.users.findMany([...new Set([...(await this.rooms.memberIdsOf(this.db, shared)).values()].flat())]);
+      if (!members.some((u) => u.server === origin)) throw new AppError('FEDERATION_FORBIDDEN', `${origin} shares no room where that file was sent`);
+    });
   }
 
   /** The durable outbound queue of `peer` (created on first use). */
@@ -366,13 +411,16 @@ export class FederationService {
    * `pending` (kept, and sent when the host is reachable, in the order sent).
    * @returns null for rooms this hub hosts (and rooms that are not federated); else, once the send is
    *   queued to the host, `sent`: its answer to come.
-   * @throws AppError NOT_A_MEMBER (403), VALIDATION_FAILED (400: attachments do not cross yet).
+   * @throws AppError NOT_A_MEMBER (403), INVALID_ATTACHMENT (404: an attachment unknown or not uploaded by the sender).
    */
   async forwardSend(userId: string, roomId: string, input: SendInput, attachmentIds: string[]): Promise<{ sent: Promise<{ message: MessageView; created: boolean; pending?: boolean }> } | null> {
     const room = await repo.room(this.db, roomId);
     if (!room || room.host === this.serverName) return null;
-    if (attachmentIds.length) throw new AppError('VALIDATION_FAILED', 'Attachments do not cross to other hubs yet');
     await this.rooms.requireMember(this.db, roomId, userId);
+    const files = attachmentIds.length ? await this.attachments.findMany(this.db, attachmentIds) : [];
+    const missing = attachmentIds.find((id) => files.find((a) => a.id === id)?.uploader_id !== userId);
+    if (missing) throw new AppError('INVALID_ATTACHMENT', `Unknown attachment: ${missing}`);
+    const attached = attachmentIds.map((id) => files.find((a) => a.id === id)!);
     const user = (await this.users.find(this.db, userId))!;
     // A repeated txn_id names the same message.
     const id = input.txn_id ? uuidFrom(`${userId}:${input.txn_id}`) : crypto.randomUUID();
@@ -389,7 +437,13 @@ export class FederationService {
       sender: this.address(user),
       origin: this.serverName,
       origin_ts: Date.now(),
-      content: { id, content: this.mentionsOut(input.content, new Map(mentioned.map((u) => [u.id, u]))), reply_to: input.reply_to ?? null, created_at: createdAt },
+      content: {
+        id,
+        content: this.mentionsOut(input.content, new Map(mentioned.map((u) => [u.id, u]))),
+        reply_to: input.reply_to ?? null,
+        created_at: createdAt,
+        ...(attached.length ? { attachments: attached.map(remoteFile) } : {}),
+      },
       signatures: {},
     };
     pdu.signatures[this.serverName] = signJson(this.key, unsigned(pdu));
@@ -415,7 +469,7 @@ export class FederationService {
         created_at: createdAt,
         edited_at: null,
         reply_to: input.reply_to ?? null,
-        attachments: [],
+        attachments: attached.map(attachmentView),
         mentions: [],
         reactions: [],
         stream_position: 0,
@@ -488,9 +542,14 @@ export class FederationService {
       for (const m of text.matchAll(MENTION_ID)) ids.add(m[1].toLowerCase());
     }
     const users = new Map((await this.users.findMany([...ids])).map((u) => [u.id, u]));
+    const fileIds = rows.flatMap((r) => {
+      const e = toWire(r) as WireRoomEvent;
+      return e.type === 'message.new' ? e.message.attachments.map((a) => a.id) : [];
+    });
+    const files = new Map(fileIds.length ? (await this.attachments.findMany(this.db, fileIds)).map((a) => [a.id, a]) : []);
     const woken = new Set<string>();
     await this.db.transaction(async (tx) => {
-      for (const row of rows) for (const peer of await this.relayOne(tx, row, users)) woken.add(peer);
+      for (const row of rows) for (const peer of await this.relayOne(tx, row, users, files)) woken.add(peer);
       await repo.setCursor(tx, rows[rows.length - 1].stream_position);
     });
     for (const peer of woken) this.sender(peer).wake();
@@ -498,7 +557,7 @@ export class FederationService {
   }
 
   /** @returns the peers queued something. */
-  private async relayOne(tx: Queryable, row: StreamEvent, users: Map<string, UserRow>): Promise<string[]> {
+  private async relayOne(tx: Queryable, row: StreamEvent, users: Map<string, UserRow>, files: Map<string, AttachmentRow>): Promise<string[]> {
     const e = toWire(row) as WireRoomEvent;
     let room = await repo.room(tx, e.room_id, true);
     if (!room) {
@@ -507,7 +566,7 @@ export class FederationService {
       room = (await repo.room(tx, e.room_id, true))!;
       this.followTyping(e.room_id);
     }
-    const pdu = this.toPdu(e, users);
+    const pdu = this.toPdu(e, users, files);
     if (!pdu) return [];
     if (room.host !== this.serverName) {
       // A participant forwards only what its own users did; the host orders it.
@@ -560,8 +619,8 @@ export class FederationService {
     return content.replace(MENTION_ADDRESS, (whole, a: string) => (ids.get(a) ? `<@${ids.get(a)}>` : whole));
   }
 
-  /** The PDU of a local event (unsigned, unsequenced), or null for what does not cross. */
-  private toPdu(e: WireRoomEvent, users: Map<string, UserRow>): Pdu | null {
+  /** The PDU of a local event (unsigned, unsequenced), or null for what does not cross. `files`: the attachments of its messages. */
+  private toPdu(e: WireRoomEvent, users: Map<string, UserRow>, files: Map<string, AttachmentRow>): Pdu | null {
     const addr = (id: string) => {
       const u = users.get(id);
       return u ? this.address(u) : null;
@@ -572,7 +631,13 @@ export class FederationService {
     switch (e.type) {
       case 'message.new': {
         const m = e.message;
-        return base('message', addr(m.user_id), { id: m.id, content: this.mentionsOut(m.content, users), reply_to: m.reply_to, created_at: m.created_at }, `m:${m.id}`);
+        const attached = m.attachments.flatMap((a) => (files.has(a.id) ? [remoteFile(files.get(a.id)!)] : []));
+        return base(
+          'message',
+          addr(m.user_id),
+          { id: m.id, content: this.mentionsOut(m.content, users), reply_to: m.reply_to, created_at: m.created_at, ...(attached.length ? { attachments: attached } : {}) },
+          `m:${m.id}`,
+        );
       }
       case 'message.edited':
         return base('edit', addr(e.editor_id), { message_id: e.message_id, content: this.mentionsOut(e.content, users) }, local);
@@ -747,7 +812,18 @@ export class FederationService {
           (err) => (err instanceof AppError && err.code === 'INVALID_MESSAGE' ? false : Promise.reject(err)),
         );
         if (known) return; // our own, back from the host, or a repeat
-        await this.messages.sendReplicated(sender.id, pdu.room_id, { id: c.id, content: await this.mentionsIn(c.content), reply_to: c.reply_to ?? undefined, txn_id: `fed:${c.id}`, ts: Date.parse(c.created_at) });
+        // Files of another hub's user are listed here, fetched from that hub on first download.
+        const files = Array.isArray(c.attachments) ? (c.attachments as RemoteFile[]) : [];
+        const server = this.parseAddress(pdu.sender).server;
+        const attachments = !files.length ? [] : server === this.serverName ? files.map((f) => f.id) : await this.attachments.registerRemote(server, sender.id, files);
+        await this.messages.sendReplicated(sender.id, pdu.room_id, {
+          id: c.id,
+          content: await this.mentionsIn(c.content),
+          reply_to: c.reply_to ?? undefined,
+          txn_id: `fed:${c.id}`,
+          ts: Date.parse(c.created_at),
+          ...(attachments.length ? { attachments } : {}),
+        });
         return;
       }
       case 'edit': {
@@ -791,6 +867,11 @@ function uuidFrom(seed: string): string {
   b[8] = (b[8] & 0x3f) | 0x80;
   const h = b.toString('hex');
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+/** How a federated message describes one of its files. */
+function remoteFile(a: AttachmentRow): RemoteFile {
+  return { id: a.id, filename: a.filename, mime_type: a.mime_type, size: Number(a.size), sha256: a.sha256, thumbnail_size: a.thumbnail_key ? Number(a.thumbnail_size) : null };
 }
 
 /** The PDU without `signatures` (and, for a forwarded one, as the origin signed it). */
