@@ -246,6 +246,7 @@ export const FederationSchema = Type.Object(
     open: Type.Boolean({ default: false, description: 'Accept any hub that signs its requests (its key fetched and pinned on first use); false: only the listed peers.' }),
     deny: Type.Array(Type.String(), { default: [], description: 'server_names refused outright, even when listed or open.' }),
     retry_max_ms: Type.Integer({ minimum: 10, default: 60000, description: 'Longest wait between retries of a transaction to a peer (exponential backoff with jitter from 250 ms), ms; reset when that peer calls in.' }),
+    txn_retention_s: Type.Integer({ minimum: 60, default: 86400, description: 'How long the ids of transactions received from peers are kept to refuse a repeat, s; older ones are deleted (hourly, or every half of this when shorter). Events are also deduplicated by id and room_seq.' }),
     peers: Type.Array(FederationPeerSchema, { default: [], description: 'Hubs this one federates with, as [[federation.peers]] tables: server_name, url, public_key.' }),
   },
   {

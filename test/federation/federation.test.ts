@@ -463,19 +463,52 @@ describe('federation', () => {
     });
   });
 
-  it('a room that denies hub C stops sending to C and refuses C\'s events', async () => {
+  it('a room that denies hub C stops sending to C and refuses C\'s events; C dead-letters the refusal and its queue goes on', async () => {
+    // A second room with Carol, which does not deny C.
+    const carolOnA = await hubs[0].hub.users.findByUsername(carol.user.username, 'c.test');
+    const room2 = (await api(hubs[0].url, 'POST', '/api/rooms', { token: alice.token, body: { type: 'group', name: 'Duo', members: [carolOnA!.id] } })).body.id;
+    await until('the second room on C', async () => (await api(hubs[2].url, 'GET', `/api/rooms/${room2}`, { token: carol.token })).status === 200);
+
     const res = await api(hubs[0].url, 'PUT', `/api/admin/federation/rooms/${roomId}/deny`, { token: admin.token, body: { deny: ['c.test'] } });
     expect(res.status).toBe(200);
     expect(res.body.servers).toEqual(['b.test']);
     const fromA = (await api(hubs[0].url, 'POST', `/api/rooms/${roomId}/messages`, { token: alice.token, body: { content: 'not for C' } })).body.id;
     await until('the message on B', async () => (await history(hubs[1], bob, roomId)).some((m) => m.id === fromA));
-    const fromC = (await api(hubs[2].url, 'POST', `/api/rooms/${roomId}/messages`, { token: carol.token, body: { content: 'from C, refused' } })).body.id;
-    const refused = await until('C\'s queue to A refused', async () => {
-      const peers = hubs[2].hub.federation.peerStatus();
-      return (await peers).find((p) => p.server_name === 'a.test' && p.failures > 0);
+
+    const send = (room: string, content: string) => api(hubs[2].url, 'POST', `/api/rooms/${room}/messages`, { token: carol.token, body: { content } });
+    const peerA = async () => (await hubs[2].hub.federation.peerStatus()).find((p) => p.server_name === 'a.test')!;
+    // While C cannot reach A, a first send takes a transaction of its own (retried as it is), and
+    // the refused one and a good one queue behind it: one transaction of two once A is back.
+    proxies[0].setCut(true);
+    const first = send(room2, 'first, while A is away');
+    await until('C retrying a transaction to A', async () => (await peerA()).failures > 0);
+    const [refusedSend, goodSend] = await Promise.all([send(roomId, 'from C, refused'), send(room2, 'from C, accepted')]);
+    proxies[0].setCut(false);
+    const ids = { first: (await first).body.id, refused: refusedSend.body.id, good: goodSend.body.id };
+    await until('C\'s queue to A drained', async () => {
+      const p = await peerA();
+      return p.queue_depth === 0 && p.dead_letters === 1 && p.failures === 0;
     });
-    expect(refused.queue_depth).toBeGreaterThan(0);
+    const onA = await until('the accepted sends on A', async () => {
+      const h = (await history(hubs[0], alice, room2)).map((m) => m.id);
+      return h.includes(ids.first) && h.includes(ids.good) ? h : undefined;
+    });
+    expect(onA).toEqual([ids.first, ids.good]);
+    expect((await history(hubs[0], alice, roomId)).some((m) => m.id === ids.refused)).toBe(false);
     expect((await history(hubs[2], carol, roomId)).some((m) => m.id === fromA)).toBe(false);
-    expect((await history(hubs[0], alice, roomId)).some((m) => m.id === fromC)).toBe(false);
+    const [dead] = (await hubs[2].hub.db.query('SELECT peer, status, body FROM federation_dead_letters')).rows;
+    expect(dead).toMatchObject({ peer: 'a.test', status: 403 });
+    expect(dead.body.events.map((e: any) => e.content.id)).toEqual([ids.refused]);
+    const metrics = await fetch(`${hubs[2].url}/metrics`).then((r) => r.text());
+    expect(metrics).toMatch(/switchboard_federation_dead_letters\{peer="a.test"\} 1/);
+  }, 30000);
+
+  it('prunes received transaction ids older than federation.txn_retention_s', async () => {
+    const db = hubs[1].hub.db;
+    await db.query("INSERT INTO federation_txns (origin, txn_id, received_at) VALUES ('a.test', 'old-1', now() - interval '25 hours'), ('a.test', 'recent-1', now() - interval '23 hours')");
+    expect(hubs[1].config.federation.txn_retention_s).toBe(86400);
+    expect(await hubs[1].hub.federation.pruneReceivedTxns()).toBeGreaterThanOrEqual(1);
+    const left = (await db.query("SELECT txn_id FROM federation_txns WHERE txn_id IN ('old-1', 'recent-1')")).rows.map((r) => r.txn_id);
+    expect(left).toEqual(['recent-1']);
   });
 });

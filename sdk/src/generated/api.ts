@@ -1405,7 +1405,7 @@ export interface paths {
         };
         /**
          * Federation peers
-         * @description Per peer: the outbound queue's state, depth, oldest pending item's age, backoff and last success. Server admins only (403 FORBIDDEN otherwise).
+         * @description Per peer: the outbound queue's state, depth, oldest pending item's age, backoff, last success and dead letters. Server admins only (403 FORBIDDEN otherwise).
          */
         get: operations["adminFederationPeers"];
         put?: never;
@@ -9655,6 +9655,8 @@ export interface operations {
                         backoff_ms: number;
                         /** Format: date-time */
                         last_success_at: string | null;
+                        /** @description Transactions the peer refused for good (403 or another permanent 4xx): kept in federation_dead_letters, not retried. */
+                        dead_letters: number;
                     }[];
                 };
             };

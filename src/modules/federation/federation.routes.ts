@@ -40,6 +40,7 @@ const PeerStatus = Type.Object({
   failures: Type.Integer({ description: 'Failed attempts in a row.' }),
   backoff_ms: Type.Integer({ description: 'Until the next attempt, ms (0: none pending).' }),
   last_success_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  dead_letters: Type.Integer({ description: 'Transactions the peer refused for good (403 or another permanent 4xx): kept in federation_dead_letters, not retried.' }),
 });
 
 export const federationRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -205,7 +206,7 @@ export const federationApiRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         operationId: 'adminFederationPeers',
         summary: 'Federation peers',
-        description: 'Per peer: the outbound queue\'s state, depth, oldest pending item\'s age, backoff and last success. Server admins only (403 FORBIDDEN otherwise).',
+        description: 'Per peer: the outbound queue\'s state, depth, oldest pending item\'s age, backoff, last success and dead letters. Server admins only (403 FORBIDDEN otherwise).',
         tags: ['admin'],
         response: { 200: Type.Array(PeerStatus, { description: 'The peers' }), ...errorResponses(403) },
       },

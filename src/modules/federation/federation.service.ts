@@ -76,10 +76,30 @@ const RELAY_BATCH = 200;
 const OUT_BATCH = 100;
 const SNAPSHOT_EVENTS = 100;
 const REQUEST_TIMEOUT_MS = 15_000;
+/** How often received transaction ids older than `federation.txn_retention_s` are deleted, at most, ms. */
+const PRUNE_EVERY_MS = 3_600_000;
 /** How long fetching a file from its hub may take, whole, ms. */
 const MEDIA_TIMEOUT_MS = 300_000;
 /** How long a send in a room hosted elsewhere waits for the host's order before it is answered as pending, ms. */
 const PENDING_WAIT_MS = 3000;
+
+/** A peer's answer other than 2xx. */
+export class PeerAnswerError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+  }
+
+  /**
+   * A refusal the peer will repeat however often it is asked: a 4xx other than 401 (its keys or
+   * configuration may change), 408, 425 and 429.
+   */
+  get forGood(): boolean {
+    return this.status >= 400 && this.status < 500 && ![401, 408, 425, 429].includes(this.status);
+  }
+}
 
 export class FederationService {
   readonly serverName: string;
@@ -92,6 +112,9 @@ export class FederationService {
   private readonly typingSubs = new Map<string, () => void>();
   /** Sends waiting for the host to order them, by message id. */
   private readonly awaiting = new Map<string, () => void>();
+  /** Per peer: the queue position up to which items go one per transaction (a batch was refused, to isolate the item at fault). */
+  private readonly splitUntil = new Map<string, number>();
+  private pruneTimer?: NodeJS.Timeout;
 
   constructor(
     private readonly db: Database,
@@ -133,9 +156,24 @@ export class FederationService {
     for (const state of await repo.outStates(this.db)) this.sender(state.peer).wake();
     for (const peer of this.config.federation.peers) this.sender(peer.server_name);
     this.relay.wake();
+    const prune = () => void this.pruneReceivedTxns().catch((err) => this.log.warn({ err }, 'pruning federation_txns failed; tried again later'));
+    prune();
+    this.pruneTimer = setInterval(prune, Math.min(PRUNE_EVERY_MS, (this.config.federation.txn_retention_s * 1000) / 2)).unref();
+  }
+
+  /**
+   * Deletes the ids of transactions received more than `federation.txn_retention_s` ago (run at start
+   * and periodically). A peer repeating such an old transaction is deduplicated per event only.
+   * @returns how many were deleted.
+   */
+  async pruneReceivedTxns(): Promise<number> {
+    const n = await repo.pruneTxns(this.db, this.config.federation.txn_retention_s);
+    if (n) this.log.info({ deleted: n }, 'pruned received federation transaction ids');
+    return n;
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.pruneTimer);
     this.unsubscribe?.();
     for (const unsubscribe of this.typingSubs.values()) unsubscribe();
     this.typingSubs.clear();
@@ -205,7 +243,7 @@ export class FederationService {
       signal: AbortSignal.any([this.abort.signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]),
     });
     const answer = await res.json().catch(() => null);
-    if (!res.ok) throw new Error(`${server} answered ${method} ${path} with ${res.status}: ${JSON.stringify(answer)}`);
+    if (!res.ok) throw new PeerAnswerError(`${server} answered ${method} ${path} with ${res.status}: ${JSON.stringify(answer)}`, res.status);
     return answer;
   }
 
@@ -257,18 +295,22 @@ export class FederationService {
       log: this.log,
       retry: { baseMs: 250, maxMs: this.config.federation.retry_max_ms },
       deliver: (txnId, body) => this.request(peer, 'PUT', `/_federation/v1/send/${encodeURIComponent(txnId)}`, body),
+      refusedForGood: (err) => err instanceof PeerAnswerError && err.forGood,
       store: {
         state: async () => (await ensure(), repo.outState<FedTransaction>(this.db, peer)),
         collect: async (after) => {
-          const items = await repo.outboxAfter(this.db, peer, after, OUT_BATCH);
+          if ((this.splitUntil.get(peer) ?? 0) <= after) this.splitUntil.delete(peer);
+          const limit = this.splitUntil.has(peer) ? 1 : OUT_BATCH;
+          const items = await repo.outboxAfter(this.db, peer, after, limit);
           if (items.length === 0) return { body: null, upto: after, more: false };
           const body: FedTransaction = { events: [], snapshots: [], ephemeral: [] };
           for (const it of items) (it.kind === 'snapshot' ? body.snapshots! : it.kind === 'event' ? body.events : body.ephemeral).push(it.item);
-          return { body, upto: items[items.length - 1].id, more: items.length === OUT_BATCH };
+          return { body, upto: items[items.length - 1].id, more: items.length === limit };
         },
         open: (prevSeq, txnId, upto, body) => repo.openOut(this.db, peer, prevSeq, txnId, upto, body),
         advance: (upto) => repo.advanceOut(this.db, peer, upto),
         close: (txnId) => repo.closeOut(this.db, peer, txnId),
+        refused: (txnId, body, err) => this.refused(peer, txnId, body, err as PeerAnswerError),
       },
     });
     this.senders.set(peer, sender);
@@ -276,14 +318,35 @@ export class FederationService {
   }
 
   /**
+   * `peer` refused transaction `txnId` for good (403 or another permanent 4xx, see PeerAnswerError):
+   * the peer refuses a whole transaction for one event it will not take, so a transaction of several
+   * items is given up and its items sent again one per transaction; a single item refused is
+   * dead-lettered (`federation_dead_letters`, counted in the peers view and /metrics) and the queue
+   * goes on.
+   */
+  private async refused(peer: string, txnId: string, body: FedTransaction, err: PeerAnswerError): Promise<void> {
+    const items = body.events.length + (body.snapshots?.length ?? 0) + body.ephemeral.length;
+    const state = await repo.outState<FedTransaction>(this.db, peer);
+    if (state.pending_txn_id !== txnId) return; // another node settled it
+    if (items > 1) {
+      this.splitUntil.set(peer, state.pending_upto!);
+      await repo.abandonOut(this.db, peer, txnId);
+      return;
+    }
+    await this.db.transaction((tx) => repo.deadLetterOut(tx, peer, txnId, err.status, err.message.slice(0, 2000)));
+    this.log.error({ peer, txn_id: txnId, status: err.status, err: err.message }, 'federation transaction refused for good: dead-lettered');
+  }
+
+  /**
    * `GET /api/admin/federation/peers`: per peer, `state` ("ok", "retrying" or "idle"), `queue_depth`
    * (items not yet accepted), `oldest_pending_age_ms`, `failures`, `backoff_ms` (until the next try),
-   * `last_success_at`.
+   * `last_success_at`, `dead_letters` (transactions it refused for good).
    */
   async peerStatus() {
     const stats = await repo.queueStats(this.db);
     const states = await repo.outStates(this.db);
-    const names = [...new Set([...this.config.federation.peers.map((p) => p.server_name), ...states.map((s) => s.peer), ...stats.keys()])].sort();
+    const dead = await repo.deadLetterCounts(this.db);
+    const names = [...new Set([...this.config.federation.peers.map((p) => p.server_name), ...states.map((s) => s.peer), ...stats.keys(), ...dead.keys()])].sort();
     const now = Date.now();
     return names.map((name) => {
       const st = states.find((s) => s.peer === name);
@@ -298,13 +361,14 @@ export class FederationService {
         failures: live?.failures ?? 0,
         backoff_ms: live?.retry_at_ms ? Math.max(0, live.retry_at_ms - now) : 0,
         last_success_at: st?.last_success_at?.toISOString() ?? null,
+        dead_letters: dead.get(name) ?? 0,
       };
     });
   }
 
   /**
    * The peers' view in /metrics: `switchboard_federation_queue_depth`, `_oldest_pending_seconds`,
-   * `_failures` and `_backoff_seconds`, `_last_success_timestamp_seconds`, each labelled `peer`.
+   * `_failures` and `_backoff_seconds`, `_last_success_timestamp_seconds`, `_dead_letters`, each labelled `peer`.
    */
   registerMetrics(registry: Registry): void {
     const gauges = {
@@ -313,6 +377,7 @@ export class FederationService {
       failures: ['switchboard_federation_failures', 'Failed transaction attempts to a peer in a row', (p: PeerView) => p.failures],
       backoff: ['switchboard_federation_backoff_seconds', 'Until the next attempt to a peer', (p: PeerView) => p.backoff_ms / 1000],
       success: ['switchboard_federation_last_success_timestamp_seconds', 'When a peer last accepted a transaction (0: never)', (p: PeerView) => (p.last_success_at ? Date.parse(p.last_success_at) / 1000 : 0)],
+      dead: ['switchboard_federation_dead_letters', 'Transactions a peer refused for good (403 or another permanent 4xx), kept in federation_dead_letters', (p: PeerView) => p.dead_letters],
     } as const;
     const peerStatus = () => this.peerStatus();
     // One read of the peers per scrape, shared by the gauges.
