@@ -5,7 +5,10 @@
  * loopback TCP proxy.
  */
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { api, register, startTestHub, WsClient, type Session, type TestHub } from '../helpers/hub.js';
@@ -510,5 +513,33 @@ describe('federation', () => {
     expect(await hubs[1].hub.federation.pruneReceivedTxns()).toBeGreaterThanOrEqual(1);
     const left = (await db.query("SELECT txn_id FROM federation_txns WHERE txn_id IN ('old-1', 'recent-1')")).rows.map((r) => r.txn_id);
     expect(left).toEqual(['recent-1']);
+  });
+});
+
+describe('the per-peer rate limit on inbound federation requests', () => {
+  it('answers 429 RATE_LIMITED with Retry-After past rate_limits.federation_per_peer_per_min requests of one peer, counting each peer apart', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-fed-keys-'));
+    const keys = { 'x.test': loadFederationKey(path.join(dir, 'x')), 'y.test': loadFederationKey(path.join(dir, 'y')) };
+    const limited = await startTestHub({
+      federation: { enabled: true, server_name: 'limited.test', peers: Object.entries(keys).map(([name, k]) => ({ server_name: name, url: 'http://127.0.0.1:9', public_key: k.publicKey })) },
+      rate_limits: { federation_per_peer_per_min: 5 },
+    });
+    try {
+      const get = async (peer: keyof typeof keys) => {
+        const p = '/_federation/v1/users/nobody';
+        const res = await fetch(`${limited.url}${p}`, { headers: await signRequest(keys[peer], peer, { method: 'GET', destination: 'limited.test', path: p, body: '' }) });
+        return { status: res.status, retryAfter: res.headers.get('retry-after'), body: await res.json() };
+      };
+      expect((await fetch(`${limited.url}/_federation/v1/users/nobody`)).status).toBe(401); // unsigned: refused, not counted
+      const fromX = [];
+      for (let i = 0; i < 6; i++) fromX.push(await get('x.test'));
+      expect(fromX.slice(0, 5).map((r) => r.status)).toEqual([404, 404, 404, 404, 404]);
+      expect(fromX[5]).toMatchObject({ status: 429, body: { error: { code: 'RATE_LIMITED' } } });
+      expect(Number(fromX[5].retryAfter)).toBeGreaterThan(0);
+      expect((await get('y.test')).status).toBe(404);
+    } finally {
+      await limited.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -154,7 +154,7 @@ export interface paths {
         get?: never;
         /**
          * Receive a transaction
-         * @description Events (and snapshots) from another hub, idempotent per (origin, txn_id); events deduplicated by id. 403 FEDERATION_FORBIDDEN when an event is not the origin's to send, and then nothing is stored. Signed with an HTTP message signature (RFC 9421) by an allowed hub; 401 FEDERATION_UNAUTHORIZED otherwise.
+         * @description Events (and snapshots) from another hub, idempotent per (origin, txn_id); events deduplicated by id. 403 FEDERATION_FORBIDDEN when an event is not the origin's to send, and then nothing is stored. Signed with an HTTP message signature (RFC 9421) by an allowed hub; 401 FEDERATION_UNAUTHORIZED otherwise. 429 RATE_LIMITED (with Retry-After) beyond `rate_limits.federation_per_peer_per_min` requests of one peer.
          */
         put: operations["federationSend"];
         post?: never;
@@ -173,7 +173,7 @@ export interface paths {
         };
         /**
          * A room's sequenced events
-         * @description The room's events after `after_seq`, in room_seq order (gap filling, history). For hubs with members in the room (403 otherwise). Signed with an HTTP message signature (RFC 9421) by an allowed hub; 401 FEDERATION_UNAUTHORIZED otherwise.
+         * @description The room's events after `after_seq`, in room_seq order (gap filling, history). For hubs with members in the room (403 otherwise). Signed with an HTTP message signature (RFC 9421) by an allowed hub; 401 FEDERATION_UNAUTHORIZED otherwise. 429 RATE_LIMITED (with Retry-After) beyond `rate_limits.federation_per_peer_per_min` requests of one peer.
          */
         get: operations["federationRoomEvents"];
         put?: never;
@@ -193,7 +193,7 @@ export interface paths {
         };
         /**
          * A file
-         * @description The bytes of a file uploaded to this hub (whole), for a hub with a member in a federated room where a message carries it: 403 FEDERATION_FORBIDDEN for any other hub, 404 INVALID_ATTACHMENT when unknown. The other hub keeps what it fetched. Signed with an HTTP message signature (RFC 9421) by an allowed hub; 401 FEDERATION_UNAUTHORIZED otherwise.
+         * @description The bytes of a file uploaded to this hub (whole), for a hub with a member in a federated room where a message carries it: 403 FEDERATION_FORBIDDEN for any other hub, 404 INVALID_ATTACHMENT when unknown. The other hub keeps what it fetched. Signed with an HTTP message signature (RFC 9421) by an allowed hub; 401 FEDERATION_UNAUTHORIZED otherwise. 429 RATE_LIMITED (with Retry-After) beyond `rate_limits.federation_per_peer_per_min` requests of one peer.
          */
         get: operations["federationMedia"];
         put?: never;
@@ -213,7 +213,7 @@ export interface paths {
         };
         /**
          * A file's thumbnail
-         * @description The bytes of a file uploaded to this hub (its WebP thumbnail), for a hub with a member in a federated room where a message carries it: 403 FEDERATION_FORBIDDEN for any other hub, 404 INVALID_ATTACHMENT when unknown or without a thumbnail. The other hub keeps what it fetched. Signed with an HTTP message signature (RFC 9421) by an allowed hub; 401 FEDERATION_UNAUTHORIZED otherwise.
+         * @description The bytes of a file uploaded to this hub (its WebP thumbnail), for a hub with a member in a federated room where a message carries it: 403 FEDERATION_FORBIDDEN for any other hub, 404 INVALID_ATTACHMENT when unknown or without a thumbnail. The other hub keeps what it fetched. Signed with an HTTP message signature (RFC 9421) by an allowed hub; 401 FEDERATION_UNAUTHORIZED otherwise. 429 RATE_LIMITED (with Retry-After) beyond `rate_limits.federation_per_peer_per_min` requests of one peer.
          */
         get: operations["federationMediaThumbnail"];
         put?: never;
@@ -233,7 +233,7 @@ export interface paths {
         };
         /**
          * A user's public profile
-         * @description A user of this hub by username (address resolution). Signed with an HTTP message signature (RFC 9421) by an allowed hub; 401 FEDERATION_UNAUTHORIZED otherwise.
+         * @description A user of this hub by username (address resolution). Signed with an HTTP message signature (RFC 9421) by an allowed hub; 401 FEDERATION_UNAUTHORIZED otherwise. 429 RATE_LIMITED (with Retry-After) beyond `rate_limits.federation_per_peer_per_min` requests of one peer.
          */
         get: operations["federationUser"];
         put?: never;
@@ -2161,6 +2161,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Too Many Requests: `{error: {code, message}}`; codes with this status: RATE_LIMITED, MAILBOX_FULL. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
                 headers: {
@@ -2228,6 +2237,15 @@ export interface operations {
             };
             /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too Many Requests: `{error: {code, message}}`; codes with this status: RATE_LIMITED, MAILBOX_FULL. */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2311,6 +2329,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Too Many Requests: `{error: {code, message}}`; codes with this status: RATE_LIMITED, MAILBOX_FULL. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
                 headers: {
@@ -2387,6 +2414,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Too Many Requests: `{error: {code, message}}`; codes with this status: RATE_LIMITED, MAILBOX_FULL. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
                 headers: {
@@ -2451,6 +2487,15 @@ export interface operations {
             };
             /** @description Not Found: `{error: {code, message}}`; codes with this status: NOT_FOUND, INVALID_ROOM, INVALID_MESSAGE, INVALID_USER, INVALID_DEVICE, INVALID_ATTACHMENT, INVALID_AGENT_TOKEN, INVALID_TOOL. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too Many Requests: `{error: {code, message}}`; codes with this status: RATE_LIMITED, MAILBOX_FULL. */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };

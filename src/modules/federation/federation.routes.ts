@@ -5,7 +5,7 @@
  * admins' `GET /api/admin/federation/peers`.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { AppError } from '../../errors.js';
 import { errorResponses } from '../../plugins/openapi.js';
@@ -14,7 +14,8 @@ import { PublicUser } from '../users/users.schemas.js';
 import type { FedTransaction } from './federation.service.js';
 
 const tags = ['federation'];
-const signed = 'Signed with an HTTP message signature (RFC 9421) by an allowed hub; 401 FEDERATION_UNAUTHORIZED otherwise.';
+const signed =
+  'Signed with an HTTP message signature (RFC 9421) by an allowed hub; 401 FEDERATION_UNAUTHORIZED otherwise. 429 RATE_LIMITED (with Retry-After) beyond `rate_limits.federation_per_peer_per_min` requests of one peer.';
 
 const KeyDocument = Type.Object({
   server_name: Type.String(),
@@ -57,8 +58,14 @@ export const federationRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
   });
   const origins = new WeakMap<FastifyRequest, string>();
-  const authenticate = async (req: FastifyRequest) => {
+  const authenticate = async (req: FastifyRequest, reply: FastifyReply) => {
     const origin = await federation.authenticate({ method: req.method, path: req.url.split('?')[0], headers: req.headers, body: raw.get(req) ?? '' });
+    const retryMs = await app.peerLimiter(req, origin);
+    if (retryMs) {
+      const retryS = Math.ceil(retryMs / 1000);
+      reply.header('retry-after', retryS);
+      throw new AppError('RATE_LIMITED', `Too many requests from ${origin}; retry in ${retryS} s`);
+    }
     origins.set(req, origin);
   };
   const originOf = (req: FastifyRequest) => origins.get(req)!;
@@ -91,7 +98,7 @@ export const federationRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         params: Type.Object({ txn_id: Type.String({ minLength: 1, maxLength: 100 }) }),
         body: TransactionBody,
-        response: { 200: Type.Object({}, { description: 'Accepted' }), ...errorResponses(400, 401, 403) },
+        response: { 200: Type.Object({}, { description: 'Accepted' }), ...errorResponses(400, 401, 403, 429) },
       },
     },
     async (req) => {
@@ -111,7 +118,7 @@ export const federationRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         params: Type.Object({ room_id: Type.String({ format: 'uuid' }) }),
         querystring: Type.Object({ after_seq: Type.Integer({ minimum: 0 }), limit: Type.Integer({ minimum: 1, maximum: 500, default: 100 }) }),
-        response: { 200: Type.Object({ events: Type.Array(Type.Object({}, { additionalProperties: true })) }, { description: 'The events' }), ...errorResponses(401, 403) },
+        response: { 200: Type.Object({ events: Type.Array(Type.Object({}, { additionalProperties: true })) }, { description: 'The events' }), ...errorResponses(401, 403, 429) },
       },
     },
     async (req) => federation.eventsAfter(originOf(req), req.params.room_id, req.query.after_seq, req.query.limit ?? 100),
@@ -128,7 +135,7 @@ export const federationRoutes: FastifyPluginAsyncTypebox = async (app) => {
           description: `The bytes of a file uploaded to this hub (${thumbnail ? 'its WebP thumbnail' : 'whole'}), for a hub with a member in a federated room where a message carries it: 403 FEDERATION_FORBIDDEN for any other hub, 404 INVALID_ATTACHMENT when unknown${thumbnail ? ' or without a thumbnail' : ''}. The other hub keeps what it fetched. ${signed}`,
           tags,
           params: AttachmentParams,
-          response: { 200: FileBytes('The bytes, with the file\'s Content-Type and Content-Length'), ...errorResponses(401, 403, 404) },
+          response: { 200: FileBytes('The bytes, with the file\'s Content-Type and Content-Length'), ...errorResponses(401, 403, 404, 429) },
         },
       },
       async (req, reply) => {
@@ -148,7 +155,7 @@ export const federationRoutes: FastifyPluginAsyncTypebox = async (app) => {
         description: `A user of this hub by username (address resolution). ${signed}`,
         tags,
         params: Type.Object({ username: Type.String({ maxLength: 32 }) }),
-        response: { 200: Type.Object({ username: Type.String(), name: Type.String(), address: Type.String() }, { description: 'The profile' }), ...errorResponses(401, 404) },
+        response: { 200: Type.Object({ username: Type.String(), name: Type.String(), address: Type.String() }, { description: 'The profile' }), ...errorResponses(401, 404, 429) },
       },
     },
     async (req) => federation.profile(req.params.username),
