@@ -514,6 +514,23 @@ describe('federation', () => {
     const left = (await db.query("SELECT txn_id FROM federation_txns WHERE txn_id IN ('old-1', 'recent-1')")).rows.map((r) => r.txn_id);
     expect(left).toEqual(['recent-1']);
   });
+
+  it('forwards a participant\'s user leaving a room to the host, which sequences the new member list', async () => {
+    const bobOnA = (await hubs[0].hub.users.findByUsername(bob.user.username, 'b.test'))!;
+    const membersOnA = async () => ((await api(hubs[0].url, 'GET', `/api/rooms/${roomId}`, { token: alice.token })).body.members as any[]).map((m) => m.user_id);
+    expect(await membersOnA()).toContain(bobOnA.id);
+    const left = await api(hubs[1].url, 'POST', `/api/rooms/${roomId}/leave`, { token: bob.token });
+    expect(left.status).toBe(200);
+    expect((await api(hubs[1].url, 'GET', `/api/rooms/${roomId}`, { token: bob.token })).status).toBe(403); // at once on B
+    await until('Bob gone from the room on A', async () => !(await membersOnA()).includes(bobOnA.id));
+    // B has no member left: the host sends it nothing more of the room.
+    await until('B no longer a destination', async () => {
+      const { rows } = await hubs[0].hub.db.query('SELECT servers FROM federation_rooms WHERE room_id = $1', [roomId]);
+      return !rows[0].servers.includes('b.test');
+    });
+    const { rows } = await hubs[1].hub.db.query("SELECT count(*)::int AS n FROM federation_dead_letters WHERE peer = 'a.test'");
+    expect(rows[0].n).toBe(0); // the host took the leave
+  });
 });
 
 describe('the per-peer rate limit on inbound federation requests', () => {

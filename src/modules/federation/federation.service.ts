@@ -41,7 +41,7 @@ import { hashJson, signJson, signRequest, verifyJson, verifyRequest } from './fe
 export interface Pdu {
   event_id: string;
   room_id: string;
-  type: 'message' | 'edit' | 'redact' | 'reaction' | 'read' | 'room';
+  type: 'message' | 'edit' | 'redact' | 'reaction' | 'read' | 'leave' | 'room';
   /** The acting user's address (@username:server_name); the host's server_name for `room`. */
   sender: string;
   origin: string;
@@ -152,6 +152,7 @@ export class FederationService {
     });
     this.messages.routeRemoteSends((userId, roomId, input, attachmentIds) => this.forwardSend(userId, roomId, input, attachmentIds));
     this.attachments.fetchRemoteWith((origin, id, thumbnail) => this.fetchMedia(origin, id, thumbnail));
+    this.rooms.onLeave((tx, roomId, userId) => this.forwardLeave(tx, roomId, userId));
     for (const roomId of await repo.roomIds(this.db)) this.followTyping(roomId);
     for (const state of await repo.outStates(this.db)) this.sender(state.peer).wake();
     for (const peer of this.config.federation.peers) this.sender(peer.server_name);
@@ -553,6 +554,21 @@ export class FederationService {
     return { sent: arrived.finally(() => this.awaiting.delete(id)).then(answer) };
   }
 
+  /**
+   * A user of this hub leaving a room another hub hosts: the leave is written here at once and, in
+   * the same transaction, queued to the host, which applies it (when the user is still a member
+   * there) and sequences the room's new member list to every hub.
+   */
+  private async forwardLeave(tx: Queryable, roomId: string, userId: string): Promise<void> {
+    const room = await repo.room(tx, roomId);
+    if (!room || room.host === this.serverName) return;
+    const user = await this.users.find(tx, userId);
+    if (!user || user.server) return; // shadow users' membership comes from the host
+    const pdu: Pdu = { event_id: `leave:${crypto.randomUUID()}`, room_id: roomId, type: 'leave', sender: this.address(user), origin: this.serverName, origin_ts: Date.now(), content: {}, signatures: {} };
+    pdu.signatures[this.serverName] = signJson(this.key, unsigned(pdu));
+    await repo.enqueue(tx, room.host, 'event', pdu);
+  }
+
   // ---- typing: ephemeral, best effort ----
 
   /** Follows the typing of this hub's users in a federated room (pub/sub `room:<id>`). */
@@ -603,6 +619,7 @@ export class FederationService {
     for (const r of rows) {
       const e = toWire(r) as WireRoomEvent;
       for (const id of actorIds(e)) ids.add(id);
+      if (e.type === 'room.updated') for (const id of r.notify_user_ids) ids.add(id);
       const text = e.type === 'message.new' ? e.message.content : e.type === 'message.edited' ? e.content : '';
       for (const m of text.matchAll(MENTION_ID)) ids.add(m[1].toLowerCase());
     }
@@ -634,6 +651,8 @@ export class FederationService {
     const pdu = this.toPdu(e, users, files);
     if (!pdu) return [];
     if (room.host !== this.serverName) {
+      // A leave of this hub's user was queued with it (forwardLeave): wake the host's queue.
+      if (e.type === 'room.updated' && row.notify_user_ids.some((id) => users.get(id) && !users.get(id)!.server)) return [room.host];
       // A participant forwards only what its own users did; the host orders it.
       // Sends were forwarded before they were written here (forwardSend).
       const actor = pdu.type === 'room' || pdu.type === 'message' ? undefined : users.get(actorIds(e)[0]);
@@ -908,6 +927,12 @@ export class FederationService {
       case 'read':
         await this.messages.markRead(sender.id, pdu.room_id, c.message_id);
         return;
+      case 'leave': {
+        // A repeat, or a leave the host already made (removed meanwhile), changes nothing.
+        const member = await this.rooms.requireMember(this.db, pdu.room_id, sender.id).then(() => true, () => false);
+        if (member) await this.rooms.leave(sender.id, pdu.room_id);
+        return;
+      }
       default:
         throw new AppError('VALIDATION_FAILED', `Unknown event type ${pdu.type}`);
     }
