@@ -765,10 +765,19 @@ export class FederationService {
       }
     }
     for (const snap of txn.snapshots ?? []) await this.withRoom(snap.room_id, () => this.applySnapshot(snap));
-    for (const pdu of txn.events) {
+    const events = txn.events;
+    for (let i = 0; i < events.length; ) {
+      const pdu = events[i];
+      // A run of the host's messages in one room is written through one group commit.
+      let j = i + 1;
+      const inRun = (p: Pdu) => p.room_seq !== undefined && p.type === 'message' && p.room_id === pdu.room_id;
+      if (inRun(pdu)) while (j < events.length && inRun(events[j])) j++;
+      const run = events.slice(i, j);
+      i = j;
       await this.withRoom(pdu.room_id, async () => {
         if (pdu.room_seq === undefined) await this.applyForwarded(origin, pdu);
-        else await this.applySequenced(origin, pdu);
+        else if (run.length === 1) await this.applySequenced(origin, pdu);
+        else await this.applySequencedMessages(origin, run);
       });
     }
     await this.applyEphemeral(origin, txn.ephemeral ?? []);
@@ -841,6 +850,66 @@ export class FederationService {
     await this.applyOne(pdu, now);
   }
 
+  /**
+   * The host's consecutive messages of one room: the first is applied as any event (filling a gap
+   * before it), the others, when they follow it without a gap, are submitted to the group commit
+   * together, in order, and logged in one transaction once written (a crash in between: the repeat
+   * finds them written and only logs them).
+   */
+  private async applySequencedMessages(host: string, run: Pdu[]): Promise<void> {
+    await this.applySequenced(host, run[0]);
+    const room = await repo.room(this.db, run[0].room_id);
+    if (!room) return;
+    const rest = run.filter((p) => p.room_seq! > room.seq);
+    if (rest.some((p, k) => p.room_seq !== room.seq + 1 + k)) {
+      for (const pdu of rest) await this.applySequenced(host, pdu);
+      return;
+    }
+    const sends: { sender: UserRow; input: SendInput }[] = [];
+    for (const pdu of rest) {
+      const sender = await this.userFor(pdu.sender);
+      const input = await this.messageInput(sender, pdu);
+      if (input) sends.push({ sender, input });
+    }
+    // Submitted at once, in order: the group commit writes them in this order.
+    const written = await Promise.allSettled(sends.map((s) => this.messages.sendReplicated(s.sender.id, rest[0].room_id, s.input)));
+    for (const [k, w] of written.entries()) {
+      if (w.status === 'fulfilled') continue;
+      if (!(w.reason instanceof AppError && w.reason.status < 500)) throw w.reason;
+      this.log.warn({ err: w.reason, message_id: sends[k].input.id }, 'sequenced event not applicable here; skipped');
+    }
+    const last = rest[rest.length - 1];
+    await this.db.transaction(async (tx) => {
+      for (const pdu of rest) await repo.insertEvent(tx, pdu.room_id, pdu.room_seq!, pdu.event_id, pdu);
+      await repo.setRoomLog(tx, last.room_id, last.room_seq!, hashJson(unsigned(last)));
+    });
+  }
+
+  /**
+   * What a `message` PDU asks this hub to write, as `sender`; null when it is written already (our
+   * own back from the host, or a repeat). Files of another hub's user are listed here, to be fetched
+   * from that hub on first download.
+   */
+  private async messageInput(sender: UserRow, pdu: Pdu): Promise<SendInput | null> {
+    const c = pdu.content;
+    const known = await this.messages.get(sender.id, c.id).then(
+      () => true,
+      (err) => (err instanceof AppError && err.code === 'INVALID_MESSAGE' ? false : Promise.reject(err)),
+    );
+    if (known) return null;
+    const files = Array.isArray(c.attachments) ? (c.attachments as RemoteFile[]) : [];
+    const server = this.parseAddress(pdu.sender).server;
+    const attachments = !files.length ? [] : server === this.serverName ? files.map((f) => f.id) : await this.attachments.registerRemote(server, sender.id, files);
+    return {
+      id: c.id,
+      content: await this.mentionsIn(c.content),
+      reply_to: c.reply_to ?? undefined,
+      txn_id: `fed:${c.id}`,
+      ts: Date.parse(c.created_at),
+      ...(attachments.length ? { attachments } : {}),
+    };
+  }
+
   private async applyOne(pdu: Pdu, room: { seq: number }): Promise<void> {
     if (pdu.room_seq !== room.seq + 1) return;
     if (pdu.type === 'room') await this.applyRoom(pdu);
@@ -891,23 +960,8 @@ export class FederationService {
     const c = pdu.content;
     switch (pdu.type) {
       case 'message': {
-        const known = await this.messages.get(sender.id, c.id).then(
-          () => true,
-          (err) => (err instanceof AppError && err.code === 'INVALID_MESSAGE' ? false : Promise.reject(err)),
-        );
-        if (known) return; // our own, back from the host, or a repeat
-        // Files of another hub's user are listed here, fetched from that hub on first download.
-        const files = Array.isArray(c.attachments) ? (c.attachments as RemoteFile[]) : [];
-        const server = this.parseAddress(pdu.sender).server;
-        const attachments = !files.length ? [] : server === this.serverName ? files.map((f) => f.id) : await this.attachments.registerRemote(server, sender.id, files);
-        await this.messages.sendReplicated(sender.id, pdu.room_id, {
-          id: c.id,
-          content: await this.mentionsIn(c.content),
-          reply_to: c.reply_to ?? undefined,
-          txn_id: `fed:${c.id}`,
-          ts: Date.parse(c.created_at),
-          ...(attachments.length ? { attachments } : {}),
-        });
+        const input = await this.messageInput(sender, pdu);
+        if (input) await this.messages.sendReplicated(sender.id, pdu.room_id, input);
         return;
       }
       case 'edit': {
