@@ -335,6 +335,26 @@ describe('federation', () => {
     expect(metrics).toMatch(/switchboard_federation_last_success_timestamp_seconds\{peer="b.test"\} [1-9]/);
   });
 
+  it('carries a reply sent in the same transaction as the message it answers', async () => {
+    const peerB = async () => (await hubs[0].hub.federation.peerStatus()).find((p) => p.server_name === 'b.test')!;
+    const send = async (content: string, reply_to?: string) =>
+      (await api(hubs[0].url, 'POST', `/api/rooms/${roomId}/messages`, { token: alice.token, body: { content, ...(reply_to ? { reply_to } : {}) } })).body.id as string;
+    // While A cannot reach B, a first message takes a transaction of its own; the next three queue
+    // behind it and go together once B is reachable (B writes the first of them alone, then the
+    // others as a group).
+    proxies[1].setCut(true);
+    await send('ahead');
+    await until('A retrying a transaction to B', async () => (await peerB()).failures > 0);
+    await send('first of the group');
+    const question = await send('question');
+    const answer = await send('answer', question);
+    proxies[1].setCut(false);
+    const onB = await until('the answer on B', async () => (await history(hubs[1], bob, roomId)).find((m) => m.id === answer));
+    expect(onB.reply_to).toBe(question);
+    const { rows } = await hubs[1].hub.db.query('SELECT room_seq FROM federation_events WHERE event_id = $1', [`m:${answer}`]);
+    expect(rows).toHaveLength(1); // in B's copy of the room's log
+  });
+
   it('keeps sends in a room whose host is unreachable pending, then sequences them once, in order', async () => {
     proxies[0].setCut(true); // nobody reaches A, the host
     const sent: any[] = [];

@@ -853,8 +853,9 @@ export class FederationService {
   /**
    * The host's consecutive messages of one room: the first is applied as any event (filling a gap
    * before it), the others, when they follow it without a gap, are submitted to the group commit
-   * together, in order, and logged in one transaction once written (a crash in between: the repeat
-   * finds them written and only logs them).
+   * together, in order (a reply waits for the group of the message it answers, which the group
+   * commit could not find in its own batch), and logged in one transaction once written (a crash in
+   * between: the repeat finds them written and only logs them).
    */
   private async applySequencedMessages(host: string, run: Pdu[]): Promise<void> {
     await this.applySequenced(host, run[0]);
@@ -865,19 +866,25 @@ export class FederationService {
       for (const pdu of rest) await this.applySequenced(host, pdu);
       return;
     }
-    const sends: { sender: UserRow; input: SendInput }[] = [];
+    let group: { sender: UserRow; input: SendInput }[] = [];
+    const write = async () => {
+      // Submitted at once, in order: the group commit writes them in this order.
+      const written = await Promise.allSettled(group.map((s) => this.messages.sendReplicated(s.sender.id, rest[0].room_id, s.input)));
+      for (const [k, w] of written.entries()) {
+        if (w.status === 'fulfilled') continue;
+        if (!(w.reason instanceof AppError && w.reason.status < 500)) throw w.reason;
+        this.log.warn({ err: w.reason, message_id: group[k].input.id }, 'sequenced event not applicable here; skipped');
+      }
+      group = [];
+    };
     for (const pdu of rest) {
       const sender = await this.userFor(pdu.sender);
       const input = await this.messageInput(sender, pdu);
-      if (input) sends.push({ sender, input });
+      if (!input) continue;
+      if (input.reply_to && group.some((s) => s.input.id === input.reply_to)) await write();
+      group.push({ sender, input });
     }
-    // Submitted at once, in order: the group commit writes them in this order.
-    const written = await Promise.allSettled(sends.map((s) => this.messages.sendReplicated(s.sender.id, rest[0].room_id, s.input)));
-    for (const [k, w] of written.entries()) {
-      if (w.status === 'fulfilled') continue;
-      if (!(w.reason instanceof AppError && w.reason.status < 500)) throw w.reason;
-      this.log.warn({ err: w.reason, message_id: sends[k].input.id }, 'sequenced event not applicable here; skipped');
-    }
+    await write();
     const last = rest[rest.length - 1];
     await this.db.transaction(async (tx) => {
       for (const pdu of rest) await repo.insertEvent(tx, pdu.room_id, pdu.room_seq!, pdu.event_id, pdu);
