@@ -11,7 +11,8 @@
  * at the end and writes every figure as JSON to bench/results/ (`latest.json` and a dated copy).
  * What each figure means and how it is measured: docs/PERFORMANCE.md.
  *
- * Knobs: BENCH_ONLY=ceiling,postgres,pglite (servers), BENCH_WORKLOADS=rtt,a,b,c,resume,memory,
+ * Knobs: BENCH_ONLY=ceiling,postgres,pglite (servers), BENCH_WORKLOADS=rtt,a,b,c,resume,memory,e2ee,federation
+ * (federation: two more hubs of the same kind, bench/federation.ts),
  * BENCH_CPU_PROF=<dir> (hubs run under `node --cpu-prof`, one .cpuprofile per hub process, written
  * when it stops).
  */
@@ -31,6 +32,7 @@ import { REPO_ROOT, spawnHub } from '../test/e2e/spawn.js';
 import ensureBuilt from '../test/helpers/build.js';
 import { api, createScratchDatabase, type Session } from '../test/helpers/hub.js';
 import { encryptedSends, type E2eeResult } from './e2ee.js';
+import { federatedSends, type FederationResult } from './federation.js';
 import { BenchSocket, LISTENERS, SENDERS, WINDOW, ackPaced, burst, createGroup, openIdle, paced, registerUsers, resume, roundTrip, type Latency, type Target, type WorkloadResult } from './load.js';
 
 /** How a hub is started, after `node` and its flags: the TypeScript entry point, from the repo root. */
@@ -56,7 +58,7 @@ const DEADLINE_MS = 15 * 60_000;
 const RESULTS_DIR = path.join(REPO_ROOT, 'bench/results');
 
 const SERVER_NAMES = ['ceiling', 'postgres', 'pglite'] as const;
-const WORKLOAD_NAMES = ['rtt', 'a', 'b', 'c', 'resume', 'memory', 'e2ee'] as const;
+const WORKLOAD_NAMES = ['rtt', 'a', 'b', 'c', 'resume', 'memory', 'e2ee', 'federation'] as const;
 type ServerName = (typeof SERVER_NAMES)[number];
 
 /** A comma-separated environment knob, checked against its allowed values (all of them when unset). */
@@ -95,6 +97,7 @@ interface ServerResult {
   workloads: Record<string, WorkloadResult>;
   resume?: { events: number; toReadyMs: number; toLastEventMs: number; seedMs: number; restartMs?: number };
   e2ee?: E2eeResult;
+  federation?: FederationResult;
 }
 
 /** Servers running now, for the watchdog and Ctrl-C. */
@@ -122,9 +125,9 @@ async function startCeiling(): Promise<Server> {
 }
 
 /** Spawns a hub on `dataDir` (and the database at `databaseUrl`, else the embedded PGlite in `dataDir`). */
-async function startHub(dataDir: string, databaseUrl?: string): Promise<Server & { spawnMs: number; hubStartupMs: number }> {
+async function startHub(dataDir: string, databaseUrl?: string, extraToml = ''): Promise<Server & { spawnMs: number; hubStartupMs: number }> {
   const command = ['node', ...inspectFlags, ...(cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : []), ...HUB_ENTRY];
-  const toml = databaseUrl ? `${HUB_TOML}[database]\nurl = ${JSON.stringify(databaseUrl)}\n` : HUB_TOML;
+  const toml = (databaseUrl ? `${HUB_TOML}[database]\nurl = ${JSON.stringify(databaseUrl)}\n` : HUB_TOML) + extraToml;
   const hub = await spawnHub({ command, dataDir, toml, timeoutMs: 120_000 });
   const server = {
     target: { url: hub.url, wsUrl: hub.wsUrl },
@@ -282,6 +285,22 @@ async function benchResume(hub: { server: Server }, dataDir: string, databaseUrl
   return { events: replay.events, toReadyMs: replay.toReadyMs, toLastEventMs: replay.toLastEventMs, seedMs, restartMs };
 }
 
+/** The federation workload (bench/federation.ts) on two more hubs, each on a scratch database (`postgres`) or a fresh PGlite data dir. */
+async function benchFederation(postgres: boolean): Promise<FederationResult> {
+  const cleanup: (() => Promise<void>)[] = [];
+  try {
+    return await federatedSends(async (_name, toml) => {
+      const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-bench-fed-'));
+      cleanup.push(async () => fs.rmSync(dataDir, { recursive: true, force: true }));
+      const scratch = postgres ? await createScratchDatabase(process.env.DATABASE_URL!) : null;
+      if (scratch) cleanup.push(() => scratch.drop());
+      return startHub(dataDir, scratch?.url, toml);
+    });
+  } finally {
+    for (const c of cleanup.reverse()) await c().catch(() => undefined);
+  }
+}
+
 const log = (line: string) => console.error(`  ${line}`);
 
 /** Runs the selected workloads against one server, in its own child process. */
@@ -324,6 +343,10 @@ async function benchServer(name: ServerName): Promise<ServerResult> {
       const mode = (m: E2eeResult['envelopes']) => `${m.perS.toFixed(1)} sends/s, all ${result.e2ee!.devices} decrypted ${lat(m.allDecryptedMs)}`;
       log(`e2ee: envelopes ${mode(result.e2ee.envelopes)}; sender key ${mode(result.e2ee.senderKey)}`);
     }
+    if (workloads.has('federation') && name !== 'ceiling') {
+      result.federation = await benchFederation(name === 'postgres');
+      log(`federation: ${federationLine(result.federation)}`);
+    }
     if (workloads.has('resume') && name !== 'ceiling') {
       result.resume = await benchResume(hub as { server: Server }, dataDir, scratch?.url);
       log(`resume: ${resumeLine(result.resume)}`);
@@ -352,6 +375,8 @@ const workloadLine = (w: WorkloadResult) =>
 const memoryLine = (m: NonNullable<ServerResult['memory']>) =>
   `RSS ${fmtKiB(m.rssBeforeKiB)} → ${fmtKiB(m.rssWithKiB)} with ${m.sockets.toLocaleString('en-US')} sockets: ${m.perSocketKiB.toFixed(1)} KiB/socket (opened in ${fmtMs(m.openMs)})`;
 const roundTripLine = (r: NonNullable<ServerResult['roundTrip']>) => `send → ack ${lat(r.ackMs)}; send → delivery ${lat(r.deliveryMs)}`;
+const federationLine = (f: FederationResult) =>
+  `send on A → message.new on B ${lat(f.latency.ms)} (${f.latency.sent} one at a time); catch-up after an outage ${fmtRate(f.catchUp.perS)} events/s (${f.catchUp.messages.toLocaleString('en-US')} queued; heal → last ${fmtMs(f.catchUp.healToLastMs)})`;
 const resumeLine = (r: NonNullable<ServerResult['resume']>) =>
   `${r.events.toLocaleString('en-US')} events: connect → last event ${fmtMs(r.toLastEventMs)}, → ready ${fmtMs(r.toReadyMs)} (seeded in ${fmtMs(r.seedMs)}${r.restartMs ? `, hub restarted in ${fmtMs(r.restartMs)}` : ''})`;
 
@@ -406,6 +431,10 @@ function report(results: Partial<Record<ServerName, ServerResult>>): string {
     if (r.startup) other.push([name, 'startup (fresh data dir): spawn → listening / hub startup_ms', `${fmtMs(r.startup.spawnMs)} / ${fmtMs(r.startup.hubStartupMs)}`]);
     if (r.roundTrip) other.push([name, 'round trip, one at a time: send → ack / send → delivery', `${lat(r.roundTrip.ackMs)} / ${lat(r.roundTrip.deliveryMs)}`]);
     if (r.memory) other.push([name, `memory: RSS at rest → with ${r.memory.sockets.toLocaleString('en-US')} idle sockets`, `${fmtKiB(r.memory.rssBeforeKiB)} → ${fmtKiB(r.memory.rssWithKiB)}: ${r.memory.perSocketKiB.toFixed(1)} KiB/socket`]);
+    if (r.federation) {
+      other.push([name, 'federation: send on A → message.new on B', lat(r.federation.latency.ms)]);
+      other.push([name, `federation: catch-up of ${r.federation.catchUp.messages.toLocaleString('en-US')} after an outage / heal → last`, `${fmtRate(r.federation.catchUp.perS)} events/s / ${fmtMs(r.federation.catchUp.healToLastMs)}`]);
+    }
     if (r.resume) {
       other.push([name, `resume ${r.resume.events.toLocaleString('en-US')} events: connect → last event / → ready`, `${fmtMs(r.resume.toLastEventMs)} / ${fmtMs(r.resume.toReadyMs)}`]);
       other.push([name, 'resume: seeding / hub restart', `${fmtMs(r.resume.seedMs)} / ${r.resume.restartMs ? fmtMs(r.resume.restartMs) : '(seeded while running)'}`]);

@@ -92,11 +92,12 @@ export const RateLimitsSchema = Type.Object(
     messages_per_user_per_min: Type.Integer({ minimum: 0, default: 1200, description: 'Message sends per user per minute, REST and WebSocket counted together.' }),
     ws_frames_per_s: Type.Integer({ minimum: 0, default: 100, description: 'WebSocket frames per connection per second, sustained (token bucket refill rate).' }),
     ws_burst: Type.Integer({ minimum: 1, default: 1000, description: 'WebSocket frames a connection may send in one burst (token bucket size, minimum 1).' }),
+    federation_per_peer_per_min: Type.Integer({ minimum: 0, default: 6000, description: 'Signed requests per federation peer (its server_name) per minute, all /_federation/v1 routes together (docs/FEDERATION.md).' }),
   },
   {
     ...Strict,
     description:
-      'Abuse limits; over a limit REST answers 429 RATE_LIMITED with Retry-After (seconds), the WebSocket an error event RATE_LIMITED with retry_after_ms. 0 disables a limit. The login, registration and send counters live in Redis when redis.url is set (shared by every node), else in the memory of each hub node; frame buckets belong to their socket (see docs/OPERATIONS.md).',
+      'Abuse limits; over a limit REST answers 429 RATE_LIMITED with Retry-After (seconds), the WebSocket an error event RATE_LIMITED with retry_after_ms. 0 disables a limit. The login, registration, send and federation peer counters live in Redis when redis.url is set (shared by every node), else in the memory of each hub node; frame buckets belong to their socket (see docs/OPERATIONS.md).',
   },
 );
 
@@ -246,6 +247,7 @@ export const FederationSchema = Type.Object(
     open: Type.Boolean({ default: false, description: 'Accept any hub that signs its requests (its key fetched and pinned on first use); false: only the listed peers.' }),
     deny: Type.Array(Type.String(), { default: [], description: 'server_names refused outright, even when listed or open.' }),
     retry_max_ms: Type.Integer({ minimum: 10, default: 60000, description: 'Longest wait between retries of a transaction to a peer (exponential backoff with jitter from 250 ms), ms; reset when that peer calls in.' }),
+    txn_retention_s: Type.Integer({ minimum: 60, default: 86400, description: 'How long the ids of transactions received from peers are kept to refuse a repeat, s; older ones are deleted (hourly, or every half of this when shorter). Events are also deduplicated by id and room_seq.' }),
     peers: Type.Array(FederationPeerSchema, { default: [], description: 'Hubs this one federates with, as [[federation.peers]] tables: server_name, url, public_key.' }),
   },
   {

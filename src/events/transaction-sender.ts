@@ -11,6 +11,10 @@
  *
  * So items reach the destination in order, at least once, and a retried transaction never gains or
  * loses items; the destination dedupes by txn_id.
+ *
+ * A sender given `refusedForGood` (federation; bridge pushers are not) does not retry a transaction
+ * the destination refused for good (e.g. 403): it hands it to `store.refused`, which drops it (a
+ * dead letter) or gives it up for smaller ones, and goes on with the queue.
  */
 import type { Logger } from 'pino';
 import type { BackoffOptions } from '../lib/backoff.js';
@@ -35,6 +39,11 @@ export interface TransactionStore<B> {
   advance(upto: number): Promise<void>;
   /** The destination accepted `txnId`: moves the cursor past it and clears it. */
   close(txnId: string): Promise<void>;
+  /**
+   * The destination refused `txnId` for good (only with `refusedForGood`): the store clears it,
+   * moving the cursor past it (a dead letter) or not (its items go again, in other transactions).
+   */
+  refused?(txnId: string, body: B, err: unknown): Promise<void>;
 }
 
 export class TransactionSender<B> {
@@ -49,6 +58,8 @@ export class TransactionSender<B> {
       store: TransactionStore<B>;
       /** Sends one transaction. @throws unless the destination accepted it. */
       deliver: (txnId: string, body: B) => Promise<void>;
+      /** Whether `deliver`'s error says the destination will never accept that transaction (then `store.refused` takes it). */
+      refusedForGood?: (err: unknown) => boolean;
     },
   ) {
     this.follower = new Follower({ name: opts.name, log: opts.log, step: () => this.step(), retry: opts.retry });
@@ -90,7 +101,14 @@ export class TransactionSender<B> {
       state = await store.state();
       if (!state.pending_txn_id) return true; // another node opened and closed it first
     }
-    await this.opts.deliver(state.pending_txn_id, state.pending_body!);
+    try {
+      await this.opts.deliver(state.pending_txn_id, state.pending_body!);
+    } catch (err) {
+      if (!store.refused || !this.opts.refusedForGood?.(err)) throw err;
+      this.opts.log.warn({ err, txn_id: state.pending_txn_id }, `${this.opts.name}: transaction refused for good; not retried`);
+      await store.refused(state.pending_txn_id, state.pending_body!, err);
+      return true;
+    }
     await store.close(state.pending_txn_id);
     this.lastSuccessMs = Date.now();
     return true;

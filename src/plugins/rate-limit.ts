@@ -5,7 +5,9 @@
  * every node shares them, else in this node's memory; if Redis fails, requests are let through):
  * - `POST /api/auth/login`: per client IP and per account (lower-case email from the body);
  * - `POST /api/auth/register`: per client IP;
- * - `POST /api/rooms/:room_id/messages`: per user.
+ * - `POST /api/rooms/:room_id/messages`: per user;
+ * - the signed `/_federation/v1` routes: per peer (`app.peerLimiter`, called by the federation routes
+ *   once the signature named the peer, before anything is read or stored).
  * The routes are listed here, in one place, and get a preHandler (after body validation, before the
  * handler, so a refused request changes nothing). Over a limit: 429 `RATE_LIMITED` with
  * `Retry-After` (seconds until the window resets).
@@ -45,6 +47,11 @@ declare module 'fastify' {
      * @returns 0 when allowed, else ms until the window resets.
      */
     sendLimiter(req: FastifyRequest): Promise<number>;
+    /**
+     * Counts one signed federation request of peer `origin` (its server_name) against
+     * `federation_per_peer_per_min`. @returns 0 when allowed, else ms until the window resets.
+     */
+    peerLimiter(req: FastifyRequest, origin: string): Promise<number>;
   }
 }
 
@@ -102,6 +109,8 @@ async function rateLimits(app: FastifyInstance): Promise<void> {
   };
   const byIp = (req: FastifyRequest) => normalizeIP(req.ip);
   const sendLimiter = limiter(cfg.messages_per_user_per_min, 60_000, (req) => req.auth.userId);
+  const peers = new WeakMap<FastifyRequest, string>();
+  const peerLimit = limiter(cfg.federation_per_peer_per_min, 60_000, (req) => `peer:${peers.get(req)}`);
 
   const limitedRoutes: Record<string, Limiter[]> = {
     'POST /api/auth/login': [
@@ -128,6 +137,7 @@ async function rateLimits(app: FastifyInstance): Promise<void> {
   });
 
   app.decorate('sendLimiter', sendLimiter);
+  app.decorate('peerLimiter', (req: FastifyRequest, origin: string) => (peers.set(req, origin), peerLimit(req)));
   app.decorate('socketLimits', (): SocketLimits => {
     const bucket = cfg.ws_frames_per_s > 0 ? new TokenBucket(cfg.ws_frames_per_s, cfg.ws_burst) : null;
     return { frame: () => bucket?.take() ?? 0 };

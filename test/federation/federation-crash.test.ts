@@ -4,8 +4,11 @@
  * DATABASE_URL, or its own PGlite data dir). B is SIGKILLed while A's user sends 200 messages and
  * restarts at once on the same data dir and database (on PGlite once the dead hub's lock is stale): B converges on A's order, and B's user resuming
  * with `since` gets every message once, in order. Then the host A is SIGKILLed while B's user sends 50:
- * the sends are answered pending and sequenced once, in the order sent, on both hubs, when A is back. Each hub is reached through a loopback TCP relay on
- * a port fixed before it starts, so its peer's URL holds across the restart (the hub's own port is new).
+ * the sends are answered pending and sequenced once, in the order sent, on both hubs, when A is back.
+ * Last, B is SIGKILLed between storing a transaction of A's and A hearing its 200 (the relay in front
+ * of B forwards the request and swallows the answer): A's retry, to the restarted B, stores nothing
+ * twice. Each hub is reached through a loopback TCP relay on a port fixed before it starts, so its
+ * peer's URL holds across the restart (the hub's own port is new).
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -19,19 +22,40 @@ import { spawnHub, type SpawnedHub } from '../e2e/spawn.js';
 const MESSAGES = 200;
 const names = ['a.test', 'b.test'];
 
-/** A loopback TCP relay on a fixed port to a target port that may change. */
+/**
+ * A loopback TCP relay on a fixed port to a target port that may change. With `swallow` set, a new
+ * connection whose first request is a transaction (`PUT /_federation/v1/send/`, typing aside) is
+ * forwarded but its answer is not: `swallow` gets the answer's first bytes, and the client's side is
+ * closed only when the target's is.
+ */
 class Relay {
   private server = net.createServer((c) => this.onConn(c));
+  private sockets = new Set<net.Socket>();
   port = 0;
   target = 0;
+  swallow: ((answer: string) => void) | null = null;
   async listen(): Promise<void> {
     await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
     this.port = (this.server.address() as net.AddressInfo).port;
   }
   private onConn(c: net.Socket): void {
     const up = net.connect(this.target, '127.0.0.1');
-    for (const s of [c, up]) s.on('error', () => (c.destroy(), up.destroy()));
-    c.pipe(up).pipe(c);
+    for (const s of [c, up]) (this.sockets.add(s), s.on('close', () => this.sockets.delete(s)), s.on('error', () => (c.destroy(), up.destroy())));
+    const swallow = this.swallow;
+    if (!swallow) return void c.pipe(up).pipe(c);
+    c.once('data', (first: Buffer) => {
+      up.write(first);
+      c.pipe(up);
+      if (!/^PUT \/_federation\/v1\/send\/(?!typing-)/.test(first.toString('latin1'))) return void up.pipe(c);
+      up.once('data', (answer: Buffer) => swallow(answer.toString('latin1')));
+      up.on('data', () => undefined);
+      up.on('close', () => c.destroy());
+    });
+  }
+  /** Swallows answers to transactions on new connections (see above); open connections are closed so the next request opens one. */
+  swallowAnswers(onAnswer: ((answer: string) => void) | null): void {
+    this.swallow = onAnswer;
+    if (onAnswer) for (const s of this.sockets) s.destroy();
   }
   close(): Promise<void> {
     return new Promise((r) => this.server.close(() => r()));
@@ -202,5 +226,38 @@ describe('federation across a SIGKILL', () => {
       lists.push(got.map((m) => m.id));
     }
     expect(lists[1]).toEqual(lists[0]);
+  }, 150_000);
+
+  it('B SIGKILLed between storing a transaction and A hearing its 200: A\'s retry stores nothing twice', async () => {
+    const before = await allMessages(hubs[1].url, bob.token, roomId);
+    const since: number = before[before.length - 1].stream_position;
+    const answered = new Promise<string>((resolve) => relays[1].swallowAnswers(resolve));
+    const sent: string[] = [];
+    for (let k = 0; k < 5; k++) {
+      const res = await api(hubs[0].url, 'POST', `/api/rooms/${roomId}/messages`, { token: alice.token, body: { content: `swallowed ${k}` } });
+      expect(res.status).toBe(201);
+      sent.push(res.body.id);
+    }
+    // B stored the transaction and answered; A has not heard it.
+    expect(await answered).toMatch(/^HTTP\/1\.1 200 /);
+    await hubs[1].kill();
+    relays[1].swallowAnswers(null);
+    await start(1);
+
+    const onA = (await allMessages(hubs[0].url, alice.token, roomId)).map((m) => m.id);
+    const onB = await until(
+      'B to converge',
+      async () => {
+        const ids = (await allMessages(hubs[1].url, bob.token, roomId)).map((m) => m.id);
+        return ids.length >= onA.length ? ids : undefined;
+      },
+      45_000,
+    );
+    expect(onB).toEqual(onA); // each once, in the host's order
+    expect(onB.slice(-5)).toEqual(sent);
+    // B's event log has each once too: a resume from before the transaction replays the 5, once each.
+    const resumed = await WsClient.connect(hubs[1].wsUrl, bob.token, { since });
+    expect(resumed.all('message.new').filter((e) => e.room_id === roomId).map((e) => e.message.id)).toEqual(sent);
+    resumed.close();
   }, 150_000);
 });

@@ -5,7 +5,11 @@
  * loopback TCP proxy.
  */
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { api, register, startTestHub, WsClient, type Session, type TestHub } from '../helpers/hub.js';
 import { loadFederationKey } from '../../src/modules/federation/federation.keys.js';
@@ -50,6 +54,29 @@ async function until<T>(what: string, fn: () => Promise<T | undefined | false>, 
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** Uploads `bytes` to hub `t` as `s`. @returns the attachment. */
+async function upload(t: TestHub, s: Session, bytes: Uint8Array, filename: string): Promise<any> {
+  const form = new FormData();
+  form.append('file', new Blob([Uint8Array.from(bytes)]), filename);
+  const res = await fetch(`${t.url}/api/attachments`, { method: 'POST', headers: { authorization: `Bearer ${s.token}` }, body: form });
+  expect(res.status).toBe(201);
+  return res.json();
+}
+
+/** GETs `url` on hub `t` as `s`: status, headers and the bytes. */
+async function download(t: TestHub, s: Session, url: string, headers: Record<string, string> = {}) {
+  const res = await fetch(t.url + url, { headers: { authorization: `Bearer ${s.token}`, ...headers } });
+  return { status: res.status, headers: res.headers, body: Buffer.from(await res.arrayBuffer()) };
+}
+
+/** A signed GET from hub `from` to hub `to`. */
+async function signedGet(from: number, to: number, path: string) {
+  const key = loadFederationKey(hubs[from].config.data_dir);
+  const headers = await signRequest(key, names[from], { method: 'GET', destination: names[to], path, body: '' });
+  const res = await fetch(`${hubs[to].url}${path}`, { headers });
+  return { status: res.status, body: Buffer.from(await res.arrayBuffer()) };
 }
 
 async function history(t: TestHub, s: Session, roomId: string): Promise<any[]> {
@@ -118,7 +145,7 @@ describe('federation', () => {
     }
   });
 
-  it('carries messages, replies, edits, reactions, receipts and redactions both ways, in one order on every hub', async () => {
+  it('carries messages, replies, edits, reactions, receipts, redactions and a file both ways, in one order on every hub', async () => {
     const send = async (i: number, s: Session, content: string, reply_to?: string) => {
       const res = await api(hubs[i].url, 'POST', `/api/rooms/${roomId}/messages`, { token: s.token, body: { content, ...(reply_to ? { reply_to } : {}) } });
       expect(res.status).toBe(201);
@@ -142,6 +169,58 @@ describe('federation', () => {
     const m3 = await send(2, carol, 'oops');
     await until('m3 on A', async () => (await history(hubs[0], alice, roomId)).find((m) => m.id === m3.id));
     expect((await api(hubs[2].url, 'DELETE', `/api/messages/${m3.id}`, { token: carol.token })).status).toBeLessThan(300);
+
+    // A file each way: Alice's from A (the host), Bob's image from B (a participant). Each hub lists
+    // them at once and fetches the bytes from the hub they were uploaded to on the first download
+    // through its own /api/attachments URL, then keeps them.
+    const notes = crypto.randomBytes(300_000);
+    const png = await sharp({ create: { width: 400, height: 200, channels: 3, background: { r: 20, g: 130, b: 90 } } }).png().toBuffer();
+    const fileA = await upload(hubs[0], alice, notes, 'notes.bin');
+    const fileB = await upload(hubs[1], bob, png, 'picture.png');
+    const m4 = (await api(hubs[0].url, 'POST', `/api/rooms/${roomId}/messages`, { token: alice.token, body: { content: 'notes attached', attachments: [fileA.id] } })).body;
+    const m5res = await api(hubs[1].url, 'POST', `/api/rooms/${roomId}/messages`, { token: bob.token, body: { content: '', attachments: [fileB.id] } });
+    expect(m5res.status).toBe(201);
+    const m5 = m5res.body;
+    // Someone else's upload is refused in a room hosted elsewhere as in a local one.
+    const notBobs = await api(hubs[1].url, 'POST', `/api/rooms/${roomId}/messages`, { token: bob.token, body: { content: 'x', attachments: [fileA.id] } });
+    expect(notBobs.status).toBe(404);
+    expect(notBobs.body.error.code).toBe('INVALID_ATTACHMENT');
+    const thumbOnB = await download(hubs[1], bob, fileB.thumbnail_url);
+    expect(thumbOnB.status).toBe(200);
+    for (const [i, s] of [[0, alice], [1, bob], [2, carol]] as const) {
+      const h = await until(`the files on ${names[i]}`, async () => {
+        const list = await history(hubs[i], s, roomId);
+        return list.some((m) => m.id === m4.id) && list.some((m) => m.id === m5.id) ? list : undefined;
+      });
+      expect(h.find((m) => m.id === m4.id).attachments).toEqual([fileA]);
+      expect(h.find((m) => m.id === m5.id).attachments).toEqual([fileB]);
+    }
+    const stored = (i: number, id: string) => hubs[i].hub.db.query('SELECT origin, missing FROM attachments WHERE id = $1', [id]).then((r) => r.rows[0]);
+    expect(await stored(2, fileB.id)).toEqual({ origin: 'b.test', missing: [fileB.id, `${fileB.id}.thumb`] }); // listed, not fetched yet
+    for (const [i, s, file, bytes] of [[1, bob, fileA, notes], [2, carol, fileA, notes], [0, alice, fileB, png], [2, carol, fileB, png]] as const) {
+      const got = await download(hubs[i], s, file.url);
+      expect(got.status, `${file.filename} on ${names[i]}`).toBe(200);
+      expect(got.headers.get('content-type')).toBe(file.mime_type);
+      expect(got.body.equals(bytes), `${file.filename} on ${names[i]}`).toBe(true);
+    }
+    for (const i of [0, 2]) {
+      const thumb = await download(hubs[i], [alice, bob, carol][i], fileB.thumbnail_url);
+      expect(thumb.status).toBe(200);
+      expect(thumb.headers.get('content-type')).toBe('image/webp');
+      expect(thumb.body.equals(thumbOnB.body)).toBe(true);
+    }
+    expect(await stored(2, fileB.id)).toEqual({ origin: 'b.test', missing: [] });
+    expect(await stored(1, fileA.id)).toEqual({ origin: 'a.test', missing: [] });
+    // Kept: a range is served from the copy, even with the origin out of reach.
+    proxies[1].setCut(true);
+    try {
+      const part = await download(hubs[2], carol, fileB.url, { range: 'bytes=0-99' });
+      expect(part.status).toBe(206);
+      expect(part.body.equals(png.subarray(0, 100))).toBe(true);
+    } finally {
+      proxies[1].setCut(false);
+    }
+
     for (const [i, s] of [[0, alice], [1, bob], [2, carol]] as const) {
       await until(`edit, reaction and redaction on ${names[i]}`, async () => {
         const h = await history(hubs[i], s, roomId);
@@ -154,7 +233,7 @@ describe('federation', () => {
     const orders = await Promise.all([[0, alice], [1, bob], [2, carol]].map(async ([i, s]) => (await history(hubs[i as number], s as Session, roomId)).map((m) => m.id)));
     expect(orders[1]).toEqual(orders[0]);
     expect(orders[2]).toEqual(orders[0]);
-    expect(orders[0]).toEqual([m1.id, m2.id, m3.id]);
+    expect(orders[0]).toEqual([m1.id, m2.id, m3.id, m4.id, m5.id]);
   });
 
   it('carries a direct room between A and B, with a mention that names the same person on both hubs', async () => {
@@ -174,6 +253,17 @@ describe('federation', () => {
     expect(onA.reply_to).toBe(fromA);
     const order = async (i: number, s: Session) => (await history(hubs[i], s, dmId)).map((m) => m.id);
     expect(await order(1, bob)).toEqual(await order(0, alice));
+
+    // The media endpoint serves a file only to hubs that share a room where it was sent.
+    const file = await upload(hubs[0], alice, crypto.randomBytes(1000), 'dm.bin');
+    const path = `/_federation/v1/media/${file.id}`;
+    expect((await signedGet(1, 0, path)).status).toBe(403); // uploaded, not sent anywhere yet
+    await api(hubs[0].url, 'POST', `/api/rooms/${dmId}/messages`, { token: alice.token, body: { content: 'for Bob', attachments: [file.id] } });
+    expect((await signedGet(1, 0, path)).status).toBe(200);
+    expect((await signedGet(2, 0, path)).status).toBe(403); // C is not in the direct room
+    expect((await signedGet(1, 0, `${path}/thumbnail`)).status).toBe(404); // no thumbnail
+    expect((await signedGet(1, 0, `/_federation/v1/media/${crypto.randomUUID()}`)).status).toBe(404);
+    expect((await fetch(`${hubs[0].url}${path}`)).status).toBe(401); // unsigned
   });
 
   it('shows typing on the other hubs (best effort, straight to them)', async () => {
@@ -243,6 +333,26 @@ describe('federation', () => {
     const metrics = await fetch(`${hubs[0].url}/metrics`).then((r) => r.text());
     expect(metrics).toMatch(/switchboard_federation_queue_depth\{peer="b.test"\} 0/);
     expect(metrics).toMatch(/switchboard_federation_last_success_timestamp_seconds\{peer="b.test"\} [1-9]/);
+  });
+
+  it('carries a reply sent in the same transaction as the message it answers', async () => {
+    const peerB = async () => (await hubs[0].hub.federation.peerStatus()).find((p) => p.server_name === 'b.test')!;
+    const send = async (content: string, reply_to?: string) =>
+      (await api(hubs[0].url, 'POST', `/api/rooms/${roomId}/messages`, { token: alice.token, body: { content, ...(reply_to ? { reply_to } : {}) } })).body.id as string;
+    // While A cannot reach B, a first message takes a transaction of its own; the next three queue
+    // behind it and go together once B is reachable (B writes the first of them alone, then the
+    // others as a group).
+    proxies[1].setCut(true);
+    await send('ahead');
+    await until('A retrying a transaction to B', async () => (await peerB()).failures > 0);
+    await send('first of the group');
+    const question = await send('question');
+    const answer = await send('answer', question);
+    proxies[1].setCut(false);
+    const onB = await until('the answer on B', async () => (await history(hubs[1], bob, roomId)).find((m) => m.id === answer));
+    expect(onB.reply_to).toBe(question);
+    const { rows } = await hubs[1].hub.db.query('SELECT room_seq FROM federation_events WHERE event_id = $1', [`m:${answer}`]);
+    expect(rows).toHaveLength(1); // in B's copy of the room's log
   });
 
   it('keeps sends in a room whose host is unreachable pending, then sequences them once, in order', async () => {
@@ -376,19 +486,97 @@ describe('federation', () => {
     });
   });
 
-  it('a room that denies hub C stops sending to C and refuses C\'s events', async () => {
+  it('a room that denies hub C stops sending to C and refuses C\'s events; C dead-letters the refusal and its queue goes on', async () => {
+    // A second room with Carol, which does not deny C.
+    const carolOnA = await hubs[0].hub.users.findByUsername(carol.user.username, 'c.test');
+    const room2 = (await api(hubs[0].url, 'POST', '/api/rooms', { token: alice.token, body: { type: 'group', name: 'Duo', members: [carolOnA!.id] } })).body.id;
+    await until('the second room on C', async () => (await api(hubs[2].url, 'GET', `/api/rooms/${room2}`, { token: carol.token })).status === 200);
+
     const res = await api(hubs[0].url, 'PUT', `/api/admin/federation/rooms/${roomId}/deny`, { token: admin.token, body: { deny: ['c.test'] } });
     expect(res.status).toBe(200);
     expect(res.body.servers).toEqual(['b.test']);
     const fromA = (await api(hubs[0].url, 'POST', `/api/rooms/${roomId}/messages`, { token: alice.token, body: { content: 'not for C' } })).body.id;
     await until('the message on B', async () => (await history(hubs[1], bob, roomId)).some((m) => m.id === fromA));
-    const fromC = (await api(hubs[2].url, 'POST', `/api/rooms/${roomId}/messages`, { token: carol.token, body: { content: 'from C, refused' } })).body.id;
-    const refused = await until('C\'s queue to A refused', async () => {
-      const peers = hubs[2].hub.federation.peerStatus();
-      return (await peers).find((p) => p.server_name === 'a.test' && p.failures > 0);
+
+    const send = (room: string, content: string) => api(hubs[2].url, 'POST', `/api/rooms/${room}/messages`, { token: carol.token, body: { content } });
+    const peerA = async () => (await hubs[2].hub.federation.peerStatus()).find((p) => p.server_name === 'a.test')!;
+    // While C cannot reach A, a first send takes a transaction of its own (retried as it is), and
+    // the refused one and a good one queue behind it: one transaction of two once A is back.
+    proxies[0].setCut(true);
+    const first = send(room2, 'first, while A is away');
+    await until('C retrying a transaction to A', async () => (await peerA()).failures > 0);
+    const [refusedSend, goodSend] = await Promise.all([send(roomId, 'from C, refused'), send(room2, 'from C, accepted')]);
+    proxies[0].setCut(false);
+    const ids = { first: (await first).body.id, refused: refusedSend.body.id, good: goodSend.body.id };
+    await until('C\'s queue to A drained', async () => {
+      const p = await peerA();
+      return p.queue_depth === 0 && p.dead_letters === 1 && p.failures === 0;
     });
-    expect(refused.queue_depth).toBeGreaterThan(0);
+    const onA = await until('the accepted sends on A', async () => {
+      const h = (await history(hubs[0], alice, room2)).map((m) => m.id);
+      return h.includes(ids.first) && h.includes(ids.good) ? h : undefined;
+    });
+    expect(onA).toEqual([ids.first, ids.good]);
+    expect((await history(hubs[0], alice, roomId)).some((m) => m.id === ids.refused)).toBe(false);
     expect((await history(hubs[2], carol, roomId)).some((m) => m.id === fromA)).toBe(false);
-    expect((await history(hubs[0], alice, roomId)).some((m) => m.id === fromC)).toBe(false);
+    const [dead] = (await hubs[2].hub.db.query('SELECT peer, status, body FROM federation_dead_letters')).rows;
+    expect(dead).toMatchObject({ peer: 'a.test', status: 403 });
+    expect(dead.body.events.map((e: any) => e.content.id)).toEqual([ids.refused]);
+    const metrics = await fetch(`${hubs[2].url}/metrics`).then((r) => r.text());
+    expect(metrics).toMatch(/switchboard_federation_dead_letters\{peer="a.test"\} 1/);
+  }, 30000);
+
+  it('prunes received transaction ids older than federation.txn_retention_s', async () => {
+    const db = hubs[1].hub.db;
+    await db.query("INSERT INTO federation_txns (origin, txn_id, received_at) VALUES ('a.test', 'old-1', now() - interval '25 hours'), ('a.test', 'recent-1', now() - interval '23 hours')");
+    expect(hubs[1].config.federation.txn_retention_s).toBe(86400);
+    expect(await hubs[1].hub.federation.pruneReceivedTxns()).toBeGreaterThanOrEqual(1);
+    const left = (await db.query("SELECT txn_id FROM federation_txns WHERE txn_id IN ('old-1', 'recent-1')")).rows.map((r) => r.txn_id);
+    expect(left).toEqual(['recent-1']);
+  });
+
+  it('forwards a participant\'s user leaving a room to the host, which sequences the new member list', async () => {
+    const bobOnA = (await hubs[0].hub.users.findByUsername(bob.user.username, 'b.test'))!;
+    const membersOnA = async () => ((await api(hubs[0].url, 'GET', `/api/rooms/${roomId}`, { token: alice.token })).body.members as any[]).map((m) => m.user_id);
+    expect(await membersOnA()).toContain(bobOnA.id);
+    const left = await api(hubs[1].url, 'POST', `/api/rooms/${roomId}/leave`, { token: bob.token });
+    expect(left.status).toBe(200);
+    expect((await api(hubs[1].url, 'GET', `/api/rooms/${roomId}`, { token: bob.token })).status).toBe(403); // at once on B
+    await until('Bob gone from the room on A', async () => !(await membersOnA()).includes(bobOnA.id));
+    // B has no member left: the host sends it nothing more of the room.
+    await until('B no longer a destination', async () => {
+      const { rows } = await hubs[0].hub.db.query('SELECT servers FROM federation_rooms WHERE room_id = $1', [roomId]);
+      return !rows[0].servers.includes('b.test');
+    });
+    const { rows } = await hubs[1].hub.db.query("SELECT count(*)::int AS n FROM federation_dead_letters WHERE peer = 'a.test'");
+    expect(rows[0].n).toBe(0); // the host took the leave
+  });
+});
+
+describe('the per-peer rate limit on inbound federation requests', () => {
+  it('answers 429 RATE_LIMITED with Retry-After past rate_limits.federation_per_peer_per_min requests of one peer, counting each peer apart', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-fed-keys-'));
+    const keys = { 'x.test': loadFederationKey(path.join(dir, 'x')), 'y.test': loadFederationKey(path.join(dir, 'y')) };
+    const limited = await startTestHub({
+      federation: { enabled: true, server_name: 'limited.test', peers: Object.entries(keys).map(([name, k]) => ({ server_name: name, url: 'http://127.0.0.1:9', public_key: k.publicKey })) },
+      rate_limits: { federation_per_peer_per_min: 5 },
+    });
+    try {
+      const get = async (peer: keyof typeof keys) => {
+        const p = '/_federation/v1/users/nobody';
+        const res = await fetch(`${limited.url}${p}`, { headers: await signRequest(keys[peer], peer, { method: 'GET', destination: 'limited.test', path: p, body: '' }) });
+        return { status: res.status, retryAfter: res.headers.get('retry-after'), body: await res.json() };
+      };
+      expect((await fetch(`${limited.url}/_federation/v1/users/nobody`)).status).toBe(401); // unsigned: refused, not counted
+      const fromX = [];
+      for (let i = 0; i < 6; i++) fromX.push(await get('x.test'));
+      expect(fromX.slice(0, 5).map((r) => r.status)).toEqual([404, 404, 404, 404, 404]);
+      expect(fromX[5]).toMatchObject({ status: 429, body: { error: { code: 'RATE_LIMITED' } } });
+      expect(Number(fromX[5].retryAfter)).toBeGreaterThan(0);
+      expect((await get('y.test')).status).toBe(404);
+    } finally {
+      await limited.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -154,7 +154,7 @@ export interface paths {
         get?: never;
         /**
          * Receive a transaction
-         * @description Events (and snapshots) from another hub, idempotent per (origin, txn_id); events deduplicated by id. 403 FEDERATION_FORBIDDEN when an event is not the origin's to send, and then nothing is stored. Signed with an HTTP message signature (RFC 9421) by an allowed hub; 401 FEDERATION_UNAUTHORIZED otherwise.
+         * @description Events (and snapshots) from another hub, idempotent per (origin, txn_id); events deduplicated by id. 403 FEDERATION_FORBIDDEN when an event is not the origin's to send, and then nothing is stored. Signed with an HTTP message signature (RFC 9421) by an allowed hub; 401 FEDERATION_UNAUTHORIZED otherwise. 429 RATE_LIMITED (with Retry-After) beyond `rate_limits.federation_per_peer_per_min` requests of one peer.
          */
         put: operations["federationSend"];
         post?: never;
@@ -173,9 +173,49 @@ export interface paths {
         };
         /**
          * A room's sequenced events
-         * @description The room's events after `after_seq`, in room_seq order (gap filling, history). For hubs with members in the room (403 otherwise). Signed with an HTTP message signature (RFC 9421) by an allowed hub; 401 FEDERATION_UNAUTHORIZED otherwise.
+         * @description The room's events after `after_seq`, in room_seq order (gap filling, history). For hubs with members in the room (403 otherwise). Signed with an HTTP message signature (RFC 9421) by an allowed hub; 401 FEDERATION_UNAUTHORIZED otherwise. 429 RATE_LIMITED (with Retry-After) beyond `rate_limits.federation_per_peer_per_min` requests of one peer.
          */
         get: operations["federationRoomEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/_federation/v1/media/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A file
+         * @description The bytes of a file uploaded to this hub (whole), for a hub with a member in a federated room where a message carries it: 403 FEDERATION_FORBIDDEN for any other hub, 404 INVALID_ATTACHMENT when unknown. The other hub keeps what it fetched. Signed with an HTTP message signature (RFC 9421) by an allowed hub; 401 FEDERATION_UNAUTHORIZED otherwise. 429 RATE_LIMITED (with Retry-After) beyond `rate_limits.federation_per_peer_per_min` requests of one peer.
+         */
+        get: operations["federationMedia"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/_federation/v1/media/{id}/thumbnail": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A file's thumbnail
+         * @description The bytes of a file uploaded to this hub (its WebP thumbnail), for a hub with a member in a federated room where a message carries it: 403 FEDERATION_FORBIDDEN for any other hub, 404 INVALID_ATTACHMENT when unknown or without a thumbnail. The other hub keeps what it fetched. Signed with an HTTP message signature (RFC 9421) by an allowed hub; 401 FEDERATION_UNAUTHORIZED otherwise. 429 RATE_LIMITED (with Retry-After) beyond `rate_limits.federation_per_peer_per_min` requests of one peer.
+         */
+        get: operations["federationMediaThumbnail"];
         put?: never;
         post?: never;
         delete?: never;
@@ -193,7 +233,7 @@ export interface paths {
         };
         /**
          * A user's public profile
-         * @description A user of this hub by username (address resolution). Signed with an HTTP message signature (RFC 9421) by an allowed hub; 401 FEDERATION_UNAUTHORIZED otherwise.
+         * @description A user of this hub by username (address resolution). Signed with an HTTP message signature (RFC 9421) by an allowed hub; 401 FEDERATION_UNAUTHORIZED otherwise. 429 RATE_LIMITED (with Retry-After) beyond `rate_limits.federation_per_peer_per_min` requests of one peer.
          */
         get: operations["federationUser"];
         put?: never;
@@ -929,7 +969,7 @@ export interface paths {
         };
         /**
          * Download a file
-         * @description The file's bytes, for its uploader and the members of a room where a message carries it (404 INVALID_ATTACHMENT to anyone else). Honours one `Range: bytes=…` (206; 416 RANGE_NOT_SATISFIABLE, with `Content-Range: bytes *\/size`).
+         * @description The file's bytes, for its uploader and the members of a room where a message carries it (404 INVALID_ATTACHMENT to anyone else). Honours one `Range: bytes=…` (206; 416 RANGE_NOT_SATISFIABLE, with `Content-Range: bytes *\/size`). A file sent from another hub (docs/FEDERATION.md) is fetched from it on first download and kept; 503 FEDERATION_UNAVAILABLE when that hub does not hand it over.
          */
         get: operations["downloadAttachment"];
         put?: never;
@@ -949,7 +989,7 @@ export interface paths {
         };
         /**
          * Download a thumbnail
-         * @description The image's WebP thumbnail (longest side `storage.thumbnail_max_px`), for whoever may download the file; 404 INVALID_ATTACHMENT when it has none. Honours `Range` as the download does.
+         * @description The image's WebP thumbnail (longest side `storage.thumbnail_max_px`), for whoever may download the file; 404 INVALID_ATTACHMENT when it has none. Honours `Range` as the download does; fetched from another hub as the download is (503 FEDERATION_UNAVAILABLE).
          */
         get: operations["downloadAttachmentThumbnail"];
         put?: never;
@@ -1365,7 +1405,7 @@ export interface paths {
         };
         /**
          * Federation peers
-         * @description Per peer: the outbound queue's state, depth, oldest pending item's age, backoff and last success. Server admins only (403 FORBIDDEN otherwise).
+         * @description Per peer: the outbound queue's state, depth, oldest pending item's age, backoff, last success and dead letters. Server admins only (403 FORBIDDEN otherwise).
          */
         get: operations["adminFederationPeers"];
         put?: never;
@@ -2121,6 +2161,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Too Many Requests: `{error: {code, message}}`; codes with this status: RATE_LIMITED, MAILBOX_FULL. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
                 headers: {
@@ -2195,6 +2244,185 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description Too Many Requests: `{error: {code, message}}`; codes with this status: RATE_LIMITED, MAILBOX_FULL. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    federationMedia: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The bytes, with the file's Content-Type and Content-Length */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "*/*": string;
+                };
+            };
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not Found: `{error: {code, message}}`; codes with this status: NOT_FOUND, INVALID_ROOM, INVALID_MESSAGE, INVALID_USER, INVALID_DEVICE, INVALID_ATTACHMENT, INVALID_AGENT_TOKEN, INVALID_TOOL. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too Many Requests: `{error: {code, message}}`; codes with this status: RATE_LIMITED, MAILBOX_FULL. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Service Unavailable: `{error: {code, message}}`; codes with this status: FEDERATION_UNAVAILABLE, UNAVAILABLE, SEARCH_UNAVAILABLE, DATABASE_UNAVAILABLE. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    federationMediaThumbnail: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The bytes, with the file's Content-Type and Content-Length */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "*/*": string;
+                };
+            };
+            /** @description Bad Request: `{error: {code, message}}`; codes with this status: BAD_REQUEST, VALIDATION_FAILED, INVALID_FRAME, PLAINTEXT_IN_ENCRYPTED_ROOM. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unauthorized: `{error: {code, message}}`; codes with this status: UNAUTHORIZED, TOKEN_EXPIRED, INVALID_CREDENTIALS, INVALID_REFRESH_TOKEN, REFRESH_TOKEN_REUSED, FEDERATION_UNAUTHORIZED. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Forbidden: `{error: {code, message}}`; codes with this status: FORBIDDEN, NOT_A_MEMBER, FEDERATION_FORBIDDEN, EDIT_WINDOW_EXPIRED, EDITS_FORBIDDEN, REGISTRATION_CLOSED, INVALID_INVITE, INSUFFICIENT_SCOPE, ROOM_ENCRYPTED, E2EE_DEVICE_REQUIRED. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not Found: `{error: {code, message}}`; codes with this status: NOT_FOUND, INVALID_ROOM, INVALID_MESSAGE, INVALID_USER, INVALID_DEVICE, INVALID_ATTACHMENT, INVALID_AGENT_TOKEN, INVALID_TOOL. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too Many Requests: `{error: {code, message}}`; codes with this status: RATE_LIMITED, MAILBOX_FULL. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             /** @description Internal Server Error: `{error: {code, message}}`; codes with this status: INTERNAL. */
             500: {
                 headers: {
@@ -2259,6 +2487,15 @@ export interface operations {
             };
             /** @description Not Found: `{error: {code, message}}`; codes with this status: NOT_FOUND, INVALID_ROOM, INVALID_MESSAGE, INVALID_USER, INVALID_DEVICE, INVALID_ATTACHMENT, INVALID_AGENT_TOKEN, INVALID_TOOL. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Too Many Requests: `{error: {code, message}}`; codes with this status: RATE_LIMITED, MAILBOX_FULL. */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9488,6 +9725,8 @@ export interface operations {
                         backoff_ms: number;
                         /** Format: date-time */
                         last_success_at: string | null;
+                        /** @description Transactions the peer refused for good (403 or another permanent 4xx): kept in federation_dead_letters, not retried. */
+                        dead_letters: number;
                     }[];
                 };
             };

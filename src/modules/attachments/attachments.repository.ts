@@ -17,6 +17,10 @@ export interface AttachmentRow extends AttachmentRef {
   storage_key: string;
   thumbnail_size: number | null;
   created_at: Date;
+  /** Federation: the server_name of the hub the file was uploaded to; null when uploaded here. */
+  origin: string | null;
+  /** Federation: storage keys (the file, its thumbnail) not fetched from `origin` yet. */
+  missing: string[];
 }
 
 /**
@@ -28,13 +32,30 @@ export const MESSAGE_ATTACHMENTS_SQL = `COALESCE((SELECT json_agg(json_build_obj
     FROM message_attachments ma JOIN attachments a ON a.id = ma.attachment_id WHERE ma.message_id = m.id), '[]'::json)`;
 
 export const attachmentsRepository = {
-  async insert(q: Queryable, a: Omit<AttachmentRow, 'created_at'>): Promise<AttachmentRow> {
+  async insert(q: Queryable, a: Omit<AttachmentRow, 'created_at' | 'origin' | 'missing'>): Promise<AttachmentRow> {
     const { rows } = await q.query<AttachmentRow>(
       `INSERT INTO attachments (id, uploader_id, filename, mime_type, size, sha256, storage_key, thumbnail_key, thumbnail_size)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *`,
       [a.id, a.uploader_id, a.filename, a.mime_type, a.size, a.sha256, a.storage_key, a.thumbnail_key, a.thumbnail_size],
     );
     return rows[0];
+  },
+
+  /** Lists files of another hub, their bytes not fetched yet; an id already listed is left as it is. */
+  async insertRemote(q: Queryable, rows: Omit<AttachmentRow, 'created_at'>[]): Promise<void> {
+    await q.query(
+      `INSERT INTO attachments (id, uploader_id, filename, mime_type, size, sha256, storage_key, thumbnail_key, thumbnail_size, origin, missing)
+       SELECT id, uploader_id, filename, mime_type, size, sha256, storage_key, thumbnail_key, thumbnail_size, origin, missing
+         FROM jsonb_to_recordset($1::jsonb) AS t(id uuid, uploader_id uuid, filename text, mime_type text, size bigint, sha256 text,
+              storage_key text, thumbnail_key text, thumbnail_size bigint, origin text, missing text[])
+       ON CONFLICT (id) DO NOTHING`,
+      [JSON.stringify(rows)],
+    );
+  },
+
+  /** The bytes of `key` are stored now. */
+  async markStored(q: Queryable, id: string, key: string): Promise<void> {
+    await q.query('UPDATE attachments SET missing = array_remove(missing, $2) WHERE id = $1', [id, key]);
   },
 
   async find(q: Queryable, id: string): Promise<AttachmentRow | null> {

@@ -12,7 +12,7 @@ const tags = ['attachments'];
 const download = {
   200: FileBytes('The bytes, with the file\'s Content-Type; Content-Disposition inline for images, else attachment'),
   206: FileBytes('The requested byte range (Content-Range)'),
-  ...errorResponses(404, 416),
+  ...errorResponses(404, 416, 503),
 };
 
 /** Room for the multipart framing (boundaries, part headers) around a file of the largest size, bytes. */
@@ -85,7 +85,8 @@ export const attachmentsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Download a file',
         description:
           'The file\'s bytes, for its uploader and the members of a room where a message carries it (404 INVALID_ATTACHMENT to ' +
-          'anyone else). Honours one `Range: bytes=…` (206; 416 RANGE_NOT_SATISFIABLE, with `Content-Range: bytes */size`).',
+          'anyone else). Honours one `Range: bytes=…` (206; 416 RANGE_NOT_SATISFIABLE, with `Content-Range: bytes */size`). ' +
+          'A file sent from another hub (docs/FEDERATION.md) is fetched from it on first download and kept; 503 FEDERATION_UNAVAILABLE when that hub does not hand it over.',
         tags,
         params: AttachmentParams,
         response: download,
@@ -102,7 +103,7 @@ export const attachmentsRoutes: FastifyPluginAsyncTypebox = async (app) => {
         summary: 'Download a thumbnail',
         description:
           'The image\'s WebP thumbnail (longest side `storage.thumbnail_max_px`), for whoever may download the file; 404 ' +
-          'INVALID_ATTACHMENT when it has none. Honours `Range` as the download does.',
+          'INVALID_ATTACHMENT when it has none. Honours `Range` as the download does; fetched from another hub as the download is (503 FEDERATION_UNAVAILABLE).',
         tags,
         params: AttachmentParams,
         response: download,

@@ -82,6 +82,12 @@ export const federationRepository = {
     await q.query('INSERT INTO federation_txns (origin, txn_id) VALUES ($1, $2) ON CONFLICT DO NOTHING', [origin, txnId]);
   },
 
+  /** Deletes received transaction ids older than `maxAgeS` seconds. @returns how many. */
+  async pruneTxns(q: Queryable, maxAgeS: number): Promise<number> {
+    const { rowCount } = await q.query("DELETE FROM federation_txns WHERE received_at < now() - make_interval(secs => $1)", [maxAgeS]);
+    return rowCount ?? 0;
+  },
+
   async pinnedKey(q: Queryable, server: string): Promise<string | null> {
     const { rows } = await q.query<{ public_key: string }>('SELECT public_key FROM federation_peer_keys WHERE server_name = $1', [server]);
     return rows[0]?.public_key ?? null;
@@ -150,6 +156,35 @@ export const federationRepository = {
       [peer, txnId],
     );
     if (rows[0]) await q.query('DELETE FROM federation_outbox WHERE peer = $1 AND id <= $2', [peer, rows[0].upto]);
+  },
+
+  /** Gives up the pending transaction `txnId` without moving the cursor: its items go again, in other transactions. */
+  async abandonOut(q: Queryable, peer: string, txnId: string): Promise<void> {
+    await q.query('UPDATE federation_out_state SET pending_txn_id = NULL, pending_upto = NULL, pending_body = NULL WHERE peer = $1 AND pending_txn_id = $2', [peer, txnId]);
+  },
+
+  /**
+   * The peer refused `txnId` for good: it is kept in `federation_dead_letters` with the peer's
+   * status and answer, the cursor moves past it and its items are dropped from the queue.
+   */
+  async deadLetterOut(q: Queryable, peer: string, txnId: string, status: number, error: string): Promise<void> {
+    await q.query(
+      `INSERT INTO federation_dead_letters (peer, txn_id, status, error, body)
+       SELECT peer, pending_txn_id, $3, $4, pending_body FROM federation_out_state WHERE peer = $1 AND pending_txn_id = $2`,
+      [peer, txnId, status, error],
+    );
+    const { rows } = await q.query<{ upto: string }>(
+      `UPDATE federation_out_state SET last_position = GREATEST(last_position, pending_upto), pending_txn_id = NULL, pending_upto = NULL, pending_body = NULL
+        WHERE peer = $1 AND pending_txn_id = $2 RETURNING last_position AS upto`,
+      [peer, txnId],
+    );
+    if (rows[0]) await q.query('DELETE FROM federation_outbox WHERE peer = $1 AND id <= $2', [peer, rows[0].upto]);
+  },
+
+  /** Dead-lettered transactions per peer. */
+  async deadLetterCounts(q: Queryable): Promise<Map<string, number>> {
+    const { rows } = await q.query<{ peer: string; n: number }>('SELECT peer, count(*)::int AS n FROM federation_dead_letters GROUP BY peer');
+    return new Map(rows.map((r) => [r.peer, r.n]));
   },
 
   async cursor(q: Queryable): Promise<number | null> {

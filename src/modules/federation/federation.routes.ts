@@ -5,15 +5,17 @@
  * admins' `GET /api/admin/federation/peers`.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { AppError } from '../../errors.js';
 import { errorResponses } from '../../plugins/openapi.js';
+import { AttachmentParams, FileBytes } from '../attachments/attachments.schemas.js';
 import { PublicUser } from '../users/users.schemas.js';
 import type { FedTransaction } from './federation.service.js';
 
 const tags = ['federation'];
-const signed = 'Signed with an HTTP message signature (RFC 9421) by an allowed hub; 401 FEDERATION_UNAUTHORIZED otherwise.';
+const signed =
+  'Signed with an HTTP message signature (RFC 9421) by an allowed hub; 401 FEDERATION_UNAUTHORIZED otherwise. 429 RATE_LIMITED (with Retry-After) beyond `rate_limits.federation_per_peer_per_min` requests of one peer.';
 
 const KeyDocument = Type.Object({
   server_name: Type.String(),
@@ -39,6 +41,7 @@ const PeerStatus = Type.Object({
   failures: Type.Integer({ description: 'Failed attempts in a row.' }),
   backoff_ms: Type.Integer({ description: 'Until the next attempt, ms (0: none pending).' }),
   last_success_at: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  dead_letters: Type.Integer({ description: 'Transactions the peer refused for good (403 or another permanent 4xx): kept in federation_dead_letters, not retried.' }),
 });
 
 export const federationRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -55,8 +58,14 @@ export const federationRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
   });
   const origins = new WeakMap<FastifyRequest, string>();
-  const authenticate = async (req: FastifyRequest) => {
+  const authenticate = async (req: FastifyRequest, reply: FastifyReply) => {
     const origin = await federation.authenticate({ method: req.method, path: req.url.split('?')[0], headers: req.headers, body: raw.get(req) ?? '' });
+    const retryMs = await app.peerLimiter(req, origin);
+    if (retryMs) {
+      const retryS = Math.ceil(retryMs / 1000);
+      reply.header('retry-after', retryS);
+      throw new AppError('RATE_LIMITED', `Too many requests from ${origin}; retry in ${retryS} s`);
+    }
     origins.set(req, origin);
   };
   const originOf = (req: FastifyRequest) => origins.get(req)!;
@@ -89,7 +98,7 @@ export const federationRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         params: Type.Object({ txn_id: Type.String({ minLength: 1, maxLength: 100 }) }),
         body: TransactionBody,
-        response: { 200: Type.Object({}, { description: 'Accepted' }), ...errorResponses(400, 401, 403) },
+        response: { 200: Type.Object({}, { description: 'Accepted' }), ...errorResponses(400, 401, 403, 429) },
       },
     },
     async (req) => {
@@ -109,11 +118,32 @@ export const federationRoutes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         params: Type.Object({ room_id: Type.String({ format: 'uuid' }) }),
         querystring: Type.Object({ after_seq: Type.Integer({ minimum: 0 }), limit: Type.Integer({ minimum: 1, maximum: 500, default: 100 }) }),
-        response: { 200: Type.Object({ events: Type.Array(Type.Object({}, { additionalProperties: true })) }, { description: 'The events' }), ...errorResponses(401, 403) },
+        response: { 200: Type.Object({ events: Type.Array(Type.Object({}, { additionalProperties: true })) }, { description: 'The events' }), ...errorResponses(401, 403, 429) },
       },
     },
     async (req) => federation.eventsAfter(originOf(req), req.params.room_id, req.query.after_seq, req.query.limit ?? 100),
   );
+
+  for (const thumbnail of [false, true]) {
+    app.get(
+      `/_federation/v1/media/:id${thumbnail ? '/thumbnail' : ''}`,
+      {
+        preValidation: authenticate,
+        schema: {
+          operationId: thumbnail ? 'federationMediaThumbnail' : 'federationMedia',
+          summary: thumbnail ? 'A file\'s thumbnail' : 'A file',
+          description: `The bytes of a file uploaded to this hub (${thumbnail ? 'its WebP thumbnail' : 'whole'}), for a hub with a member in a federated room where a message carries it: 403 FEDERATION_FORBIDDEN for any other hub, 404 INVALID_ATTACHMENT when unknown${thumbnail ? ' or without a thumbnail' : ''}. The other hub keeps what it fetched. ${signed}`,
+          tags,
+          params: AttachmentParams,
+          response: { 200: FileBytes('The bytes, with the file\'s Content-Type and Content-Length'), ...errorResponses(401, 403, 404, 429) },
+        },
+      },
+      async (req, reply) => {
+        const file = await federation.media(originOf(req), req.params.id, thumbnail);
+        return reply.header('content-type', file.mime_type).header('content-length', file.size).header('x-content-type-options', 'nosniff').send(file.read());
+      },
+    );
+  }
 
   app.get(
     '/_federation/v1/users/:username',
@@ -125,7 +155,7 @@ export const federationRoutes: FastifyPluginAsyncTypebox = async (app) => {
         description: `A user of this hub by username (address resolution). ${signed}`,
         tags,
         params: Type.Object({ username: Type.String({ maxLength: 32 }) }),
-        response: { 200: Type.Object({ username: Type.String(), name: Type.String(), address: Type.String() }, { description: 'The profile' }), ...errorResponses(401, 404) },
+        response: { 200: Type.Object({ username: Type.String(), name: Type.String(), address: Type.String() }, { description: 'The profile' }), ...errorResponses(401, 404, 429) },
       },
     },
     async (req) => federation.profile(req.params.username),
@@ -183,7 +213,7 @@ export const federationApiRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         operationId: 'adminFederationPeers',
         summary: 'Federation peers',
-        description: 'Per peer: the outbound queue\'s state, depth, oldest pending item\'s age, backoff and last success. Server admins only (403 FORBIDDEN otherwise).',
+        description: 'Per peer: the outbound queue\'s state, depth, oldest pending item\'s age, backoff, last success and dead letters. Server admins only (403 FORBIDDEN otherwise).',
         tags: ['admin'],
         response: { 200: Type.Array(PeerStatus, { description: 'The peers' }), ...errorResponses(403) },
       },

@@ -13,6 +13,7 @@
  * - One durable outbound queue per peer (`federation_outbox`), sent by a `TransactionSender`.
  */
 import crypto from 'node:crypto';
+import { Readable } from 'node:stream';
 import { Gauge, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { Config } from '../../config/schema.js';
@@ -23,6 +24,9 @@ import { Follower } from '../../events/follower.js';
 import { toWire, type EventStream, type StreamEvent } from '../../events/stream.js';
 import { TransactionSender } from '../../events/transaction-sender.js';
 import { AppError } from '../../errors.js';
+import type { AttachmentsService, OpenedFile, RemoteFile } from '../attachments/attachments.service.js';
+import type { AttachmentRow } from '../attachments/attachments.repository.js';
+import { attachmentView } from '../attachments/attachments.view.js';
 import type { MessagesService } from '../messages/messages.service.js';
 import type { MessageView, SendInput } from '../messages/messages.view.js';
 import type { RoomsService } from '../rooms/rooms.service.js';
@@ -37,7 +41,7 @@ import { hashJson, signJson, signRequest, verifyJson, verifyRequest } from './fe
 export interface Pdu {
   event_id: string;
   room_id: string;
-  type: 'message' | 'edit' | 'redact' | 'reaction' | 'read' | 'room';
+  type: 'message' | 'edit' | 'redact' | 'reaction' | 'read' | 'leave' | 'room';
   /** The acting user's address (@username:server_name); the host's server_name for `room`. */
   sender: string;
   origin: string;
@@ -72,8 +76,30 @@ const RELAY_BATCH = 200;
 const OUT_BATCH = 100;
 const SNAPSHOT_EVENTS = 100;
 const REQUEST_TIMEOUT_MS = 15_000;
+/** How often received transaction ids older than `federation.txn_retention_s` are deleted, at most, ms. */
+const PRUNE_EVERY_MS = 3_600_000;
+/** How long fetching a file from its hub may take, whole, ms. */
+const MEDIA_TIMEOUT_MS = 300_000;
 /** How long a send in a room hosted elsewhere waits for the host's order before it is answered as pending, ms. */
 const PENDING_WAIT_MS = 3000;
+
+/** A peer's answer other than 2xx. */
+export class PeerAnswerError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+  }
+
+  /**
+   * A refusal the peer will repeat however often it is asked: a 4xx other than 401 (its keys or
+   * configuration may change), 408, 425 and 429.
+   */
+  get forGood(): boolean {
+    return this.status >= 400 && this.status < 500 && ![401, 408, 425, 429].includes(this.status);
+  }
+}
 
 export class FederationService {
   readonly serverName: string;
@@ -86,6 +112,9 @@ export class FederationService {
   private readonly typingSubs = new Map<string, () => void>();
   /** Sends waiting for the host to order them, by message id. */
   private readonly awaiting = new Map<string, () => void>();
+  /** Per peer: the queue position up to which items go one per transaction (a batch was refused, to isolate the item at fault). */
+  private readonly splitUntil = new Map<string, number>();
+  private pruneTimer?: NodeJS.Timeout;
 
   constructor(
     private readonly db: Database,
@@ -93,6 +122,7 @@ export class FederationService {
     private readonly users: UsersService,
     private readonly rooms: RoomsService,
     private readonly messages: MessagesService,
+    private readonly attachments: AttachmentsService,
     private readonly pubsub: PubSub,
     private readonly typing: TypingService,
     private readonly config: Config,
@@ -121,13 +151,30 @@ export class FederationService {
       this.relay.wake();
     });
     this.messages.routeRemoteSends((userId, roomId, input, attachmentIds) => this.forwardSend(userId, roomId, input, attachmentIds));
+    this.attachments.fetchRemoteWith((origin, id, thumbnail) => this.fetchMedia(origin, id, thumbnail));
+    this.rooms.onLeave((tx, roomId, userId) => this.forwardLeave(tx, roomId, userId));
     for (const roomId of await repo.roomIds(this.db)) this.followTyping(roomId);
     for (const state of await repo.outStates(this.db)) this.sender(state.peer).wake();
     for (const peer of this.config.federation.peers) this.sender(peer.server_name);
     this.relay.wake();
+    const prune = () => void this.pruneReceivedTxns().catch((err) => this.log.warn({ err }, 'pruning federation_txns failed; tried again later'));
+    prune();
+    this.pruneTimer = setInterval(prune, Math.min(PRUNE_EVERY_MS, (this.config.federation.txn_retention_s * 1000) / 2)).unref();
+  }
+
+  /**
+   * Deletes the ids of transactions received more than `federation.txn_retention_s` ago (run at start
+   * and periodically). A peer repeating such an old transaction is deduplicated per event only.
+   * @returns how many were deleted.
+   */
+  async pruneReceivedTxns(): Promise<number> {
+    const n = await repo.pruneTxns(this.db, this.config.federation.txn_retention_s);
+    if (n) this.log.info({ deleted: n }, 'pruned received federation transaction ids');
+    return n;
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.pruneTimer);
     this.unsubscribe?.();
     for (const unsubscribe of this.typingSubs.values()) unsubscribe();
     this.typingSubs.clear();
@@ -197,8 +244,45 @@ export class FederationService {
       signal: AbortSignal.any([this.abort.signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]),
     });
     const answer = await res.json().catch(() => null);
-    if (!res.ok) throw new Error(`${server} answered ${method} ${path} with ${res.status}: ${JSON.stringify(answer)}`);
+    if (!res.ok) throw new PeerAnswerError(`${server} answered ${method} ${path} with ${res.status}: ${JSON.stringify(answer)}`, res.status);
     return answer;
+  }
+
+  // ---- media: files of messages, fetched from the hub they were uploaded to ----
+
+  /**
+   * The bytes of a file (or its thumbnail) of hub `origin`: a signed `GET /_federation/v1/media/:id`.
+   * @throws AppError FEDERATION_UNAVAILABLE (503) unless `origin` answers 200.
+   */
+  private async fetchMedia(origin: string, id: string, thumbnail: boolean): Promise<AsyncIterable<Uint8Array>> {
+    const path = `/_federation/v1/media/${encodeURIComponent(id)}${thumbnail ? '/thumbnail' : ''}`;
+    if (!this.enabled || !this.allowed(origin)) throw new AppError('FEDERATION_UNAVAILABLE', `Hub ${origin} is not federated with this one`);
+    const headers = await signRequest(this.key, this.serverName, { method: 'GET', destination: origin, path, body: '' });
+    const res = await fetch(`${this.peerUrl(origin)}${path}`, { headers, signal: AbortSignal.any([this.abort.signal, AbortSignal.timeout(MEDIA_TIMEOUT_MS)]) }).catch((err: Error) => {
+      throw new AppError('FEDERATION_UNAVAILABLE', `Hub ${origin} did not answer: ${err.message}`);
+    });
+    if (!res.ok || !res.body) {
+      const answer = await res.text().catch(() => '');
+      throw new AppError('FEDERATION_UNAVAILABLE', `Hub ${origin} answered ${res.status} for the file: ${answer.slice(0, 200)}`);
+    }
+    return Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>);
+  }
+
+  /**
+   * `GET /_federation/v1/media/:id` (and `/thumbnail`) from `origin`: a file stored on this hub, for a
+   * hub with a member in a federated room (that does not deny it) where a message carries the file.
+   * @throws AppError INVALID_ATTACHMENT (404: unknown, not stored here, no thumbnail), FEDERATION_FORBIDDEN (403).
+   */
+  async media(origin: string, id: string, thumbnail: boolean): Promise<OpenedFile> {
+    return this.attachments.openForPeer(id, thumbnail, async (roomIds) => {
+      const shared: string[] = [];
+      for (const roomId of roomIds) {
+        const room = await repo.room(this.db, roomId);
+        if (room && !room.deny.includes(origin)) shared.push(roomId);
+      }
+      const members = await this.users.findMany([...new Set([...(await this.rooms.memberIdsOf(this.db, shared)).values()].flat())]);
+      if (!members.some((u) => u.server === origin)) throw new AppError('FEDERATION_FORBIDDEN', `${origin} shares no room where that file was sent`);
+    });
   }
 
   /** The durable outbound queue of `peer` (created on first use). */
@@ -212,18 +296,22 @@ export class FederationService {
       log: this.log,
       retry: { baseMs: 250, maxMs: this.config.federation.retry_max_ms },
       deliver: (txnId, body) => this.request(peer, 'PUT', `/_federation/v1/send/${encodeURIComponent(txnId)}`, body),
+      refusedForGood: (err) => err instanceof PeerAnswerError && err.forGood,
       store: {
         state: async () => (await ensure(), repo.outState<FedTransaction>(this.db, peer)),
         collect: async (after) => {
-          const items = await repo.outboxAfter(this.db, peer, after, OUT_BATCH);
+          if ((this.splitUntil.get(peer) ?? 0) <= after) this.splitUntil.delete(peer);
+          const limit = this.splitUntil.has(peer) ? 1 : OUT_BATCH;
+          const items = await repo.outboxAfter(this.db, peer, after, limit);
           if (items.length === 0) return { body: null, upto: after, more: false };
           const body: FedTransaction = { events: [], snapshots: [], ephemeral: [] };
           for (const it of items) (it.kind === 'snapshot' ? body.snapshots! : it.kind === 'event' ? body.events : body.ephemeral).push(it.item);
-          return { body, upto: items[items.length - 1].id, more: items.length === OUT_BATCH };
+          return { body, upto: items[items.length - 1].id, more: items.length === limit };
         },
         open: (prevSeq, txnId, upto, body) => repo.openOut(this.db, peer, prevSeq, txnId, upto, body),
         advance: (upto) => repo.advanceOut(this.db, peer, upto),
         close: (txnId) => repo.closeOut(this.db, peer, txnId),
+        refused: (txnId, body, err) => this.refused(peer, txnId, body, err as PeerAnswerError),
       },
     });
     this.senders.set(peer, sender);
@@ -231,14 +319,35 @@ export class FederationService {
   }
 
   /**
+   * `peer` refused transaction `txnId` for good (403 or another permanent 4xx, see PeerAnswerError):
+   * the peer refuses a whole transaction for one event it will not take, so a transaction of several
+   * items is given up and its items sent again one per transaction; a single item refused is
+   * dead-lettered (`federation_dead_letters`, counted in the peers view and /metrics) and the queue
+   * goes on.
+   */
+  private async refused(peer: string, txnId: string, body: FedTransaction, err: PeerAnswerError): Promise<void> {
+    const items = body.events.length + (body.snapshots?.length ?? 0) + body.ephemeral.length;
+    const state = await repo.outState<FedTransaction>(this.db, peer);
+    if (state.pending_txn_id !== txnId) return; // another node settled it
+    if (items > 1) {
+      this.splitUntil.set(peer, state.pending_upto!);
+      await repo.abandonOut(this.db, peer, txnId);
+      return;
+    }
+    await this.db.transaction((tx) => repo.deadLetterOut(tx, peer, txnId, err.status, err.message.slice(0, 2000)));
+    this.log.error({ peer, txn_id: txnId, status: err.status, err: err.message }, 'federation transaction refused for good: dead-lettered');
+  }
+
+  /**
    * `GET /api/admin/federation/peers`: per peer, `state` ("ok", "retrying" or "idle"), `queue_depth`
    * (items not yet accepted), `oldest_pending_age_ms`, `failures`, `backoff_ms` (until the next try),
-   * `last_success_at`.
+   * `last_success_at`, `dead_letters` (transactions it refused for good).
    */
   async peerStatus() {
     const stats = await repo.queueStats(this.db);
     const states = await repo.outStates(this.db);
-    const names = [...new Set([...this.config.federation.peers.map((p) => p.server_name), ...states.map((s) => s.peer), ...stats.keys()])].sort();
+    const dead = await repo.deadLetterCounts(this.db);
+    const names = [...new Set([...this.config.federation.peers.map((p) => p.server_name), ...states.map((s) => s.peer), ...stats.keys(), ...dead.keys()])].sort();
     const now = Date.now();
     return names.map((name) => {
       const st = states.find((s) => s.peer === name);
@@ -253,13 +362,14 @@ export class FederationService {
         failures: live?.failures ?? 0,
         backoff_ms: live?.retry_at_ms ? Math.max(0, live.retry_at_ms - now) : 0,
         last_success_at: st?.last_success_at?.toISOString() ?? null,
+        dead_letters: dead.get(name) ?? 0,
       };
     });
   }
 
   /**
    * The peers' view in /metrics: `switchboard_federation_queue_depth`, `_oldest_pending_seconds`,
-   * `_failures` and `_backoff_seconds`, `_last_success_timestamp_seconds`, each labelled `peer`.
+   * `_failures` and `_backoff_seconds`, `_last_success_timestamp_seconds`, `_dead_letters`, each labelled `peer`.
    */
   registerMetrics(registry: Registry): void {
     const gauges = {
@@ -268,6 +378,7 @@ export class FederationService {
       failures: ['switchboard_federation_failures', 'Failed transaction attempts to a peer in a row', (p: PeerView) => p.failures],
       backoff: ['switchboard_federation_backoff_seconds', 'Until the next attempt to a peer', (p: PeerView) => p.backoff_ms / 1000],
       success: ['switchboard_federation_last_success_timestamp_seconds', 'When a peer last accepted a transaction (0: never)', (p: PeerView) => (p.last_success_at ? Date.parse(p.last_success_at) / 1000 : 0)],
+      dead: ['switchboard_federation_dead_letters', 'Transactions a peer refused for good (403 or another permanent 4xx), kept in federation_dead_letters', (p: PeerView) => p.dead_letters],
     } as const;
     const peerStatus = () => this.peerStatus();
     // One read of the peers per scrape, shared by the gauges.
@@ -366,13 +477,16 @@ export class FederationService {
    * `pending` (kept, and sent when the host is reachable, in the order sent).
    * @returns null for rooms this hub hosts (and rooms that are not federated); else, once the send is
    *   queued to the host, `sent`: its answer to come.
-   * @throws AppError NOT_A_MEMBER (403), VALIDATION_FAILED (400: attachments do not cross yet).
+   * @throws AppError NOT_A_MEMBER (403), INVALID_ATTACHMENT (404: an attachment unknown or not uploaded by the sender).
    */
   async forwardSend(userId: string, roomId: string, input: SendInput, attachmentIds: string[]): Promise<{ sent: Promise<{ message: MessageView; created: boolean; pending?: boolean }> } | null> {
     const room = await repo.room(this.db, roomId);
     if (!room || room.host === this.serverName) return null;
-    if (attachmentIds.length) throw new AppError('VALIDATION_FAILED', 'Attachments do not cross to other hubs yet');
     await this.rooms.requireMember(this.db, roomId, userId);
+    const files = attachmentIds.length ? await this.attachments.findMany(this.db, attachmentIds) : [];
+    const missing = attachmentIds.find((id) => files.find((a) => a.id === id)?.uploader_id !== userId);
+    if (missing) throw new AppError('INVALID_ATTACHMENT', `Unknown attachment: ${missing}`);
+    const attached = attachmentIds.map((id) => files.find((a) => a.id === id)!);
     const user = (await this.users.find(this.db, userId))!;
     // A repeated txn_id names the same message.
     const id = input.txn_id ? uuidFrom(`${userId}:${input.txn_id}`) : crypto.randomUUID();
@@ -389,7 +503,13 @@ export class FederationService {
       sender: this.address(user),
       origin: this.serverName,
       origin_ts: Date.now(),
-      content: { id, content: this.mentionsOut(input.content, new Map(mentioned.map((u) => [u.id, u]))), reply_to: input.reply_to ?? null, created_at: createdAt },
+      content: {
+        id,
+        content: this.mentionsOut(input.content, new Map(mentioned.map((u) => [u.id, u]))),
+        reply_to: input.reply_to ?? null,
+        created_at: createdAt,
+        ...(attached.length ? { attachments: attached.map(remoteFile) } : {}),
+      },
       signatures: {},
     };
     pdu.signatures[this.serverName] = signJson(this.key, unsigned(pdu));
@@ -415,7 +535,7 @@ export class FederationService {
         created_at: createdAt,
         edited_at: null,
         reply_to: input.reply_to ?? null,
-        attachments: [],
+        attachments: attached.map(attachmentView),
         mentions: [],
         reactions: [],
         stream_position: 0,
@@ -432,6 +552,21 @@ export class FederationService {
       return message ? { message, created: true } : pendingAnswer();
     };
     return { sent: arrived.finally(() => this.awaiting.delete(id)).then(answer) };
+  }
+
+  /**
+   * A user of this hub leaving a room another hub hosts: the leave is written here at once and, in
+   * the same transaction, queued to the host, which applies it (when the user is still a member
+   * there) and sequences the room's new member list to every hub.
+   */
+  private async forwardLeave(tx: Queryable, roomId: string, userId: string): Promise<void> {
+    const room = await repo.room(tx, roomId);
+    if (!room || room.host === this.serverName) return;
+    const user = await this.users.find(tx, userId);
+    if (!user || user.server) return; // shadow users' membership comes from the host
+    const pdu: Pdu = { event_id: `leave:${crypto.randomUUID()}`, room_id: roomId, type: 'leave', sender: this.address(user), origin: this.serverName, origin_ts: Date.now(), content: {}, signatures: {} };
+    pdu.signatures[this.serverName] = signJson(this.key, unsigned(pdu));
+    await repo.enqueue(tx, room.host, 'event', pdu);
   }
 
   // ---- typing: ephemeral, best effort ----
@@ -484,13 +619,19 @@ export class FederationService {
     for (const r of rows) {
       const e = toWire(r) as WireRoomEvent;
       for (const id of actorIds(e)) ids.add(id);
+      if (e.type === 'room.updated') for (const id of r.notify_user_ids) ids.add(id);
       const text = e.type === 'message.new' ? e.message.content : e.type === 'message.edited' ? e.content : '';
       for (const m of text.matchAll(MENTION_ID)) ids.add(m[1].toLowerCase());
     }
     const users = new Map((await this.users.findMany([...ids])).map((u) => [u.id, u]));
+    const fileIds = rows.flatMap((r) => {
+      const e = toWire(r) as WireRoomEvent;
+      return e.type === 'message.new' ? e.message.attachments.map((a) => a.id) : [];
+    });
+    const files = new Map(fileIds.length ? (await this.attachments.findMany(this.db, fileIds)).map((a) => [a.id, a]) : []);
     const woken = new Set<string>();
     await this.db.transaction(async (tx) => {
-      for (const row of rows) for (const peer of await this.relayOne(tx, row, users)) woken.add(peer);
+      for (const row of rows) for (const peer of await this.relayOne(tx, row, users, files)) woken.add(peer);
       await repo.setCursor(tx, rows[rows.length - 1].stream_position);
     });
     for (const peer of woken) this.sender(peer).wake();
@@ -498,7 +639,7 @@ export class FederationService {
   }
 
   /** @returns the peers queued something. */
-  private async relayOne(tx: Queryable, row: StreamEvent, users: Map<string, UserRow>): Promise<string[]> {
+  private async relayOne(tx: Queryable, row: StreamEvent, users: Map<string, UserRow>, files: Map<string, AttachmentRow>): Promise<string[]> {
     const e = toWire(row) as WireRoomEvent;
     let room = await repo.room(tx, e.room_id, true);
     if (!room) {
@@ -507,9 +648,11 @@ export class FederationService {
       room = (await repo.room(tx, e.room_id, true))!;
       this.followTyping(e.room_id);
     }
-    const pdu = this.toPdu(e, users);
+    const pdu = this.toPdu(e, users, files);
     if (!pdu) return [];
     if (room.host !== this.serverName) {
+      // A leave of this hub's user was queued with it (forwardLeave): wake the host's queue.
+      if (e.type === 'room.updated' && row.notify_user_ids.some((id) => users.get(id) && !users.get(id)!.server)) return [room.host];
       // A participant forwards only what its own users did; the host orders it.
       // Sends were forwarded before they were written here (forwardSend).
       const actor = pdu.type === 'room' || pdu.type === 'message' ? undefined : users.get(actorIds(e)[0]);
@@ -560,8 +703,8 @@ export class FederationService {
     return content.replace(MENTION_ADDRESS, (whole, a: string) => (ids.get(a) ? `<@${ids.get(a)}>` : whole));
   }
 
-  /** The PDU of a local event (unsigned, unsequenced), or null for what does not cross. */
-  private toPdu(e: WireRoomEvent, users: Map<string, UserRow>): Pdu | null {
+  /** The PDU of a local event (unsigned, unsequenced), or null for what does not cross. `files`: the attachments of its messages. */
+  private toPdu(e: WireRoomEvent, users: Map<string, UserRow>, files: Map<string, AttachmentRow>): Pdu | null {
     const addr = (id: string) => {
       const u = users.get(id);
       return u ? this.address(u) : null;
@@ -572,7 +715,13 @@ export class FederationService {
     switch (e.type) {
       case 'message.new': {
         const m = e.message;
-        return base('message', addr(m.user_id), { id: m.id, content: this.mentionsOut(m.content, users), reply_to: m.reply_to, created_at: m.created_at }, `m:${m.id}`);
+        const attached = m.attachments.flatMap((a) => (files.has(a.id) ? [remoteFile(files.get(a.id)!)] : []));
+        return base(
+          'message',
+          addr(m.user_id),
+          { id: m.id, content: this.mentionsOut(m.content, users), reply_to: m.reply_to, created_at: m.created_at, ...(attached.length ? { attachments: attached } : {}) },
+          `m:${m.id}`,
+        );
       }
       case 'message.edited':
         return base('edit', addr(e.editor_id), { message_id: e.message_id, content: this.mentionsOut(e.content, users) }, local);
@@ -616,10 +765,19 @@ export class FederationService {
       }
     }
     for (const snap of txn.snapshots ?? []) await this.withRoom(snap.room_id, () => this.applySnapshot(snap));
-    for (const pdu of txn.events) {
+    const events = txn.events;
+    for (let i = 0; i < events.length; ) {
+      const pdu = events[i];
+      // A run of the host's messages in one room is written through one group commit.
+      let j = i + 1;
+      const inRun = (p: Pdu) => p.room_seq !== undefined && p.type === 'message' && p.room_id === pdu.room_id;
+      if (inRun(pdu)) while (j < events.length && inRun(events[j])) j++;
+      const run = events.slice(i, j);
+      i = j;
       await this.withRoom(pdu.room_id, async () => {
         if (pdu.room_seq === undefined) await this.applyForwarded(origin, pdu);
-        else await this.applySequenced(origin, pdu);
+        else if (run.length === 1) await this.applySequenced(origin, pdu);
+        else await this.applySequencedMessages(origin, run);
       });
     }
     await this.applyEphemeral(origin, txn.ephemeral ?? []);
@@ -692,6 +850,73 @@ export class FederationService {
     await this.applyOne(pdu, now);
   }
 
+  /**
+   * The host's consecutive messages of one room: the first is applied as any event (filling a gap
+   * before it), the others, when they follow it without a gap, are submitted to the group commit
+   * together, in order (a reply waits for the group of the message it answers, which the group
+   * commit could not find in its own batch), and logged in one transaction once written (a crash in
+   * between: the repeat finds them written and only logs them).
+   */
+  private async applySequencedMessages(host: string, run: Pdu[]): Promise<void> {
+    await this.applySequenced(host, run[0]);
+    const room = await repo.room(this.db, run[0].room_id);
+    if (!room) return;
+    const rest = run.filter((p) => p.room_seq! > room.seq);
+    if (rest.some((p, k) => p.room_seq !== room.seq + 1 + k)) {
+      for (const pdu of rest) await this.applySequenced(host, pdu);
+      return;
+    }
+    let group: { sender: UserRow; input: SendInput }[] = [];
+    const write = async () => {
+      // Submitted at once, in order: the group commit writes them in this order.
+      const written = await Promise.allSettled(group.map((s) => this.messages.sendReplicated(s.sender.id, rest[0].room_id, s.input)));
+      for (const [k, w] of written.entries()) {
+        if (w.status === 'fulfilled') continue;
+        if (!(w.reason instanceof AppError && w.reason.status < 500)) throw w.reason;
+        this.log.warn({ err: w.reason, message_id: group[k].input.id }, 'sequenced event not applicable here; skipped');
+      }
+      group = [];
+    };
+    for (const pdu of rest) {
+      const sender = await this.userFor(pdu.sender);
+      const input = await this.messageInput(sender, pdu);
+      if (!input) continue;
+      if (input.reply_to && group.some((s) => s.input.id === input.reply_to)) await write();
+      group.push({ sender, input });
+    }
+    await write();
+    const last = rest[rest.length - 1];
+    await this.db.transaction(async (tx) => {
+      for (const pdu of rest) await repo.insertEvent(tx, pdu.room_id, pdu.room_seq!, pdu.event_id, pdu);
+      await repo.setRoomLog(tx, last.room_id, last.room_seq!, hashJson(unsigned(last)));
+    });
+  }
+
+  /**
+   * What a `message` PDU asks this hub to write, as `sender`; null when it is written already (our
+   * own back from the host, or a repeat). Files of another hub's user are listed here, to be fetched
+   * from that hub on first download.
+   */
+  private async messageInput(sender: UserRow, pdu: Pdu): Promise<SendInput | null> {
+    const c = pdu.content;
+    const known = await this.messages.get(sender.id, c.id).then(
+      () => true,
+      (err) => (err instanceof AppError && err.code === 'INVALID_MESSAGE' ? false : Promise.reject(err)),
+    );
+    if (known) return null;
+    const files = Array.isArray(c.attachments) ? (c.attachments as RemoteFile[]) : [];
+    const server = this.parseAddress(pdu.sender).server;
+    const attachments = !files.length ? [] : server === this.serverName ? files.map((f) => f.id) : await this.attachments.registerRemote(server, sender.id, files);
+    return {
+      id: c.id,
+      content: await this.mentionsIn(c.content),
+      reply_to: c.reply_to ?? undefined,
+      txn_id: `fed:${c.id}`,
+      ts: Date.parse(c.created_at),
+      ...(attachments.length ? { attachments } : {}),
+    };
+  }
+
   private async applyOne(pdu: Pdu, room: { seq: number }): Promise<void> {
     if (pdu.room_seq !== room.seq + 1) return;
     if (pdu.type === 'room') await this.applyRoom(pdu);
@@ -742,12 +967,8 @@ export class FederationService {
     const c = pdu.content;
     switch (pdu.type) {
       case 'message': {
-        const known = await this.messages.get(sender.id, c.id).then(
-          () => true,
-          (err) => (err instanceof AppError && err.code === 'INVALID_MESSAGE' ? false : Promise.reject(err)),
-        );
-        if (known) return; // our own, back from the host, or a repeat
-        await this.messages.sendReplicated(sender.id, pdu.room_id, { id: c.id, content: await this.mentionsIn(c.content), reply_to: c.reply_to ?? undefined, txn_id: `fed:${c.id}`, ts: Date.parse(c.created_at) });
+        const input = await this.messageInput(sender, pdu);
+        if (input) await this.messages.sendReplicated(sender.id, pdu.room_id, input);
         return;
       }
       case 'edit': {
@@ -767,6 +988,12 @@ export class FederationService {
       case 'read':
         await this.messages.markRead(sender.id, pdu.room_id, c.message_id);
         return;
+      case 'leave': {
+        // A repeat, or a leave the host already made (removed meanwhile), changes nothing.
+        const member = await this.rooms.requireMember(this.db, pdu.room_id, sender.id).then(() => true, () => false);
+        if (member) await this.rooms.leave(sender.id, pdu.room_id);
+        return;
+      }
       default:
         throw new AppError('VALIDATION_FAILED', `Unknown event type ${pdu.type}`);
     }
@@ -791,6 +1018,11 @@ function uuidFrom(seed: string): string {
   b[8] = (b[8] & 0x3f) | 0x80;
   const h = b.toString('hex');
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+/** How a federated message describes one of its files. */
+function remoteFile(a: AttachmentRow): RemoteFile {
+  return { id: a.id, filename: a.filename, mime_type: a.mime_type, size: Number(a.size), sha256: a.sha256, thumbnail_size: a.thumbnail_key ? Number(a.thumbnail_size) : null };
 }
 
 /** The PDU without `signatures` (and, for a forwarded one, as the origin signed it). */

@@ -47,7 +47,12 @@ function roomPageView(r: RoomPageRow) {
   };
 }
 
+/** Federation: told of a member leaving, inside the leave's transaction (to forward it to the room's host). */
+export type LeaveListener = (tx: Queryable, roomId: string, userId: string) => Promise<void>;
+
 export class RoomsService {
+  private leaveListener?: LeaveListener;
+
   constructor(
     private readonly db: Database,
     private readonly stream: EventStream,
@@ -256,8 +261,14 @@ export class RoomsService {
         const heir = nextOwner(await repo.listMembers(tx, roomId));
         if (heir) await repo.setRole(tx, roomId, heir, 'owner');
       }
+      await this.leaveListener?.(tx, roomId, userId);
       return this.emitUpdated(tx, room, [userId]);
     });
+  }
+
+  /** Federation: `listener` hears of every leave, in its transaction. */
+  onLeave(listener: LeaveListener): void {
+    this.leaveListener = listener;
   }
 
   /**
