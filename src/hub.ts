@@ -107,7 +107,7 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
   const push = new PushService(db, stream, rooms, presence, config, log);
   await push.start();
   const typing = new TypingService(pubsub, config.realtime.typing_timeout_ms);
-  const federation = new FederationService(db, stream, users, rooms, messages, attachments, pubsub, typing, config, loadFederationKey(config.data_dir, log), log);
+  const federation = new FederationService(db, stream, users, rooms, messages, attachments, pubsub, typing, presence, config, loadFederationKey(config.data_dir, log), log);
   federation.registerMetrics(metrics.registry);
   await federation.start();
   return {

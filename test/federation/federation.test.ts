@@ -10,7 +10,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { api, register, startTestHub, WsClient, type Session, type TestHub } from '../helpers/hub.js';
 import { loadFederationKey } from '../../src/modules/federation/federation.keys.js';
 import { signRequest } from '../../src/modules/federation/federation.signatures.js';
@@ -279,6 +279,33 @@ describe('federation', () => {
     } finally {
       bobWs.close();
       aliceWs.close();
+    }
+  });
+
+  it('shows presence on the other hubs: online at the first socket, a status set, offline after the last', async () => {
+    const bobWs = await WsClient.connect(hubs[1].wsUrl, bob.token);
+    try {
+      const aliceOnB = (await hubs[1].hub.users.findByUsername(alice.user.username, 'a.test'))!;
+      const aliceWs = await WsClient.connect(hubs[0].wsUrl, alice.token);
+      await vi.waitFor(async () => expect((await api(hubs[1].url, 'GET', `/api/presence/${aliceOnB.id}`, { token: bob.token })).body.status).toBe('online'), { timeout: 10000 });
+      aliceWs.send({ type: 'presence.update', status: 'busy', status_text: 'in a meeting' });
+      const busy = await bobWs.next('presence', (e) => e.user_id === aliceOnB.id && e.status === 'busy', 10000);
+      expect(busy.status_text).toBe('in a meeting');
+      aliceWs.close();
+      await bobWs.next('presence', (e) => e.user_id === aliceOnB.id && e.status === 'offline', 10000);
+      // Only the origin speaks for its users: B cannot set the presence of A's user on C.
+      const aliceOnC = (await hubs[2].hub.users.findByUsername(alice.user.username, 'a.test'))!;
+      const onC = async () => (await api(hubs[2].url, 'GET', `/api/presence/${aliceOnC.id}`, { token: carol.token })).body.status;
+      await vi.waitFor(async () => expect(await onC()).toBe('offline'), { timeout: 10000 });
+      const key = loadFederationKey(hubs[1].config.data_dir);
+      const body = JSON.stringify({ events: [], ephemeral: [{ type: 'presence', user: `@${alice.user.username}:a.test`, status: 'online' }] });
+      const path = `/_federation/v1/send/forged-presence-${crypto.randomUUID()}`;
+      const headers = await signRequest(key, names[1], { method: 'PUT', destination: names[2], path, body });
+      expect((await fetch(`${hubs[2].url}${path}`, { method: 'PUT', headers: { ...headers, 'content-type': 'application/json' }, body })).status).toBe(200);
+      await new Promise((r) => setTimeout(r, 200));
+      expect(await onC()).toBe('offline');
+    } finally {
+      bobWs.close();
     }
   });
 

@@ -30,6 +30,7 @@ import { attachmentView } from '../attachments/attachments.view.js';
 import type { MessagesService } from '../messages/messages.service.js';
 import type { MessageView, SendInput } from '../messages/messages.view.js';
 import type { RoomsService } from '../rooms/rooms.service.js';
+import type { PresenceService, PresenceStatus, PresenceView } from '../presence/presence.service.js';
 import type { TypingService } from '../typing/typing.service.js';
 import type { UserRow } from '../users/users.repository.js';
 import type { UsersService } from '../users/users.service.js';
@@ -101,6 +102,9 @@ export class PeerAnswerError extends Error {
   }
 }
 
+/** The presence statuses a peer may send (as a local user may set). */
+const PRESENCE_STATUSES: PresenceStatus[] = ['online', 'away', 'busy', 'offline'];
+
 export class FederationService {
   readonly serverName: string;
   private readonly relay: Follower;
@@ -125,6 +129,7 @@ export class FederationService {
     private readonly attachments: AttachmentsService,
     private readonly pubsub: PubSub,
     private readonly typing: TypingService,
+    private readonly presence: PresenceService,
     private readonly config: Config,
     private readonly key: FederationKey,
     private readonly log: Logger,
@@ -153,6 +158,7 @@ export class FederationService {
     this.messages.routeRemoteSends((userId, roomId, input, attachmentIds) => this.forwardSend(userId, roomId, input, attachmentIds));
     this.attachments.fetchRemoteWith((origin, id, thumbnail) => this.fetchMedia(origin, id, thumbnail));
     this.rooms.onLeave((tx, roomId, userId) => this.forwardLeave(tx, roomId, userId));
+    this.presence.onChange((userId, view) => void this.sendPresence(userId, view).catch((err) => this.log.debug({ err }, 'presence not sent')));
     for (const roomId of await repo.roomIds(this.db)) this.followTyping(roomId);
     for (const state of await repo.outStates(this.db)) this.sender(state.peer).wake();
     for (const peer of this.config.federation.peers) this.sender(peer.server_name);
@@ -592,9 +598,44 @@ export class FederationService {
     await Promise.allSettled(servers.map((s) => this.request(s, 'PUT', `/_federation/v1/send/typing-${crypto.randomUUID()}`, body)));
   }
 
-  /** Typing from `origin`: only of its own users, members of the room. */
+  /**
+   * Sends a local user's presence change straight to every other hub with members in a federated
+   * room the user is in (and that room does not deny), once, not queued: like typing, presence is
+   * best effort, and a change lost in an outage is corrected by the next one.
+   */
+  private async sendPresence(userId: string, view: PresenceView): Promise<void> {
+    const user = await this.users.find(this.db, userId);
+    if (!user || user.server) return; // remote users' presence came from their hub
+    const rooms = (await Promise.all((await this.rooms.roomIdsFor(userId)).map((id) => repo.room(this.db, id)))).filter((r) => r !== null);
+    if (rooms.length === 0) return;
+    const members = await this.rooms.memberIdsOf(this.db, rooms.map((r) => r.room_id));
+    const servers = new Set<string>();
+    for (const room of rooms) {
+      for (const u of await this.users.findMany(members.get(room.room_id) ?? [])) if (u.server && !room.deny.includes(u.server)) servers.add(u.server);
+    }
+    const item = { type: 'presence', user: this.address(user), status: view.status, status_text: view.status_text };
+    const body: FedTransaction = { events: [], ephemeral: [item] };
+    await Promise.allSettled([...servers].map((s) => this.request(s, 'PUT', `/_federation/v1/send/presence-${crypto.randomUUID()}`, body)));
+  }
+
+  /** Presence of one of `origin`'s own users whom this hub knows (a shadow user), applied as that user's presence here. */
+  private async applyPresence(origin: string, item: { user?: unknown; status?: unknown; status_text?: unknown }): Promise<void> {
+    if (typeof item.user !== 'string' || !PRESENCE_STATUSES.includes(item.status as PresenceStatus)) return;
+    if (item.status_text !== undefined && (typeof item.status_text !== 'string' || item.status_text.length > 200)) return;
+    const { username, server } = this.parseAddress(item.user);
+    if (server !== origin) return;
+    const user = await this.users.findByUsername(username, server);
+    if (!user) return;
+    await this.presence.update(user.id, item.status as PresenceStatus, item.status_text as string | undefined);
+  }
+
+  /** Typing and presence from `origin`: only of its own users (typing: members of the room). */
   private async applyEphemeral(origin: string, items: unknown[]): Promise<void> {
     for (const item of items as { type?: string; room_id?: string; user?: string; typing?: boolean }[]) {
+      if (item?.type === 'presence') {
+        await this.applyPresence(origin, item);
+        continue;
+      }
       if (item?.type !== 'typing' || typeof item.room_id !== 'string' || typeof item.user !== 'string') continue;
       const room = await repo.room(this.db, item.room_id);
       if (!room || room.deny.includes(origin)) continue;

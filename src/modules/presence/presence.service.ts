@@ -25,8 +25,12 @@ export interface PresenceView {
   last_seen: string | null;
 }
 
+/** Told of every presence change this node makes (federation sends its users' changes on). */
+export type PresenceListener = (userId: string, view: PresenceView) => void;
+
 export class PresenceService {
   private readonly sockets = new Map<string, number>();
+  private readonly listeners: PresenceListener[] = [];
   private readonly offlineTimers = new Map<string, NodeJS.Timeout>();
   /** Automatic changes (online at the first socket, offline after the last) that failed, to try again. */
   private readonly retryTimers = new Map<string, NodeJS.Timeout>();
@@ -125,6 +129,11 @@ export class PresenceService {
     await this.cluster.close();
   }
 
+  /** Calls `listener` after each presence change made on this node, once it is stored and published. */
+  onChange(listener: PresenceListener): void {
+    this.listeners.push(listener);
+  }
+
   /** Sets the caller's status (and optionally status text). */
   async update(userId: string, status: PresenceStatus, statusText?: string): Promise<PresenceView> {
     return (await this.set(userId, status, statusText))!;
@@ -152,6 +161,7 @@ export class PresenceService {
     const event = { type: 'presence', ...view(row) };
     const watchers = await this.rooms.coMemberIds(userId);
     await Promise.all(watchers.map((id) => this.pubsub.publish(`user:${id}`, event)));
+    for (const listener of this.listeners) listener(userId, view(row));
     return view(row);
   }
 }
