@@ -14,7 +14,8 @@
  * Knobs: BENCH_ONLY=ceiling,postgres,pglite (servers), BENCH_WORKLOADS=rtt,a,b,c,resume,memory,e2ee,federation
  * (federation: two more hubs of the same kind, bench/federation.ts),
  * BENCH_CPU_PROF=<dir> (hubs run under `node --cpu-prof`, one .cpuprofile per hub process, written
- * when it stops).
+ * when it stops), BENCH_QUERY_TIMES=<dir> (hubs time every SQL statement: bench/query-times.mjs, one
+ * table per hub process, written when it stops).
  */
 import { fork } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -74,6 +75,15 @@ function knob<T extends string>(name: string, allowed: readonly T[]): Set<T> {
 const only = knob('BENCH_ONLY', SERVER_NAMES);
 const workloads = knob('BENCH_WORKLOADS', WORKLOAD_NAMES);
 const cpuProfDir = process.env.BENCH_CPU_PROF ? path.resolve(process.env.BENCH_CPU_PROF) : null;
+const queryTimesDir = process.env.BENCH_QUERY_TIMES ? path.resolve(process.env.BENCH_QUERY_TIMES) : null;
+/** With BENCH_QUERY_TIMES, hubs preload bench/query-times.mjs through a one-line module naming the output dir. */
+const queryTimesFlags = queryTimesDir ? ['--import', queryTimesPreload(queryTimesDir)] : [];
+function queryTimesPreload(dir: string): string {
+  fs.mkdirSync(dir, { recursive: true });
+  const preload = path.join(dir, 'preload.mjs');
+  fs.writeFileSync(preload, `import { timeQueries } from ${JSON.stringify(new URL('./query-times.mjs', import.meta.url).href)};\ntimeQueries(${JSON.stringify(dir)});\n`);
+  return preload;
+}
 /** Node flags of every server process: for the memory figure, an inspector on a free loopback port, to collect garbage with. */
 const inspectFlags = workloads.has('memory') ? ['--inspect=127.0.0.1:0'] : [];
 
@@ -126,7 +136,7 @@ async function startCeiling(): Promise<Server> {
 
 /** Spawns a hub on `dataDir` (and the database at `databaseUrl`, else the embedded PGlite in `dataDir`). */
 async function startHub(dataDir: string, databaseUrl?: string, extraToml = ''): Promise<Server & { spawnMs: number; hubStartupMs: number }> {
-  const command = ['node', ...inspectFlags, ...(cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : []), ...HUB_ENTRY];
+  const command = ['node', ...queryTimesFlags, ...inspectFlags, ...(cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : []), ...HUB_ENTRY];
   const toml = (databaseUrl ? `${HUB_TOML}[database]\nurl = ${JSON.stringify(databaseUrl)}\n` : HUB_TOML) + extraToml;
   const hub = await spawnHub({ command, dataDir, toml, timeoutMs: 120_000 });
   const server = {
@@ -483,4 +493,5 @@ fs.writeFileSync(path.join(RESULTS_DIR, 'latest.json'), json);
 fs.writeFileSync(path.join(RESULTS_DIR, `${date.replace(/[:.]/g, '-')}.json`), json);
 console.log(`\nfigures written to ${path.relative(process.cwd(), path.join(RESULTS_DIR, 'latest.json'))}`);
 if (cpuProfDir) console.log(`hub CPU profiles: ${cpuProfDir}`);
+if (queryTimesDir) console.log(`hub statement times: ${queryTimesDir}/queries.<pid>.txt`);
 process.exit(Object.values(results).some((r) => r?.error) ? 1 : 0);
