@@ -213,7 +213,10 @@ export class Bridge {
     const ops: Op[] = [this.state.transactions.put(txnId, Date.now())];
     for (const ev of all) {
       // Encryption is for good: what the network sends there from now on is encrypted (E2EE bridges) or dropped.
-      if (ev.type === 'room.updated' && ev.room.encrypted && !this.state.encryptedRooms.has(ev.room_id)) ops.push(this.state.encryptedRooms.put(ev.room_id, Date.now()));
+      // (The body is only loosely checked: a malformed event must not fail the whole transaction.)
+      if (ev.type === 'room.updated' && (ev.room as { encrypted?: unknown } | null)?.encrypted === true && typeof ev.room_id === 'string' && !this.state.encryptedRooms.has(ev.room_id)) {
+        ops.push(this.state.encryptedRooms.put(ev.room_id, Date.now()));
+      }
       if (ev.type === 'typing') {
         void this.outbound.onTyping(ev);
         continue;
