@@ -23,7 +23,7 @@
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { CiphertextMessageType, ProtocolAddress } from '@signalapp/libsignal-client';
-import { LocalDevice, type ClaimedBundle, type DeviceMismatch, type OutEnvelope } from '../../sdk/src/e2ee/device.js';
+import { LocalDevice, type ClaimedBundle, type DeviceMismatch, type OutEnvelope, type RecipientDevice } from '../../sdk/src/e2ee/device.js';
 import { FileStore as KeyFile, SignalStores } from '../../sdk/src/e2ee/store.js';
 import { HubError, type HubClient } from './hub-client.js';
 
@@ -46,16 +46,10 @@ export interface Envelope {
   body: string;
 }
 
-interface Device {
-  user_id: string;
-  device_id: number;
-  registration_id: number;
-}
-
 export class BridgeE2ee {
   private readonly kv: KeyFile;
   private readonly device: LocalDevice;
-  private readonly devicesByUser = new Map<string, Device[]>();
+  private readonly devicesByUser = new Map<string, RecipientDevice[]>();
   /** One libsignal step at a time (ratchets are stateful; lanes run concurrently). */
   private chain: Promise<unknown> = Promise.resolve();
   private rotateTimer?: NodeJS.Timeout;
@@ -162,10 +156,10 @@ export class BridgeE2ee {
   }
 
   /** A user's E2EE devices, cached until a send finds them out of date (the bridge gets no `e2ee.devices_changed`). */
-  private async devicesOf(userId: string, fresh: boolean): Promise<Device[]> {
+  private async devicesOf(userId: string, fresh: boolean): Promise<RecipientDevice[]> {
     const cached = this.devicesByUser.get(userId);
     if (cached && !fresh) return cached;
-    const { devices } = await this.hub.call<{ devices: Device[] }>('GET', `/api/e2ee/users/${userId}/devices`);
+    const { devices } = await this.hub.call<{ devices: RecipientDevice[] }>('GET', `/api/e2ee/users/${userId}/devices`);
     const list = devices.map((d) => ({ user_id: userId, device_id: d.device_id, registration_id: d.registration_id }));
     this.devicesByUser.set(userId, list);
     return list;
