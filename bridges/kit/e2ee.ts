@@ -1,7 +1,8 @@
 /**
  * End-to-bridge encryption (`[[bridges]] e2ee = true`, docs/BRIDGES.md): the bridge bot is an E2EE
  * device of the hub (docs/E2EE.md) with its Signal state in `<data dir>/e2ee.json` (the SDK's
- * `FileStore` and `SignalStores`, sdk/src/e2ee/store.ts). It registers the bot's device session,
+ * `FileStore` and `SignalStores`, sdk/src/e2ee/store.ts), its keys and per-device ciphers being the
+ * SDK's `LocalDevice` (sdk/src/e2ee/device.ts, as `E2eeClient` uses). It registers the bot's device session,
  * uploads a signed prekey, a Kyber last-resort key and 100 one-time keys of each kind, refills
  * them when fewer than 10 are left (checked at start and after each PreKey message, which used one:
  * a bridge has no socket for `e2ee.keys_low`) and replaces the signed and last-resort keys weekly.
@@ -19,26 +20,21 @@
  * Not covered: sender-key messages (type 7; their distribution arrives as to-device messages, which
  * reach sockets only) and files in encrypted rooms.
  */
-import crypto from 'node:crypto';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import {
-  CiphertextMessageType, IdentityKeyPair, KEMKeyPair, KEMPublicKey, KyberPreKeyRecord, PreKeyBundle, PreKeyRecord, PreKeySignalMessage, PrivateKey,
-  ProtocolAddress, PublicKey, SignalMessage, SignedPreKeyRecord, processPreKeyBundle, signalDecrypt, signalDecryptPreKey, signalEncrypt,
-} from '@signalapp/libsignal-client';
+import { CiphertextMessageType, ProtocolAddress } from '@signalapp/libsignal-client';
+import { LocalDevice, type ClaimedBundle, type DeviceMismatch, type OutEnvelope, type RecipientDevice } from '../../sdk/src/e2ee/device.js';
 import { FileStore as KeyFile, SignalStores } from '../../sdk/src/e2ee/store.js';
 import { HubError, type HubClient } from './hub-client.js';
 
-const REFILL_BELOW = 10;
-const BATCH = 100;
+export type { OutEnvelope };
+
 /** The signed prekey and the Kyber last-resort key are replaced this often (checked daily), ms. */
 const ROTATE_EVERY_MS = 7 * 86_400_000;
 const DAY_MS = 86_400_000;
 /** Sends whose device list was out of date (409/410) are tried this often. */
 const MAX_ATTEMPTS = 3;
 
-const enc = (b: Uint8Array) => Buffer.from(b).toString('base64');
-const dec = (s: string) => new Uint8Array(Buffer.from(s, 'base64'));
 const utf8 = new TextEncoder();
 const fromUtf8 = new TextDecoder();
 
@@ -50,32 +46,10 @@ export interface Envelope {
   body: string;
 }
 
-/** An envelope as a send carries it. */
-export interface OutEnvelope {
-  user_id: string;
-  device_id: number;
-  registration_id: number;
-  type: number;
-  body: string;
-}
-
-interface Device {
-  user_id: string;
-  device_id: number;
-  registration_id: number;
-}
-
-interface DeviceRef {
-  user_id: string;
-  device_id: number;
-}
-
 export class BridgeE2ee {
   private readonly kv: KeyFile;
-  private readonly stores: SignalStores;
-  /** The bot's Signal device id (set by `start`). */
-  deviceId = 0;
-  private readonly devicesByUser = new Map<string, Device[]>();
+  private readonly device: LocalDevice;
+  private readonly devicesByUser = new Map<string, RecipientDevice[]>();
   /** One libsignal step at a time (ratchets are stateful; lanes run concurrently). */
   private chain: Promise<unknown> = Promise.resolve();
   private rotateTimer?: NodeJS.Timeout;
@@ -87,8 +61,19 @@ export class BridgeE2ee {
     private readonly log: Logger,
   ) {
     this.kv = new KeyFile(path.join(dataDir, 'e2ee.json'));
-    this.stores = new SignalStores(this.kv);
-    this.stores.onIdentityChanged = (a) => this.log.warn({ user_id: a.user_id, device_id: a.device_id }, 'a device presented a new identity key (trusted on first use)');
+    const stores = new SignalStores(this.kv);
+    stores.onIdentityChanged = (a) => this.log.warn({ user_id: a.user_id, device_id: a.device_id }, 'a device presented a new identity key (trusted on first use)');
+    this.device = new LocalDevice(stores, {
+      registerDevice: (body) => hub.call('POST', '/api/e2ee/devices', { body }),
+      keyCounts: () => hub.call('GET', '/api/e2ee/keys'),
+      uploadKeys: (body) => hub.call('PUT', '/api/e2ee/keys', { body }),
+      claim: async (user_id, device_id) => (await hub.call<{ devices: ClaimedBundle[] }>('POST', '/api/e2ee/keys/claim', { body: { user_id, device_id } })).devices[0],
+    }, botId);
+  }
+
+  /** The bot's Signal device id (set by `start`). */
+  get deviceId(): number {
+    return this.device.deviceId;
   }
 
   /**
@@ -98,18 +83,9 @@ export class BridgeE2ee {
   async start(): Promise<void> {
     const started = Date.now();
     await this.serial(async () => {
-      if (!(await this.kv.get('identity:private'))) {
-        const pair = IdentityKeyPair.generate();
-        await this.kv.set('identity:private', enc(pair.privateKey.serialize()));
-        await this.kv.set('registration_id', enc(utf8.encode(String(1 + crypto.randomInt(16380)))));
-      }
-      const pair = await this.stores.identity.getIdentityKeyPair();
-      const device = await this.hub.call<{ device_id: number }>('POST', '/api/e2ee/devices', {
-        body: { registration_id: await this.stores.identity.getLocalRegistrationId(), identity_key: enc(pair.publicKey.serialize()) },
-      });
-      this.deviceId = device.device_id;
+      await this.device.register();
       await this.rotateIfDue();
-      await this.refill();
+      await this.device.refill();
     });
     this.log.info({ device_id: this.deviceId, ms: Date.now() - started }, 'bridge E2EE device ready');
     this.rotateTimer = setInterval(() => void this.serial(() => this.rotateIfDue()).catch((err) => this.log.warn({ err: (err as Error).message }, 'key rotation failed')), DAY_MS);
@@ -129,21 +105,13 @@ export class BridgeE2ee {
     return this.serial(async () => {
       const cached = await this.kv.get(`plain:${key}`);
       if (cached !== undefined) return cached;
-      const address = ProtocolAddress.new(e.sender_user_id ?? senderUserId, e.sender_device_id);
-      const s = this.stores;
-      const local = ProtocolAddress.new(this.botId, this.deviceId);
-      let bytes: Uint8Array;
-      if (e.type === CiphertextMessageType.PreKey) {
-        bytes = await signalDecryptPreKey(PreKeySignalMessage.deserialize(dec(e.body)), address, local, s.session, s.identity, s.preKey, s.signedPreKey, s.kyberPreKey);
-      } else if (e.type === CiphertextMessageType.Whisper) {
-        bytes = await signalDecrypt(SignalMessage.deserialize(dec(e.body)), address, local, s.session, s.identity);
-      } else {
+      if (e.type !== CiphertextMessageType.PreKey && e.type !== CiphertextMessageType.Whisper) {
         throw new Error(`envelope type ${e.type} is not bridged (only per-device envelopes are)`);
       }
-      const text = fromUtf8.decode(bytes);
+      const text = fromUtf8.decode(await this.device.decrypt(ProtocolAddress.new(e.sender_user_id ?? senderUserId, e.sender_device_id), e));
       await this.kv.set(`plain:${key}`, text);
       // A PreKey message used one of the bot's one-time keys.
-      if (e.type === CiphertextMessageType.PreKey) await this.refill().catch((err) => this.log.warn({ err: (err as Error).message }, 'key refill failed'));
+      if (e.type === CiphertextMessageType.PreKey) await this.device.refill().catch((err) => this.log.warn({ err: (err as Error).message }, 'key refill failed'));
       return text;
     });
   }
@@ -168,9 +136,7 @@ export class BridgeE2ee {
         return await post(envelopes);
       } catch (err) {
         if (!(err instanceof HubError) || (err.status !== 409 && err.status !== 410) || attempt >= MAX_ATTEMPTS) throw err;
-        const named = ['missing', 'extra', 'stale'].flatMap((k) => (err.details[k] as DeviceRef[] | undefined) ?? []);
-        for (const d of (err.details.stale as DeviceRef[] | undefined) ?? []) await this.kv.delete(`session:${d.user_id}.${d.device_id}`);
-        for (const d of named) fresh.add(d.user_id);
+        await this.device.forgetMismatched(err.details as DeviceMismatch, fresh);
         this.log.info({ room_id: roomId, code: err.code }, 'device list changed; encrypting again');
       }
     }
@@ -183,97 +149,28 @@ export class BridgeE2ee {
     for (const m of room.members) {
       for (const d of await this.devicesOf(m.user_id, fresh.has(m.user_id))) {
         if (d.user_id === this.botId && d.device_id === this.deviceId) continue;
-        out.push(await this.encryptFor(d, plaintext));
+        out.push(await this.device.encryptFor(d, plaintext));
       }
     }
     return out;
   }
 
   /** A user's E2EE devices, cached until a send finds them out of date (the bridge gets no `e2ee.devices_changed`). */
-  private async devicesOf(userId: string, fresh: boolean): Promise<Device[]> {
+  private async devicesOf(userId: string, fresh: boolean): Promise<RecipientDevice[]> {
     const cached = this.devicesByUser.get(userId);
     if (cached && !fresh) return cached;
-    const { devices } = await this.hub.call<{ devices: Device[] }>('GET', `/api/e2ee/users/${userId}/devices`);
+    const { devices } = await this.hub.call<{ devices: RecipientDevice[] }>('GET', `/api/e2ee/users/${userId}/devices`);
     const list = devices.map((d) => ({ user_id: userId, device_id: d.device_id, registration_id: d.registration_id }));
     this.devicesByUser.set(userId, list);
     return list;
-  }
-
-  /** Encrypts for one device, starting a session from a claimed bundle when there is none. */
-  private async encryptFor(d: Device, plaintext: Uint8Array): Promise<OutEnvelope> {
-    const address = ProtocolAddress.new(d.user_id, d.device_id);
-    const local = ProtocolAddress.new(this.botId, this.deviceId);
-    const session = await this.stores.session.getSession(address);
-    if (!session?.hasCurrentState()) {
-      const { devices } = await this.hub.call<{ devices: any[] }>('POST', '/api/e2ee/keys/claim', { body: { user_id: d.user_id, device_id: d.device_id } });
-      const b = devices[0];
-      const bundle = PreKeyBundle.new(
-        b.registration_id, b.device_id, b.pre_key?.key_id ?? null, b.pre_key ? PublicKey.deserialize(dec(b.pre_key.public_key)) : null,
-        b.signed_pre_key.key_id, PublicKey.deserialize(dec(b.signed_pre_key.public_key)), dec(b.signed_pre_key.signature),
-        PublicKey.deserialize(dec(b.identity_key)), b.kyber_pre_key.key_id, KEMPublicKey.deserialize(dec(b.kyber_pre_key.public_key)), dec(b.kyber_pre_key.signature),
-      );
-      await processPreKeyBundle(bundle, address, local, this.stores.session, this.stores.identity);
-    }
-    const message = await signalEncrypt(new Uint8Array(plaintext), address, local, this.stores.session, this.stores.identity);
-    return { user_id: d.user_id, device_id: d.device_id, registration_id: d.registration_id, type: message.type(), body: enc(message.serialize()) };
   }
 
   /** A new signed prekey and Kyber last-resort key when there are none yet or they are 7 days old. */
   private async rotateIfDue(): Promise<void> {
     const at = Number((await this.kv.get('rotated_at')) ?? '0');
     if ((await this.kv.get('kyber:last_resort')) && Date.now() - at < ROTATE_EVERY_MS) return;
-    await this.rotate();
+    await this.device.rotate();
     await this.kv.set('rotated_at', String(Date.now()));
-  }
-
-  /** A new signed prekey and Kyber last-resort key, uploaded (the previous ones stay for messages in flight). */
-  private async rotate(): Promise<void> {
-    const identity = await this.stores.identity.getIdentityKey();
-    const signedId = await this.nextId('signed');
-    const key = PrivateKey.generate();
-    const signature = identity.sign(key.getPublicKey().serialize());
-    await this.stores.signedPreKey.saveSignedPreKey(signedId, SignedPreKeyRecord.new(signedId, Date.now(), key.getPublicKey(), key, signature));
-    const lastResort = await this.newKyberKey(identity);
-    await this.kv.set('kyber:last_resort', String(lastResort.key_id));
-    await this.hub.call('PUT', '/api/e2ee/keys', {
-      body: { signed_pre_key: { key_id: signedId, public_key: enc(key.getPublicKey().serialize()), signature: enc(signature) }, kyber_last_resort_key: lastResort },
-    });
-  }
-
-  /** Uploads 100 one-time keys of each kind that has fewer than 10 left. */
-  private async refill(): Promise<void> {
-    const counts = await this.hub.call<{ pre_keys: number; kyber_pre_keys: number }>('GET', '/api/e2ee/keys');
-    const identity = await this.stores.identity.getIdentityKey();
-    const body: { pre_keys?: { key_id: number; public_key: string }[]; kyber_pre_keys?: { key_id: number; public_key: string; signature: string }[] } = {};
-    if (counts.pre_keys < REFILL_BELOW) {
-      body.pre_keys = [];
-      for (let i = 0; i < BATCH; i++) {
-        const id = await this.nextId('ec');
-        const key = PrivateKey.generate();
-        await this.stores.preKey.savePreKey(id, PreKeyRecord.new(id, key.getPublicKey(), key));
-        body.pre_keys.push({ key_id: id, public_key: enc(key.getPublicKey().serialize()) });
-      }
-    }
-    if (counts.kyber_pre_keys < REFILL_BELOW) {
-      body.kyber_pre_keys = [];
-      for (let i = 0; i < BATCH; i++) body.kyber_pre_keys.push(await this.newKyberKey(identity));
-    }
-    if (body.pre_keys || body.kyber_pre_keys) await this.hub.call('PUT', '/api/e2ee/keys', { body });
-  }
-
-  private async newKyberKey(identity: PrivateKey) {
-    const id = await this.nextId('kyber');
-    const pair = KEMKeyPair.generate();
-    const signature = identity.sign(pair.getPublicKey().serialize());
-    await this.stores.kyberPreKey.saveKyberPreKey(id, KyberPreKeyRecord.new(id, Date.now(), pair, signature));
-    return { key_id: id, public_key: enc(pair.getPublicKey().serialize()), signature: enc(signature) };
-  }
-
-  /** The next key id of an id space, persisted before use. */
-  private async nextId(space: 'ec' | 'kyber' | 'signed'): Promise<number> {
-    const id = Number((await this.kv.get(`next:${space}`)) ?? '1');
-    await this.kv.set(`next:${space}`, String(id + 1));
-    return id;
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {

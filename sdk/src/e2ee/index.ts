@@ -19,21 +19,16 @@
 import { EventEmitter } from 'node:events';
 import crypto from 'node:crypto';
 import {
-  CiphertextMessageType, IdentityKeyPair, KEMKeyPair, KEMPublicKey, KyberPreKeyRecord, PreKeyBundle, PreKeyRecord, PreKeySignalMessage,
-  PrivateKey, ProtocolAddress, PublicKey, SenderKeyDistributionMessage, SignalMessage, SignedPreKeyRecord, groupDecrypt, groupEncrypt,
-  processPreKeyBundle, processSenderKeyDistributionMessage, signalDecrypt, signalDecryptPreKey, signalEncrypt,
+  CiphertextMessageType, ProtocolAddress, PublicKey, SenderKeyDistributionMessage, groupDecrypt, groupEncrypt, processSenderKeyDistributionMessage,
 } from '@signalapp/libsignal-client';
 import type { SwitchboardClient } from '../client.js';
-import { SwitchboardError, type DeviceRef } from '../errors.js';
+import { SwitchboardError } from '../errors.js';
 import type { EventMessage } from '../events.js';
+import { LocalDevice } from './device.js';
 import { SignalStores, type KeyValueStore } from './store.js';
 
+export { BATCH, REFILL_BELOW } from './device.js';
 export { FileStore, MemoryStore, SignalStores, type IdentityChangedListener, type KeyValueStore } from './store.js';
-
-/** Refill one-time keys below this many. */
-export const REFILL_BELOW = 10;
-/** One-time keys uploaded per refill. */
-export const BATCH = 100;
 
 const enc = (b: Uint8Array) => Buffer.from(b).toString('base64');
 const dec = (s: string) => new Uint8Array(Buffer.from(s, 'base64'));
@@ -67,8 +62,7 @@ export interface E2eeEvents {
 
 export class E2eeClient extends EventEmitter<E2eeEvents> {
   readonly stores: SignalStores;
-  /** This device's Signal device id (set by `start`). */
-  deviceId = 0;
+  private readonly device: LocalDevice;
   private readonly devicesByUser = new Map<string, RemoteDevice[]>();
   /** One E2EE step at a time, in arrival order (ratchets and sender keys are stateful). */
   private chain: Promise<unknown> = Promise.resolve();
@@ -87,6 +81,17 @@ export class E2eeClient extends EventEmitter<E2eeEvents> {
     this.stores = new SignalStores(kv);
     this.stores.onIdentityChanged = (a, previous, current) =>
       this.emit('identity-changed', { user_id: a.user_id, device_id: a.device_id, previous: enc(previous.serialize()), current: enc(current.serialize()) });
+    this.device = new LocalDevice(this.stores, {
+      registerDevice: (body) => client.call(client.api.POST('/api/e2ee/devices', { body })),
+      keyCounts: () => client.call(client.api.GET('/api/e2ee/keys')),
+      uploadKeys: (body) => client.call(client.api.PUT('/api/e2ee/keys', { body })),
+      claim: async (user_id, device_id) => (await client.call(client.api.POST('/api/e2ee/keys/claim', { body: { user_id, device_id } }))).devices[0],
+    }, client.user.id);
+  }
+
+  /** This device's Signal device id (set by `start`). */
+  get deviceId(): number {
+    return this.device.deviceId;
   }
 
   /**
@@ -96,7 +101,7 @@ export class E2eeClient extends EventEmitter<E2eeEvents> {
    */
   static async start(client: SwitchboardClient, kv: KeyValueStore, opts: E2eeOptions = {}): Promise<E2eeClient> {
     const e2ee = new E2eeClient(client, kv, opts);
-    await e2ee.register();
+    await e2ee.device.register();
     await e2ee.refill(true);
     client.useTransform({ incoming: (message, roomId) => e2ee.serial(() => e2ee.decryptMessage(message, roomId)) });
     e2ee.stopListening.push(client.on('*', (event) => void e2ee.onEvent(event as unknown as { type: string } & Record<string, unknown>)));
@@ -127,38 +132,14 @@ export class E2eeClient extends EventEmitter<E2eeEvents> {
   async resetIdentity(): Promise<void> {
     await this.kv.delete('identity:private');
     await this.kv.delete('registration_id');
-    await this.register();
+    await this.device.register();
     await this.rotate();
     await this.refill(true);
   }
 
-  /** Registers the identity key and registration id (created on first use) for the client's session. */
-  private async register(): Promise<void> {
-    if (!(await this.kv.get('identity:private'))) {
-      const pair = IdentityKeyPair.generate();
-      await this.kv.set('identity:private', enc(pair.privateKey.serialize()));
-      await this.kv.set('registration_id', enc(utf8.encode(String(1 + crypto.randomInt(16380)))));
-    }
-    const pair = await this.stores.identity.getIdentityKeyPair();
-    const registrationId = await this.stores.identity.getLocalRegistrationId();
-    const device = await this.client.call(this.client.api.POST('/api/e2ee/devices', { body: { registration_id: registrationId, identity_key: enc(pair.publicKey.serialize()) } }));
-    this.deviceId = device.device_id;
-  }
-
-  /** The next key id of an id space, persisted before use. */
-  private async nextId(space: 'ec' | 'kyber' | 'signed'): Promise<number> {
-    const id = Number((await this.kv.get(`next:${space}`)) ?? '1');
-    await this.kv.set(`next:${space}`, String(id + 1));
-    return id;
-  }
-
   /** A new signed prekey and Kyber last-resort key, uploaded (the previous ones stay for messages in flight). */
-  async rotate(): Promise<void> {
-    const identity = await this.stores.identity.getIdentityKey();
-    const signed = await this.newSignedPreKey(identity);
-    const lastResort = await this.newKyberKey(identity);
-    await this.kv.set('kyber:last_resort', String(lastResort.key_id));
-    await this.client.call(this.client.api.PUT('/api/e2ee/keys', { body: { signed_pre_key: signed, kyber_last_resort_key: lastResort } }));
+  rotate(): Promise<void> {
+    return this.device.rotate();
   }
 
   /**
@@ -166,40 +147,8 @@ export class E2eeClient extends EventEmitter<E2eeEvents> {
    * prekey and a last-resort key).
    */
   async refill(first = false): Promise<void> {
-    if (first && !(await this.kv.get('kyber:last_resort'))) await this.rotate();
-    const counts = await this.client.call(this.client.api.GET('/api/e2ee/keys'));
-    const identity = await this.stores.identity.getIdentityKey();
-    const body: { pre_keys?: { key_id: number; public_key: string }[]; kyber_pre_keys?: { key_id: number; public_key: string; signature: string }[] } = {};
-    if (counts.pre_keys < REFILL_BELOW) {
-      body.pre_keys = [];
-      for (let i = 0; i < BATCH; i++) {
-        const id = await this.nextId('ec');
-        const key = PrivateKey.generate();
-        await this.stores.preKey.savePreKey(id, PreKeyRecord.new(id, key.getPublicKey(), key));
-        body.pre_keys.push({ key_id: id, public_key: enc(key.getPublicKey().serialize()) });
-      }
-    }
-    if (counts.kyber_pre_keys < REFILL_BELOW) {
-      body.kyber_pre_keys = [];
-      for (let i = 0; i < BATCH; i++) body.kyber_pre_keys.push(await this.newKyberKey(identity));
-    }
-    if (body.pre_keys || body.kyber_pre_keys) await this.client.call(this.client.api.PUT('/api/e2ee/keys', { body }));
-  }
-
-  private async newSignedPreKey(identity: PrivateKey) {
-    const id = await this.nextId('signed');
-    const key = PrivateKey.generate();
-    const signature = identity.sign(key.getPublicKey().serialize());
-    await this.stores.signedPreKey.saveSignedPreKey(id, SignedPreKeyRecord.new(id, Date.now(), key.getPublicKey(), key, signature));
-    return { key_id: id, public_key: enc(key.getPublicKey().serialize()), signature: enc(signature) };
-  }
-
-  private async newKyberKey(identity: PrivateKey) {
-    const id = await this.nextId('kyber');
-    const pair = KEMKeyPair.generate();
-    const signature = identity.sign(pair.getPublicKey().serialize());
-    await this.stores.kyberPreKey.saveKyberPreKey(id, KyberPreKeyRecord.new(id, Date.now(), pair, signature));
-    return { key_id: id, public_key: enc(pair.getPublicKey().serialize()), signature: enc(signature) };
+    if (first && !(await this.kv.get('kyber:last_resort'))) await this.device.rotate();
+    await this.device.refill();
   }
 
   /** A user's E2EE devices (cached until `e2ee.devices_changed` or a 409/410); a changed identity key raises `identity-changed`. */
@@ -235,28 +184,6 @@ export class E2eeClient extends EventEmitter<E2eeEvents> {
     return out;
   }
 
-  private get localAddress(): ProtocolAddress {
-    return ProtocolAddress.new(this.client.user.id, this.deviceId);
-  }
-
-  /** Encrypts for one device, starting a session from a claimed bundle when there is none. */
-  private async encryptFor(d: RemoteDevice, plaintext: Uint8Array) {
-    const address = ProtocolAddress.new(d.user_id, d.device_id);
-    const session = await this.stores.session.getSession(address);
-    if (!session?.hasCurrentState()) {
-      const { devices } = await this.client.call(this.client.api.POST('/api/e2ee/keys/claim', { body: { user_id: d.user_id, device_id: d.device_id } }));
-      const b = devices[0];
-      const bundle = PreKeyBundle.new(
-        b.registration_id, b.device_id, b.pre_key?.key_id ?? null, b.pre_key ? PublicKey.deserialize(dec(b.pre_key.public_key)) : null,
-        b.signed_pre_key.key_id, PublicKey.deserialize(dec(b.signed_pre_key.public_key)), dec(b.signed_pre_key.signature),
-        PublicKey.deserialize(dec(b.identity_key)), b.kyber_pre_key.key_id, KEMPublicKey.deserialize(dec(b.kyber_pre_key.public_key)), dec(b.kyber_pre_key.signature),
-      );
-      await processPreKeyBundle(bundle, address, this.localAddress, this.stores.session, this.stores.identity);
-    }
-    const message = await signalEncrypt(new Uint8Array(plaintext), address, this.localAddress, this.stores.session, this.stores.identity);
-    return { user_id: d.user_id, device_id: d.device_id, registration_id: d.registration_id, type: message.type(), body: enc(message.serialize()) };
-  }
-
   /**
    * Sends `text` to an encrypted room: one envelope per member device (REST). A 409/410 (the device
    * list changed) fetches the named users' devices again, drops stale sessions and retries.
@@ -267,7 +194,7 @@ export class E2eeClient extends EventEmitter<E2eeEvents> {
     return this.withDeviceRetries(async (fresh) => {
       const envelopes = await this.serial(async () => {
         const out = [];
-        for (const d of await this.roomDevices(roomId, fresh)) out.push(await this.encryptFor(d, utf8.encode(text)));
+        for (const d of await this.roomDevices(roomId, fresh)) out.push(await this.device.encryptFor(d, utf8.encode(text)));
         return out;
       });
       return this.client.call(this.client.api.POST('/api/rooms/{room_id}/messages', { params: { path: { room_id: roomId } }, body: { envelopes } }));
@@ -284,19 +211,19 @@ export class E2eeClient extends EventEmitter<E2eeEvents> {
       const body = await this.serial(async () => {
         const distribution = await this.distributionId(roomId);
         const sentTo = new Set<string>(JSON.parse((await this.kv.get(`dist:${roomId}:sent`)) ?? '[]'));
-        const skdm = await SenderKeyDistributionMessage.create(this.localAddress, distribution, this.stores.senderKey);
+        const skdm = await SenderKeyDistributionMessage.create(this.device.address, distribution, this.stores.senderKey);
         const payload = utf8.encode(JSON.stringify({ kind: 'sender_key', room_id: roomId, body: enc(skdm.serialize()) } satisfies ToDevicePayload));
         const messages = [];
         for (const d of await this.roomDevices(roomId, fresh)) {
           const key = `${d.user_id}.${d.device_id}.${d.registration_id}`;
           if (sentTo.has(key)) continue;
-          const e = await this.encryptFor(d, payload);
+          const e = await this.device.encryptFor(d, payload);
           messages.push({ user_id: e.user_id, device_id: e.device_id, type: e.type, body: e.body });
           sentTo.add(key);
         }
         if (messages.length) await this.client.call(this.client.api.POST('/api/e2ee/to_device', { body: { messages } }));
         await this.kv.set(`dist:${roomId}:sent`, JSON.stringify([...sentTo]));
-        const message = await groupEncrypt(this.localAddress, distribution, this.stores.senderKey, utf8.encode(text));
+        const message = await groupEncrypt(this.device.address, distribution, this.stores.senderKey, utf8.encode(text));
         return enc(message.serialize());
       });
       return this.client.call(this.client.api.POST('/api/rooms/{room_id}/messages', { params: { path: { room_id: roomId } }, body: { sender_key: { body } } }));
@@ -311,7 +238,7 @@ export class E2eeClient extends EventEmitter<E2eeEvents> {
     await this.withDeviceRetries(async (fresh) => {
       const envelopes = await this.serial(async () => {
         const out = [];
-        for (const d of await this.roomDevices(roomId, fresh)) out.push(await this.encryptFor(d, utf8.encode(text)));
+        for (const d of await this.roomDevices(roomId, fresh)) out.push(await this.device.encryptFor(d, utf8.encode(text)));
         return out;
       });
       return this.client.call(this.client.api.PATCH('/api/messages/{id}', { params: { path: { id: messageId } }, body: { envelopes } }));
@@ -344,9 +271,7 @@ export class E2eeClient extends EventEmitter<E2eeEvents> {
         return await attempt(fresh);
       } catch (err) {
         if (!(err instanceof SwitchboardError) || !['MISMATCHED_DEVICES', 'STALE_DEVICES'].includes(err.code) || i >= (this.opts.maxAttempts ?? 3)) throw err;
-        const named: DeviceRef[] = [...(err.devices.missing ?? []), ...(err.devices.extra ?? []), ...(err.devices.stale ?? [])];
-        for (const d of err.devices.stale ?? []) await this.kv.delete(`session:${d.user_id}.${d.device_id}`);
-        for (const d of named) fresh.add(d.user_id);
+        await this.device.forgetMismatched(err.devices, fresh);
         if (err.devices.stale?.length || err.devices.extra?.length) await this.rotateSenderKey(roomId);
       }
     }
@@ -395,17 +320,8 @@ export class E2eeClient extends EventEmitter<E2eeEvents> {
 
   private async decrypt(senderUserId: string, e: { sender_device_id: number; type: number; body: string }): Promise<Uint8Array> {
     const address = ProtocolAddress.new(senderUserId, e.sender_device_id);
-    const s = this.stores;
-    switch (e.type) {
-      case CiphertextMessageType.PreKey:
-        return signalDecryptPreKey(PreKeySignalMessage.deserialize(dec(e.body)), address, this.localAddress, s.session, s.identity, s.preKey, s.signedPreKey, s.kyberPreKey);
-      case CiphertextMessageType.Whisper:
-        return signalDecrypt(SignalMessage.deserialize(dec(e.body)), address, this.localAddress, s.session, s.identity);
-      case CiphertextMessageType.SenderKey:
-        return groupDecrypt(address, s.senderKey, dec(e.body));
-      default:
-        throw new Error(`Unknown envelope type ${e.type}`);
-    }
+    if (e.type === CiphertextMessageType.SenderKey) return groupDecrypt(address, this.stores.senderKey, dec(e.body));
+    return this.device.decrypt(address, e);
   }
 
   /**
@@ -415,7 +331,7 @@ export class E2eeClient extends EventEmitter<E2eeEvents> {
     await this.serial(async () => {
       const device = (await this.devicesOf(userId)).find((d) => d.device_id === deviceId) ?? (await this.devicesOf(userId, true)).find((d) => d.device_id === deviceId);
       if (!device) throw new SwitchboardError('NOT_FOUND', `No E2EE device ${deviceId} of ${userId}`, 404);
-      const e = await this.encryptFor(device, utf8.encode(JSON.stringify({ kind: 'app', body: text } satisfies ToDevicePayload)));
+      const e = await this.device.encryptFor(device, utf8.encode(JSON.stringify({ kind: 'app', body: text } satisfies ToDevicePayload)));
       await this.client.call(this.client.api.POST('/api/e2ee/to_device', { body: { messages: [{ user_id: userId, device_id: deviceId, type: e.type, body: e.body }] } }));
     });
   }
