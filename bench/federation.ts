@@ -13,9 +13,9 @@
  *   (events/s). The time from the heal to the last is given too: it includes A's next retry (at most
  *   `federation.retry_max_ms`, 1 s here).
  */
-import net from 'node:net';
 import { api } from '../test/helpers/hub.js';
 import { BenchSocket, registerUsers, type Latency, type Target } from './load.js';
+import { CutProxy } from '../test/helpers/tcp-proxy.js';
 
 export const FED_LATENCY_MESSAGES = 300;
 export const FED_OUTAGE_MESSAGES = 2_000;
@@ -38,38 +38,6 @@ export interface FederatedHub {
 /** Starts hub `name` with `toml` (the federation section) added to the bench's own config. */
 export type StartFederatedHub = (name: 'a' | 'b', toml: string) => Promise<FederatedHub>;
 
-/** A loopback TCP relay on a fixed port (known before the hub behind it starts) that can be cut. */
-class Relay {
-  private readonly server = net.createServer((c) => this.onConnection(c));
-  private readonly sockets = new Set<net.Socket>();
-  private cut = false;
-  port = 0;
-  target = 0;
-
-  async listen(): Promise<void> {
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    this.port = (this.server.address() as net.AddressInfo).port;
-  }
-
-  private onConnection(c: net.Socket): void {
-    if (this.cut) return void c.destroy();
-    const up = net.connect(this.target, '127.0.0.1');
-    for (const s of [c, up]) (this.sockets.add(s), s.on('close', () => this.sockets.delete(s)), s.on('error', () => (c.destroy(), up.destroy())));
-    c.pipe(up).pipe(c);
-  }
-
-  /** Cuts (drops every connection and refuses new ones) or heals. */
-  setCut(cut: boolean): void {
-    this.cut = cut;
-    if (cut) for (const s of this.sockets) s.destroy();
-  }
-
-  close(): Promise<void> {
-    this.setCut(true);
-    return new Promise((resolve) => this.server.close(() => resolve()));
-  }
-}
-
 function summarize(values: number[]): Latency {
   const sorted = [...values].sort((a, b) => a - b);
   const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? 0;
@@ -88,7 +56,8 @@ async function until<T>(what: string, fn: () => Promise<T | undefined | false>, 
 
 /** Runs the workload on a pair of hubs started by `start`. */
 export async function federatedSends(start: StartFederatedHub): Promise<FederationResult> {
-  const relays = { a: new Relay(), b: new Relay() };
+  // Relays on ports known before the hubs behind them start (their targets are set once they listen).
+  const relays = { a: new CutProxy(), b: new CutProxy() };
   await relays.a.listen();
   await relays.b.listen();
   const toml = (self: 'a' | 'b', peer: 'a' | 'b') =>

@@ -1,9 +1,7 @@
 /** Helpers for end-to-bridge encryption tests: hub users' E2EE devices (the SDK on libsignal) and a scan of the hub's database. */
 import WebSocket from 'ws';
-import { expect } from 'vitest';
 import { E2eeClient, MemoryStore } from '../../sdk/src/e2ee/index.js';
 import type { ClientOptions, ServerEvent, SwitchboardClient, WebSocketConstructor } from '../../sdk/src/index.js';
-import type { TestHub } from '../helpers/hub.js';
 
 export const password = 'correct horse battery';
 export const options = (baseUrl: string): ClientOptions => ({ baseUrl, WebSocket: WebSocket as unknown as WebSocketConstructor, reconnectDelayMs: 50, maxReconnectDelayMs: 200 });
@@ -40,20 +38,3 @@ export async function until<T>(check: () => T | undefined | false, what: string,
   }
 }
 
-/** Every text, jsonb, json, bytea and array column of every table of the hub's database that holds `marker`. */
-export async function columnsHolding(hub: TestHub, marker: string): Promise<string[]> {
-  const { rows: columns } = await hub.hub.db.query<{ table_name: string; column_name: string; data_type: string }>(
-    `SELECT c.table_name, c.column_name, c.data_type FROM information_schema.columns c
-       JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name AND t.table_type = 'BASE TABLE'
-      WHERE c.table_schema = 'public' AND c.data_type IN ('text', 'character varying', 'jsonb', 'json', 'bytea', 'ARRAY', 'tsvector')`,
-  );
-  expect(columns.length).toBeGreaterThan(20);
-  const found: string[] = [];
-  for (const c of columns) {
-    const col = `"${c.column_name}"`;
-    const test = c.data_type === 'bytea' ? `position(convert_to($1, 'UTF8') in ${col}) > 0` : `${col}::text ILIKE '%' || $1 || '%'`;
-    const { rows } = await hub.hub.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM "${c.table_name}" WHERE ${test}`, [marker]);
-    if (rows[0].n > 0) found.push(`${c.table_name}.${c.column_name}`);
-  }
-  return found;
-}

@@ -14,7 +14,8 @@ import { freePort } from '../e2e/spawn.js';
 import { googleChatBridge, googleChatBridgeConfig } from '../googlechat/setup.js';
 import { GoogleChatSimulator, type SimUser } from '../googlechat/sim.js';
 import { api, startTestHub, type TestHub } from '../helpers/hub.js';
-import { columnsHolding, device, options, password, until, type Device } from './e2ee-helpers.js';
+import { columnsHolding } from '../helpers/columns.js';
+import { device, options, password, until, type Device } from './e2ee-helpers.js';
 
 let sim: GoogleChatSimulator;
 let t: TestHub;

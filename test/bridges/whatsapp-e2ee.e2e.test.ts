@@ -19,7 +19,8 @@ import { SwitchboardClient } from '../../sdk/src/index.js';
 import { freePort } from '../e2e/spawn.js';
 import { api, startTestHub, type TestHub } from '../helpers/hub.js';
 import { bridgeConfig } from './bridge-config.js';
-import { columnsHolding, device, options, password, until, type Device } from './e2ee-helpers.js';
+import { columnsHolding } from '../helpers/columns.js';
+import { device, options, password, until, type Device } from './e2ee-helpers.js';
 import { WhatsAppSimulator } from './whatsapp-sim.js';
 
 const MARIA = '15550002222';

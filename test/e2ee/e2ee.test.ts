@@ -7,6 +7,7 @@ import crypto from 'node:crypto';
 import { IdentityKeyPair, KEMKeyPair, PrivateKey } from '@signalapp/libsignal-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { columnsHolding } from '../helpers/columns.js';
 import { api, register, startTestHub, WsClient, type TestHub } from '../helpers/hub.js';
 import { SwitchboardClient, type ClientOptions, type ServerEvent, type WebSocketConstructor } from '../../sdk/src/index.js';
 import { E2eeClient, MemoryStore } from '../../sdk/src/e2ee/index.js';
@@ -52,23 +53,6 @@ async function until(check: () => boolean, what: string, timeoutMs = 8000): Prom
   }
 }
 
-/** Every text, jsonb, json, bytea and array column of every table of the hub's database that holds `marker`. */
-async function columnsHolding(hub: TestHub, marker: string): Promise<string[]> {
-  const { rows: columns } = await hub.hub.db.query<{ table_name: string; column_name: string; data_type: string }>(
-    `SELECT c.table_name, c.column_name, c.data_type FROM information_schema.columns c
-       JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name AND t.table_type = 'BASE TABLE'
-      WHERE c.table_schema = 'public' AND c.data_type IN ('text', 'character varying', 'jsonb', 'json', 'bytea', 'ARRAY', 'tsvector')`,
-  );
-  expect(columns.length).toBeGreaterThan(20);
-  const found: string[] = [];
-  for (const c of columns) {
-    const col = `"${c.column_name}"`;
-    const test = c.data_type === 'bytea' ? `position(convert_to($1, 'UTF8') in ${col}) > 0` : `${col}::text ILIKE '%' || $1 || '%'`;
-    const { rows } = await hub.hub.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM "${c.table_name}" WHERE ${test}`, [marker]);
-    if (rows[0].n > 0) found.push(`${c.table_name}.${c.column_name}`);
-  }
-  return found;
-}
 
 describe('encrypted direct room and group: Alice (one device) and Bob (two devices)', () => {
   let alice: Device;

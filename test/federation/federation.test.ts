@@ -6,45 +6,19 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { api, register, startTestHub, WsClient, type Session, type TestHub } from '../helpers/hub.js';
+import { CutProxy } from '../helpers/tcp-proxy.js';
 import { loadFederationKey } from '../../src/modules/federation/federation.keys.js';
 import { signRequest } from '../../src/modules/federation/federation.signatures.js';
 
-/** A TCP proxy to `target` that can drop all traffic (cut) and come back (heal). */
-class Proxy {
-  private server = net.createServer((c) => this.onConn(c));
-  private sockets = new Set<net.Socket>();
-  cut = false;
-  port = 0;
-  constructor(private readonly target: number) {}
-  async listen(): Promise<void> {
-    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
-    this.port = (this.server.address() as net.AddressInfo).port;
-  }
-  private onConn(c: net.Socket): void {
-    if (this.cut) return void c.destroy();
-    const up = net.connect(this.target, '127.0.0.1');
-    for (const s of [c, up]) (this.sockets.add(s), s.on('close', () => this.sockets.delete(s)), s.on('error', () => undefined));
-    c.pipe(up).pipe(c);
-  }
-  setCut(cut: boolean): void {
-    this.cut = cut;
-    if (cut) for (const s of this.sockets) s.destroy();
-  }
-  close(): Promise<void> {
-    this.setCut(true);
-    return new Promise((r) => this.server.close(() => r()));
-  }
-}
 
 const names = ['a.test', 'b.test', 'c.test'];
 let hubs: TestHub[] = [];
-const proxies: Proxy[] = [];
+const proxies: CutProxy[] = [];
 
 async function until<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 15000): Promise<T> {
   const end = Date.now() + ms;
@@ -90,7 +64,7 @@ beforeAll(async () => {
   hubs = await Promise.all(names.map((n) => startTestHub({ federation: { enabled: true, server_name: n, retry_max_ms: 500 } })));
   // Every hub reaches the others through a proxy in front of each (so a test can cut one).
   for (const h of hubs) {
-    const p = new Proxy(Number(new URL(h.url).port));
+    const p = new CutProxy(Number(new URL(h.url).port));
     await p.listen();
     proxies.push(p);
   }
