@@ -123,6 +123,15 @@ describe('bot users', () => {
     expect((await tool(token.token, 'list_rooms')).status).toBe(401);
     await api(t.url, 'DELETE', `/api/rooms/${roomId}/members/${user.id}`, { token: alice.token });
   });
+
+  it('gives bots created at the same moment with the same name distinct usernames', async () => {
+    await t.hub.db.query('UPDATE users SET is_admin = true WHERE id = $1', [alice.user.id]);
+    const created = await Promise.all(Array.from({ length: 8 }, () => api(t.url, 'POST', '/api/bots', { token: alice.token, body: { name: 'Twin Bot', scopes: ALL_SCOPES } })));
+    expect(created.map((r) => r.status)).toEqual(Array(8).fill(201));
+    const { rows } = await t.hub.db.query<{ username: string }>('SELECT username FROM users WHERE id = ANY($1::uuid[])', [created.map((r) => r.body.user.id)]);
+    const usernames = rows.map((r) => r.username).sort();
+    expect(usernames).toEqual(['twinbot', ...Array.from({ length: 7 }, (_, i) => `twinbot${i + 2}`)].sort());
+  });
 });
 
 describe('REST tool endpoints', () => {
