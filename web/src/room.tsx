@@ -145,7 +145,10 @@ function Composer({ client, room, replyTo, editing, onDone }: { client: Switchbo
   const typingSent = useRef(0);
   const inputRef = useRef<HTMLTextAreaElement>(null);
 
-  useEffect(() => {
+  // A layout effect: it runs right after the render that opened the edit, before any input is
+  // handled, so text typed at once is not overwritten by the message's old content (a plain effect
+  // runs after paint, and a quick typist, or a test, could type first).
+  useLayoutEffect(() => {
     setText(editing ? editing.content : '');
     if (editing || replyTo) inputRef.current?.focus();
   }, [editing?.id, replyTo?.id]);
