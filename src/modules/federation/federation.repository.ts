@@ -26,6 +26,12 @@ export const federationRepository = {
     return rows[0] ? { ...rows[0], seq: num(rows[0].seq) } : null;
   },
 
+  /** The federated rooms among `roomIds` (the others are left out). */
+  async rooms(q: Queryable, roomIds: string[]): Promise<FedRoomRow[]> {
+    const { rows } = await q.query<FedRoomRow>('SELECT * FROM federation_rooms WHERE room_id = ANY($1::uuid[])', [roomIds]);
+    return rows.map((r) => ({ ...r, seq: num(r.seq) }));
+  },
+
   async roomIds(q: Queryable): Promise<string[]> {
     const { rows } = await q.query<{ room_id: string }>('SELECT room_id FROM federation_rooms');
     return rows.map((r) => r.room_id);

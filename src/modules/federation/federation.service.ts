@@ -591,11 +591,7 @@ export class FederationService {
     if (m?.type !== 'typing') return;
     const user = await this.users.find(this.db, m.user_id);
     if (!user || user.server) return; // remote users' typing came from their hub
-    const members = await this.users.findMany(await this.rooms.memberIdsOf(this.db, [m.room_id]).then((map) => map.get(m.room_id) ?? []));
-    const room = await repo.room(this.db, m.room_id);
-    const servers = [...new Set(members.map((u) => u.server).filter((s): s is string => !!s && !room?.deny.includes(s)))];
-    const body: FedTransaction = { events: [], ephemeral: [{ type: 'typing', room_id: m.room_id, user: this.address(user), typing: m.typing }] };
-    await Promise.allSettled(servers.map((s) => this.request(s, 'PUT', `/_federation/v1/send/typing-${crypto.randomUUID()}`, body)));
+    await this.sendEphemeral(await this.hubsWithMembersIn([m.room_id]), 'typing', { type: 'typing', room_id: m.room_id, user: this.address(user), typing: m.typing });
   }
 
   /**
@@ -606,16 +602,30 @@ export class FederationService {
   private async sendPresence(userId: string, view: PresenceView): Promise<void> {
     const user = await this.users.find(this.db, userId);
     if (!user || user.server) return; // remote users' presence came from their hub
-    const rooms = (await Promise.all((await this.rooms.roomIdsFor(userId)).map((id) => repo.room(this.db, id)))).filter((r) => r !== null);
-    if (rooms.length === 0) return;
+    const servers = await this.hubsWithMembersIn(await this.rooms.roomIdsFor(userId));
+    await this.sendEphemeral(servers, 'presence', { type: 'presence', user: this.address(user), status: view.status, status_text: view.status_text });
+  }
+
+  /** The other hubs with members in the federated rooms among `roomIds`, leaving out those a room denies. */
+  private async hubsWithMembersIn(roomIds: string[]): Promise<string[]> {
+    const rooms = roomIds.length ? await repo.rooms(this.db, roomIds) : [];
+    if (rooms.length === 0) return [];
     const members = await this.rooms.memberIdsOf(this.db, rooms.map((r) => r.room_id));
+    const users = new Map((await this.users.findMany([...new Set([...members.values()].flat())])).map((u) => [u.id, u]));
     const servers = new Set<string>();
     for (const room of rooms) {
-      for (const u of await this.users.findMany(members.get(room.room_id) ?? [])) if (u.server && !room.deny.includes(u.server)) servers.add(u.server);
+      for (const id of members.get(room.room_id) ?? []) {
+        const server = users.get(id)?.server;
+        if (server && !room.deny.includes(server)) servers.add(server);
+      }
     }
-    const item = { type: 'presence', user: this.address(user), status: view.status, status_text: view.status_text };
+    return [...servers];
+  }
+
+  /** One ephemeral item straight to each of `servers`, in a transaction of its own, not queued (best effort). */
+  private async sendEphemeral(servers: string[], kind: string, item: unknown): Promise<void> {
     const body: FedTransaction = { events: [], ephemeral: [item] };
-    await Promise.allSettled([...servers].map((s) => this.request(s, 'PUT', `/_federation/v1/send/presence-${crypto.randomUUID()}`, body)));
+    await Promise.allSettled(servers.map((s) => this.request(s, 'PUT', `/_federation/v1/send/${kind}-${crypto.randomUUID()}`, body)));
   }
 
   /** Presence of one of `origin`'s own users whom this hub knows (a shadow user), applied as that user's presence here. */
