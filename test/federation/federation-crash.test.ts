@@ -87,6 +87,19 @@ async function allMessages(url: string, token: string, roomId: string): Promise<
   return all.sort((x, y) => x.stream_position - y.stream_position);
 }
 
+
+/** The message ids the hub at `url` lists in `roomId` for `s`, once it lists at least `count` (waits up to 45 s). */
+function convergedOn(url: string, s: Session, roomId: string, count: number): Promise<string[]> {
+  return until(
+    'the hub to converge',
+    async () => {
+      const ids = (await allMessages(url, s.token, roomId)).map((m) => m.id);
+      return ids.length >= count ? ids : undefined;
+    },
+    45_000,
+  );
+}
+
 describe('federation across a SIGKILL', () => {
   const relays = [new Relay(), new Relay()];
   const scratch: { url: string; drop(): Promise<void> }[] = [];
@@ -177,14 +190,7 @@ describe('federation across a SIGKILL', () => {
     const listA = await allMessages(hubs[0].url, alice.token, roomId);
     expect(listA.slice(1).map((m) => m.content)).toEqual(Array.from({ length: MESSAGES }, (_, k) => `m${k}`)); // frame order
     const onA = listA.map((m) => m.id);
-    const onB = await until(
-      'B to converge',
-      async () => {
-        const ids = (await allMessages(hubs[1].url, bob.token, roomId)).map((m) => m.id);
-        return ids.length >= onA.length ? ids : undefined;
-      },
-      45_000,
-    );
+    const onB = await convergedOn(hubs[1].url, bob, roomId, onA.length);
     expect(onB).toEqual(onA);
 
     const resumed = await WsClient.connect(hubs[1].wsUrl, bob.token, { since });
@@ -245,14 +251,7 @@ describe('federation across a SIGKILL', () => {
     await start(1);
 
     const onA = (await allMessages(hubs[0].url, alice.token, roomId)).map((m) => m.id);
-    const onB = await until(
-      'B to converge',
-      async () => {
-        const ids = (await allMessages(hubs[1].url, bob.token, roomId)).map((m) => m.id);
-        return ids.length >= onA.length ? ids : undefined;
-      },
-      45_000,
-    );
+    const onB = await convergedOn(hubs[1].url, bob, roomId, onA.length);
     expect(onB).toEqual(onA); // each once, in the host's order
     expect(onB.slice(-5)).toEqual(sent);
     // B's event log has each once too: a resume from before the transaction replays the 5, once each.
