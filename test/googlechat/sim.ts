@@ -416,7 +416,7 @@ export class GoogleChatSimulator {
     for (;;) {
       const v = fn();
       if (v) return v;
-      if (Date.now() > deadline) throw new Error('simulator: condition not met in time');
+      if (Date.now() > deadline) throw new Error(`simulator: condition not met in ${timeoutMs} ms; pushes answered ${JSON.stringify(this.pushes.map((p) => p.status))}`);
       await new Promise<void>((resolve) => {
         this.waiters.push(resolve);
         setTimeout(resolve, 50);
