@@ -149,7 +149,7 @@ function followSocketWrites(fanout: Fanout, messages: MessagesService, metrics: 
     const { message } = event.payload;
     if (message.user_id === conn.userId) return;
     if (conn.isLive) metrics.deliveryLatency.observe((Date.now() - event.written_ms) / 1000);
-    messages.markDelivered(message.id).catch((err) => log.error({ err }, 'delivery receipt failed'));
+    messages.markDelivered(message).catch((err) => log.error({ err }, 'delivery receipt failed'));
   });
 }
 

@@ -104,7 +104,7 @@ export const bridgesRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (req, reply) => {
       requireBridge(req.auth);
       const message = await messages.get(req.auth.userId, req.params.id);
-      await messages.markDelivered(message.id);
+      await messages.markDelivered(message);
       reply.code(204).send(null);
     },
   );

@@ -41,7 +41,7 @@ export interface EditRow {
  * takes: history, single reads, PostgreSQL search hits and the Meilisearch documents all select it.
  */
 export const MESSAGE_COLUMNS = `m.id, m.room_id, m.user_id, u.name AS user_name, m.content, m.reply_to, m.mentions, m.txn_id, m.remote_id,
-         m.stream_position, m.created_at, m.delivered_at, m.deleted_at, m.deleted_by, m.edited_at, m.envelopes,
+         m.stream_position, m.created_at, (SELECT d.delivered_at FROM message_deliveries d WHERE d.message_id = m.id) AS delivered_at, m.deleted_at, m.deleted_by, m.edited_at, m.envelopes,
          ${MESSAGE_ATTACHMENTS_SQL} AS attachments,
          COALESCE((SELECT json_agg(json_build_object('key', r.key, 'count', r.count, 'user_ids', r.user_ids) ORDER BY r.first)
                    FROM (SELECT key, count(*)::int AS count, array_agg(user_id ORDER BY created_at) AS user_ids, min(created_at) AS first
@@ -179,13 +179,23 @@ export const messagesRepository = {
     return rows[0].n;
   },
 
-  /** Marks first deliveries. @returns the messages of `ids` that were not delivered before, with sender and time. */
-  async markDelivered(q: Queryable, ids: string[]): Promise<{ id: string; user_id: string; room_id: string; delivered_at: Date }[]> {
+  /**
+   * Records first deliveries (`message_deliveries`, one narrow row per message, migration 0016), all
+   * at the transaction's time. @param ids ids of stored messages, distinct.
+   * @returns those of `ids` that were delivered before (usually none: the rest are firsts), and that
+   *   time; one row, however many ids.
+   */
+  async markDelivered(q: Queryable, ids: string[]): Promise<{ repeats: string[]; delivered_at: Date }> {
     const { rows } = await q.query(
-      'UPDATE messages SET delivered_at = now() WHERE id = ANY($1::uuid[]) AND delivered_at IS NULL RETURNING id, user_id, room_id, delivered_at',
+      `WITH firsts AS (
+         INSERT INTO message_deliveries (message_id, delivered_at) SELECT id, now() FROM unnest($1::uuid[]) AS id
+         ON CONFLICT DO NOTHING RETURNING message_id
+       )
+       SELECT coalesce((SELECT array_agg(id) FROM unnest($1::uuid[]) AS id WHERE id NOT IN (SELECT message_id FROM firsts)), '{}') AS repeats,
+              now() AS delivered_at`,
       [ids],
     );
-    return rows;
+    return rows[0];
   },
 
   async latestMessage(q: Queryable, roomId: string): Promise<{ id: string; stream_position: number } | null> {

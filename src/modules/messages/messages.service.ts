@@ -48,7 +48,8 @@ export class MessagesService {
   /** Message ids known to be delivered already, so sockets do not ask the database again (bounded). */
   private readonly delivered = new Set<string>();
   /** Receipts waiting for the next UPDATE. */
-  private readonly pendingDelivered = new Set<string>();
+  /** Receipts waiting for the next write: message id -> its sender and room. */
+  private pendingDelivered = new Map<string, { user_id: string; room_id: string }>();
   /** The next write of receipts, not yet started: receipts that come meanwhile join it. */
   private deliveredFlush?: Promise<void>;
   /** The write of receipts in progress: one at a time. */
@@ -333,17 +334,19 @@ export class MessagesService {
   /**
    * Records that a message reached a recipient's socket. The first time only, tells the sender with
    * `message.delivered` on `user:<sender>`. Receipts gather for `DELIVERED_GATHER_MS` (20 ms) and
-   * are written one UPDATE at a time: those that come while an UPDATE runs go in the next one (a
-   * resume replays thousands at once; at 1,000 messages/s an UPDATE per write batch was the
-   * database's largest cost, and concurrent UPDATEs of the same table would only compete).
+   * are written one INSERT at a time: those that come while an INSERT runs go in the next one (a
+   * resume replays thousands at once; at 1,000 messages/s a write per batch was among the
+   * database's largest costs, and concurrent writes of the same table would only compete).
+   * @param message a stored message: its id, sender and room.
    * @returns once this message's batch is stored and published.
    */
-  markDelivered(messageId: string): Promise<void> {
+  markDelivered(message: { id: string; user_id: string; room_id: string }): Promise<void> {
+    const messageId = message.id;
     if (this.delivered.has(messageId)) return Promise.resolve();
     // Claimed at once, so the other recipients' sockets (written in the same tick) skip it.
     if (this.delivered.size >= 10_000) this.delivered.clear();
     this.delivered.add(messageId);
-    this.pendingDelivered.add(messageId);
+    this.pendingDelivered.set(messageId, message);
     this.deliveredFlush ??= this.deliveredWriting
       .catch(() => undefined)
       .then(() => new Promise((resolve) => setTimeout(resolve, DELIVERED_GATHER_MS)))
@@ -352,17 +355,19 @@ export class MessagesService {
   }
 
   private async flushDelivered(): Promise<void> {
-    const ids = [...this.pendingDelivered];
-    this.pendingDelivered.clear();
+    const pending = this.pendingDelivered;
+    this.pendingDelivered = new Map();
     this.deliveredFlush = undefined;
-    const firsts = await repo.markDelivered(this.db, ids).catch((err) => {
-      for (const id of ids) this.delivered.delete(id);
+    const firsts = await repo.markDelivered(this.db, [...pending.keys()]).catch((err) => {
+      for (const id of pending.keys()) this.delivered.delete(id);
       throw err;
     });
+    for (const id of firsts.repeats) pending.delete(id);
+    const deliveredAt = firsts.delivered_at.toISOString();
     await Promise.all(
-      firsts.map((f) => {
-        const event: DeliveredEvent = { type: 'message.delivered', message_id: f.id, room_id: f.room_id, delivered_at: f.delivered_at.toISOString() };
-        return this.pubsub.publish(`user:${f.user_id}`, event);
+      [...pending].map(([id, { user_id, room_id }]) => {
+        const event: DeliveredEvent = { type: 'message.delivered', message_id: id, room_id, delivered_at: deliveredAt };
+        return this.pubsub.publish(`user:${user_id}`, event);
       }),
     );
   }
