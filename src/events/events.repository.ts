@@ -6,12 +6,24 @@ import type { StoredEnvelopes } from './catalog.js';
 import type { Queryable } from '../db/database.js';
 import type { NewRoomEvent } from './catalog.js';
 import type { StreamEvent } from './stream.js';
+import { streamEvent } from './wire.js';
 
 /** Any constant shared by all writers: the advisory lock that orders stream positions. */
 export const STREAM_LOCK_KEY = 0x53574244;
 
-/** The columns of a `StreamEvent` of `room_events e`; `written_ms` is a number, cheaper to read than a timestamp (a resume reads thousands). */
-const COLUMNS = 'e.stream_position, e.room_id, e.type, e.payload, e.notify_user_ids, (extract(epoch FROM e.created_at) * 1000)::bigint AS written_ms';
+/**
+ * The columns of a `StreamEvent` of `room_events e` (an `EventRow`): the payload as its JSON text, so
+ * that the wire form is made from it (events/wire.ts) rather than serialized again; `written_ms` is
+ * a number, cheaper to read than a timestamp (a resume reads thousands).
+ */
+const COLUMNS = 'e.stream_position, e.room_id, e.type, e.payload::text AS payload_json, e.notify_user_ids, (extract(epoch FROM e.created_at) * 1000)::bigint AS written_ms';
+
+type EventRow = Omit<StreamEvent, 'payload'> & { payload_json: string };
+
+/** Stream events from `EventRow`s: each payload parsed, its text kept for the wire form. */
+function fromRows(rows: EventRow[]): StreamEvent[] {
+  return rows.map((r) => streamEvent(r, JSON.parse(r.payload_json), r.payload_json));
+}
 
 export const eventsRepository = {
   /**
@@ -38,8 +50,8 @@ export const eventsRepository = {
 
   /** Every event after `cursor`, in stream order, at most `limit`. */
   async readAfter(q: Queryable, cursor: number, limit: number): Promise<StreamEvent[]> {
-    const { rows } = await q.query<StreamEvent>(`SELECT ${COLUMNS} FROM room_events e WHERE e.stream_position > $1 ORDER BY e.stream_position LIMIT $2`, [cursor, limit]);
-    return rows;
+    const { rows } = await q.query<EventRow>(`SELECT ${COLUMNS} FROM room_events e WHERE e.stream_position > $1 ORDER BY e.stream_position LIMIT $2`, [cursor, limit]);
+    return fromRows(rows);
   },
 
   /**
@@ -49,7 +61,7 @@ export const eventsRepository = {
    * (migration 0008), not by scanning the log after `since`.
    */
   async readSince(q: Queryable, since: number, roomIds: string[], userId: string, limit: number, roomsLeft: boolean): Promise<StreamEvent[]> {
-    const { rows } = await q.query<StreamEvent>(
+    const { rows } = await q.query<EventRow>(
       `WITH left_rooms AS (
          SELECT room_id, max(stream_position) AS upto FROM room_events
          WHERE $5 AND stream_position > $1 AND cardinality(notify_user_ids) > 0 AND notify_user_ids @> ARRAY[$3::uuid] GROUP BY room_id
@@ -60,7 +72,7 @@ export const eventsRepository = {
        ORDER BY e.stream_position LIMIT $4`,
       [since, roomIds, userId, limit, roomsLeft],
     );
-    return rows;
+    return fromRows(rows);
   },
 
   async maxPosition(q: Queryable): Promise<number> {

@@ -20,6 +20,7 @@ import type { Logger } from 'pino';
 import { isDatabaseUnavailable, type Database, type Queryable } from '../db/database.js';
 import type { NewRoomEvent, RoomEventOf, RoomEventType, WireRoomEvent } from './catalog.js';
 import { eventsRepository } from './events.repository.js';
+import { streamEvent } from './wire.js';
 import { Follower } from './follower.js';
 import type { PubSub } from './pubsub.js';
 
@@ -58,7 +59,7 @@ export async function appendRoomEvents(tx: Queryable, events: NewRoomEvent[]): P
   const written_ms = Date.now();
   appendedIn.get(tx)?.push(
     ...events.map(
-      (e, i) => ({ stream_position: positions[i], room_id: e.room_id, type: e.payload.type, payload: e.payload, notify_user_ids: e.notify_user_ids ?? [], written_ms }) as StreamEvent,
+      (e, i) => streamEvent({ stream_position: positions[i], room_id: e.room_id, type: e.payload.type, notify_user_ids: e.notify_user_ids ?? [], written_ms }, e.payload),
     ),
   );
   return positions;

@@ -9,26 +9,10 @@ import type { AuthContext } from '../modules/auth/auth.service.js';
 import { CLOSE } from '../events/socket-control.js';
 import type { StreamEvent } from '../events/stream.js';
 import { forDevice, isPerDevice } from '../events/catalog.js';
+import { encodeEvent, wireJson } from '../events/wire.js';
 
 /** Live events buffered during catch-up before the socket is treated as a slow consumer. */
 const MAX_PENDING_EVENTS = 10_000;
-
-/** Each room event's wire form, encoded once per node however many sockets it goes to. */
-const encoded = new WeakMap<StreamEvent, Buffer>();
-
-/** The UTF-8 JSON of a room event's wire form (`toWire`: its payload, `room_id`, `stream_position`), encoded on first use. */
-export function encodeEvent(event: StreamEvent): Buffer {
-  let data = encoded.get(event);
-  if (!data) encoded.set(event, (data = Buffer.from(wireJson(event))));
-  return data;
-}
-
-/** `JSON.stringify(toWire(event))`, without copying the payload into a new object first. */
-function wireJson(event: Pick<StreamEvent, 'payload' | 'room_id' | 'stream_position'>): string {
-  const payload = JSON.stringify(event.payload);
-  const roomId = 'room_id' in event.payload ? '' : `,"room_id":${JSON.stringify(event.room_id)}`;
-  return `${payload.slice(0, -1)}${roomId},"stream_position":${event.stream_position}}`;
-}
 
 /** The `net.Socket` under a `ws` socket (`ws` keeps it as `_socket`), for corking a burst of writes. */
 interface RawSocketHolder {
