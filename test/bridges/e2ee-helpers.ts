@@ -27,12 +27,8 @@ export async function device(client: SwitchboardClient): Promise<Device> {
   return { client, e2ee, received, edits };
 }
 
-/**
- * Waits until `check` returns something truthy, at most `timeoutMs` (20 s by default: under CI two
- * test files run at once on two cores, each with its hubs, bridges and PostgreSQL beside it, and a
- * step that takes 1 s on a quiet machine has been seen to take 10). @returns it.
- */
-export async function until<T>(check: () => T | undefined | false, what: string, timeoutMs = 20_000): Promise<T> {
+/** Waits until `check` returns something truthy, at most `timeoutMs`. @returns it. */
+export async function until<T>(check: () => T | undefined | false, what: string, timeoutMs = 10_000): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const v = check();

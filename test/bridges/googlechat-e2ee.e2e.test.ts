@@ -67,9 +67,9 @@ describe('an encrypted Google Chat portal room through an E2EE bridge', () => {
 
     // Hub -> Google Chat: Alice's encrypted message and edit arrive as plaintext.
     const sent = await alice.e2ee.send(roomId, `draft from Alice ${marker}`);
-    const out = await sim.until(() => sim.in(space).find((x) => x.text === `*Alice*: draft from Alice ${marker}`), 20_000);
+    const out = await sim.until(() => sim.in(space).find((x) => x.text === `*Alice*: draft from Alice ${marker}`));
     await alice.e2ee.edit(roomId, sent.id, `final from Alice ${marker}`);
-    await sim.until(() => out.text === `*Alice*: final from Alice ${marker}`, 20_000);
+    await sim.until(() => out.text === `*Alice*: final from Alice ${marker}`);
 
     await bridge.queue.idle();
     expect(await columnsHolding(t, marker)).toEqual([]);

@@ -11,7 +11,16 @@ function der(tag: number, content: Buffer): Buffer {
   return Buffer.concat([Buffer.from([tag]), head, content]);
 }
 const seq = (...parts: Buffer[]) => der(0x30, Buffer.concat(parts));
-const integer = (b: Buffer) => der(0x02, b[0] & 0x80 ? Buffer.concat([Buffer.from([0]), b]) : b);
+/**
+ * A DER INTEGER of the unsigned big-endian `b`, in the fewest octets (X.690 §8.3.2: no leading 0x00
+ * unless the next octet's top bit is set; OpenSSL refuses a certificate with such padding).
+ */
+function integer(b: Buffer): Buffer {
+  let start = 0;
+  while (start < b.length - 1 && b[start] === 0) start++;
+  const value = b.subarray(start);
+  return der(0x02, value[0] & 0x80 ? Buffer.concat([Buffer.from([0]), value]) : value);
+}
 function oid(dotted: string): Buffer {
   const [a, b, ...rest] = dotted.split('.').map(Number);
   const bytes = [40 * a + b];
@@ -29,14 +38,14 @@ const name = (cn: string) => seq(der(0x31, seq(oid('2.5.4.3'), der(0x0c, Buffer.
 /**
  * A PEM certificate for `publicKey`, signed by `privateKey` (sha256WithRSAEncryption), valid a day
  * either side of now. `ipAddress` (IPv4) adds it as the subjectAltName (RFC 5280 §4.2.1.6), so a TLS
- * server on that address passes the client's host check.
+ * server on that address passes the client's host check. `serial`: 8 random bytes unless given.
  */
-export function selfSignedCert(privateKey: crypto.KeyObject, publicKey: crypto.KeyObject, commonName: string, opts: { ipAddress?: string } = {}): string {
+export function selfSignedCert(privateKey: crypto.KeyObject, publicKey: crypto.KeyObject, commonName: string, opts: { ipAddress?: string; serial?: Buffer } = {}): string {
   const sha256WithRsa = seq(oid('1.2.840.113549.1.1.11'), NULL);
   const now = Date.now();
   const tbs = seq(
     der(0xa0, integer(Buffer.from([2]))),
-    integer(crypto.randomBytes(8)),
+    integer(opts.serial ?? crypto.randomBytes(8)),
     sha256WithRsa,
     name(commonName),
     seq(utcTime(new Date(now - 86_400_000)), utcTime(new Date(now + 86_400_000))),
