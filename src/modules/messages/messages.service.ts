@@ -47,8 +47,7 @@ export class MessagesService {
   private readonly routing = new Map<string, Promise<void>>();
   /** Message ids known to be delivered already, so sockets do not ask the database again (bounded). */
   private readonly delivered = new Set<string>();
-  /** Receipts waiting for the next UPDATE. */
-  /** Receipts waiting for the next write: message id -> its sender and room. */
+  /** Receipts waiting for the next INSERT: message id -> its sender and room. */
   private pendingDelivered = new Map<string, { user_id: string; room_id: string }>();
   /** The next write of receipts, not yet started: receipts that come meanwhile join it. */
   private deliveredFlush?: Promise<void>;
@@ -358,12 +357,13 @@ export class MessagesService {
     const pending = this.pendingDelivered;
     this.pendingDelivered = new Map();
     this.deliveredFlush = undefined;
-    const firsts = await repo.markDelivered(this.db, [...pending.keys()]).catch((err) => {
+    const stored = await repo.markDelivered(this.db, [...pending.keys()]).catch((err) => {
       for (const id of pending.keys()) this.delivered.delete(id);
       throw err;
     });
-    for (const id of firsts.repeats) pending.delete(id);
-    const deliveredAt = firsts.delivered_at.toISOString();
+    // What is left are first deliveries.
+    for (const id of stored.repeats) pending.delete(id);
+    const deliveredAt = stored.delivered_at.toISOString();
     await Promise.all(
       [...pending].map(([id, { user_id, room_id }]) => {
         const event: DeliveredEvent = { type: 'message.delivered', message_id: id, room_id, delivered_at: deliveredAt };
