@@ -235,12 +235,12 @@ async function seedMessages(config: { data_dir?: string; 'database.url'?: string
         encrypted: false,
         envelope: null,
       }));
-      // The hub's own multi-row writes, as its group commit does them (one statement each).
+      // The hub's own multi-row write, as its group commit does it (events and messages in one statement).
       await db.transaction(async (tx) => {
-        const positions = await appendRoomEvents(tx, messages.map((m) => roomEvents.messageNew(m)));
-        await messagesRepository.insertMessages(
+        await appendRoomEvents(
           tx,
-          messages.map((m, i) => ({ id: m.id, room_id: roomId, user_id: m.user_id, content: m.content, reply_to: null, mentions: [], txn_id: null, stream_position: positions[i], created_at: m.created_at, remote_id: null })),
+          messages.map((m) => roomEvents.messageNew(m)),
+          messagesRepository.messagesAfter(messages.map((m, i) => ({ id: m.id, room_id: roomId, user_id: m.user_id, content: m.content, reply_to: null, mentions: [], txn_id: null, event_index: i, created_at: m.created_at, remote_id: null }))),
         );
       });
     }

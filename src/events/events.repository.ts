@@ -8,6 +8,12 @@ import type { NewRoomEvent } from './catalog.js';
 import type { StreamEvent } from './stream.js';
 import { streamEvent } from './wire.js';
 
+/**
+ * A write to run in the same statement as an append (`eventsRepository.append`): given the number
+ * of its first parameter, its SQL and parameters.
+ */
+export type FollowingWrite = (firstParam: number) => { sql: string; params: unknown[] };
+
 /** Any constant shared by all writers: the advisory lock that orders stream positions. */
 export const STREAM_LOCK_KEY = 0x53574244;
 
@@ -27,25 +33,37 @@ function fromRows(rows: EventRow[]): StreamEvent[] {
 
 export const eventsRepository = {
   /**
-   * Takes the stream lock (until the transaction ends) and inserts the events in one statement.
+   * Takes the stream lock (until the transaction ends) and inserts the events in one statement;
+   * `then`, when given, is a second write run in that same statement (one round trip for both).
+   * @param then builds the second write from the number of its first parameter: an
+   *   `INSERT … SELECT` (or other data-modifying statement) that may read the positions just drawn
+   *   as `SELECT min(stream_position) FROM appended` (they are consecutive).
    * @returns their positions, in the order of `events` (consecutive, increasing: under the lock no
    *   other writer draws from the sequence).
+   * @throws Error when the positions drawn are not consecutive (the transaction must not commit).
    */
-  async append(tx: Queryable, events: NewRoomEvent[]): Promise<number[]> {
+  async append(tx: Queryable, events: NewRoomEvent[], then?: FollowingWrite): Promise<number[]> {
     const rows = events.map((e) => ({ room_id: e.room_id, type: e.payload.type, payload: e.payload, notify_user_ids: e.notify_user_ids ?? [] }));
-    // One round trip: the lock is a materialized CTE joined to the rows, so it is taken before the
-    // first row is formed, and so before any position is drawn from the sequence.
+    const following = then?.(3);
+    // The lock is a materialized CTE joined to the rows, so it is taken before the first row is
+    // formed, and so before any position is drawn from the sequence. A data-modifying CTE runs to
+    // completion whether or not the main query reads it.
     const { rows: inserted } = await tx.query<{ stream_position: number }>(
-      `WITH stream_lock AS MATERIALIZED (SELECT pg_advisory_xact_lock($2))
-       INSERT INTO room_events (room_id, type, payload, notify_user_ids)
-       SELECT t.room_id, t.type, t.payload, t.notify_user_ids
-       FROM stream_lock, jsonb_to_recordset($1::jsonb) AS t(room_id uuid, type text, payload jsonb, notify_user_ids uuid[])
-       RETURNING stream_position`,
-      [JSON.stringify(rows), STREAM_LOCK_KEY],
+      `WITH stream_lock AS MATERIALIZED (SELECT pg_advisory_xact_lock($2)),
+       appended AS (
+         INSERT INTO room_events (room_id, type, payload, notify_user_ids)
+         SELECT t.room_id, t.type, t.payload, t.notify_user_ids
+         FROM stream_lock, jsonb_to_recordset($1::jsonb) AS t(room_id uuid, type text, payload jsonb, notify_user_ids uuid[])
+         RETURNING stream_position
+       )${following ? `, following AS (${following.sql})` : ''}
+       SELECT stream_position FROM appended`,
+      [JSON.stringify(rows), STREAM_LOCK_KEY, ...(following?.params ?? [])],
     );
     // The sequence is drawn in the order of the rows scanned, so sorting restores the input order
     // whatever order RETURNING lists them in.
-    return inserted.map((r) => r.stream_position).sort((a, b) => a - b);
+    const positions = inserted.map((r) => r.stream_position).sort((a, b) => a - b);
+    if (positions.length && positions[positions.length - 1] - positions[0] !== positions.length - 1) throw new Error(`stream positions not consecutive: ${positions[0]}…${positions[positions.length - 1]} for ${positions.length} events`);
+    return positions;
   },
 
   /** Every event after `cursor`, in stream order, at most `limit`. */

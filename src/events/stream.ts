@@ -19,7 +19,7 @@ import crypto from 'node:crypto';
 import type { Logger } from 'pino';
 import { isDatabaseUnavailable, type Database, type Queryable } from '../db/database.js';
 import type { NewRoomEvent, RoomEventOf, RoomEventType, WireRoomEvent } from './catalog.js';
-import { eventsRepository } from './events.repository.js';
+import { eventsRepository, type FollowingWrite } from './events.repository.js';
 import { streamEvent } from './wire.js';
 import { Follower } from './follower.js';
 import type { PubSub } from './pubsub.js';
@@ -52,10 +52,12 @@ const appendedIn = new WeakMap<Queryable, StreamEvent[]>();
  * Appends events inside the caller's transaction, in one statement under one acquisition of the
  * stream lock. Build them with the `roomEvents` constructors (events/catalog.ts). Inside
  * `EventStream.write` they are handed to this node's listeners right after the commit.
+ * @param then a write of the caller's own table run in the same statement (`FollowingWrite`): the
+ *   group commit stores its messages rows so, with their events' positions.
  * @returns their stream positions, in order.
  */
-export async function appendRoomEvents(tx: Queryable, events: NewRoomEvent[]): Promise<number[]> {
-  const positions = await eventsRepository.append(tx, events);
+export async function appendRoomEvents(tx: Queryable, events: NewRoomEvent[], then?: FollowingWrite): Promise<number[]> {
+  const positions = await eventsRepository.append(tx, events, then);
   const written_ms = Date.now();
   appendedIn.get(tx)?.push(
     ...events.map(

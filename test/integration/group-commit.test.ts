@@ -102,6 +102,14 @@ describe('a batch with bad sends', () => {
     expect(acks.map((r) => r.txn_id)).toEqual(Array.from({ length: n }, (_, i) => `burst-${i}`));
     const burst = (await stored(roomId)).filter((m) => m.txn_id?.startsWith('burst-'));
     expect(burst.map((m) => m.txn_id)).toEqual(Array.from({ length: n }, (_, i) => `burst-${i}`));
+    // Each row's position is its own message.new event's (both are written in one statement), and
+    // the ack carries it.
+    const { rows: events } = await t.hub.db.query(
+      `SELECT stream_position, payload->'message'->>'id' AS id FROM room_events WHERE type = 'message.new' AND stream_position = ANY($1::bigint[])`,
+      [burst.map((m) => m.stream_position)],
+    );
+    expect(new Map(events.map((e) => [Number(e.stream_position), e.id]))).toEqual(new Map(burst.map((m) => [m.stream_position, m.id])));
+    expect(acks.map((r) => [r.message_id, r.stream_position])).toEqual(burst.map((m) => [m.id, m.stream_position]));
     a.close();
   });
 });

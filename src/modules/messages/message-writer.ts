@@ -4,7 +4,8 @@
  * transaction: one locked membership read for the whole batch (which also says which rooms are
  * encrypted), one look-up each of the encrypted rooms' member devices, earlier
  * `txn_id`s / `remote_id`s, reply targets, attachments and mention candidates (only when some send
- * needs it), one acquisition of the stream lock, multi-row INSERTs, one commit (and one fsync).
+ * needs it), one statement that takes the stream lock and inserts the events and the messages rows
+ * (multi-row), one commit (and one fsync).
  *
  * - No fixed delay: a lone send is written at once; batches form only from what arrives while a
  *   commit is in flight (and what arrives in the same tick).
@@ -243,24 +244,23 @@ export class MessageWriter {
     const positions = await appendRoomEvents(
       tx,
       messages.map(({ stream_position: _unset, ...m }, i) => roomEvents.messageNew(sealed.has(writing[i]) ? { ...m, envelopes: sealed.get(writing[i]) } : m)),
+      repo.messagesAfter(
+        writing.map((send, i) => ({
+          id: messages[i].id,
+          room_id: send.roomId,
+          user_id: send.userId,
+          content: send.input.content,
+          reply_to: messages[i].reply_to,
+          mentions: messages[i].mentions,
+          txn_id: send.input.txn_id ?? null,
+          event_index: i,
+          created_at: messages[i].created_at,
+          remote_id: send.input.remote_id ?? null,
+          envelopes: sealed.get(send) ?? null,
+        })),
+      ),
     );
     messages.forEach((m, i) => (m.stream_position = positions[i]));
-    await repo.insertMessages(
-      tx,
-      writing.map((send, i) => ({
-        id: messages[i].id,
-        room_id: send.roomId,
-        user_id: send.userId,
-        content: send.input.content,
-        reply_to: messages[i].reply_to,
-        mentions: messages[i].mentions,
-        txn_id: send.input.txn_id ?? null,
-        stream_position: positions[i],
-        created_at: messages[i].created_at,
-        remote_id: send.input.remote_id ?? null,
-        envelopes: sealed.get(send) ?? null,
-      })),
-    );
     const links = writing.flatMap((send, i) => (send.attachmentIds.length ? [{ message_id: messages[i].id, attachment_ids: send.attachmentIds }] : []));
     if (links.length) await this.attachments.linkToMessages(tx, links);
     writing.forEach((send, i) => outcomes.set(send, { kind: 'write', message: messages[i] }));

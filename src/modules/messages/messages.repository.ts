@@ -1,6 +1,7 @@
 /** SQL for messages, reactions, edit history and delivery receipts: the only module that writes them. */
 import type { Queryable } from '../../db/database.js';
 import type { StoredEnvelopes } from '../../events/catalog.js';
+import type { FollowingWrite } from '../../events/events.repository.js';
 import { MESSAGE_ATTACHMENTS_SQL, type AttachmentRef } from '../attachments/attachments.repository.js';
 
 export interface MessageRow {
@@ -49,7 +50,7 @@ export const MESSAGE_COLUMNS = `m.id, m.room_id, m.user_id, u.name AS user_name,
 
 const SELECT_MESSAGE = `SELECT ${MESSAGE_COLUMNS} FROM messages m JOIN users u ON u.id = m.user_id`;
 
-/** A new message row (`created_at` ISO 8601). */
+/** A new message row (`created_at` ISO 8601), stored with its `message.new` event (`messagesAfter`). */
 export interface MessageInsert {
   id: string;
   room_id: string;
@@ -58,7 +59,8 @@ export interface MessageInsert {
   reply_to: string | null;
   mentions: string[];
   txn_id: string | null;
-  stream_position: number;
+  /** Which of the events appended with it is its `message.new` (0: the first): its stream position is that event's. */
+  event_index: number;
   created_at: string;
   remote_id: string | null;
   /** Encrypted rooms: the envelopes to store (`messages.envelopes`). */
@@ -66,15 +68,18 @@ export interface MessageInsert {
 }
 
 export const messagesRepository = {
-  /** Inserts messages in one statement. */
-  async insertMessages(q: Queryable, rows: MessageInsert[]): Promise<void> {
-    await q.query(
-      `INSERT INTO messages (id, room_id, user_id, content, reply_to, mentions, txn_id, stream_position, created_at, remote_id, envelopes)
-       SELECT id, room_id, user_id, content, reply_to, mentions, txn_id, stream_position, created_at, remote_id, envelopes
-       FROM jsonb_to_recordset($1::jsonb) AS t(id uuid, room_id uuid, user_id uuid, content text, reply_to uuid, mentions uuid[],
-         txn_id text, stream_position bigint, created_at timestamptz, remote_id text, envelopes jsonb)`,
-      [JSON.stringify(rows)],
-    );
+  /**
+   * The INSERT of messages rows to run in the statement that appends their events
+   * (`appendRoomEvents(tx, events, messagesRepository.messagesAfter(rows))`): one round trip for both.
+   */
+  messagesAfter(rows: MessageInsert[]): FollowingWrite {
+    return (p) => ({
+      sql: `INSERT INTO messages (id, room_id, user_id, content, reply_to, mentions, txn_id, stream_position, created_at, remote_id, envelopes)
+       SELECT id, room_id, user_id, content, reply_to, mentions, txn_id, (SELECT min(stream_position) FROM appended) + event_index, created_at, remote_id, envelopes
+       FROM jsonb_to_recordset($${p}::jsonb) AS t(id uuid, room_id uuid, user_id uuid, content text, reply_to uuid, mentions uuid[],
+         txn_id text, event_index int, created_at timestamptz, remote_id text, envelopes jsonb)`,
+      params: [JSON.stringify(rows)],
+    });
   },
 
   /** Messages a user already sent with one of these `txn_id`s or `remote_id`s (nulls match nothing). */
