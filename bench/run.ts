@@ -34,6 +34,7 @@ import ensureBuilt from '../test/helpers/build.js';
 import { api, createScratchDatabase, type Session } from '../test/helpers/hub.js';
 import { encryptedSends, type E2eeResult } from './e2ee.js';
 import { federatedSends, type FederationResult } from './federation.js';
+import { writerAlone, type WriterResult } from './writer.js';
 import { BenchSocket, LISTENERS, SENDERS, WINDOW, ackPaced, burst, createGroup, openIdle, paced, registerUsers, resume, roundTrip, type Latency, type Target, type WorkloadResult } from './load.js';
 
 /** How a hub is started, after `node` and its flags: the TypeScript entry point, from the repo root. */
@@ -105,6 +106,8 @@ interface ServerResult {
   memory?: { sockets: number; rssBeforeKiB: number; rssWithKiB: number; perSocketKiB: number; openMs: number };
   roundTrip?: { ackMs: Latency; deliveryMs: Latency };
   workloads: Record<string, WorkloadResult>;
+  /** (b) without sockets, and without the hub (PostgreSQL only: bench/writer.ts). */
+  writer?: WriterResult;
   resume?: { events: number; toReadyMs: number; toLastEventMs: number; seedMs: number; restartMs?: number };
   e2ee?: E2eeResult;
   federation?: FederationResult;
@@ -347,6 +350,11 @@ async function benchServer(name: ServerName): Promise<ServerResult> {
     };
     if (workloads.has('a')) await run('a', () => burst(target, users, BURST_MESSAGES));
     if (workloads.has('b')) await run('b', () => ackPaced(target, users, RUN_MS));
+    if (workloads.has('b') && scratch) {
+      const room = await createGroup(target, users[0], users.slice(1, SENDERS));
+      result.writer = await writerAlone({ dataDir, databaseUrl: scratch.url }, room, users.slice(0, SENDERS), RUN_MS, SENDERS / 2);
+      log(`b: ${writerLine(result.writer)}`);
+    }
     if (workloads.has('c')) for (const rate of PACED_RATES) await run(`c${rate}`, () => paced(target, users, rate, RUN_MS));
     if (workloads.has('e2ee') && name !== 'ceiling') {
       result.e2ee = await encryptedSends(target);
@@ -387,6 +395,7 @@ const memoryLine = (m: NonNullable<ServerResult['memory']>) =>
 const roundTripLine = (r: NonNullable<ServerResult['roundTrip']>) => `send → ack ${lat(r.ackMs)}; send → delivery ${lat(r.deliveryMs)}`;
 const federationLine = (f: FederationResult) =>
   `send on A → message.new on B ${lat(f.latency.ms)} (${f.latency.sent} one at a time); catch-up after an outage ${fmtRate(f.catchUp.perS)} events/s (${f.catchUp.messages.toLocaleString('en-US')} queued; heal → last ${fmtMs(f.catchUp.healToLastMs)})`;
+const writerLine = (w: WriterResult) => `the group commit alone (no sockets) ${fmtRate(w.writerPerS)} msg/s; its SQL alone, batches of ${w.batch} ${fmtRate(w.sqlPerS)} msg/s`;
 const resumeLine = (r: NonNullable<ServerResult['resume']>) =>
   `${r.events.toLocaleString('en-US')} events: connect → last event ${fmtMs(r.toLastEventMs)}, → ready ${fmtMs(r.toReadyMs)} (seeded in ${fmtMs(r.seedMs)}${r.restartMs ? `, hub restarted in ${fmtMs(r.restartMs)}` : ''})`;
 
@@ -439,6 +448,10 @@ function report(results: Partial<Record<ServerName, ServerResult>>): string {
     if (r.skipped) other.push([name, 'skipped', r.skipped]);
     if (r.error) other.push([name, 'FAILED', r.error.split('\n')[0]]);
     if (r.startup) other.push([name, 'startup (fresh data dir): spawn → listening / hub startup_ms', `${fmtMs(r.startup.spawnMs)} / ${fmtMs(r.startup.hubStartupMs)}`]);
+    if (r.writer) {
+      other.push([name, `${WORKLOAD_TITLES.b}: the group commit alone, no sockets (msg/s)`, fmtRate(r.writer.writerPerS)]);
+      other.push([name, `${WORKLOAD_TITLES.b}: its SQL alone, batches of ${r.writer.batch} (msg/s)`, fmtRate(r.writer.sqlPerS)]);
+    }
     if (r.roundTrip) other.push([name, 'round trip, one at a time: send → ack / send → delivery', `${lat(r.roundTrip.ackMs)} / ${lat(r.roundTrip.deliveryMs)}`]);
     if (r.memory) other.push([name, `memory: RSS at rest → with ${r.memory.sockets.toLocaleString('en-US')} idle sockets`, `${fmtKiB(r.memory.rssBeforeKiB)} → ${fmtKiB(r.memory.rssWithKiB)}: ${r.memory.perSocketKiB.toFixed(1)} KiB/socket`]);
     if (r.federation) {
