@@ -6,9 +6,9 @@
  * - `writerPerS`: a second hub node built in this process (`createHub`), its `MessagesService.send`
  *   called by ten loops, each awaiting its message's commit before sending the next (what a socket
  *   does with window 1): the group commit's rate with no socket, frame or fan-out;
- * - `sqlPerS`: the group commit's statements alone (src/modules/messages/message-writer.ts: earlier
- *   `txn_id`s, the locked membership read, the events and messages `INSERT`s under the stream lock
- *   in one statement, in one transaction through the hub's own database layer), batch after batch of
+ * - `sqlPerS`: the group commit's statements alone (src/modules/messages/message-writer.ts, a batch
+ *   of new `txn_id`s: the locked membership read, the events and messages `INSERT`s under the stream
+ *   lock in one statement, in one transaction through the hub's own database layer), batch after batch of
  *   `batch` sends, from one connection with nothing else running: the database's rate for that
  *   batch shape. Ten senders with window 1 make batches of about five (two groups alternate: one
  *   commits while the other's acknowledgements go out and its next sends arrive).
@@ -73,7 +73,6 @@ export async function writerAlone(hubConfig: { dataDir: string; databaseUrl: str
         createdAt: new Date().toISOString(),
       }));
       await db.transaction(async (tx) => {
-        await messagesRepository.findEarlier(tx, sends.map((s) => ({ user_id: s.user.id, txn_id: s.txnId, remote_id: null })));
         const members = await roomsRepository.lockMembers(tx, sends.map((s) => ({ room_id: roomId, user_id: s.user.id })));
         if (members.size !== new Set(sends.map((s) => s.user.id)).size) throw new Error('writerAlone: a sender is not a member');
         const messages = sends.map((s) => ({

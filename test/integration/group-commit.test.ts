@@ -47,7 +47,9 @@ describe('a batch with bad sends', () => {
       ]);
       const codes = results.map((r) => (r.status === 'rejected' ? (r.reason as AppError).code : r.value.created ? 'created' : 'duplicate'));
       expect(codes).toEqual(['created', 'NOT_A_MEMBER', 'INVALID_MESSAGE', 'CONFLICT', 'created', 'duplicate']);
-      expect(transaction).toHaveBeenCalledTimes(1);
+      // The batch assumes its txn_ids are new: the unique index refuses 'used-once', and the batch is
+      // written again, once, with the look-up of earlier uses (not one send at a time).
+      expect(transaction).toHaveBeenCalledTimes(2);
       const [first, , , , third, again] = results.map((r) => (r.status === 'fulfilled' ? r.value.message : null));
       expect(again!.id).toBe(third!.id);
       expect(third!.stream_position).toBeGreaterThan(first!.stream_position);
@@ -55,6 +57,28 @@ describe('a batch with bad sends', () => {
       expect(contents.slice(-2)).toEqual(['good 1', 'good 3']);
       expect(contents).not.toContain('carol is no member');
       expect((await stored(otherRoomId)).map((m) => m.content)).not.toContain('txn of another room');
+    } finally {
+      transaction.mockRestore();
+    }
+  });
+
+  it('writes a batch of new txn_ids in one transaction, and a batch repeating one in two, answering the repeat with the first message', async () => {
+    const transaction = vi.spyOn(t.hub.db, 'transaction');
+    try {
+      const fresh = await Promise.all([0, 1, 2].map((i) => t.hub.messages.send(bob.user.id, roomId, { content: `fresh ${i}`, txn_id: `fresh-${i}` })));
+      expect(fresh.map((r) => r.created)).toEqual([true, true, true]);
+      expect(transaction).toHaveBeenCalledTimes(1);
+      transaction.mockClear();
+      const again = await Promise.all([
+        t.hub.messages.send(bob.user.id, roomId, { content: 'fresh 3', txn_id: 'fresh-3' }),
+        t.hub.messages.send(bob.user.id, roomId, { content: 'fresh 1, resent', txn_id: 'fresh-1' }),
+        t.hub.messages.send(bob.user.id, roomId, { content: 'fresh 4', txn_id: 'fresh-4' }),
+      ]);
+      expect(again.map((r) => r.created)).toEqual([true, false, true]);
+      expect(again[1].message.id).toBe(fresh[1].message.id);
+      expect(transaction).toHaveBeenCalledTimes(2);
+      const rows = (await stored(roomId)).filter((m) => m.txn_id?.startsWith('fresh-'));
+      expect(rows.map((m) => m.content)).toEqual(['fresh 0', 'fresh 1', 'fresh 2', 'fresh 3', 'fresh 4']);
     } finally {
       transaction.mockRestore();
     }

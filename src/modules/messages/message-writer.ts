@@ -2,10 +2,14 @@
  * The group commit of sends: every `message.send` of this node (WebSocket, REST, agent tools, MCP,
  * bridges) is written by one writer, which takes everything waiting and writes it in one
  * transaction: one locked membership read for the whole batch (which also says which rooms are
- * encrypted), one look-up each of the encrypted rooms' member devices, earlier
- * `txn_id`s / `remote_id`s, reply targets, attachments and mention candidates (only when some send
- * needs it), one statement that takes the stream lock and inserts the events and the messages rows
- * (multi-row), one commit (and one fsync).
+ * encrypted), one look-up each of the encrypted rooms' member devices, reply targets, attachments
+ * and mention candidates (only when some send needs it), one statement that takes the stream lock
+ * and inserts the events and the messages rows (multi-row), one commit (and one fsync).
+ *
+ * - Repeated `txn_id`s / `remote_id`s: a batch assumes its keys are new and the unique indexes on
+ *   `messages` check it; when one says a key was used before, the batch is written again with a
+ *   look-up of the earlier uses first, whose sends are answered with the earlier message. (Keys
+ *   repeated within one batch are matched before anything is written.)
  *
  * - No fixed delay: a lone send is written at once; batches form only from what arrives while a
  *   commit is in flight (and what arrives in the same tick).
@@ -106,7 +110,10 @@ export class MessageWriter {
   private async write(batch: PendingSend[]): Promise<unknown> {
     let outcomes: Map<PendingSend, Outcome>;
     try {
-      outcomes = await this.stream.write((tx) => this.writeBatch(tx, batch));
+      outcomes = await this.stream.write((tx) => this.writeBatch(tx, batch, false)).catch((err) => {
+        if (!isUniqueViolation(err) || !batch.some((s) => s.input.txn_id || s.input.remote_id)) throw err;
+        return this.stream.write((tx) => this.writeBatch(tx, batch, true));
+      });
     } catch (err) {
       if (isDatabaseUnavailable(err)) {
         for (const send of [...batch, ...this.queue.splice(0)]) send.reject(err);
@@ -129,8 +136,12 @@ export class MessageWriter {
     return null;
   }
 
-  /** Checks the batch's rules with one query per kind of check, then writes what passed. */
-  private async writeBatch(tx: Queryable, batch: PendingSend[]): Promise<Map<PendingSend, Outcome>> {
+  /**
+   * Checks the batch's rules with one query per kind of check, then writes what passed.
+   * @param lookUpEarlier whether to read the earlier uses of the batch's `txn_id`s / `remote_id`s
+   *   (else the unique indexes refuse a repeated one, and the caller writes the batch again with it).
+   */
+  private async writeBatch(tx: Queryable, batch: PendingSend[], lookUpEarlier: boolean): Promise<Map<PendingSend, Outcome>> {
     const outcomes = new Map<PendingSend, Outcome>();
     const fail = (send: PendingSend, code: ConstructorParameters<typeof AppError>[0], message: string) => outcomes.set(send, { kind: 'error', err: new AppError(code, message) });
     const open = () => batch.filter((s) => !outcomes.has(s));
@@ -138,7 +149,9 @@ export class MessageWriter {
     // 1. A repeated txn_id / remote_id answers with the first message, as a single send always did first.
     const keyed = batch.filter((s) => s.input.txn_id || s.input.remote_id);
     if (keyed.length) {
-      const earlier = await repo.findEarlier(tx, keyed.map((s) => ({ user_id: s.userId, txn_id: s.input.txn_id ?? null, remote_id: s.input.remote_id ?? null })));
+      const earlier = lookUpEarlier
+        ? await repo.findEarlier(tx, keyed.map((s) => ({ user_id: s.userId, txn_id: s.input.txn_id ?? null, remote_id: s.input.remote_id ?? null })))
+        : [];
       const firstByKey = new Map<string, PendingSend>();
       for (const send of keyed) {
         const found = earlier.find(
@@ -293,12 +306,17 @@ export class MessageWriter {
    * first (on another node): it answers with that message. Anything else is its error.
    */
   private async failed(send: PendingSend, err: unknown): Promise<void> {
-    if ((err as { code?: string })?.code === '23505' && (send.input.txn_id || send.input.remote_id)) {
+    if (isUniqueViolation(err) && (send.input.txn_id || send.input.remote_id)) {
       const [earlier] = await repo.findEarlier(this.db, [{ user_id: send.userId, txn_id: send.input.txn_id ?? null, remote_id: send.input.remote_id ?? null }]).catch(() => []);
       if (earlier) return this.answer(send, { kind: 'replay', earlier }, new Map());
     }
     send.reject(err);
   }
+}
+
+/** A unique index refused the write (SQLSTATE 23505): here, a `txn_id` or `remote_id` used before. */
+function isUniqueViolation(err: unknown): boolean {
+  return (err as { code?: string })?.code === '23505';
 }
 
 /**
