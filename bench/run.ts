@@ -18,7 +18,6 @@
  * table per hub process, written when it stops).
  */
 import { fork } from 'node:child_process';
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -26,15 +25,12 @@ import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { loadConfig } from '../src/config/load.js';
 import { openDatabase } from '../src/db/database.js';
-import { roomEvents } from '../src/events/catalog.js';
-import { appendRoomEvents } from '../src/events/stream.js';
-import { messagesRepository } from '../src/modules/messages/messages.repository.js';
 import { REPO_ROOT, spawnHub } from '../test/e2e/spawn.js';
 import ensureBuilt from '../test/helpers/build.js';
 import { api, createScratchDatabase, type Session } from '../test/helpers/hub.js';
 import { encryptedSends, type E2eeResult } from './e2ee.js';
 import { federatedSends, type FederationResult } from './federation.js';
-import { writerAlone, type WriterResult } from './writer.js';
+import { writePlainMessages, writerAlone, type WriterResult } from './writer.js';
 import { BenchSocket, LISTENERS, SENDERS, WINDOW, ackPaced, burst, createGroup, openIdle, paced, registerUsers, resume, roundTrip, type Latency, type Target, type WorkloadResult } from './load.js';
 
 /** How a hub is started, after `node` and its flags: the TypeScript entry point, from the repo root. */
@@ -209,11 +205,9 @@ async function benchMemory(server: Server, user: Session): Promise<NonNullable<S
 
 /**
  * Stores `count` messages from `sender` in `roomId`, SEED_BATCH per transaction, in the hub's
- * database (`config`): the rows the hub's own send writes (the `message.new` payload from the
- * event catalog's constructor, the `room_events` row under the same stream lock, the `messages` row
- * pointing at its position), but one multi-row INSERT per batch. The hub's own path
- * (`appendRoomEvent` then `insertMessage`, three statements per message) seeds about 1,000
- * messages/s on PostgreSQL and 400/s on PGlite here: minutes for 100,000.
+ * database (`config`), with `writePlainMessages` (bench/writer.ts): the rows and the one statement
+ * the group commit writes, without its rules. Through the hub's own sends, 100,000 would take
+ * minutes here.
  * @returns how long it took, ms.
  */
 async function seedMessages(config: { data_dir?: string; 'database.url'?: string }, roomId: string, sender: Session, count: number): Promise<number> {
@@ -221,31 +215,8 @@ async function seedMessages(config: { data_dir?: string; 'database.url'?: string
   const db = await openDatabase(loadConfig({ env: {}, loadDotEnv: false, cli: config }));
   try {
     for (let from = 0; from < count; from += SEED_BATCH) {
-      const messages = Array.from({ length: Math.min(SEED_BATCH, count - from) }, (_, i) => ({
-        id: crypto.randomUUID(),
-        room_id: roomId,
-        user_id: sender.user.id,
-        user_name: sender.user.name,
-        content: `missed ${from + i}`,
-        created_at: new Date().toISOString(),
-        edited_at: null,
-        reply_to: null,
-        attachments: [],
-        mentions: [],
-        reactions: [],
-        delivered_at: null,
-        deleted: false,
-        encrypted: false,
-        envelope: null,
-      }));
-      // The hub's own multi-row write, as its group commit does it (events and messages in one statement).
-      await db.transaction(async (tx) => {
-        await appendRoomEvents(
-          tx,
-          messages.map((m) => roomEvents.messageNew(m)),
-          messagesRepository.messagesAfter(messages.map((m, i) => ({ id: m.id, room_id: roomId, user_id: m.user_id, content: m.content, reply_to: null, mentions: [], txn_id: null, event_index: i, created_at: m.created_at, remote_id: null }))),
-        );
-      });
+      const sends = Array.from({ length: Math.min(SEED_BATCH, count - from) }, (_, i) => ({ user_id: sender.user.id, user_name: sender.user.name, content: `missed ${from + i}`, txn_id: null }));
+      await db.transaction((tx) => writePlainMessages(tx, roomId, sends));
     }
   } finally {
     await db.close();

@@ -18,7 +18,7 @@
 import crypto from 'node:crypto';
 import pino from 'pino';
 import { loadConfig } from '../src/config/load.js';
-import { openDatabase } from '../src/db/database.js';
+import { openDatabase, type Queryable } from '../src/db/database.js';
 import { roomEvents } from '../src/events/catalog.js';
 import { appendRoomEvents } from '../src/events/stream.js';
 import { closeHub, createHub } from '../src/hub.js';
@@ -69,33 +69,14 @@ export async function writerAlone(hubConfig: { dataDir: string; databaseUrl: str
       const sends = Array.from({ length: batch }, (_, i) => senders[(n * batch + i) % senders.length]).map((s, i) => ({
         user: s.user,
         txnId: `sql-${n}-${i}`,
-        id: crypto.randomUUID(),
-        createdAt: new Date().toISOString(),
       }));
       await db.transaction(async (tx) => {
         const members = await roomsRepository.lockMembers(tx, sends.map((s) => ({ room_id: roomId, user_id: s.user.id })));
         if (members.size !== new Set(sends.map((s) => s.user.id)).size) throw new Error('writerAlone: a sender is not a member');
-        const messages = sends.map((s) => ({
-          id: s.id,
-          room_id: roomId,
-          user_id: s.user.id,
-          user_name: members.get(`${roomId}:${s.user.id}`)!.name,
-          content: `sql ${s.txnId}`,
-          created_at: s.createdAt,
-          edited_at: null,
-          reply_to: null,
-          attachments: [],
-          mentions: [],
-          reactions: [],
-          delivered_at: null,
-          deleted: false,
-          encrypted: false,
-          envelope: null,
-        }));
-        await appendRoomEvents(
+        await writePlainMessages(
           tx,
-          messages.map((m) => roomEvents.messageNew(m)),
-          messagesRepository.messagesAfter(messages.map((m, i) => ({ id: m.id, room_id: roomId, user_id: m.user_id, content: m.content, reply_to: null, mentions: [], txn_id: sends[i].txnId, event_index: i, created_at: m.created_at, remote_id: null }))),
+          roomId,
+          sends.map((s) => ({ user_id: s.user.id, user_name: members.get(`${roomId}:${s.user.id}`)!.name, content: `sql ${s.txnId}`, txn_id: s.txnId })),
         );
       });
       sent += batch;
@@ -104,4 +85,36 @@ export async function writerAlone(hubConfig: { dataDir: string; databaseUrl: str
   } finally {
     await db.close();
   }
+}
+
+/**
+ * Writes plain messages as the group commit does (their `message.new` events and their rows in one
+ * statement), inside the caller's transaction; `created_at` is now. The bench's seeding uses it too.
+ */
+export async function writePlainMessages(tx: Queryable, roomId: string, sends: { user_id: string; user_name: string; content: string; txn_id: string | null }[]): Promise<void> {
+  const createdAt = new Date().toISOString();
+  const messages = sends.map((s) => ({
+    id: crypto.randomUUID(),
+    room_id: roomId,
+    user_id: s.user_id,
+    user_name: s.user_name,
+    content: s.content,
+    created_at: createdAt,
+    edited_at: null,
+    reply_to: null,
+    attachments: [],
+    mentions: [],
+    reactions: [],
+    delivered_at: null,
+    deleted: false,
+    encrypted: false,
+    envelope: null,
+  }));
+  await appendRoomEvents(
+    tx,
+    messages.map((m) => roomEvents.messageNew(m)),
+    messagesRepository.messagesAfter(
+      messages.map((m, i) => ({ id: m.id, room_id: roomId, user_id: m.user_id, content: m.content, reply_to: null, mentions: [], txn_id: sends[i].txn_id, event_index: i, created_at: createdAt, remote_id: null })),
+    ),
+  );
 }
