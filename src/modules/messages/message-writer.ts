@@ -111,7 +111,7 @@ export class MessageWriter {
     let outcomes: Map<PendingSend, Outcome>;
     try {
       outcomes = await this.stream.write((tx) => this.writeBatch(tx, batch, false)).catch((err) => {
-        if (!isUniqueViolation(err) || !batch.some((s) => s.input.txn_id || s.input.remote_id)) throw err;
+        if (!isUniqueViolation(err) || !batch.some(hasKey)) throw err;
         return this.stream.write((tx) => this.writeBatch(tx, batch, true));
       });
     } catch (err) {
@@ -147,7 +147,7 @@ export class MessageWriter {
     const open = () => batch.filter((s) => !outcomes.has(s));
 
     // 1. A repeated txn_id / remote_id answers with the first message, as a single send always did first.
-    const keyed = batch.filter((s) => s.input.txn_id || s.input.remote_id);
+    const keyed = batch.filter(hasKey);
     if (keyed.length) {
       const earlier = lookUpEarlier
         ? await repo.findEarlier(tx, keyed.map((s) => ({ user_id: s.userId, txn_id: s.input.txn_id ?? null, remote_id: s.input.remote_id ?? null })))
@@ -306,12 +306,17 @@ export class MessageWriter {
    * first (on another node): it answers with that message. Anything else is its error.
    */
   private async failed(send: PendingSend, err: unknown): Promise<void> {
-    if (isUniqueViolation(err) && (send.input.txn_id || send.input.remote_id)) {
+    if (isUniqueViolation(err) && hasKey(send)) {
       const [earlier] = await repo.findEarlier(this.db, [{ user_id: send.userId, txn_id: send.input.txn_id ?? null, remote_id: send.input.remote_id ?? null }]).catch(() => []);
       if (earlier) return this.answer(send, { kind: 'replay', earlier }, new Map());
     }
     send.reject(err);
   }
+}
+
+/** Whether the send carries a `txn_id` or `remote_id`: a key the user may repeat. */
+function hasKey(send: PendingSend): boolean {
+  return Boolean(send.input.txn_id || send.input.remote_id);
 }
 
 /** A unique index refused the write (SQLSTATE 23505): here, a `txn_id` or `remote_id` used before. */
