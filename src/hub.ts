@@ -80,6 +80,7 @@ export async function createHub(config: Config, db: Database, log: Logger): Prom
   const audit = new AuditService(db);
   await audit.recordRegistrationPolicy(config.auth.registration);
   const rooms = new RoomsService(db, stream, users);
+  users.announceProfilesThrough((change, changedUserId) => rooms.changeProfile(change, changedUserId));
   const search = await createSearch(config, db, stream, log);
   const storage = new LocalBlobStorage(path.join(config.data_dir, 'media'));
   const attachments = new AttachmentsService(db, rooms, storage, log, {

@@ -127,6 +127,27 @@ describe('portals and remote ids', () => {
     expect(history.body.messages.filter((m: any) => m.content === 'hola')).toHaveLength(1);
   });
 
+  it('announces a ghost rename to its rooms (its next message carries the new name), and a repeat that changes nothing announces nothing', async () => {
+    const updates = async () =>
+      (await t.hub.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM room_events WHERE room_id = $1 AND type = 'room.updated'`, [roomId])).rows[0].n;
+    const before = await updates();
+    expect((await asBridge('POST', '/api/bridge/ghosts', { body: { localpart: 'whatsapp_333', name: 'Paula' } })).status).toBe(200);
+    expect(await updates()).toBe(before);
+
+    const ws = await WsClient.connect(t.wsUrl, alice.token);
+    try {
+      expect((await asBridge('POST', '/api/bridge/ghosts', { body: { localpart: 'whatsapp_333', name: 'Paula M.' } })).status).toBe(200);
+      const update = await ws.next('room.updated', (m) => m.room_id === roomId);
+      expect(update.room.members.find((m: any) => m.user_id === ghostId).name).toBe('Paula M.');
+      expect(await updates()).toBe(before + 1);
+      await asBridge('POST', `/api/rooms/${roomId}/messages`, { userId: ghostId, body: { content: 'renamed', remote_id: 'wamid.A2' } });
+      const message = await ws.next('message.new', (m) => m.message.content === 'renamed');
+      expect(message.message.user_name).toBe('Paula M.');
+    } finally {
+      ws.close();
+    }
+  });
+
   it('refuses ts and remote_id from ordinary users', async () => {
     const res = await api(t.url, 'POST', `/api/rooms/${roomId}/messages`, { token: alice.token, body: { content: 'x', ts: 1 } });
     expect(res.status).toBe(403);

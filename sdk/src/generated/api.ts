@@ -323,7 +323,7 @@ export interface paths {
         head?: never;
         /**
          * Change your profile
-         * @description Changes the caller's display name and/or avatar URL (`avatar_url: null` clears it).
+         * @description Changes the caller's display name and/or avatar URL (`avatar_url: null` clears it); each of the caller's rooms gets a `room.updated` event with the new profile.
          */
         patch: operations["updateMe"];
         trace?: never;

@@ -6,7 +6,7 @@
  */
 import type { Database, Queryable } from '../../db/database.js';
 import { AppError } from '../../errors.js';
-import { appendRoomEvent, type EventStream } from '../../events/stream.js';
+import { appendRoomEvent, appendRoomEvents, type EventStream } from '../../events/stream.js';
 import { roomEvents, type RoomWire } from '../../events/catalog.js';
 import {
   assertCanAddMember, assertCanDeleteRoom, assertCanEditRoom, assertCanLeave, assertCanRemoveMember, assertCanSetRole,
@@ -319,6 +319,32 @@ export class RoomsService {
   /** Those of `ids` that are rooms not deleted. */
   liveRoomIds(q: Queryable, ids: string[]): Promise<string[]> {
     return repo.liveRoomIds(q, ids);
+  }
+
+  /**
+   * Runs a change of a user's name or avatar (`change`, in a stream transaction) and, when
+   * `changedUserId` names the user it changed, appends `room.updated` to each of that user's rooms:
+   * members' lists show the new profile, and every node's membership cache (the sender names of
+   * new messages) follows it. Matrix does the same with a new membership event in each room
+   * (https://spec.matrix.org/v1.11/client-server-api/#events-on-change-of-profile-information).
+   * The rooms are locked first, in id order, like every membership change.
+   * @returns what `change` returns.
+   */
+  changeProfile<T>(change: (tx: Queryable) => Promise<T>, changedUserId: (result: T) => string | null): Promise<T> {
+    return this.stream.write(async (tx) => {
+      const result = await change(tx);
+      const userId = changedUserId(result);
+      if (!userId) return result;
+      const roomIds = (await repo.roomIdsForUser(tx, userId)).sort();
+      for (const id of roomIds) await repo.lockRoom(tx, id);
+      const events = [];
+      for (const id of roomIds) {
+        const room = await repo.findRoom(tx, id);
+        if (room && !room.deleted_at) events.push(roomEvents.roomUpdated(roomView(room, await repo.listMembers(tx, id))));
+      }
+      if (events.length) await appendRoomEvents(tx, events);
+      return result;
+    });
   }
 
   /** Everyone who shares a room with `userId`, and `userId` (who sees their presence). */

@@ -28,6 +28,8 @@ export interface GhostRow {
   created_at: Date;
   /** True when this upsert created the row (PostgreSQL: xmax is 0 for a fresh insert). */
   inserted: boolean;
+  /** True when this upsert changed the name or avatar of a row that existed. */
+  renamed: boolean;
 }
 
 export const usersRepository = {
@@ -56,15 +58,21 @@ export const usersRepository = {
     return rows[0];
   },
 
-  /** Creates the shadow user of a remote user (no email, no password), or renames it. */
-  async upsertShadow(q: Queryable, s: { server: string; username: string; name: string }): Promise<UserRow> {
-    const { rows } = await q.query<UserRow>(
+  /**
+   * Creates the shadow user of a remote user (no email, no password), or renames it (`renamed`);
+   * a row already so named is left as it is.
+   */
+  async upsertShadow(q: Queryable, s: { server: string; username: string; name: string }): Promise<UserRow & { renamed: boolean }> {
+    const { rows } = await q.query<UserRow & { renamed: boolean }>(
       `INSERT INTO users (name, username, server) VALUES ($1, $2, $3)
        ON CONFLICT (COALESCE(server, ''), username) DO UPDATE SET name = EXCLUDED.name
-       RETURNING *`,
+         WHERE users.name IS DISTINCT FROM EXCLUDED.name
+       RETURNING *, (xmax <> 0) AS renamed`,
       [s.name, s.username, s.server],
     );
-    return rows[0];
+    if (rows[0]) return rows[0];
+    const same = await q.query<UserRow & { renamed: boolean }>('SELECT *, false AS renamed FROM users WHERE server = $1 AND username = $2', [s.server, s.username]);
+    return same.rows[0];
   },
 
   /** The user with this username on `server` (null: this hub), or null. */
@@ -91,10 +99,18 @@ export const usersRepository = {
        ON CONFLICT (ghost_localpart) WHERE ghost_localpart IS NOT NULL DO UPDATE
          SET name = EXCLUDED.name, avatar_url = CASE WHEN $5 THEN EXCLUDED.avatar_url ELSE users.avatar_url END
          WHERE users.bridge_id = EXCLUDED.bridge_id
-       RETURNING id, name, avatar_url, bridge_id, ghost_localpart, created_at, (xmax = 0) AS inserted`,
+           AND (users.name IS DISTINCT FROM EXCLUDED.name OR ($5 AND users.avatar_url IS DISTINCT FROM EXCLUDED.avatar_url))
+       RETURNING id, name, avatar_url, bridge_id, ghost_localpart, created_at, (xmax = 0) AS inserted, (xmax <> 0) AS renamed`,
       [g.name, g.avatarUrl ?? null, g.bridgeId, g.localpart, g.avatarUrl !== undefined],
     );
-    return rows[0] ?? null;
+    if (rows[0]) return rows[0];
+    // Unchanged, or the localpart is another bridge's.
+    const same = await q.query<GhostRow>(
+      `SELECT id, name, avatar_url, bridge_id, ghost_localpart, created_at, false AS inserted, false AS renamed
+       FROM users WHERE ghost_localpart = $1 AND bridge_id = $2`,
+      [g.localpart, g.bridgeId],
+    );
+    return same.rows[0] ?? null;
   },
 
   /** The user, deactivated or not. */

@@ -29,7 +29,7 @@ export const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
       schema: {
         operationId: 'updateMe',
         summary: 'Change your profile',
-        description: 'Changes the caller\'s display name and/or avatar URL (`avatar_url: null` clears it).',
+        description: 'Changes the caller\'s display name and/or avatar URL (`avatar_url: null` clears it); each of the caller\'s rooms gets a `room.updated` event with the new profile.',
         tags: ['users'],
         body: UpdateMeBody,
         response: { 200: Type.With(SelfUser, { description: 'The caller as now stored' }) },

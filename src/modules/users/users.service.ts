@@ -8,12 +8,33 @@ import { AppError } from '../../errors.js';
 import { usersRepository as repo, type GhostRow, type UserRow } from './users.repository.js';
 import { publicUser, selfUser } from './users.view.js';
 
+/**
+ * Runs a change of user rows in a stream transaction and announces the profile of the user
+ * `changedUserId` names to that user's rooms (`RoomsService.changeProfile`).
+ */
+export type ProfileChanges = <T>(change: (tx: Queryable) => Promise<T>, changedUserId: (result: T) => string | null) => Promise<T>;
+
 export class UsersService {
+  private profileChanges?: ProfileChanges;
+
   /** `serverName`: this hub's `federation.server_name`, the domain of local users' addresses. */
   constructor(
     private readonly db: Database,
     readonly serverName: string,
   ) {}
+
+  /**
+   * Set once by the hub (rooms depend on users, so not a constructor argument): how a change of a
+   * name or avatar reaches the user's rooms. Without it (the CLI) such changes throw.
+   */
+  announceProfilesThrough(changes: ProfileChanges): void {
+    this.profileChanges = changes;
+  }
+
+  private changeProfile<T>(change: (tx: Queryable) => Promise<T>, changedUserId: (result: T) => string | null): Promise<T> {
+    if (!this.profileChanges) throw new Error('UsersService: profile changes need the hub (announceProfilesThrough)');
+    return this.profileChanges(change, changedUserId);
+  }
 
   /** The public view of a row (with its address). */
   view(u: UserRow) {
@@ -39,9 +60,10 @@ export class UsersService {
     return selfUser(user, this.serverName);
   }
 
-  /** Updates the caller's name and/or avatar URL. */
+  /** Updates the caller's name and/or avatar URL; either appends `room.updated` to each of their rooms. */
   async updateMe(id: string, patch: { name?: string; avatar_url?: string | null }) {
-    return this.selfView(await repo.updateProfile(this.db, id, { ...patch, name: patch.name?.trim() }));
+    const announce = patch.name !== undefined || patch.avatar_url !== undefined;
+    return this.selfView(await this.changeProfile((tx) => repo.updateProfile(tx, id, { ...patch, name: patch.name?.trim() }), (u) => (announce ? u.id : null)));
   }
 
   /**
@@ -82,9 +104,12 @@ export class UsersService {
     return repo.findByUsername(this.db, username, server);
   }
 
-  /** Creates (or renames) the shadow user of `@username:server`, a user of another hub. */
+  /**
+   * Creates (or renames) the shadow user of `@username:server`, a user of another hub; a rename
+   * appends `room.updated` to each of its rooms.
+   */
   upsertShadow(s: { server: string; username: string; name: string }): Promise<UserRow> {
-    return repo.upsertShadow(this.db, s);
+    return this.changeProfile((tx) => repo.upsertShadow(tx, s), (u) => (u.renamed ? u.id : null));
   }
 
   /** The rows of `ids` (any state), in no particular order. */
@@ -98,11 +123,12 @@ export class UsersService {
   }
 
   /**
-   * Creates a bridge ghost, or updates its name and avatar (`avatarUrl` undefined keeps it).
+   * Creates a bridge ghost, or updates its name and avatar (`avatarUrl` undefined keeps it); a change
+   * of either appends `room.updated` to each of its rooms, an upsert that changes nothing appends nothing.
    * @returns null when the localpart belongs to another bridge.
    */
   upsertGhost(g: { bridgeId: string; localpart: string; name: string; avatarUrl: string | null | undefined }): Promise<GhostRow | null> {
-    return repo.upsertGhost(this.db, g);
+    return this.changeProfile((tx) => repo.upsertGhost(tx, g), (u) => (u?.renamed ? u.id : null));
   }
 
   /** Those of `ids` that exist and are not deactivated. */
