@@ -41,12 +41,15 @@ export interface Database extends Queryable {
    * Runs `fn` in one transaction (BEGIN … COMMIT; ROLLBACK and rethrow on any error). A transient
    * failure runs the whole transaction again (rules at the implementation in `wrap`), so `fn` may run
    * more than once and must change nothing but the database, through `tx`.
+   * @param first SQL statements without parameters, run right after BEGIN in the same message (one
+   *   round trip for both; READ COMMITTED gives each statement its own snapshot, so a statement sees
+   *   what committed while an earlier one waited on a lock). `fn` gets the rows of the last of them.
    * @returns what `fn` returns.
    * @throws AppError DATABASE_UNAVAILABLE (503) when the database stayed unreachable for
    *   `RETRY_BUDGET_MS`, or the connection was lost during COMMIT and whether it committed cannot be
    *   found out; otherwise what `fn` or the database threw.
    */
-  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  transaction<T>(fn: (tx: Queryable, first: pg.QueryResultRow[]) => Promise<T>, first?: string): Promise<T>;
   close(): Promise<void>;
 }
 
@@ -430,16 +433,23 @@ function wrap(pool: pg.Pool, embedded: boolean, close: () => Promise<void>, log?
      * committed is success, aborted is tried again, unknown (always on the embedded database) is
      * DATABASE_UNAVAILABLE.
      */
-    transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    transaction<T>(fn: (tx: Queryable, first: pg.QueryResultRow[]) => Promise<T>, first?: string): Promise<T> {
       const attempt = () =>
         withClient(async (client) => {
           const tx: Queryable = { query: (text, values) => client.query(prepared(text, values)) };
           let outcome: { value: T } | undefined;
           let xid: string | null = null;
           try {
-            if (embedded) await client.query('BEGIN');
-            else xid = ((await client.query('BEGIN; SELECT pg_current_xact_id()::text AS xid')) as unknown as pg.QueryResult<{ xid: string }>[])[1].rows[0].xid;
-            const value = await fn(tx);
+            let firstRows: pg.QueryResultRow[] = [];
+            if (embedded) {
+              await client.query('BEGIN');
+              if (first) firstRows = lastResult(await client.query(first)).rows;
+            } else {
+              const results = (await client.query(`BEGIN; SELECT pg_current_xact_id()::text AS xid${first ? `; ${first}` : ''}`)) as unknown as pg.QueryResult[];
+              xid = results[1].rows[0].xid;
+              if (first) firstRows = results[results.length - 1].rows;
+            }
+            const value = await fn(tx, firstRows);
             outcome = { value };
             await client.query('COMMIT');
             return value;
@@ -457,6 +467,11 @@ function wrap(pool: pg.Pool, embedded: boolean, close: () => Promise<void>, log?
     },
     close,
   };
+}
+
+/** The result of the last statement of a simple query (`pg` answers an array when it held several). */
+function lastResult(result: pg.QueryResult | pg.QueryResult[]): pg.QueryResult {
+  return Array.isArray(result) ? result[result.length - 1] : result;
 }
 
 /**

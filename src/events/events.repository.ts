@@ -18,6 +18,23 @@ export type FollowingWrite = (firstParam: number) => { sql: string; params: unkn
 export const STREAM_LOCK_KEY = 0x53574244;
 
 /**
+ * Membership events: `room.updated` (a room's members, their names and the room's settings, as they
+ * now are) and `room.deleted`. Every change to `rooms` or `room_members`, and every rename of a
+ * member, appends one in its transaction.
+ */
+export const MEMBERSHIP_EVENT_TYPES = ['room.updated', 'room.deleted'] as const;
+
+/**
+ * Two statements for `Database.transaction`'s `first`: take the stream lock, then (a statement of
+ * its own, so its snapshot shows everything committed before the lock was granted) read the position
+ * of the latest membership event, as `membership_position` (0 when there is none). Under the lock no
+ * other event can commit until this transaction ends.
+ */
+export const LOCK_THEN_MEMBERSHIP_POSITION =
+  `SELECT pg_advisory_xact_lock(${STREAM_LOCK_KEY}); ` +
+  `SELECT coalesce(max(stream_position), 0) AS membership_position FROM room_events WHERE type IN (${MEMBERSHIP_EVENT_TYPES.map((t) => `'${t}'`).join(', ')})`;
+
+/**
  * The columns of a `StreamEvent` of `room_events e` (an `EventRow`): the payload as its JSON text, so
  * that the wire form is made from it (events/wire.ts) rather than serialized again; `written_ms` is
  * a number, cheaper to read than a timestamp (a resume reads thousands).

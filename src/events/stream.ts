@@ -19,7 +19,7 @@ import crypto from 'node:crypto';
 import type { Logger } from 'pino';
 import { isDatabaseUnavailable, type Database, type Queryable } from '../db/database.js';
 import type { NewRoomEvent, RoomEventOf, RoomEventType, WireRoomEvent } from './catalog.js';
-import { eventsRepository, type FollowingWrite } from './events.repository.js';
+import { LOCK_THEN_MEMBERSHIP_POSITION, eventsRepository, type FollowingWrite } from './events.repository.js';
 import { streamEvent } from './wire.js';
 import { Follower } from './follower.js';
 import type { PubSub } from './pubsub.js';
@@ -151,18 +151,34 @@ export class EventStream {
    * @throws AppError DATABASE_UNAVAILABLE (see `Database.transaction`); then the reader is woken, in
    *   case the transaction committed after all.
    */
-  async write<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+  write<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    return this.transaction((tx) => fn(tx));
+  }
+
+  /**
+   * `write`, with the stream lock taken at BEGIN (same round trip) and held to the commit, so no
+   * other event commits in between; `fn` gets the position of the latest membership event
+   * (`room.updated`, `room.deleted`) committed before it: a node whose stream reader has dispatched
+   * that position knows every room's members, names and settings as they are for this transaction
+   * (the group commit's membership cache, src/modules/rooms/membership-cache.ts).
+   * @throws as `write`.
+   */
+  writeLocked<T>(fn: (tx: Queryable, membershipPosition: number) => Promise<T>): Promise<T> {
+    return this.transaction((tx, first) => fn(tx, Number(first[0].membership_position)), LOCK_THEN_MEMBERSHIP_POSITION);
+  }
+
+  private async transaction<T>(fn: (tx: Queryable, first: { [column: string]: unknown }[]) => Promise<T>, first?: string): Promise<T> {
     let appended: StreamEvent[] = [];
-    const result = await this.db.transaction(async (tx) => {
+    const result = await this.db.transaction(async (tx, firstRows) => {
       // A transaction tried again (src/db/database.ts) starts over: only the committed attempt's events count.
       appended = [];
       appendedIn.set(tx, appended);
       try {
-        return await fn(tx);
+        return await fn(tx, firstRows);
       } finally {
         appendedIn.delete(tx);
       }
-    }).catch((err) => {
+    }, first).catch((err) => {
       if (isDatabaseUnavailable(err)) this.reader.wake();
       throw err;
     });

@@ -138,17 +138,57 @@ describe('a batch with bad sends', () => {
   });
 });
 
+describe('the membership cache', () => {
+  it('writes a batch of plain sends in a room it holds with one statement between BEGIN (with the stream lock) and COMMIT', async () => {
+    await t.hub.messages.send(alice.user.id, roomId, { content: 'the room is cached now' });
+    const transaction = t.hub.db.transaction.bind(t.hub.db);
+    const statements: string[] = [];
+    const firsts: (string | undefined)[] = [];
+    const spy = vi.spyOn(t.hub.db, 'transaction').mockImplementation((fn, first) => {
+      firsts.push(first);
+      return transaction((tx, rows) => fn({ query: (text, values) => (statements.push(text), tx.query(text, values)) }, rows), first);
+    });
+    try {
+      const sent = await Promise.all([0, 1, 2].map((i) => t.hub.messages.send(i === 1 ? bob.user.id : alice.user.id, roomId, { content: `cached ${i}`, txn_id: `cached-${i}` })));
+      expect(sent.map((r) => r.message.user_name)).toEqual(['Alice', 'Bob', 'Alice']);
+      expect(firsts).toHaveLength(1);
+      expect(firsts[0]).toMatch(/pg_advisory_xact_lock/);
+      // No membership read, no look-up of earlier txn_ids: the append alone.
+      expect(statements).toHaveLength(1);
+      expect(statements[0]).toMatch(/INSERT INTO room_events/);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
+  it('announces a rename to the user\'s rooms, and the next message carries the new name', async () => {
+    const dave = await register(t.url, 'Dave');
+    const room = (await api(t.url, 'POST', '/api/rooms', { token: alice.token, body: { type: 'group', name: 'renames', members: [dave.user.id] } })).body.id;
+    await t.hub.messages.send(dave.user.id, room, { content: 'as Dave' });
+    const watcher = await WsClient.connect(t.wsUrl, alice.token);
+    try {
+      expect((await api(t.url, 'PATCH', '/api/me', { token: dave.token, body: { name: 'David' } })).status).toBe(200);
+      const updated = await watcher.next('room.updated', (e) => e.room_id === room);
+      expect(updated.room.members.find((m: { user_id: string }) => m.user_id === dave.user.id).name).toBe('David');
+      const { message } = await t.hub.messages.send(dave.user.id, room, { content: 'as David' });
+      expect(message.user_name).toBe('David');
+    } finally {
+      watcher.close();
+    }
+  });
+});
+
 const sharedServer = Boolean(process.env.DATABASE_URL);
 if (!sharedServer) console.log('SKIPPED the removal race test: it parks writers on a lock from a second session, which needs DATABASE_URL.');
 
 describe.skipIf(!sharedServer)('a removal racing queued sends', () => {
-  it('writes the batch that held the member row before the removal, and no send after it', async () => {
+  it('writes the batch that took the stream lock before the removal, and no send after it', async () => {
     const room = (await api(t.url, 'POST', '/api/rooms', { token: alice.token, body: { type: 'group', name: 'race', members: [carol.user.id] } })).body.id;
     const lock = await holdStreamLock(t);
-    // Batch A key-share locks carol's member row, then parks on the stream lock.
+    // Batch A parks on the stream lock, at BEGIN.
     const early = Promise.allSettled(Array.from({ length: 20 }, (_, i) => t.hub.messages.send(carol.user.id, room, { content: `early ${i}` })));
     await lock.waiting(1);
-    // The removal waits for batch A's lock on that row; these sends queue behind batch A.
+    // The removal deletes carol's member row and parks behind it; these sends queue behind batch A.
     const removal = t.hub.rooms.removeMember(alice.user.id, room, carol.user.id);
     await lock.waiting(2);
     const late = Promise.allSettled(Array.from({ length: 20 }, (_, i) => t.hub.messages.send(carol.user.id, room, { content: `late ${i}` })));
@@ -156,18 +196,15 @@ describe.skipIf(!sharedServer)('a removal racing queued sends', () => {
     const [earlyResults, lateResults] = await Promise.all([early, late]);
     await removal;
     expect(earlyResults.every((r) => r.status === 'fulfilled')).toBe(true);
-    // The sends queued behind the batch either lock the member row before the removal does, and are
-    // written before it, or come after it and are refused: which, PostgreSQL's lock manager decides
-    // (a share lock is granted while a writer waits for the row), so both are allowed; a send
-    // written after the removal is not.
-    const lateWritten = lateResults.filter((r) => r.status === 'fulfilled').length;
-    expect(lateResults.map((r) => (r.status === 'rejected' ? r.reason.code : 'written'))).toEqual([...Array(lateWritten).fill('written'), ...Array(20 - lateWritten).fill('NOT_A_MEMBER')]);
+    // The sends queued behind batch A ask for the stream lock after the removal did: the lock is
+    // granted in that order, so the removal commits first and they are refused.
+    expect(lateResults.map((r) => (r.status === 'rejected' ? r.reason.code : 'written'))).toEqual(Array(20).fill('NOT_A_MEMBER'));
     const { rows } = await t.hub.db.query(
       `SELECT max(stream_position) AS at FROM room_events WHERE room_id = $1 AND type = 'room.updated' AND $2::uuid = ANY(notify_user_ids)`,
       [room, carol.user.id],
     );
     const carols = (await stored(room)).filter((m) => m.user_id === carol.user.id);
-    expect(carols.map((m) => m.content)).toEqual([...Array.from({ length: 20 }, (_, i) => `early ${i}`), ...Array.from({ length: lateWritten }, (_, i) => `late ${i}`)]);
+    expect(carols.map((m) => m.content)).toEqual(Array.from({ length: 20 }, (_, i) => `early ${i}`));
     expect(carols.every((m) => m.stream_position < rows[0].at)).toBe(true);
   });
 
@@ -177,7 +214,7 @@ describe.skipIf(!sharedServer)('a removal racing queued sends', () => {
     // The removal deletes carol's member row, then parks on the stream lock, uncommitted.
     const removal = t.hub.rooms.removeMember(alice.user.id, room, carol.user.id);
     await lock.waiting(1);
-    // The batch must wait for that row's fate instead of reading the old membership and committing after it.
+    // The batch waits for the lock behind the removal, and then must see the removal committed.
     const sends = Promise.allSettled(Array.from({ length: 10 }, (_, i) => t.hub.messages.send(carol.user.id, room, { content: `after ${i}` })));
     await lock.waiting(2);
     await lock.release();
@@ -185,6 +222,32 @@ describe.skipIf(!sharedServer)('a removal racing queued sends', () => {
     await removal;
     expect(results.map((r) => (r.status === 'rejected' ? r.reason.code : 'written'))).toEqual(Array(10).fill('NOT_A_MEMBER'));
     expect((await stored(room)).filter((m) => m.user_id === carol.user.id)).toEqual([]);
+  });
+});
+
+describe.skipIf(!sharedServer)('a node whose membership cache has not seen another node\'s changes', () => {
+  it('refuses a sender removed there and uses a name changed there, reading the rooms again', async () => {
+    const room = (await api(t.url, 'POST', '/api/rooms', { token: alice.token, body: { type: 'group', name: 'stale', members: [bob.user.id, carol.user.id] } })).body.id;
+    await t.hub.messages.send(bob.user.id, room, { content: 'bob, while a member' });
+    // A second node with no Redis: nothing it writes wakes this node's stream reader.
+    const n2 = await startTestHub({ redis: { url: '' } }, { shareWith: t });
+    try {
+      expect((await api(n2.url, 'DELETE', `/api/rooms/${room}/members/${bob.user.id}`, { token: alice.token })).status).toBe(200);
+      expect((await api(n2.url, 'PATCH', '/api/me', { token: carol.token, body: { name: 'Caroline' } })).status).toBe(200);
+      const { rows } = await t.hub.db.query(`SELECT max(stream_position) AS at FROM room_events WHERE room_id = $1 AND type = 'room.updated'`, [room]);
+      // This node has not read those events: its cache still has bob as a member and carol's old name.
+      expect(t.hub.stream.position).toBeLessThan(Number(rows[0].at));
+      const [bobs, carols] = await Promise.allSettled([
+        t.hub.messages.send(bob.user.id, room, { content: 'bob, removed on the other node' }),
+        t.hub.messages.send(carol.user.id, room, { content: 'carol, renamed on the other node' }),
+      ]);
+      expect(bobs.status === 'rejected' && (bobs.reason as AppError).code).toBe('NOT_A_MEMBER');
+      expect(carols.status === 'fulfilled' && carols.value.message.user_name).toBe('Caroline');
+      expect((await stored(room)).map((m) => m.content)).toEqual(['bob, while a member', 'carol, renamed on the other node']);
+    } finally {
+      await n2.close();
+      await api(t.url, 'PATCH', '/api/me', { token: carol.token, body: { name: 'Carol' } });
+    }
   });
 });
 

@@ -1,10 +1,11 @@
 /**
  * The group commit of sends: every `message.send` of this node (WebSocket, REST, agent tools, MCP,
  * bridges) is written by one writer, which takes everything waiting and writes it in one
- * transaction: one locked membership read for the whole batch (which also says which rooms are
- * encrypted), one look-up each of the encrypted rooms' member devices, reply targets, attachments
- * and mention candidates (only when some send needs it), one statement that takes the stream lock
- * and inserts the events and the messages rows (multi-row), one commit (and one fsync).
+ * transaction: the stream lock taken at BEGIN, memberships, sender names and room settings from
+ * the node's membership cache (read through on a miss), one look-up each of the encrypted rooms'
+ * member devices, reply targets and attachments (only when some send needs it), one statement that
+ * inserts the events and the messages rows (multi-row), one commit (and one fsync). A batch of
+ * plain sends in rooms the cache holds is three round trips: BEGIN with the lock, the write, COMMIT.
  *
  * - Repeated `txn_id`s / `remote_id`s: a batch assumes its keys are new and the unique indexes on
  *   `messages` check it; when one says a key was used before, the batch is written again with a
@@ -18,8 +19,10 @@
  * - A batch whose transaction fails (say a `txn_id` committed by another node meanwhile) is written
  *   again one send at a time, so whatever broke it fails alone too.
  * - Order: sends are written, and get stream positions, in the order they were submitted.
- * - Exact membership: the batch key-share locks the senders' `room_members` rows (as a single send
- *   always did), so a removal committed first refuses the send, and one that comes later waits.
+ * - Exact membership: the stream lock is held from BEGIN, and the cache is used only where it has
+ *   applied the latest membership event committed before (src/modules/rooms/membership-cache.ts):
+ *   a removal committed first refuses the send; one still uncommitted commits after the batch, and
+ *   its `room.updated` orders after the sends.
  */
 import crypto from 'node:crypto';
 import { isDatabaseUnavailable, type Database, type Queryable } from '../../db/database.js';
@@ -110,9 +113,9 @@ export class MessageWriter {
   private async write(batch: PendingSend[]): Promise<unknown> {
     let outcomes: Map<PendingSend, Outcome>;
     try {
-      outcomes = await this.stream.write((tx) => this.writeBatch(tx, batch, false)).catch((err) => {
+      outcomes = await this.stream.writeLocked((tx, membershipPosition) => this.writeBatch(tx, batch, membershipPosition, false)).catch((err) => {
         if (!isUniqueViolation(err) || !batch.some(hasKey)) throw err;
-        return this.stream.write((tx) => this.writeBatch(tx, batch, true));
+        return this.stream.writeLocked((tx, membershipPosition) => this.writeBatch(tx, batch, membershipPosition, true));
       });
     } catch (err) {
       if (isDatabaseUnavailable(err)) {
@@ -138,10 +141,12 @@ export class MessageWriter {
 
   /**
    * Checks the batch's rules with one query per kind of check, then writes what passed.
+   * @param membershipPosition the latest membership event's position, read under the stream lock
+   *   (`EventStream.writeLocked`): the membership cache is exact where it has reached it.
    * @param lookUpEarlier whether to read the earlier uses of the batch's `txn_id`s / `remote_id`s
    *   (else the unique indexes refuse a repeated one, and the caller writes the batch again with it).
    */
-  private async writeBatch(tx: Queryable, batch: PendingSend[], lookUpEarlier: boolean): Promise<Map<PendingSend, Outcome>> {
+  private async writeBatch(tx: Queryable, batch: PendingSend[], membershipPosition: number, lookUpEarlier: boolean): Promise<Map<PendingSend, Outcome>> {
     const outcomes = new Map<PendingSend, Outcome>();
     const fail = (send: PendingSend, code: ConstructorParameters<typeof AppError>[0], message: string) => outcomes.set(send, { kind: 'error', err: new AppError(code, message) });
     const open = () => batch.filter((s) => !outcomes.has(s));
@@ -168,22 +173,20 @@ export class MessageWriter {
       }
     }
 
-    // 2. Membership, locked, with the senders' names.
-    const members = await this.rooms.lockMembers(tx, open().map((s) => ({ room_id: s.roomId, user_id: s.userId })));
-    const notMembers = open().filter((s) => !members.has(`${s.roomId}:${s.userId}`));
-    if (notMembers.length) {
-      const live = new Set(await this.rooms.liveRoomIds(tx, [...new Set(notMembers.map((s) => s.roomId))]));
-      for (const send of notMembers) {
-        if (!live.has(send.roomId)) fail(send, 'INVALID_ROOM', 'Room not found');
-        else fail(send, 'NOT_A_MEMBER', 'You are not a member of this room');
-      }
+    // 2. Membership, with the senders' names and the rooms' settings: from the membership cache
+    // where it is exact for this transaction, else read (no SELECT at all for rooms it holds).
+    const rooms = await this.rooms.roomsForSends(tx, [...new Set(open().map((s) => s.roomId))], membershipPosition);
+    for (const send of open()) {
+      const room = rooms.get(send.roomId);
+      if (!room?.live) fail(send, 'INVALID_ROOM', 'Room not found');
+      else if (!room.members.has(send.userId)) fail(send, 'NOT_A_MEMBER', 'You are not a member of this room');
     }
 
     // 2b. Encrypted rooms (one read of their member devices, only when the batch has some): no
     // plaintext, and envelopes that match the members' current E2EE devices, else the send fails
     // alone and nothing is stored.
     const sealed = new Map<PendingSend, StoredEnvelopes>();
-    const encryptedRoomIds = [...new Set(open().filter((s) => members.get(`${s.roomId}:${s.userId}`)!.encrypted).map((s) => s.roomId))];
+    const encryptedRoomIds = [...new Set(open().filter((s) => rooms.get(s.roomId)!.encrypted).map((s) => s.roomId))];
     const encrypted = encryptedRoomIds.length ? await this.e2ee.roomDevices(tx, encryptedRoomIds) : new Map<string, RoomDevices>();
     for (const send of open()) {
       const devices = encrypted.get(send.roomId);
@@ -229,24 +232,20 @@ export class MessageWriter {
       for (const a of rows) owned.set(a.id, attachmentView(a));
     }
 
-    // 5. Mentions count only members of the room; the member lists are read only when some content has `<@`.
-    const mentioning = open().filter((s) => s.input.content.includes('<@'));
-    const memberIds = mentioning.length ? await this.rooms.memberIdsOf(tx, [...new Set(mentioning.map((s) => s.roomId))]) : new Map<string, string[]>();
-
-    // 6. Write what passed, in submission order.
+    // 5. Write what passed, in submission order (mentions count only members of the room).
     const writing = open();
     if (writing.length === 0) return outcomes;
     const messages = writing.map((send): MessageWire => ({
       id: send.input.id ?? crypto.randomUUID(),
       room_id: send.roomId,
       user_id: send.userId,
-      user_name: members.get(`${send.roomId}:${send.userId}`)!.name,
+      user_name: rooms.get(send.roomId)!.members.get(send.userId)!,
       content: send.input.content,
       created_at: new Date(send.input.ts ?? Date.now()).toISOString(),
       edited_at: null,
       reply_to: send.input.reply_to ?? null,
       attachments: send.attachmentIds.map((id) => owned.get(id)!),
-      mentions: send.input.content.includes('<@') ? parseMentions(send.input.content, memberIds.get(send.roomId) ?? []) : [],
+      mentions: send.input.content.includes('<@') ? parseMentions(send.input.content, [...rooms.get(send.roomId)!.members.keys()]) : [],
       reactions: [],
       stream_position: 0,
       delivered_at: null,

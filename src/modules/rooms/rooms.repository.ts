@@ -139,25 +139,18 @@ export const roomsRepository = {
   },
 
   /**
-   * The (room, user) pairs of `pairs` that are memberships of live rooms, key-share locked until the
-   * transaction ends (see `getRole`), with each member's name and whether the room is encrypted.
-   * @returns `"<room_id>:<user_id>"` -> the user's name and the room's `encrypted` flag.
+   * Rooms `ids` as the group commit checks sends against them (the membership cache's entries):
+   * whether each is live and encrypted, and its members with their names. Unknown ids are absent.
    */
-  async lockMembers(q: Queryable, pairs: { room_id: string; user_id: string }[]): Promise<Map<string, { name: string; encrypted: boolean }>> {
-    const { rows } = await q.query<{ room_id: string; user_id: string; name: string; encrypted: boolean }>(
-      `SELECT m.room_id, m.user_id, u.name, r.encrypted
-       FROM room_members m JOIN users u ON u.id = m.user_id JOIN rooms r ON r.id = m.room_id AND r.deleted_at IS NULL
-       WHERE (m.room_id, m.user_id) IN (SELECT room_id, user_id FROM jsonb_to_recordset($1::jsonb) AS p(room_id uuid, user_id uuid))
-       FOR KEY SHARE OF m`,
-      [JSON.stringify(pairs)],
+  async roomsForSends(q: Queryable, ids: string[]): Promise<{ id: string; live: boolean; encrypted: boolean; members: [string, string][] }[]> {
+    const { rows } = await q.query<{ id: string; live: boolean; encrypted: boolean; members: [string, string][] }>(
+      `SELECT r.id, r.deleted_at IS NULL AS live, r.encrypted,
+         coalesce(json_agg(json_build_array(m.user_id, u.name)) FILTER (WHERE m.user_id IS NOT NULL), '[]') AS members
+       FROM rooms r LEFT JOIN room_members m ON m.room_id = r.id LEFT JOIN users u ON u.id = m.user_id
+       WHERE r.id = ANY($1::uuid[]) GROUP BY r.id`,
+      [ids],
     );
-    return new Map(rows.map((r) => [`${r.room_id}:${r.user_id}`, { name: r.name, encrypted: r.encrypted }]));
-  },
-
-  /** Those of `ids` that are rooms not deleted. */
-  async liveRoomIds(q: Queryable, ids: string[]): Promise<string[]> {
-    const { rows } = await q.query<{ id: string }>('SELECT id FROM rooms WHERE id = ANY($1::uuid[]) AND deleted_at IS NULL', [ids]);
-    return rows.map((r) => r.id);
+    return rows;
   },
 
   /** The member ids of each of `roomIds`: room id -> user ids. */

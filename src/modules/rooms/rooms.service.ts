@@ -7,6 +7,7 @@
 import type { Database, Queryable } from '../../db/database.js';
 import { AppError } from '../../errors.js';
 import { appendRoomEvent, appendRoomEvents, type EventStream } from '../../events/stream.js';
+import { MembershipCache, type CachedRoom } from './membership-cache.js';
 import { roomEvents, type RoomWire } from '../../events/catalog.js';
 import {
   assertCanAddMember, assertCanDeleteRoom, assertCanEditRoom, assertCanLeave, assertCanRemoveMember, assertCanSetRole,
@@ -52,12 +53,16 @@ export type LeaveListener = (tx: Queryable, roomId: string, userId: string) => P
 
 export class RoomsService {
   private leaveListener?: LeaveListener;
+  /** What the group commit checks sends against, kept by this node's stream reader (see `roomsForSends`). */
+  private readonly membership = new MembershipCache();
 
   constructor(
     private readonly db: Database,
     private readonly stream: EventStream,
     private readonly users: UsersService,
-  ) {}
+  ) {
+    stream.onEvents((events) => this.membership.apply(events));
+  }
 
   /**
    * Creates a room with the caller as owner. A direct room takes exactly one other member and is
@@ -308,17 +313,28 @@ export class RoomsService {
   }
 
   /**
-   * For a batch of sends, inside its transaction: which (room, user) pairs are memberships of live
-   * rooms, key-share locking them so a concurrent leave or removal waits for the commit.
-   * @returns `"<room_id>:<user_id>"` -> the member's name and whether the room is end-to-end encrypted.
+   * For a batch of sends, inside `EventStream.writeLocked` (the stream lock held since BEGIN): rooms
+   * `roomIds` with their members' names and settings, exact for this transaction. From this node's
+   * membership cache where it is exact at `membershipPosition`, the others read from the tables
+   * (one statement) and cached. No row is locked: a membership change not yet committed appends its
+   * `room.updated` after this transaction commits, so it orders after the batch's sends.
+   * @returns room id -> its entry; a room that does not exist is absent.
    */
-  lockMembers(tx: Queryable, pairs: { room_id: string; user_id: string }[]): Promise<Map<string, { name: string; encrypted: boolean }>> {
-    return repo.lockMembers(tx, pairs);
-  }
-
-  /** Those of `ids` that are rooms not deleted. */
-  liveRoomIds(q: Queryable, ids: string[]): Promise<string[]> {
-    return repo.liveRoomIds(q, ids);
+  async roomsForSends(tx: Queryable, roomIds: string[], membershipPosition: number): Promise<Map<string, CachedRoom>> {
+    const found = new Map<string, CachedRoom>();
+    const missing: string[] = [];
+    for (const id of roomIds) {
+      const entry = this.membership.exactAt(id, membershipPosition);
+      if (entry) found.set(id, entry);
+      else missing.push(id);
+    }
+    if (missing.length === 0) return found;
+    for (const r of await repo.roomsForSends(tx, missing)) {
+      const entry: CachedRoom = { position: membershipPosition, live: r.live, encrypted: r.encrypted, members: new Map(r.members) };
+      this.membership.fill(r.id, entry);
+      found.set(r.id, entry);
+    }
+    return found;
   }
 
   /**
