@@ -7,8 +7,9 @@
  *   called by ten loops, each awaiting its message's commit before sending the next (what a socket
  *   does with window 1): the group commit's rate with no socket, frame or fan-out;
  * - `sqlPerS`: the group commit's statements alone (src/modules/messages/message-writer.ts, a batch
- *   of new `txn_id`s: the locked membership read, the events and messages `INSERT`s under the stream
- *   lock in one statement, in one transaction through the hub's own database layer), batch after batch of
+ *   of new `txn_id`s in a room its membership cache holds: the stream lock and the latest membership
+ *   event's position with BEGIN, the events and messages `INSERT`s in one statement, COMMIT, through
+ *   the hub's own database layer), batch after batch of
  *   `batch` sends, from one connection with nothing else running: the database's rate for that
  *   batch shape. Ten senders with window 1 make batches of about five (two groups alternate: one
  *   commits while the other's acknowledgements go out and its next sends arrive).
@@ -20,10 +21,10 @@ import pino from 'pino';
 import { loadConfig } from '../src/config/load.js';
 import { openDatabase, type Queryable } from '../src/db/database.js';
 import { roomEvents } from '../src/events/catalog.js';
+import { LOCK_THEN_MEMBERSHIP_POSITION } from '../src/events/events.repository.js';
 import { appendRoomEvents } from '../src/events/stream.js';
 import { closeHub, createHub } from '../src/hub.js';
 import { messagesRepository } from '../src/modules/messages/messages.repository.js';
-import { roomsRepository } from '../src/modules/rooms/rooms.repository.js';
 import type { Session } from '../test/helpers/hub.js';
 
 export interface WriterResult {
@@ -70,15 +71,12 @@ export async function writerAlone(hubConfig: { dataDir: string; databaseUrl: str
         user: s.user,
         txnId: `sql-${n}-${i}`,
       }));
-      await db.transaction(async (tx) => {
-        const members = await roomsRepository.lockMembers(tx, sends.map((s) => ({ room_id: roomId, user_id: s.user.id })));
-        if (members.size !== new Set(sends.map((s) => s.user.id)).size) throw new Error('writerAlone: a sender is not a member');
-        await writePlainMessages(
-          tx,
-          roomId,
-          sends.map((s) => ({ user_id: s.user.id, user_name: members.get(`${roomId}:${s.user.id}`)!.name, content: `sql ${s.txnId}`, txn_id: s.txnId })),
-        );
-      });
+      // As the group commit with its membership cache holding the room: the stream lock and the
+      // latest membership event's position at BEGIN, then the write.
+      await db.transaction(
+        (tx) => writePlainMessages(tx, roomId, sends.map((s) => ({ user_id: s.user.id, user_name: s.user.name, content: `sql ${s.txnId}`, txn_id: s.txnId }))),
+        LOCK_THEN_MEMBERSHIP_POSITION,
+      );
       sent += batch;
     }
     return { writerPerS, sqlPerS: sent / ((performance.now() - started) / 1000), batch };
