@@ -7,24 +7,24 @@ const OUTSIDER = '11111111-2222-4333-8444-555555555555';
 
 describe('parseMentions', () => {
   it('finds <@user_id> mentions of members, in order of first appearance, once each', () => {
-    expect(parseMentions(`hi <@${B}> and <@${A}>, again <@${B}>`, [A, B])).toEqual([B, A]);
+    expect(parseMentions(`hi <@${B}> and <@${A}>, again <@${B}>`, new Set([A, B]))).toEqual([B, A]);
   });
 
   it('ignores users who are not members', () => {
-    expect(parseMentions(`<@${OUTSIDER}> <@${A}>`, [A, B])).toEqual([A]);
+    expect(parseMentions(`<@${OUTSIDER}> <@${A}>`, new Set([A, B]))).toEqual([A]);
   });
 
   it('matches upper-case ids and returns them lower-case', () => {
-    expect(parseMentions(`<@${A.toUpperCase()}>`, [A])).toEqual([A]);
+    expect(parseMentions(`<@${A.toUpperCase()}>`, new Set([A]))).toEqual([A]);
   });
 
   it('ignores malformed forms', () => {
     const content = [`@${A}`, `<${A}>`, `<@ ${A}>`, `<@${A.slice(0, -1)}>`, `<@${A}x>`, '<@not-a-uuid>', `<@!${A}>`].join(' ');
-    expect(parseMentions(content, [A])).toEqual([]);
+    expect(parseMentions(content, new Set([A]))).toEqual([]);
   });
 
   it('returns nothing for content without mentions or an empty member list', () => {
-    expect(parseMentions('no mentions here', [A])).toEqual([]);
-    expect(parseMentions(`<@${A}>`, [])).toEqual([]);
+    expect(parseMentions('no mentions here', new Set([A]))).toEqual([]);
+    expect(parseMentions(`<@${A}>`, new Set([]))).toEqual([]);
   });
 });

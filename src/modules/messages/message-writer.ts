@@ -245,7 +245,7 @@ export class MessageWriter {
       edited_at: null,
       reply_to: send.input.reply_to ?? null,
       attachments: send.attachmentIds.map((id) => owned.get(id)!),
-      mentions: send.input.content.includes('<@') ? parseMentions(send.input.content, [...rooms.get(send.roomId)!.members.keys()]) : [],
+      mentions: send.input.content.includes('<@') ? parseMentions(send.input.content, rooms.get(send.roomId)!.members) : [],
       reactions: [],
       stream_position: 0,
       delivered_at: null,

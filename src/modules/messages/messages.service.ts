@@ -319,7 +319,7 @@ export class MessagesService {
 
   /** The room members `content` mentions; the member list is only read when there is a `<@` to resolve. */
   private async mentionsIn(tx: Queryable, roomId: string, content: string): Promise<string[]> {
-    return content.includes('<@') ? parseMentions(content, await this.rooms.memberIds(tx, roomId)) : [];
+    return content.includes('<@') ? parseMentions(content, new Set(await this.rooms.memberIds(tx, roomId))) : [];
   }
 
   /** @throws AppError MESSAGE_TOO_LARGE (413), VALIDATION_FAILED (400: empty without attachments). */

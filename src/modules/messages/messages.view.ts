@@ -31,12 +31,16 @@ export function messageView(m: MessageRow, deviceId?: string): MessageWire {
 
 export type MessageView = MessageWire;
 
-/** Mentions are written `<@user_id>` in content; only members of the room count. */
-export function parseMentions(content: string, memberIds: string[]): string[] {
+/**
+ * Mentions are written `<@user_id>` in content; only members of the room count (`members`: the
+ * room's member ids, as a set or the keys of a map).
+ * @returns the member ids mentioned, lower-case, in order of first mention, once each.
+ */
+export function parseMentions(content: string, members: { has(userId: string): boolean }): string[] {
   const found = new Set<string>();
   for (const match of content.matchAll(/<@([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})>/gi)) {
     const id = match[1].toLowerCase();
-    if (memberIds.includes(id)) found.add(id);
+    if (members.has(id)) found.add(id);
   }
   return [...found];
 }
